@@ -1,0 +1,107 @@
+"""The small interface every connector implements, and shared timestamp parsing in SQL.
+
+A connector never opens the database. It hands the store a `Staged` batch per
+table: either a SELECT (run by the store, so big files are parsed by DuckDB's
+readers) or a pandas DataFrame. Either way the batch has the table's columns
+plus `line` (1-based line in the file), `reason` (NULL when the row is good,
+else why it is quarantined) and `raw` (the record as read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from correlate.errors import InputError
+
+# Columns of each table a connector fills (the store adds ids and bookkeeping).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "approvals": ("approval_id", "account", "target", "start_ts", "end_ts", "ticket",
+                  "requester", "approver", "kind", "status", "revoked_at"),
+    "tickets": ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
+                "assignee"),
+    "ticket_history": ("ticket_id", "ts", "status"),
+    "activity": ("event_id", "ts", "account", "target", "action", "detail", "session_id",
+                 "actor"),
+}
+
+TICKET_STATUSES = ("requested", "approved", "in_progress", "resolved", "closed", "cancelled",
+                   "rejected")
+
+
+@dataclass
+class Options:
+    """Per-ingest options a user can set on the command line or in the config."""
+
+    tz: str | None = None          # zone for timestamps that carry none
+    year: int | None = None        # for year-less syslog timestamps
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.tz is not None:
+            try:
+                ZoneInfo(self.tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise InputError(f"unknown time zone {self.tz!r} (use an IANA name such as "
+                                 f"Europe/Berlin or UTC)") from None
+
+
+@dataclass
+class Staged:
+    """Rows parsed from one file for one table: SQL for the store to run, or a DataFrame."""
+
+    table: str
+    sql: str | None = None
+    params: dict = field(default_factory=dict)
+    frame: object | None = None   # pandas.DataFrame
+    # When the fast SQL path cannot give exact line numbers for quarantined rows,
+    # the store re-stages with this exact (slower) path.
+    exact: "Staged | None" = None
+
+
+class Connector(Protocol):
+    """What the registry holds."""
+
+    name: str
+    kinds: tuple[str, ...]
+    description: str
+
+    def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
+        """Parse `path` (of `kind`) into staged batches; raise InputError for unusable files."""
+
+
+_ZONE_RE = r"[0-9]T?[0-9:.,]* ?[+-][0-9]{2}(:?[0-9]{2})?$"
+_NAIVE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
+
+
+def ts_sql(col: str) -> str:
+    """SQL parsing text column `col` to TIMESTAMPTZ (NULL when it cannot).
+
+    ISO 8601 with Z or an offset; epoch milliseconds (digits only); a zone-less
+    timestamp only when the named parameter $tz is set. `col` is a constant
+    column name from our own code, never user input.
+    """
+    c = f"trim({col})"
+    return (
+        f"(CASE WHEN {col} IS NULL OR {c} = '' THEN NULL "
+        f"WHEN suffix({c}, 'Z') OR suffix({c}, 'z') THEN try_cast({c} AS TIMESTAMPTZ) "
+        f"WHEN regexp_full_match({c}, '-?[0-9]{{10,16}}') "
+        f"THEN timezone('UTC', make_timestamp(try_cast({c} AS BIGINT) * 1000)) "
+        f"WHEN regexp_matches({c}, '{_ZONE_RE}') AND regexp_matches({c}, '[0-9]{{2}}:[0-9]{{2}}') "
+        f"THEN try_cast({c} AS TIMESTAMPTZ) "
+        f"WHEN $tz IS NOT NULL AND regexp_full_match({c}, '{_NAIVE_RE}') "
+        f"THEN timezone($tz, try_cast({c} AS TIMESTAMP)) END)"
+    )
+
+
+def ts_problem_sql(col: str, label: str) -> str:
+    """SQL giving why `col` did not parse (use where ts_sql(col) IS NULL)."""
+    c = f"trim({col})"
+    return (
+        f"(CASE WHEN {col} IS NULL OR {c} = '' THEN 'missing required field: {label}' "
+        f"WHEN regexp_full_match({c}, '{_NAIVE_RE}') "
+        f"THEN 'timestamp without time zone in {label}: ' || {c} || ' (set the source zone with --tz)' "
+        f"ELSE 'unparseable timestamp in {label}: ' || left({c}, 80) END)"
+    )

@@ -1,0 +1,210 @@
+"""The generic CSV / JSON-lines contract every PAM, ticket and activity export can map to.
+
+Four kinds (see README "Generic format"): approvals, tickets, ticket_history,
+activity. JSON lines are read by DuckDB (fast path; re-read line by line for
+exact line numbers when a record is bad); CSV by Python's csv module, which
+knows the physical line of every record.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from connectors.base import TICKET_STATUSES, Options, Staged, ts_problem_sql, ts_sql
+from correlate.errors import InputError
+
+# input field -> (table column, required, is timestamp)
+SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
+    "approvals": [
+        ("approval_id", "approval_id", True, False), ("account", "account", True, False),
+        ("target", "target", True, False), ("start", "start_ts", True, True),
+        ("end", "end_ts", True, True), ("ticket", "ticket", False, False),
+        ("requester", "requester", False, False), ("approver", "approver", False, False),
+        ("kind", "kind", False, False), ("status", "status", False, False),
+        ("revoked_at", "revoked_at", False, True)],
+    "tickets": [
+        ("ticket_id", "ticket_id", True, False), ("status", "status", True, False),
+        ("opened", "opened", True, True), ("closed", "closed", False, True),
+        ("planned_start", "planned_start", False, True),
+        ("planned_end", "planned_end", False, True), ("assignee", "assignee", False, False)],
+    "ticket_history": [
+        ("ticket_id", "ticket_id", True, False), ("ts", "ts", True, True),
+        ("status", "status", True, False)],
+    "activity": [
+        ("event_id", "event_id", False, False), ("ts", "ts", True, True),
+        ("account", "account", True, False), ("target", "target", True, False),
+        ("action", "action", False, False), ("detail", "detail", False, False),
+        ("session_id", "session_id", False, False), ("actor", "actor", False, False)],
+}
+
+_STATUSES = ", ".join(f"'{s}'" for s in TICKET_STATUSES)
+
+# Extra checks per kind, run after fields are parsed (aliases of the output columns).
+_CHECKS = {
+    "approvals": [
+        "WHEN kind NOT IN ('standard', 'break_glass') THEN 'invalid kind: ' || kind || "
+        "' (standard or break_glass)'",
+        "WHEN status NOT IN ('approved', 'revoked', 'denied') THEN 'invalid status: ' || status "
+        "|| ' (approved, revoked or denied)'",
+        "WHEN end_ts < start_ts THEN 'end before start'",
+        "WHEN status = 'revoked' AND revoked_at IS NULL THEN 'status revoked without revoked_at'",
+    ],
+    "tickets": [
+        f"WHEN status NOT IN ({_STATUSES}) THEN 'invalid ticket status: ' || status",
+        "WHEN closed < opened THEN 'closed before opened'",
+        "WHEN planned_end < planned_start THEN 'planned_end before planned_start'",
+    ],
+    "ticket_history": [f"WHEN status NOT IN ({_STATUSES}) THEN 'invalid ticket status: ' || status"],
+    "activity": [],
+}
+
+_DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved"}
+_LOWER = {("approvals", "kind"), ("approvals", "status"), ("tickets", "status"),
+          ("ticket_history", "status")}
+
+
+def _clean(kind: str, field: str) -> str:
+    """SQL for a text field: trimmed, empty -> NULL, defaults and case applied."""
+    expr = f"nullif(trim(f_{field}), '')"
+    if (kind, field) in _LOWER:
+        expr = f"lower({expr})"
+    if (kind, field) in _DEFAULTS:
+        expr = f"coalesce({expr}, '{_DEFAULTS[(kind, field)]}')"
+    return expr
+
+
+def mapping_sql(kind: str, source_sql: str) -> str:
+    """SELECT turning `source_sql` (line, raw, f_<field> text columns) into staged rows."""
+    spec = SPEC[kind]
+    cols, problems = [], []
+    for field, column, required, is_ts in spec:
+        if is_ts:
+            cols.append(f"{ts_sql('f_' + field)} AS {column}")
+            if required:
+                problems.append(f"WHEN {ts_sql('f_' + field)} IS NULL "
+                                f"THEN {ts_problem_sql('f_' + field, field)}")
+            else:
+                problems.append(f"WHEN nullif(trim(f_{field}), '') IS NOT NULL AND "
+                                f"{ts_sql('f_' + field)} IS NULL "
+                                f"THEN {ts_problem_sql('f_' + field, field)}")
+        else:
+            cols.append(f"{_clean(kind, field)} AS {column}")
+            if required:
+                problems.append(f"WHEN nullif(trim(f_{field}), '') IS NULL "
+                                f"THEN 'missing required field: {field}'")
+    if kind == "activity":
+        # No event_id: a stable id from the record's content, so re-ingest is idempotent.
+        cols[0] = ("coalesce(nullif(trim(f_event_id), ''), 'sha:' || left(sha256(concat_ws("
+                   "chr(31), f_ts, f_account, f_target, f_action, f_detail, f_session_id, "
+                   "f_actor)), 32)) AS event_id")
+    checks = " ".join(_CHECKS[kind])
+    names = ", ".join(c for _, c, _, _ in spec)
+    return (
+        f"SELECT line, raw, CASE WHEN parse_error IS NOT NULL THEN parse_error "
+        f"{' '.join(problems)} ELSE reason_after END AS reason, {names} FROM ("
+        f"  SELECT *, CASE {checks or 'WHEN false THEN NULL'} END AS reason_after FROM ("
+        f"    SELECT line, raw, parse_error, f_{', f_'.join(f for f, *_ in spec)}, "
+        f"    {', '.join(cols)} FROM ({source_sql}) src_rows))"
+    )
+
+
+def _json_fast_sql(kind: str) -> str:
+    fields = [f for f, *_ in SPEC[kind]]
+    columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in fields) + "}"
+    select = ", ".join(f'"{f}" AS f_{f}' for f in fields)
+    raw = "to_json({" + ", ".join(f"'{f}': \"{f}\"" for f in fields) + "})::VARCHAR"
+    return (f"SELECT row_number() OVER () AS line, {raw} AS raw, NULL::VARCHAR AS parse_error, "
+            f"{select} FROM read_json($path, format='newline_delimited', columns={columns}, "
+            f"maximum_object_size=16777216)")
+
+
+def _json_exact_sql(kind: str) -> str:
+    fields = [f for f, *_ in SPEC[kind]]
+    paths = "[" + ", ".join(f"'$.\"{f}\"'" for f in fields) + "]"
+    select = ", ".join(f"j[{i + 1}] AS f_{f}" for i, f in enumerate(fields))
+    return (
+        "SELECT line, raw, CASE WHEN NOT json_valid(raw) THEN 'invalid JSON' "
+        "WHEN json_type(raw::JSON) <> 'OBJECT' THEN 'JSON value is not an object' END "
+        f"AS parse_error, {select} FROM ("
+        f"  SELECT line, raw, CASE WHEN json_valid(raw) AND json_type(raw::JSON) = 'OBJECT' "
+        f"  THEN json_extract_string(raw, {paths}) END AS j FROM ("
+        "    SELECT row_number() OVER () AS line, raw FROM read_csv($path, "
+        "    columns={'raw': 'VARCHAR'}, header=false, delim=E'\\x01', quote='', escape='', "
+        "    auto_detect=false, strict_mode=false, max_line_size=16777216)"
+        "  ) WHERE raw IS NOT NULL AND trim(raw) <> '')"
+    )
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
+    """Every CSV record with its physical line; short/long rows get a parse_error."""
+    fields = [f for f, *_ in SPEC[kind]]
+    required = [f for f, _, req, _ in SPEC[kind] if req]
+    try:
+        with _open_text(path) as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                return pd.DataFrame(columns=["line", "raw", "parse_error"] + [f"f_{f}" for f in fields])
+            header = [h.strip().lower() for h in header]
+            missing = [f for f in required if f not in header]
+            if missing:
+                raise InputError(f"header lacks required column(s) {', '.join(missing)} "
+                                 f"for kind {kind}; header is: {', '.join(header)}", str(path), 1)
+            index = {h: i for i, h in enumerate(header)}
+            rows = []
+            start = reader.line_num + 1
+            for rec in reader:
+                line, start = start, reader.line_num + 1
+                if not rec or (len(rec) == 1 and not rec[0].strip()):
+                    continue
+                raw = ",".join(rec)
+                error = None
+                if len(rec) != len(header):
+                    error = f"expected {len(header)} fields, found {len(rec)}"
+                values = [rec[index[f]] if f in index and index[f] < len(rec) else None
+                          for f in fields]
+                rows.append([line, raw, error] + values)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason})", str(path)) from None
+    except csv.Error as exc:
+        raise InputError(f"CSV error: {exc}", str(path), reader.line_num) from None
+    return pd.DataFrame(rows, columns=["line", "raw", "parse_error"] + [f"f_{f}" for f in fields],
+                        dtype=object)
+
+
+def _is_jsonl(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return name.endswith((".jsonl", ".ndjson", ".json"))
+
+
+class GenericConnector:
+    """CSV or JSON-lines in pamcorr's own documented columns."""
+
+    name = "generic"
+    kinds = ("approvals", "tickets", "ticket_history", "activity")
+    description = "pamcorr's generic CSV/JSON-lines contract (approvals, tickets, ticket_history, activity)"
+
+    def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
+        if kind not in SPEC:
+            raise InputError(f"generic connector has no kind {kind!r}; choose one of "
+                             f"{', '.join(SPEC)}")
+        params = {"tz": options.tz}
+        if _is_jsonl(path):
+            exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind)),
+                           params={**params, "path": str(path)})
+            return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
+                           params={**params, "path": str(path)}, exact=exact)]
+        frame = _csv_frame(path, kind)
+        return [Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
+                       frame=frame)]

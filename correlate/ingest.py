@@ -1,0 +1,240 @@
+"""Load what a connector staged into the store: quarantine, de-duplicate, count, log the file."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from connectors.base import Options, Staged
+from correlate.clock import now_utc
+from correlate.errors import InputError, StoreError
+from correlate.redact import redact_sql
+from correlate.store import Store
+
+
+@dataclass
+class FileResult:
+    """Counts for one file; read = accepted + quarantined + duplicates."""
+
+    file: str
+    source: str
+    kind: str
+    sha256: str
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    skipped: bool = False       # same sha256 ingested before
+    reasons: dict = field(default_factory=dict)
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.accepted + self.quarantined + self.duplicates
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files named directly, under a directory (recursively), or matched by a glob; sorted."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out.extend(sorted(f for f in path.rglob("*") if f.is_file()
+                              and not f.name.startswith(".")))
+        elif path.is_file():
+            out.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(p, recursive=True) if os.path.isfile(m))
+            if not matches:
+                raise InputError("no such file, directory or glob match", p)
+            out.extend(matches)
+    seen, unique = set(), []
+    for f in out:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
+           progress=None) -> list[FileResult]:
+    """Ingest files with one connector. Files already ingested (same sha256) are skipped."""
+    if kind not in connector.kinds:
+        raise InputError(f"connector {connector.name} reads kinds {', '.join(connector.kinds)}, "
+                         f"not {kind!r}")
+    results = []
+    files = expand_paths(paths)
+    for n, path in enumerate(files, 1):
+        if progress:
+            progress(f"[{n}/{len(files)}] {path}")
+        results.append(ingest_file(store, connector, kind, path, options))
+    return results
+
+
+def ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
+    digest = sha256_file(path)
+    result = FileResult(str(path), connector.name, kind, digest)
+    prior = store.query("SELECT read FROM ingest_log WHERE sha256 = ? AND source = ? AND kind = ? "
+                        "AND finished IS NOT NULL LIMIT 1", [digest, connector.name, kind])
+    if prior:
+        result.skipped = True
+        return result
+    staged = connector.stage(path, kind, options)
+    con = store.con
+    # Parse first, outside the transaction: a failed fast read must not abort it.
+    for i, batch in enumerate(staged):
+        _stage_batch(con, batch, f"stage_{i}", str(path))
+    with store.transaction():
+        ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
+        con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
+                    "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [ingest_id, connector.name, kind, str(path), digest, path.stat().st_size,
+                     now_utc()])
+        for i, batch in enumerate(staged):
+            counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path))
+            result.read += counts["read"]
+            result.accepted += counts["accepted"]
+            result.quarantined += counts["quarantined"]
+            result.duplicates += counts["duplicates"]
+        for reason, count in con.execute(
+                "SELECT reason, count(*) FROM quarantine WHERE ingest_id = ? GROUP BY 1 "
+                "ORDER BY 2 DESC, 1", [ingest_id]).fetchall():
+            result.reasons[reason] = count
+        con.execute("UPDATE ingest_log SET read = ?, accepted = ?, quarantined = ?, duplicates = ?, "
+                    "finished = ? WHERE ingest_id = ?",
+                    [result.read, result.accepted, result.quarantined, result.duplicates,
+                     now_utc(), ingest_id])
+    return result
+
+
+def _stage(con, batch: Staged, name: str) -> None:
+    if batch.frame is not None:
+        con.register("src", batch.frame)
+    try:
+        con.execute("SET preserve_insertion_order = true")  # row_number() = file order
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", batch.params)
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+        if batch.frame is not None:
+            con.unregister("src")
+
+
+def _stage_batch(con, batch: Staged, name: str, path: str) -> None:
+    """Fast path first; the exact path when it fails or when rows need exact line numbers."""
+    try:
+        _stage(con, batch, name)
+        if batch.exact is not None and con.execute(
+                f"SELECT count(*) FROM {name} WHERE reason IS NOT NULL").fetchone()[0]:
+            _stage(con, batch.exact, name)
+    except duckdb.Error as exc:
+        if batch.exact is None:
+            raise InputError(f"cannot read: {str(exc).splitlines()[0]}", path) from None
+        try:
+            _stage(con, batch.exact, name)
+        except duckdb.Error as exc2:
+            raise InputError(f"cannot read: {str(exc2).splitlines()[0]}", path) from None
+    if batch.table == "activity":
+        con.execute(f"UPDATE {name} SET detail = {redact_sql('detail')} WHERE detail IS NOT NULL")
+
+
+def _load(con, table: str, name: str, source: str, ingest_id: int, path: str) -> dict:
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT * FROM {name}")
+    read = con.execute("SELECT count(*) FROM stage").fetchone()[0]
+    con.execute(f"INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, left({redact_sql('raw')}, 4000) "
+                "FROM stage WHERE reason IS NOT NULL", [ingest_id, source, table, path])
+    quarantined = con.execute("SELECT count(*) FROM stage WHERE reason IS NOT NULL").fetchone()[0]
+    accepted = LOADERS[table](con, source, ingest_id)
+    return {"read": read, "quarantined": quarantined, "accepted": accepted,
+            "duplicates": read - quarantined - accepted}
+
+
+def _count(con, sql: str, params: list) -> int:
+    return con.execute(sql, params).fetchone()[0]
+
+
+APPROVAL_COLS = ("approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
+                 "approver", "kind", "status", "revoked_at")
+TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
+               "assignee")
+
+
+def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, ingest_id: int,
+            source_in_key: bool) -> int:
+    """Latest line per key wins; rows identical to what is stored count as duplicates."""
+    same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
+    src_match = "t.source = ? AND " if source_in_key else ""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM stage WHERE reason IS NULL "
+                f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line DESC) = 1")
+    con.execute(f"DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM {table} t WHERE {src_match}{same})",
+                [source] if source_in_key else [])
+    names = ", ".join(cols)
+    con.execute(f"INSERT OR REPLACE INTO {table} ({names}, source, ingest_id, line) "
+                f"SELECT {names}, ?, ?, line FROM fresh", [source, ingest_id])
+    return _count(con, "SELECT count(*) FROM fresh", [])
+
+
+def _load_approvals(con, source, ingest_id):
+    return _upsert(con, "approvals", "approval_id", APPROVAL_COLS, source, ingest_id, True)
+
+
+def _load_tickets(con, source, ingest_id):
+    return _upsert(con, "tickets", "ticket_id", TICKET_COLS, source, ingest_id, False)
+
+
+def _load_history(con, source, ingest_id):
+    before = _count(con, "SELECT count(*) FROM ticket_history", [])
+    con.execute("INSERT OR IGNORE INTO ticket_history (ticket_id, ts, status, source, ingest_id, line) "
+                "SELECT ticket_id, ts, status, ?, ?, line FROM stage WHERE reason IS NULL",
+                [source, ingest_id])
+    return _count(con, "SELECT count(*) FROM ticket_history", []) - before
+
+
+ACTIVITY_FRESH = """
+CREATE OR REPLACE TEMP TABLE fresh AS
+SELECT s.* FROM (
+    SELECT * FROM stage WHERE reason IS NULL
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
+) s
+ANTI JOIN (SELECT event_id FROM activity WHERE source = ?) a ON a.event_id = s.event_id
+"""
+
+ACTIVITY_KEYS = """
+INSERT INTO activity_keys (key_id, account_norm, target_norm)
+SELECT (SELECT coalesce(max(key_id), 0) FROM activity_keys) + row_number() OVER (), a, t
+FROM (SELECT DISTINCT lower(account) AS a, lower(target) AS t FROM fresh) n
+ANTI JOIN activity_keys k ON k.account_norm = n.a AND k.target_norm = n.t
+"""
+
+ACTIVITY_INSERT = """
+INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
+                      actor, key_id, ingest_id, line)
+SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + row_number() OVER (),
+       ?, f.event_id, f.ts, f.account, f.target, f.action, f.detail, f.session_id, f.actor,
+       k.key_id, ?, f.line
+FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
+                                 AND k.target_norm = lower(f.target)
+"""
+
+
+def _load_activity(con, source, ingest_id):
+    con.execute(ACTIVITY_FRESH, [source])
+    con.execute(ACTIVITY_KEYS)
+    con.execute(ACTIVITY_INSERT, [source, ingest_id])
+    return _count(con, "SELECT count(*) FROM fresh", [])
+
+
+LOADERS = {"approvals": _load_approvals, "tickets": _load_tickets,
+           "ticket_history": _load_history, "activity": _load_activity}
