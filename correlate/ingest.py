@@ -72,8 +72,13 @@ def sha256_file(path: Path) -> str:
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
            progress=None) -> list[FileResult]:
     """Ingest files with one connector. Files already ingested (same sha256) are skipped."""
+    if kind is None:
+        if len(connector.kinds) != 1 and "auto" not in connector.kinds:
+            raise InputError(f"source {connector.name} needs --kind, one of "
+                             f"{', '.join(connector.kinds)}")
+        kind = "auto" if "auto" in connector.kinds else connector.kinds[0]
     if kind not in connector.kinds:
-        raise InputError(f"connector {connector.name} reads kinds {', '.join(connector.kinds)}, "
+        raise InputError(f"source {connector.name} reads kinds {', '.join(connector.kinds)}, "
                          f"not {kind!r}")
     results = []
     files = expand_paths(paths)
@@ -167,6 +172,9 @@ def _count(con, sql: str, params: list) -> int:
 
 APPROVAL_COLS = ("approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
                  "approver", "kind", "status", "revoked_at")
+OPTIONAL = {"approvals": ("reason",),
+            "tickets": ("reporter", "title", "components", "system", "url", "work_start",
+                        "work_end")}
 TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
                "assignee")
 
@@ -174,6 +182,8 @@ TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "plan
 def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, ingest_id: int,
             source_in_key: bool) -> int:
     """Latest line per key wins; rows identical to what is stored count as duplicates."""
+    present = {r[0] for r in con.execute("DESCRIBE stage").fetchall()}
+    cols = tuple(cols) + tuple(c for c in OPTIONAL.get(table, ()) if c in present)
     same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
     src_match = "t.source = ? AND " if source_in_key else ""
     con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM stage WHERE reason IS NULL "
@@ -218,12 +228,14 @@ FROM (SELECT DISTINCT lower(account) AS a, lower(target) AS t FROM fresh) n
 ANTI JOIN activity_keys k ON k.account_norm = n.a AND k.target_norm = n.t
 """
 
+ACTIVITY_OPTIONAL = ("approval_ref", "actor_kind", "read_only", "attrs")
+
 ACTIVITY_INSERT = """
 INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
-                      actor, key_id, ingest_id, line)
+                      actor, key_id, ingest_id, line{optional})
 SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + row_number() OVER (),
        ?, f.event_id, f.ts, f.account, f.target, f.action, f.detail, f.session_id, f.actor,
-       k.key_id, ?, f.line
+       k.key_id, ?, f.line{optional_f}
 FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
                                  AND k.target_norm = lower(f.target)
 """
@@ -232,7 +244,11 @@ FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
 def _load_activity(con, source, ingest_id):
     con.execute(ACTIVITY_FRESH, [source])
     con.execute(ACTIVITY_KEYS)
-    con.execute(ACTIVITY_INSERT, [source, ingest_id])
+    present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
+    optional = [c for c in ACTIVITY_OPTIONAL if c in present]
+    con.execute(ACTIVITY_INSERT.format(optional="".join(f", {c}" for c in optional),
+                                       optional_f="".join(f", f.{c}" for c in optional)),
+                [source, ingest_id])
     return _count(con, "SELECT count(*) FROM fresh", [])
 
 

@@ -1,0 +1,72 @@
+"""Correlation: bind the period and policy, run verdicts.sql, record the run."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from correlate import __version__
+from correlate.clock import now_utc
+from correlate.store import Store, read_sql
+
+DEFAULT_GRACE_S = 300
+DEFAULT_LOOKAROUND_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a run is judged by."""
+
+    grace_s: int = DEFAULT_GRACE_S
+    lookaround_s: int = DEFAULT_LOOKAROUND_S
+
+
+def _statements(sql: str) -> list[str]:
+    parts, current = [], []
+    for line in sql.splitlines():
+        if line.strip() == ";":
+            parts.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    parts.append("\n".join(current))
+    # Drop whole-line comments so the parameter scan sees only SQL.
+    parts = ["\n".join(l for l in p.splitlines() if not l.strip().startswith("--")) for p in parts]
+    return [p for p in parts if p.strip()]
+
+
+VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
+
+_CLEANUP = ("run_keys", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
+            "nearest", "segment")
+
+
+def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
+              policy: Policy = Policy(), parameters: dict | None = None) -> int:
+    """Judge every activity row with start <= ts < end (all when both None). Returns run_id."""
+    con = store.con
+    params = {"start": start, "end": end, "grace": policy.grace_s,
+              "lookaround": policy.lookaround_s}
+    with store.transaction():
+        run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
+        con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
+                    "lookaround_s, parameters, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [run_id, now_utc(), start, end, policy.grace_s, policy.lookaround_s,
+                     json.dumps({**asdict(policy), **(parameters or {})}, default=str),
+                     __version__])
+        params["run_id"] = run_id
+        for statement in VERDICT_STATEMENTS:
+            names = {k: v for k, v in params.items()
+                     if re.search(rf"\${k}\b", statement)}
+            con.execute(statement, names)
+        con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
+        for name in _CLEANUP:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    return run_id
+
+
+def latest_run(store: Store) -> int | None:
+    """The newest finished run, or None."""
+    return store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")

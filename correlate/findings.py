@@ -1,0 +1,57 @@
+"""Verdict names, their statuses and order: the vocabulary findings and reports share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# In the order the best candidate wins (docs/verdicts.md), then the no-candidate verdicts.
+VERDICTS: dict[str, str] = {
+    "approved": "PASS",
+    "approved_in_grace": "WARN",
+    "break_glass": "WARN",
+    "ticket_invalid": "FAIL",
+    "ticket_missing": "FAIL",
+    "break_glass_unreviewed": "FAIL",
+    "out_of_window": "FAIL",
+    "unapproved": "FAIL",
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "approved": "inside an approved window with a valid ticket",
+    "approved_in_grace": "inside the grace period around an approved window, valid ticket",
+    "break_glass": "under a break-glass approval whose ticket was opened within 24 h",
+    "ticket_invalid": "covered by a window whose ticket was not valid at the time",
+    "ticket_missing": "covered by a window that cites no ticket",
+    "break_glass_unreviewed": "break-glass with no ticket opened within 24 h",
+    "out_of_window": "outside every approval window (nearest within the lookaround)",
+    "unapproved": "no applicable approval at all",
+}
+
+STATUSES = ("PASS", "WARN", "FAIL")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One activity row and its verdict in one run: what every output format writes."""
+
+    event_id: str
+    source: str
+    ts: datetime
+    account: str
+    target: str
+    action: str | None
+    detail: str | None
+    session_id: str | None
+    actor: str | None
+    verdict: str
+    status: str
+    approval_id: str | None
+    ticket_id: str | None
+    gap_seconds: float | None
+    reason: str | None
+    run_id: int
+
+    FIELDS = ("event_id", "source", "ts", "account", "target", "action", "detail", "session_id",
+              "actor", "verdict", "status", "approval_id", "ticket_id", "gap_seconds", "reason",
+              "run_id")

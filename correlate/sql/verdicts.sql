@@ -1,0 +1,170 @@
+-- verdicts.sql: one verdict per activity row in [$start, $end), written to findings for $run_id.
+-- The rules are docs/verdicts.md. Method (see docs/performance.md):
+--   1. expand applicable approvals to the (account, target) keys they cover (glob, case-insensitive);
+--   2. cut each key's timeline at every point where any rule input can change (window and grace
+--      bounds, ticket opened/closed/planned bounds, status transitions, break-glass 24 h limit);
+--   3. judge each segment once at its first instant, weighing ALL windows that cover it
+--      (a plain ASOF join to the latest-starting window is wrong for nested windows);
+--   4. one ASOF join gives every action its segment's answer; gaps are computed per action.
+-- Statements are separated by lines holding only ';'.
+
+CREATE OR REPLACE TEMP TABLE run_keys AS
+SELECT DISTINCT key_id FROM activity
+WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
+;
+CREATE OR REPLACE TEMP TABLE win AS
+SELECT k.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket,
+       a.start_ts AS ws,
+       CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
+            ELSE a.end_ts END AS we
+FROM approvals a
+JOIN activity_keys k ON k.account_norm = lower(a.account)
+SEMI JOIN run_keys r ON r.key_id = k.key_id
+WHERE a.status <> 'denied'
+  AND (k.target_norm = lower(a.target)
+       OR (regexp_matches(a.target, '[*?\[]') AND k.target_norm GLOB lower(a.target)))
+;
+DELETE FROM win WHERE we < ws   -- revoked before it began: never in force
+;
+CREATE OR REPLACE TEMP TABLE ticket_points AS
+SELECT ticket_id, p FROM (
+    SELECT ticket_id, opened AS p FROM tickets
+    UNION ALL SELECT ticket_id, opened - INTERVAL 24 HOUR FROM tickets
+    UNION ALL SELECT ticket_id, closed + INTERVAL 1 MICROSECOND FROM tickets WHERE closed IS NOT NULL
+    UNION ALL SELECT ticket_id, planned_start FROM tickets WHERE planned_start IS NOT NULL
+    UNION ALL SELECT ticket_id, planned_end + INTERVAL 1 MICROSECOND FROM tickets WHERE planned_end IS NOT NULL
+    UNION ALL SELECT ticket_id, ts FROM ticket_history
+) WHERE ticket_id IN (SELECT ticket FROM win)
+;
+CREATE OR REPLACE TEMP TABLE seg AS
+SELECT DISTINCT key_id, p FROM (
+    SELECT key_id, ws - to_seconds($grace) AS p FROM win
+    UNION ALL SELECT key_id, ws FROM win
+    UNION ALL SELECT key_id, we + INTERVAL 1 MICROSECOND FROM win
+    UNION ALL SELECT key_id, we + to_seconds($grace) + INTERVAL 1 MICROSECOND FROM win
+    UNION ALL SELECT key_id, '-infinity'::TIMESTAMPTZ FROM win
+    UNION ALL SELECT w.key_id, t.p FROM win w JOIN ticket_points t ON t.ticket_id = w.ticket
+)
+;
+-- Every window covering a segment's first instant (widened by grace), judged there.
+CREATE OR REPLACE TEMP TABLE cand AS
+SELECT s.key_id, s.p, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we,
+       t.ticket_id AS t_id, t.status AS t_status, t.opened, t.closed,
+       t.planned_start, t.planned_end
+FROM seg s
+JOIN win w ON w.key_id = s.key_id
+          AND s.p >= w.ws - to_seconds($grace)
+          AND s.p <= w.we + to_seconds($grace)
+LEFT JOIN tickets t ON t.ticket_id = w.ticket
+;
+CREATE OR REPLACE TEMP TABLE cand_status AS
+SELECT c.key_id, c.p, c.ticket,
+       bool_or(h.ticket_id IS NOT NULL) AS has_history,
+       arg_max(h.status, h.ts) FILTER (WHERE h.ts <= c.p) AS status_at
+FROM (SELECT DISTINCT key_id, p, ticket FROM cand WHERE ticket IS NOT NULL) c
+JOIN ticket_history h ON h.ticket_id = c.ticket
+GROUP BY ALL
+;
+CREATE OR REPLACE TEMP TABLE judged AS
+SELECT c.*, v.verdict, v.invalid_reason,
+       CASE v.verdict WHEN 'approved' THEN 1 WHEN 'approved_in_grace' THEN 2
+            WHEN 'break_glass' THEN 3 WHEN 'ticket_invalid' THEN 4
+            WHEN 'ticket_missing' THEN 5 ELSE 6 END AS rank
+FROM (
+  SELECT c.*,
+    CASE
+      WHEN c.t_id IS NULL THEN 'ticket_not_found'
+      WHEN cs.has_history AND cs.status_at IS NULL THEN 'ticket_no_status_yet'
+      WHEN cs.has_history AND cs.status_at NOT IN ('approved', 'in_progress')
+        THEN 'ticket_status_' || cs.status_at
+      WHEN NOT coalesce(cs.has_history, false) AND c.p < c.opened THEN 'ticket_not_open_yet'
+      WHEN NOT coalesce(cs.has_history, false) AND c.closed IS NOT NULL AND c.p > c.closed
+        THEN 'ticket_closed'
+      WHEN NOT coalesce(cs.has_history, false) AND c.t_status IN ('requested', 'cancelled', 'rejected')
+        THEN 'ticket_status_' || c.t_status
+      WHEN c.planned_start IS NOT NULL AND c.p < c.planned_start THEN 'outside_planned_window'
+      WHEN c.planned_end IS NOT NULL AND c.p > c.planned_end THEN 'outside_planned_window'
+    END AS ticket_problem
+  FROM cand c
+  LEFT JOIN cand_status cs ON cs.key_id = c.key_id AND cs.p = c.p AND cs.ticket = c.ticket
+) c,
+LATERAL (SELECT
+  CASE
+    WHEN c.kind = 'break_glass' THEN
+      CASE WHEN c.t_id IS NOT NULL AND c.opened <= c.p + INTERVAL 24 HOUR THEN 'break_glass'
+           ELSE 'break_glass_unreviewed' END
+    WHEN c.ticket IS NULL THEN 'ticket_missing'
+    WHEN c.ticket_problem IS NOT NULL THEN 'ticket_invalid'
+    WHEN c.p >= c.ws AND c.p <= c.we THEN 'approved'
+    ELSE 'approved_in_grace'
+  END AS verdict,
+  CASE WHEN c.kind = 'break_glass' AND c.t_id IS NULL AND c.ticket IS NOT NULL
+         THEN 'break_glass ticket not found'
+       WHEN c.kind = 'break_glass' AND c.t_id IS NULL THEN 'break_glass without ticket'
+       WHEN c.kind = 'break_glass' AND c.opened > c.p + INTERVAL 24 HOUR
+         THEN 'break_glass ticket opened more than 24 h after the action'
+       WHEN c.kind <> 'break_glass' AND c.ticket IS NOT NULL THEN c.ticket_problem
+  END AS invalid_reason) v
+;
+CREATE OR REPLACE TEMP TABLE best AS
+SELECT key_id, p, verdict, approval_source, approval_id, ticket, invalid_reason, ws, we
+FROM judged
+QUALIFY row_number() OVER (PARTITION BY key_id, p
+                           ORDER BY rank, ws DESC, approval_id, approval_source) = 1
+;
+-- For segments no window covers: the nearest window that ended before and that starts after.
+CREATE OR REPLACE TEMP TABLE nearest AS
+SELECT s.key_id, s.p,
+  (SELECT struct_pack(src := w.approval_source, id := w.approval_id, t := w.we) FROM win w
+    WHERE w.key_id = s.key_id AND w.we + to_seconds($grace) < s.p
+    ORDER BY w.we DESC, w.approval_id, w.approval_source LIMIT 1) AS prev,
+  (SELECT struct_pack(src := w.approval_source, id := w.approval_id, t := w.ws) FROM win w
+    WHERE w.key_id = s.key_id AND w.ws - to_seconds($grace) > s.p
+    ORDER BY w.ws, w.approval_id, w.approval_source LIMIT 1) AS nxt
+FROM seg s ANTI JOIN best b ON b.key_id = s.key_id AND b.p = s.p
+;
+CREATE OR REPLACE TEMP TABLE segment AS
+SELECT s.key_id, s.p, b.verdict, b.approval_source, b.approval_id, b.ticket, b.invalid_reason,
+       n.prev, n.nxt
+FROM seg s
+LEFT JOIN best b ON b.key_id = s.key_id AND b.p = s.p
+LEFT JOIN nearest n ON n.key_id = s.key_id AND n.p = s.p
+;
+INSERT INTO findings (run_id, act_id, verdict, status, approval_id, approval_source, ticket_id,
+                      gap_seconds, reason)
+SELECT $run_id, act_id,
+  CASE WHEN verdict IS NOT NULL THEN verdict
+       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN 'out_of_window'
+       ELSE 'unapproved' END AS verdict,
+  CASE WHEN verdict = 'approved' THEN 'PASS'
+       WHEN verdict IN ('approved_in_grace', 'break_glass') THEN 'WARN'
+       ELSE 'FAIL' END AS status,
+  CASE WHEN verdict IS NOT NULL THEN approval_id
+       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN near_id END,
+  CASE WHEN verdict IS NOT NULL THEN approval_source
+       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN near_src END,
+  CASE WHEN verdict IS NOT NULL THEN ticket END,
+  CASE WHEN verdict IS NULL AND near_gap IS NOT NULL AND abs(near_gap) <= $lookaround
+       THEN near_gap END,
+  CASE WHEN verdict IS NOT NULL THEN invalid_reason
+       WHEN near_gap IS NULL THEN 'no applicable approval'
+       WHEN abs(near_gap) > $lookaround THEN 'no applicable approval within the lookaround'
+       WHEN near_gap > 0 THEN 'after the end of the nearest approval'
+       ELSE 'before the start of the nearest approval' END
+FROM (
+  SELECT a.act_id, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
+    CASE WHEN g.prev IS NULL AND g.nxt IS NULL THEN NULL
+         WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
+              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
+           THEN epoch(a.ts) - epoch(g.prev.t)
+         ELSE epoch(a.ts) - epoch(g.nxt.t) END AS near_gap,
+    CASE WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
+              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
+         THEN g.prev.id ELSE g.nxt.id END AS near_id,
+    CASE WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
+              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
+         THEN g.prev.src ELSE g.nxt.src END AS near_src
+  FROM (SELECT act_id, key_id, ts FROM activity
+        WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)) a
+  ASOF LEFT JOIN segment g ON g.key_id = a.key_id AND a.ts >= g.p
+)
