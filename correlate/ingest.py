@@ -19,7 +19,7 @@ from correlate.store import Store
 
 @dataclass
 class FileResult:
-    """Counts for one file; read = accepted + quarantined + duplicates."""
+    """Counts for one file; read = accepted + ignored + quarantined + duplicates."""
 
     file: str
     source: str
@@ -29,12 +29,13 @@ class FileResult:
     accepted: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    ignored: int = 0            # well-formed records of types pamcorr does not judge
     skipped: bool = False       # same sha256 ingested before
     reasons: dict = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
-        return self.read == self.accepted + self.quarantined + self.duplicates
+        return self.read == self.accepted + self.ignored + self.quarantined + self.duplicates
 
 
 def expand_paths(paths: list[str]) -> list[Path]:
@@ -114,14 +115,15 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
             result.accepted += counts["accepted"]
             result.quarantined += counts["quarantined"]
             result.duplicates += counts["duplicates"]
+            result.ignored += counts["ignored"]
         for reason, count in con.execute(
                 "SELECT reason, count(*) FROM quarantine WHERE ingest_id = ? GROUP BY 1 "
                 "ORDER BY 2 DESC, 1", [ingest_id]).fetchall():
             result.reasons[reason] = count
         con.execute("UPDATE ingest_log SET read = ?, accepted = ?, quarantined = ?, duplicates = ?, "
-                    "finished = ? WHERE ingest_id = ?",
+                    "ignored = ?, finished = ? WHERE ingest_id = ?",
                     [result.read, result.accepted, result.quarantined, result.duplicates,
-                     now_utc(), ingest_id])
+                     result.ignored, now_utc(), ingest_id])
     return result
 
 
@@ -161,9 +163,14 @@ def _load(con, table: str, name: str, source: str, ingest_id: int, path: str) ->
     con.execute(f"INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, left({redact_sql('raw')}, 4000) "
                 "FROM stage WHERE reason IS NOT NULL", [ingest_id, source, table, path])
     quarantined = con.execute("SELECT count(*) FROM stage WHERE reason IS NOT NULL").fetchone()[0]
+    if table == "ignored":
+        con.execute("INSERT INTO ignored_counts SELECT ?, coalesce(event_type, '?'), count(*) "
+                    "FROM stage WHERE reason IS NULL GROUP BY ALL", [ingest_id])
+        return {"read": read, "quarantined": quarantined, "accepted": 0, "duplicates": 0,
+                "ignored": read - quarantined}
     accepted = LOADERS[table](con, source, ingest_id)
     return {"read": read, "quarantined": quarantined, "accepted": accepted,
-            "duplicates": read - quarantined - accepted}
+            "duplicates": read - quarantined - accepted, "ignored": 0}
 
 
 def _count(con, sql: str, params: list) -> int:
