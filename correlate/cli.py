@@ -1,0 +1,202 @@
+"""The `pamcorr` command: thin wrappers that parse options, call the library, print results."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from connectors.base import Options
+from connectors.registry import available, get_connector
+from correlate import __version__, queries
+from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
+from correlate.errors import PamcorrError
+from correlate.findings import VERDICTS
+from correlate.ingest import ingest
+from correlate.store import Store, default_db_path
+
+EXIT_FINDINGS = 3
+
+
+class CliError(click.ClickException):
+    exit_code = 1
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def parse_when(value: str | None, name: str) -> datetime | None:
+    """ISO date or datetime; a zone-less value is taken as UTC (it is a query bound, not data)."""
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=name)
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+class PamcorrGroup(click.Group):
+    """Turns pamcorr errors into one-line messages with exit code 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except PamcorrError as exc:
+            raise CliError(str(exc)) from None
+
+
+db_option = click.option("--db", "db", default=None, envvar="PAMCORR_DB", show_envvar=True,
+                         help=f"DuckDB file (default ./{default_db_path()}).")
+
+
+def open_store(db: str | None, read_only: bool = False) -> Store:
+    return Store(db, read_only=read_only)
+
+
+@click.group(cls=PamcorrGroup)
+@click.version_option(__version__, prog_name="pamcorr")
+def main():
+    """pamcorr: which approval and which ticket covered each privileged action, and which had none."""
+
+
+@main.command()
+def sources():
+    """List the connectors (sources) pamcorr can ingest."""
+    for name, conn in available():
+        if conn is None:
+            click.echo(f"{name:12} (not available)")
+        else:
+            click.echo(f"{name:12} kinds: {', '.join(conn.kinds):45} {conn.description}")
+
+
+def print_results(results) -> None:
+    for r in results:
+        if r.skipped:
+            _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped")
+            continue
+        ignored = f" + {r.ignored} ignored" if r.ignored else ""
+        click.echo(f"{r.file}: read {r.read} = accepted {r.accepted}{ignored} + quarantined "
+                   f"{r.quarantined} + duplicates {r.duplicates}")
+        for reason, n in list(r.reasons.items())[:5]:
+            click.echo(f"    quarantined {n}: {reason}")
+        if not r.balanced:
+            raise CliError(f"{r.file}: counts do not add up; this is a bug, please report it")
+
+
+@main.command("ingest")
+@click.argument("source")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--kind", default=None, help="approvals, tickets, ticket_history or activity "
+              "(generic source); vendor sources detect it.")
+@click.option("--tz", default=None, help="IANA zone for timestamps that carry none "
+              "(otherwise such rows are quarantined).")
+@click.option("--year", type=int, default=None, help="Year for year-less syslog timestamps.")
+@db_option
+def ingest_cmd(source, paths, kind, tz, year, db):
+    """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
+    connector = get_connector(source)
+    options = Options(tz=tz, year=year)
+    with open_store(db) as store:
+        results = ingest(store, connector, kind, list(paths), options,
+                         progress=lambda m: _err(f"ingesting {m}"))
+    print_results(results)
+
+
+@main.command("correlate")
+@click.option("--from", "start", default=None, help="Start of the period (inclusive, ISO).")
+@click.option("--to", "end", default=None, help="End of the period (exclusive, ISO).")
+@click.option("--grace", type=click.IntRange(0), default=DEFAULT_GRACE_S, show_default=True,
+              help="Seconds of grace on both sides of a window.")
+@click.option("--lookaround", type=click.IntRange(0), default=DEFAULT_LOOKAROUND_S,
+              show_default=True, help="Seconds within which a window makes an action "
+              "out_of_window rather than unapproved.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default=None,
+              help="Exit 3 when findings of this status (or worse) exist.")
+@db_option
+def correlate_cmd(start, end, grace, lookaround, fail_on, db):
+    """Judge every action in the period (all activity when no range) and store the run."""
+    with open_store(db) as store:
+        run_id = correlate(store, parse_when(start, "--from"), parse_when(end, "--to"),
+                           Policy(grace, lookaround))
+        totals = queries.verdict_totals(store, run_id)
+    click.echo(f"run {run_id}")
+    for t in totals:
+        click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+    _exit_on(totals, fail_on)
+
+
+def _exit_on(totals, fail_on):
+    if not fail_on:
+        return
+    bad = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}[fail_on]
+    if any(t["status"] in bad and t["n"] for t in totals):
+        sys.exit(EXIT_FINDINGS)
+
+
+@main.command("findings")
+@click.option("--verdict", type=click.Choice(list(VERDICTS)), default=None)
+@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL"]), default=None)
+@click.option("--account", default=None, help="Only this account or actor.")
+@click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table")
+@click.option("--limit", type=click.IntRange(1), default=None)
+@db_option
+def findings_cmd(verdict, status, account, run_id, fmt, limit, db):
+    """Print findings of a run to stdout (table, formula-safe CSV, or JSON lines)."""
+    from reports.export import WRITERS
+    with open_store(db, read_only=True) as store:
+        rows = queries.findings(store, run_id, verdict, status, account, limit)
+    WRITERS[fmt](rows, sys.stdout)
+
+
+@main.group()
+def report():
+    """Render HTML reports."""
+
+
+@report.command("gaps")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="gap-report.html",
+              show_default=True)
+@click.option("--run", "run_id", type=int, default=None)
+@db_option
+def report_gaps(output, run_id, db):
+    """The gap report: sources, totals, accounts, failing findings, timeline."""
+    from reports.gaps import write_gap_report
+    with open_store(db, read_only=True) as store:
+        path = write_gap_report(store, Path(output), run_id)
+    click.echo(str(path))
+
+
+SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
+                ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"))
+
+
+def sample_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "sample_data"
+
+
+@main.command()
+@click.option("--db", default="pamcorr-demo.duckdb", show_default=True,
+              help="Demo database (recreated).")
+@click.option("-o", "--output", default="pamcorr-demo-report.html", show_default=True)
+def demo(db, output):
+    """Fresh database from sample_data/, correlate, write the gap report, print its path."""
+    from reports.gaps import write_gap_report
+    folder = sample_dir()
+    if not (folder / "activity.jsonl").exists():
+        raise CliError(f"sample data not found in {folder}")
+    for suffix in ("", ".wal"):
+        Path(db + suffix).unlink(missing_ok=True)
+    with open_store(db) as store:
+        generic = get_connector("generic")
+        for kind, name in SAMPLE_FILES:
+            print_results(ingest(store, generic, kind, [str(folder / name)], Options()))
+        run_id = correlate(store)
+        for t in queries.verdict_totals(store, run_id):
+            _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+        path = write_gap_report(store, Path(output), run_id)
+    click.echo(str(Path(path).resolve()))

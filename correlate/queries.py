@@ -1,0 +1,67 @@
+"""Read-side queries over findings and ingest bookkeeping (bound parameters only)."""
+
+from __future__ import annotations
+
+from correlate.errors import PamcorrError
+from correlate.findings import Finding
+from correlate.store import Store
+
+FINDINGS_SQL = """
+SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
+       a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id
+FROM findings f JOIN activity a USING (act_id)
+WHERE f.run_id = $run_id
+  AND ($verdict IS NULL OR f.verdict = $verdict)
+  AND ($status IS NULL OR f.status = $status)
+  AND ($account IS NULL OR lower(a.account) = lower($account) OR lower(a.actor) = lower($account))
+ORDER BY a.ts, a.source, a.event_id
+LIMIT $limit
+"""
+
+VERDICT_TOTALS_SQL = """
+SELECT verdict, status, count(*) AS n FROM findings WHERE run_id = ? GROUP BY ALL ORDER BY n DESC
+"""
+
+SOURCES_SQL = """
+SELECT source, kind, count(*) AS files, sum(read) AS read, sum(accepted) AS accepted,
+       sum(coalesce(ignored, 0)) AS ignored, sum(quarantined) AS quarantined,
+       sum(duplicates) AS duplicates
+FROM ingest_log WHERE finished IS NOT NULL GROUP BY ALL ORDER BY source, kind
+"""
+
+RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
+
+
+def resolve_run(store: Store, run_id: int | None = None) -> int:
+    """The given run, or the latest finished one; a clear error when there is none."""
+    if run_id is None:
+        run_id = store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")
+        if run_id is None:
+            raise PamcorrError("no correlation run yet; run `pamcorr correlate` first")
+    elif not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+        raise PamcorrError(f"no run {run_id}")
+    return run_id
+
+
+def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
+             status: str | None = None, account: str | None = None,
+             limit: int | None = None) -> list[Finding]:
+    """Findings of a run joined to their activity, oldest first."""
+    run_id = resolve_run(store, run_id)
+    rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
+                                            "status": status, "account": account,
+                                            "limit": limit if limit is not None else 2**62})
+    return [Finding(**r) for r in rows]
+
+
+def verdict_totals(store: Store, run_id: int) -> list[dict]:
+    return store.query_dicts(VERDICT_TOTALS_SQL, [run_id])
+
+
+def source_counts(store: Store) -> list[dict]:
+    return store.query_dicts(SOURCES_SQL)
+
+
+def run_info(store: Store, run_id: int) -> dict:
+    rows = store.query_dicts(RUN_SQL, [run_id])
+    return rows[0]

@@ -1,0 +1,74 @@
+"""Findings as CSV (formula-safe), JSON lines and plain tables: one Finding, many writers."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timezone
+from typing import IO, Iterable
+
+from correlate.findings import Finding
+
+CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "approval_id",
+               "ticket_id", "gap_seconds", "reason", "source", "action", "detail", "session_id",
+               "actor", "run_id")
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def formula_safe(value) -> str:
+    """Text a spreadsheet will not run: cells starting like a formula get a leading quote."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    text = str(value)
+    if text.startswith(_FORMULA_START) or text.lstrip().startswith(_FORMULA_START[:4]):
+        return "'" + text
+    return text
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with Z."""
+    if ts is None:
+        return None
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def write_csv(findings: Iterable[Finding], out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    n = 0
+    for f in findings:
+        writer.writerow([formula_safe(getattr(f, c)) for c in CSV_COLUMNS])
+        n += 1
+    return n
+
+
+def finding_dict(f: Finding) -> dict:
+    d = {c: getattr(f, c) for c in Finding.FIELDS}
+    d["ts"] = iso(f.ts)
+    return d
+
+
+def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
+    n = 0
+    for f in findings:
+        out.write(json.dumps(finding_dict(f), ensure_ascii=False, sort_keys=True) + "\n")
+        n += 1
+    return n
+
+
+def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
+    cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds")
+    rows = [[formula_safe(getattr(f, c)) for c in cols] for f in findings]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
+    for r in rows:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    return len(rows)
+
+
+WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}

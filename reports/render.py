@@ -1,0 +1,64 @@
+"""One Jinja environment (autoescape on), filters, and atomic file writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+
+
+def _ts(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    return str(value)
+
+
+def _gap(value) -> str:
+    if value is None:
+        return ""
+    sign = "+" if value > 0 else "-"
+    s = abs(int(value))
+    if s >= 86400:
+        return f"{sign}{s // 86400}d {s % 86400 // 3600}h"
+    if s >= 3600:
+        return f"{sign}{s // 3600}h {s % 3600 // 60}m"
+    if s >= 60:
+        return f"{sign}{s // 60}m {s % 60}s"
+    return f"{sign}{s}s"
+
+
+def environment(user_templates: str | os.PathLike | None = None) -> Environment:
+    """Autoescaping environment; a user template folder is checked before the built-ins."""
+    loaders = [PackageLoader("reports", "templates")]
+    if user_templates:
+        loaders.insert(0, FileSystemLoader(str(user_templates)))
+    env = Environment(loader=ChoiceLoader(loaders), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["ts"] = _ts
+    env.filters["gap"] = _gap
+    env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    return env
+
+
+def render(template: str, context: dict, user_templates=None) -> str:
+    return environment(user_templates).get_template(template).render(**context)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write to a temp file beside `path`, then rename: no half-written reports."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
