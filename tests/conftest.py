@@ -1,0 +1,98 @@
+"""Shared fixtures: a small world written as generic files and ingested through the real store."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from connectors.base import Options
+from connectors.generic import GenericConnector
+from correlate.engine import Policy, correlate
+from correlate.ingest import ingest
+from correlate.store import Store
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
+
+APPROVAL_FIELDS = ["approval_id", "account", "target", "start", "end", "ticket", "requester",
+                   "approver", "kind", "status", "revoked_at"]
+TICKET_FIELDS = ["ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
+                 "assignee"]
+
+
+class World:
+    """Approvals, tickets, history and actions for one test; `judge()` returns verdicts by event."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.approvals: list[dict] = []
+        self.tickets: list[dict] = [{"ticket_id": "CHG-1", "status": "approved",
+                                     "opened": "2026-01-01T00:00:00Z"}]
+        self.history: list[dict] = []
+        self.actions: list[dict] = []
+
+    def approval(self, approval_id, start, end, account="alice", target="web-01",
+                 ticket="CHG-1", **extra):
+        self.approvals.append({"approval_id": approval_id, "account": account, "target": target,
+                               "start": start, "end": end, "ticket": ticket or "", **extra})
+
+    def ticket(self, ticket_id, opened="2026-01-01T00:00:00Z", status="approved", **extra):
+        self.tickets.append({"ticket_id": ticket_id, "opened": opened, "status": status, **extra})
+
+    def transition(self, ticket_id, ts, status):
+        self.history.append({"ticket_id": ticket_id, "ts": ts, "status": status})
+
+    def action(self, event_id, ts, account="alice", target="web-01", **extra):
+        self.actions.append({"event_id": event_id, "ts": ts, "account": account,
+                             "target": target, **extra})
+
+    def write(self, order=None) -> dict[str, Path]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for kind, rows, fields in (("approvals", self.approvals, APPROVAL_FIELDS),
+                                   ("tickets", self.tickets, TICKET_FIELDS),
+                                   ("ticket_history", self.history, ["ticket_id", "ts", "status"])):
+            path = self.folder / f"{kind}.csv"
+            with open(path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields)
+                w.writeheader()
+                for row in (order(rows) if order else rows):
+                    w.writerow(row)
+            files[kind] = path
+        path = self.folder / "activity.jsonl"
+        with open(path, "w") as fh:
+            for row in (order(self.actions) if order else self.actions):
+                fh.write(json.dumps(row) + "\n")
+        files["activity"] = path
+        return files
+
+    def store(self, db=":memory:", order=None, options=None) -> Store:
+        files = self.write(order)
+        store = Store(db)
+        for kind, path in files.items():
+            for r in ingest(store, GenericConnector(), kind, [str(path)], options or Options()):
+                assert r.balanced, r
+        return store
+
+    def judge(self, grace=300, lookaround=7 * 86400, order=None, start=None, end=None) -> dict:
+        store = self.store(order=order)
+        run = correlate(store, start, end, Policy(grace, lookaround))
+        rows = store.query_dicts(
+            "SELECT a.event_id, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, "
+            "f.reason FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run])
+        store.close()
+        return {r.pop("event_id"): r for r in rows}
+
+
+@pytest.fixture
+def world(tmp_path) -> World:
+    return World(tmp_path / "world")
+
+
+@pytest.fixture
+def shared_samples() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"vendor samples not found at {SHARED} (../shared/vendor-samples beside the repo)")
+    return SHARED
