@@ -79,24 +79,22 @@ def _clean(kind: str, field: str) -> str:
 
 
 def mapping_sql(kind: str, source_sql: str) -> str:
-    """SELECT turning `source_sql` (line, raw, f_<field> text columns) into staged rows."""
+    """SELECT turning `source_sql` (line, raw, parse_error, f_<field> text) into staged rows.
+
+    Each timestamp is parsed once (inner SELECT); the reason is derived from the results.
+    """
     spec = SPEC[kind]
     cols, problems = [], []
     for field, column, required, is_ts in spec:
         if is_ts:
             cols.append(f"{ts_sql('f_' + field)} AS {column}")
-            if required:
-                problems.append(f"WHEN {ts_sql('f_' + field)} IS NULL "
-                                f"THEN {ts_problem_sql('f_' + field, field)}")
-            else:
-                problems.append(f"WHEN nullif(trim(f_{field}), '') IS NOT NULL AND "
-                                f"{ts_sql('f_' + field)} IS NULL "
-                                f"THEN {ts_problem_sql('f_' + field, field)}")
+            given = "" if required else f"nullif(trim(f_{field}), '') IS NOT NULL AND "
+            problems.append(f"WHEN {given}{column} IS NULL "
+                            f"THEN {ts_problem_sql('f_' + field, field)}")
         else:
             cols.append(f"{_clean(kind, field)} AS {column}")
             if required:
-                problems.append(f"WHEN nullif(trim(f_{field}), '') IS NULL "
-                                f"THEN 'missing required field: {field}'")
+                problems.append(f"WHEN {column} IS NULL THEN 'missing required field: {field}'")
     if kind == "activity":
         # No event_id: a stable id from the record's content, so re-ingest is idempotent.
         cols[0] = ("coalesce(nullif(trim(f_event_id), ''), 'sha:' || left(sha256(concat_ws("
@@ -106,10 +104,9 @@ def mapping_sql(kind: str, source_sql: str) -> str:
     names = ", ".join(c for _, c, _, _ in spec)
     return (
         f"SELECT line, raw, CASE WHEN parse_error IS NOT NULL THEN parse_error "
-        f"{' '.join(problems)} ELSE reason_after END AS reason, {names} FROM ("
-        f"  SELECT *, CASE {checks or 'WHEN false THEN NULL'} END AS reason_after FROM ("
-        f"    SELECT line, raw, parse_error, f_{', f_'.join(f for f, *_ in spec)}, "
-        f"    {', '.join(cols)} FROM ({source_sql}) src_rows))"
+        f"{' '.join(problems)} {checks} END AS reason, {names} FROM ("
+        f"  SELECT line, raw, parse_error, f_{', f_'.join(f for f, *_ in spec)}, "
+        f"  {', '.join(cols)} FROM ({source_sql}) src_rows)"
     )
 
 
@@ -117,8 +114,8 @@ def _json_fast_sql(kind: str) -> str:
     fields = [f for f, *_ in SPEC[kind]]
     columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in fields) + "}"
     select = ", ".join(f'"{f}" AS f_{f}' for f in fields)
-    raw = "to_json({" + ", ".join(f"'{f}': \"{f}\"" for f in fields) + "})::VARCHAR"
-    return (f"SELECT row_number() OVER () AS line, {raw} AS raw, NULL::VARCHAR AS parse_error, "
+    # raw stays NULL here: any quarantined row makes the store re-read with the exact path.
+    return (f"SELECT row_number() OVER () AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, "
             f"{select} FROM read_json($path, format='newline_delimited', columns={columns}, "
             f"maximum_object_size=16777216)")
 

@@ -1,0 +1,120 @@
+"""Benchmark: N activity rows and N/100 approvals in the generic JSON-lines/CSV format.
+
+Times ingest and correlate separately, each in its own process, with peak RSS.
+Usage: python bench/bench_core.py [N ...]   (default 100000 1000000)
+Files are generated with DuckDB into bench/data/ (ignored by git) and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+DATA = Path(__file__).resolve().parent / "data"
+
+GEN_ACTIVITY = """
+COPY (
+  SELECT 'e' || i AS event_id,
+         strftime(TIMESTAMP '2026-11-16' + to_seconds((hash(i) % 604800)::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS ts,
+         'user' || (hash(i * 3) % $accounts) AS account,
+         'web-prod-' || lpad(((hash(i * 7) % 150))::VARCHAR, 3, '0') AS target,
+         'ssh.command' AS action, 'systemctl restart nginx --now' AS detail,
+         's' || (i // 20) AS session_id, 'user' || (hash(i * 3) % $accounts) AS actor
+  FROM range($n) t(i)
+) TO '{path}' (FORMAT JSON)
+"""
+
+GEN_APPROVALS = """
+COPY (
+  SELECT 'A' || i AS approval_id, 'user' || (hash(i * 11) % $accounts) AS account,
+         CASE WHEN i % 10 = 0 THEN 'web-prod-0*' ELSE 'web-prod-' || lpad((hash(i * 13) % 150)::VARCHAR, 3, '0') END AS target,
+         strftime(s, '%Y-%m-%dT%H:%M:%SZ') AS "start",
+         strftime(s + to_seconds(600 + (hash(i * 17) % 28800)::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS "end",
+         CASE WHEN i % 20 = 0 THEN '' ELSE 'CHG-' || (i % 5000) END AS ticket,
+         '' AS requester, '' AS approver, CASE WHEN i % 97 = 0 THEN 'break_glass' ELSE 'standard' END AS kind,
+         CASE WHEN i % 53 = 0 THEN 'denied' ELSE 'approved' END AS status, '' AS revoked_at
+  FROM (SELECT i, TIMESTAMP '2026-11-15' + to_seconds((hash(i) % 691200)::BIGINT) AS s FROM range($m) t(i))
+) TO '{path}' (FORMAT CSV, HEADER)
+"""
+
+GEN_TICKETS = """
+COPY (
+  SELECT 'CHG-' || i AS ticket_id, CASE WHEN i % 31 = 0 THEN 'cancelled' ELSE 'approved' END AS status,
+         '2026-11-01T00:00:00Z' AS opened, '' AS closed, '' AS planned_start, '' AS planned_end, '' AS assignee
+  FROM range(5000) t(i)
+) TO '{path}' (FORMAT CSV, HEADER)
+"""
+
+INGEST = """
+import resource, sys, time, json
+from connectors.base import Options
+from connectors.generic import GenericConnector
+from correlate.ingest import ingest
+from correlate.store import Store
+db, folder = sys.argv[1], sys.argv[2]
+t = time.perf_counter()
+with Store(db) as s:
+    for kind, name in (("tickets", "tickets.csv"), ("approvals", "approvals.csv"), ("activity", "activity.jsonl")):
+        (r,) = ingest(s, GenericConnector(), kind, [folder + "/" + name], Options())
+        assert r.balanced
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+CORRELATE = """
+import resource, sys, time, json
+from correlate.engine import correlate
+from correlate.store import Store
+t = time.perf_counter()
+with Store(sys.argv[1]) as s:
+    run = correlate(s)
+    n = s.scalar("SELECT count(*) FROM findings WHERE run_id = ?", [run])
+    totals = dict(s.query("SELECT verdict, count(*) FROM findings WHERE run_id = ? GROUP BY 1", [run]))
+print(json.dumps({"seconds": time.perf_counter() - t, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "findings": n, "totals": totals}))
+"""
+
+
+def generate(n: int) -> Path:
+    folder = DATA / f"n{n}"
+    if (folder / "activity.jsonl").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    params = {"n": n, "m": max(n // 100, 1), "accounts": 500}
+    con.execute(GEN_ACTIVITY.format(path=folder / "activity.jsonl"),
+                {"n": n, "accounts": params["accounts"]})
+    con.execute(GEN_APPROVALS.format(path=folder / "approvals.csv"),
+                {"m": params["m"], "accounts": params["accounts"]})
+    con.execute(GEN_TICKETS.format(path=folder / "tickets.csv"))
+    return folder
+
+
+def child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(sizes: list[int]) -> None:
+    print(f"{'N':>10} {'ingest s':>9} {'ingest MiB':>11} {'correlate s':>12} {'corr MiB':>9} {'total s':>8} {'rows/s':>10}")
+    for n in sizes:
+        folder = generate(n)
+        db = folder / "bench.duckdb"
+        for suffix in ("", ".wal"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        ing = child(INGEST, str(db), str(folder))
+        cor = child(CORRELATE, str(db))
+        assert cor["findings"] == n, cor
+        total = ing["seconds"] + cor["seconds"]
+        print(f"{n:>10} {ing['seconds']:>9.2f} {ing['rss_mib']:>11.0f} {cor['seconds']:>12.2f} "
+              f"{cor['rss_mib']:>9.0f} {total:>8.2f} {n / total:>10.0f}")
+        print(f"{'':>10} verdicts: {json.dumps(cor['totals'], sort_keys=True)}")
+        for suffix in ("", ".wal"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [100_000, 1_000_000])
