@@ -39,7 +39,8 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
         ("event_id", "event_id", False, False), ("ts", "ts", True, True),
         ("account", "account", True, False), ("target", "target", True, False),
         ("action", "action", False, False), ("detail", "detail", False, False),
-        ("session_id", "session_id", False, False), ("actor", "actor", False, False)],
+        ("session_id", "session_id", False, False), ("actor", "actor", False, False),
+        ("approval_ref", "approval_ref", False, False)],
 }
 
 _STATUSES = ", ".join(f"'{s}'" for s in TICKET_STATUSES)

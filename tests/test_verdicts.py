@@ -325,3 +325,29 @@ def test_period_bounds_select_actions(world):
     got = world.judge(start=datetime(2026, 11, 16, tzinfo=timezone.utc),
                       end=datetime(2026, 11, 17, tzinfo=timezone.utc))
     assert set(got) == {"in"}
+
+
+def test_cited_approval_beats_time_matching(world):
+    # The action cites B (explicit link); A would cover it by time but is not considered.
+    world.approval("A", "2026-11-16T08:00:00Z", "2026-11-16T18:00:00Z")
+    world.approval("B", "2026-11-16T13:00:00Z", "2026-11-16T14:00:00Z", account="x", target="y",
+                   ticket="")
+    world.action("cites", "2026-11-16T13:30:00Z", approval_ref="B")
+    world.action("outside", "2026-11-16T15:00:00Z", approval_ref="B")
+    world.action("plain", "2026-11-16T15:00:00Z")
+    got = world.judge()
+    assert (got["cites"]["verdict"], got["cites"]["approval_id"]) == ("ticket_missing", "B")
+    assert got["outside"]["verdict"] == "out_of_window" and got["outside"]["gap_seconds"] == 3600
+    assert got["outside"]["reason"] == "outside the cited approval B"
+    assert (got["plain"]["verdict"], got["plain"]["approval_id"]) == ("approved", "A")
+
+
+@pytest.mark.parametrize("status", ["denied", None])
+def test_cited_approval_missing_or_denied_is_unapproved(world, status):
+    world.approval("A", "2026-11-16T08:00:00Z", "2026-11-16T18:00:00Z")
+    if status:
+        world.approval("R", "2026-11-16T08:00:00Z", "2026-11-16T18:00:00Z", status=status)
+    world.action("e", "2026-11-16T13:30:00Z", approval_ref="R")
+    got = v(world)
+    assert got["verdict"] == "unapproved"
+    assert got["reason"] == "cited approval R not found or denied"

@@ -12,7 +12,22 @@ CREATE OR REPLACE TEMP TABLE run_keys AS
 SELECT DISTINCT key_id FROM activity
 WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
 ;
+-- Actions that cite their approval (Teleport access_requests[], a CyberArk checkout before its
+-- PSM session) are judged against that approval only: the explicit link beats time matching.
+-- Each cited approval id gets its own negative pseudo key.
+CREATE OR REPLACE TEMP TABLE ref_keys AS
+SELECT approval_ref, -row_number() OVER (ORDER BY approval_ref)::INTEGER AS key_id
+FROM (SELECT DISTINCT approval_ref FROM activity
+      WHERE approval_ref IS NOT NULL
+        AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end))
+;
 CREATE OR REPLACE TEMP TABLE win AS
+SELECT r.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket, a.start_ts AS ws,
+       CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
+            ELSE a.end_ts END AS we
+FROM ref_keys r JOIN approvals a ON a.approval_id = r.approval_ref
+WHERE a.status <> 'denied'
+UNION ALL
 SELECT k.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket,
        a.start_ts AS ws,
        CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
@@ -147,12 +162,15 @@ SELECT $run_id, act_id,
   CASE WHEN verdict IS NULL AND near_gap IS NOT NULL AND abs(near_gap) <= $lookaround
        THEN near_gap END,
   CASE WHEN verdict IS NOT NULL THEN invalid_reason
+       WHEN approval_ref IS NOT NULL AND near_gap IS NULL
+         THEN 'cited approval ' || approval_ref || ' not found or denied'
+       WHEN approval_ref IS NOT NULL THEN 'outside the cited approval ' || approval_ref
        WHEN near_gap IS NULL THEN 'no applicable approval'
        WHEN abs(near_gap) > $lookaround THEN 'no applicable approval within the lookaround'
        WHEN near_gap > 0 THEN 'after the end of the nearest approval'
        ELSE 'before the start of the nearest approval' END
 FROM (
-  SELECT a.act_id, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
+  SELECT a.act_id, a.approval_ref, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
     CASE WHEN g.prev IS NULL AND g.nxt IS NULL THEN NULL
          WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
               epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
@@ -164,7 +182,8 @@ FROM (
     CASE WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
               epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
          THEN g.prev.src ELSE g.nxt.src END AS near_src
-  FROM (SELECT act_id, key_id, ts FROM activity
-        WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)) a
+  FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.approval_ref
+        FROM activity act LEFT JOIN ref_keys r ON r.approval_ref = act.approval_ref
+        WHERE ($start IS NULL OR act.ts >= $start) AND ($end IS NULL OR act.ts < $end)) a
   ASOF LEFT JOIN segment g ON g.key_id = a.key_id AND a.ts >= g.p
 )
