@@ -41,6 +41,12 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
         ("action", "action", False, False), ("detail", "detail", False, False),
         ("session_id", "session_id", False, False), ("actor", "actor", False, False),
         ("approval_ref", "approval_ref", False, False)],
+    "identities": [
+        ("alias", "alias", True, False), ("identity", "identity", True, False),
+        ("kind", "kind", False, False), ("owner", "owner", False, False)],
+    "targets": [
+        ("name", "name", True, False), ("alias", "alias", False, False),
+        ("group", "grp", False, False)],
 }
 
 _STATUSES = ", ".join(f"'{s}'" for s in TICKET_STATUSES)
@@ -62,10 +68,14 @@ _CHECKS = {
     ],
     "ticket_history": [f"WHEN status NOT IN ({_STATUSES}) THEN 'invalid ticket status: ' || status"],
     "activity": [],
+    "identities": ["WHEN kind NOT IN ('human', 'service') THEN 'invalid kind: ' || kind "
+                   "|| ' (human or service)'"],
+    "targets": ["WHEN alias IS NULL AND grp IS NULL THEN 'targets row needs an alias or a group'"],
 }
 
-_DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved"}
-_LOWER = {("approvals", "kind"), ("approvals", "status"), ("tickets", "status"),
+_DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved",
+             ("identities", "kind"): "human"}
+_LOWER = {("identities", "kind"), ("approvals", "kind"), ("approvals", "status"), ("tickets", "status"),
           ("ticket_history", "status")}
 
 
@@ -190,8 +200,9 @@ class GenericConnector:
     """CSV or JSON-lines in pamcorr's own documented columns."""
 
     name = "generic"
-    kinds = ("approvals", "tickets", "ticket_history", "activity")
-    description = "pamcorr's generic CSV/JSON-lines contract (approvals, tickets, ticket_history, activity)"
+    kinds = ("approvals", "tickets", "ticket_history", "activity", "identities", "targets")
+    description = ("pamcorr's generic CSV/JSON-lines contract (approvals, tickets, ticket_history, "
+                   "activity, identities, targets)")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         if kind not in SPEC:

@@ -39,7 +39,7 @@ def _statements(sql: str) -> list[str]:
 
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
 
-_CLEANUP = ("ref_keys", "run_keys", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
+_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
             "nearest", "segment")
 
 

@@ -132,7 +132,8 @@ def _stage(con, batch: Staged, name: str) -> None:
         con.register("src", batch.frame)
     try:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", batch.params)
+        params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", params)
     finally:
         con.execute("SET preserve_insertion_order = false")
         if batch.frame is not None:
@@ -259,5 +260,28 @@ def _load_activity(con, source, ingest_id):
     return _count(con, "SELECT count(*) FROM fresh", [])
 
 
-LOADERS = {"approvals": _load_approvals, "tickets": _load_tickets,
+def _load_identities(con, source, ingest_id):
+    con.execute("CREATE OR REPLACE TEMP TABLE fresh AS SELECT lower(alias) AS alias_norm, identity, "
+                "kind, owner, line FROM stage WHERE reason IS NULL "
+                "QUALIFY row_number() OVER (PARTITION BY lower(alias) ORDER BY line DESC) = 1")
+    con.execute("DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM identities t WHERE "
+                "t.alias_norm = f.alias_norm AND t.identity = f.identity AND t.kind = f.kind "
+                "AND t.owner IS NOT DISTINCT FROM f.owner)")
+    con.execute("INSERT OR REPLACE INTO identities SELECT alias_norm, identity, kind, owner, ?, ?, "
+                "line FROM fresh", [source, ingest_id])
+    return _count(con, "SELECT count(*) FROM fresh", [])
+
+
+def _load_targets(con, source, ingest_id):
+    con.execute("CREATE OR REPLACE TEMP TABLE fresh AS SELECT DISTINCT ON (n, a, g) lower(name) AS n, "
+                "lower(alias) AS a, grp AS g, line FROM stage s WHERE reason IS NULL "
+                "AND NOT EXISTS (SELECT 1 FROM targets t WHERE t.name_norm = lower(s.name) AND "
+                "t.alias_norm IS NOT DISTINCT FROM lower(s.alias) AND t.grp IS NOT DISTINCT FROM s.grp) "
+                "ORDER BY n, a, g, line")
+    con.execute("INSERT INTO targets SELECT n, a, g, ?, ?, line FROM fresh", [source, ingest_id])
+    return _count(con, "SELECT count(*) FROM fresh", [])
+
+
+LOADERS = {"identities": _load_identities, "targets": _load_targets,
+           "approvals": _load_approvals, "tickets": _load_tickets,
            "ticket_history": _load_history, "activity": _load_activity}

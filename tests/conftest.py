@@ -32,6 +32,14 @@ class World:
                                      "opened": "2026-01-01T00:00:00Z"}]
         self.history: list[dict] = []
         self.actions: list[dict] = []
+        self.identities: list[dict] = []
+        self.targets: list[dict] = []
+
+    def identity(self, alias, identity, kind="human", owner=""):
+        self.identities.append({"alias": alias, "identity": identity, "kind": kind, "owner": owner})
+
+    def target(self, name, alias="", group=""):
+        self.targets.append({"name": name, "alias": alias, "group": group})
 
     def approval(self, approval_id, start, end, account="alice", target="web-01",
                  ticket="CHG-1", **extra):
@@ -53,7 +61,10 @@ class World:
         files = {}
         for kind, rows, fields in (("approvals", self.approvals, APPROVAL_FIELDS),
                                    ("tickets", self.tickets, TICKET_FIELDS),
-                                   ("ticket_history", self.history, ["ticket_id", "ts", "status"])):
+                                   ("ticket_history", self.history, ["ticket_id", "ts", "status"]),
+                                   ("identities", self.identities,
+                                    ["alias", "identity", "kind", "owner"]),
+                                   ("targets", self.targets, ["name", "alias", "group"])):
             path = self.folder / f"{kind}.csv"
             with open(path, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=fields)
@@ -76,12 +87,13 @@ class World:
                 assert r.balanced, r
         return store
 
-    def judge(self, grace=300, lookaround=7 * 86400, order=None, start=None, end=None) -> dict:
+    def judge(self, grace=300, lookaround=7 * 86400, order=None, start=None, end=None,
+              extra="") -> dict:
         store = self.store(order=order)
         run = correlate(store, start, end, Policy(grace, lookaround))
         rows = store.query_dicts(
             "SELECT a.event_id, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, "
-            "f.reason FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run])
+            f"f.reason{extra} FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run])
         store.close()
         return {r.pop("event_id"): r for r in rows}
 

@@ -21,23 +21,53 @@ FROM (SELECT DISTINCT approval_ref FROM activity
       WHERE approval_ref IS NOT NULL
         AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end))
 ;
+-- identities.csv: every alias of an identity matches it (DOMAIN\alice, alice@corp, Alice).
+CREATE OR REPLACE TEMP TABLE key_ident AS
+SELECT k.key_id, k.account_norm, k.target_norm, coalesce(lower(i.identity), k.account_norm) AS ident
+FROM activity_keys k SEMI JOIN run_keys r ON r.key_id = k.key_id
+LEFT JOIN identities i ON i.alias_norm = k.account_norm
+;
+-- targets.csv: a key's target also answers to its aliases and its groups (a safe, a role).
+CREATE OR REPLACE TEMP TABLE key_names AS
+SELECT key_id, target_norm AS name, NULL::VARCHAR AS via FROM key_ident
+UNION
+SELECT k.key_id, t.alias_norm, 'target alias ' || t.alias_norm
+FROM key_ident k JOIN targets t ON t.name_norm = k.target_norm WHERE t.alias_norm IS NOT NULL
+UNION
+SELECT k.key_id, t.name_norm, 'target alias of ' || t.name_norm
+FROM key_ident k JOIN targets t ON t.alias_norm = k.target_norm
+UNION
+SELECT k.key_id, lower(t.grp), 'target group ' || t.grp
+FROM key_ident k JOIN targets t ON t.name_norm = k.target_norm OR t.alias_norm = k.target_norm
+WHERE t.grp IS NOT NULL
+;
 CREATE OR REPLACE TEMP TABLE win AS
 SELECT r.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket, a.start_ts AS ws,
        CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-            ELSE a.end_ts END AS we
+            ELSE a.end_ts END AS we,
+       'cited by the action' AS via
 FROM ref_keys r JOIN approvals a ON a.approval_id = r.approval_ref
 WHERE a.status <> 'denied'
 UNION ALL
-SELECT k.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket,
-       a.start_ts AS ws,
-       CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-            ELSE a.end_ts END AS we
-FROM approvals a
-JOIN activity_keys k ON k.account_norm = lower(a.account)
-SEMI JOIN run_keys r ON r.key_id = k.key_id
-WHERE a.status <> 'denied'
-  AND (k.target_norm = lower(a.target)
-       OR (regexp_matches(a.target, '[*?\[]') AND k.target_norm GLOB lower(a.target)))
+SELECT key_id, approval_source, approval_id, kind, ticket, ws, we, via FROM (
+  SELECT k.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket,
+         a.start_ts AS ws,
+         CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
+              ELSE a.end_ts END AS we,
+         nullif(concat_ws('; ',
+           CASE WHEN lower(a.account) <> k.account_norm
+                THEN 'identity ' || a.account || ' = ' || k.account_norm END,
+           n.via), '') AS via
+  FROM approvals a
+  LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
+  JOIN key_ident k ON k.ident = coalesce(lower(ai.identity), lower(a.account))
+  JOIN key_names n ON n.key_id = k.key_id
+   AND (n.name = lower(a.target)
+        OR (regexp_matches(a.target, '[*?\[]') AND n.name GLOB lower(a.target)))
+  WHERE a.status <> 'denied'
+  QUALIFY row_number() OVER (PARTITION BY k.key_id, a.source, a.approval_id
+                             ORDER BY n.via NULLS FIRST) = 1
+)
 ;
 DELETE FROM win WHERE we < ws   -- revoked before it began: never in force
 ;
@@ -63,7 +93,7 @@ SELECT DISTINCT key_id, p FROM (
 ;
 -- Every window covering a segment's first instant (widened by grace), judged there.
 CREATE OR REPLACE TEMP TABLE cand AS
-SELECT s.key_id, s.p, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we,
+SELECT s.key_id, s.p, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
        t.ticket_id AS t_id, t.status AS t_status, t.opened, t.closed,
        t.planned_start, t.planned_end
 FROM seg s
@@ -122,7 +152,7 @@ LATERAL (SELECT
   END AS invalid_reason) v
 ;
 CREATE OR REPLACE TEMP TABLE best AS
-SELECT key_id, p, verdict, approval_source, approval_id, ticket, invalid_reason, ws, we
+SELECT key_id, p, verdict, approval_source, approval_id, ticket, invalid_reason, ws, we, via
 FROM judged
 QUALIFY row_number() OVER (PARTITION BY key_id, p
                            ORDER BY rank, ws DESC, approval_id, approval_source) = 1
@@ -140,13 +170,13 @@ FROM seg s ANTI JOIN best b ON b.key_id = s.key_id AND b.p = s.p
 ;
 CREATE OR REPLACE TEMP TABLE segment AS
 SELECT s.key_id, s.p, b.verdict, b.approval_source, b.approval_id, b.ticket, b.invalid_reason,
-       n.prev, n.nxt
+       b.via, n.prev, n.nxt
 FROM seg s
 LEFT JOIN best b ON b.key_id = s.key_id AND b.p = s.p
 LEFT JOIN nearest n ON n.key_id = s.key_id AND n.p = s.p
 ;
 INSERT INTO findings (run_id, act_id, verdict, status, approval_id, approval_source, ticket_id,
-                      gap_seconds, reason)
+                      gap_seconds, reason, match_via)
 SELECT $run_id, act_id,
   CASE WHEN verdict IS NOT NULL THEN verdict
        WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN 'out_of_window'
@@ -168,9 +198,10 @@ SELECT $run_id, act_id,
        WHEN near_gap IS NULL THEN 'no applicable approval'
        WHEN abs(near_gap) > $lookaround THEN 'no applicable approval within the lookaround'
        WHEN near_gap > 0 THEN 'after the end of the nearest approval'
-       ELSE 'before the start of the nearest approval' END
+       ELSE 'before the start of the nearest approval' END,
+  CASE WHEN verdict IS NOT NULL THEN via END
 FROM (
-  SELECT a.act_id, a.approval_ref, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
+  SELECT a.act_id, a.approval_ref, g.via, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
     CASE WHEN g.prev IS NULL AND g.nxt IS NULL THEN NULL
          WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
               epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))

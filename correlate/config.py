@@ -1,0 +1,188 @@
+"""The weekly job's TOML file -> one frozen Settings object; secrets only ever come from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
+from correlate.errors import InputError
+
+DEFAULT_COVERAGE_GAP_HOURS = 24
+DEFAULT_OUTPUT = "pamcorr-out"
+TICKET_SYSTEMS = ("jira", "servicenow")
+
+# Keys that look like a secret are refused wherever they appear: a config file gets committed,
+# copied into tickets and attached to audits; a token belongs in the environment.
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|credential)s?$", re.IGNORECASE)
+# Where each ticket system's fetcher reads its credentials (connectors/*_fetch.py).
+SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
+              "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
+
+_TOP = {"db", "output", "policy", "sources", "tickets"}
+_POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours"}
+_SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity"}
+_TICKETS = {"system", "url", "flavour", "timeout", "max_retries"}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One `[[sources]]` entry: which connector reads which files, with which options."""
+
+    name: str
+    connector: str
+    paths: tuple[str, ...]
+    kind: str | None = None
+    tz: str | None = None
+    year: int | None = None
+    expect_activity: bool = False   # a coverage finding when it sends no activity in the period
+
+
+@dataclass(frozen=True)
+class TicketsConfig:
+    """`[tickets]`: a ticket system to fetch the period's referenced tickets from."""
+
+    system: str
+    url: str
+    flavour: str | None = None
+    timeout: float = 30.0
+    max_retries: int = 3
+
+    def credentials(self, env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+        """(user, token) from the environment variables named in SECRET_ENV."""
+        env = os.environ if env is None else env
+        user_var, token_var = SECRET_ENV[self.system]
+        return env.get(user_var) or None, env.get(token_var) or None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `pamcorr run` needs; relative paths are resolved against the config's folder."""
+
+    path: Path | None
+    db: str | None
+    output: Path
+    policy: Policy = Policy()
+    fail_on: str | None = None
+    coverage_gap_hours: float = DEFAULT_COVERAGE_GAP_HOURS
+    sources: tuple[SourceConfig, ...] = ()
+    tickets: TicketsConfig | None = None
+
+
+def _fail(path: Path, message: str, line: int | None = None) -> InputError:
+    return InputError(message, str(path), line)
+
+
+def _check_keys(path: Path, where: str, table: dict, allowed: set[str]) -> None:
+    for key in table:
+        if _SECRET_KEY.search(key):
+            raise _fail(path, f"{where}.{key}: secrets are not read from the config file; set them "
+                              f"in the environment ({', '.join(v for p in SECRET_ENV.values() for v in p)})")
+        if key not in allowed:
+            raise _fail(path, f"{where}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+
+
+def _typed(path: Path, where: str, value, types, name: str):
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise _fail(path, f"{where}.{name}: expected {' or '.join(t.__name__ for t in types)}, "
+                          f"got {value!r}")
+    return value
+
+
+def _source(path: Path, base: Path, i: int, raw) -> SourceConfig:
+    where = f"sources[{i}]"
+    if not isinstance(raw, dict):
+        raise _fail(path, f"{where}: expected a table ([[sources]])")
+    _check_keys(path, where, raw, _SOURCE)
+    if "connector" not in raw or "paths" not in raw:
+        raise _fail(path, f"{where}: needs connector and paths")
+    paths = raw["paths"]
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise _fail(path, f"{where}.paths: a path, glob or list of them")
+    resolved = tuple(p if os.path.isabs(os.path.expanduser(p)) else str(base / p)
+                     for p in (os.path.expanduser(p) for p in paths))
+    year = raw.get("year")
+    if year is not None:
+        _typed(path, where, year, int, "year")
+    return SourceConfig(
+        name=str(raw.get("name") or raw["connector"]), connector=str(raw["connector"]),
+        paths=resolved, kind=raw.get("kind"), tz=raw.get("tz"), year=year,
+        expect_activity=bool(raw.get("expect_activity", False)))
+
+
+def _tickets(path: Path, raw) -> TicketsConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise _fail(path, "[tickets]: expected a table")
+    _check_keys(path, "tickets", raw, _TICKETS)
+    system, url = raw.get("system"), raw.get("url")
+    if system not in TICKET_SYSTEMS:
+        raise _fail(path, f"tickets.system: one of {', '.join(TICKET_SYSTEMS)}, not {system!r}")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise _fail(path, "tickets.url: the server's base URL (https://...)")
+    if "@" in url.split("//", 1)[1].split("/", 1)[0]:
+        raise _fail(path, "tickets.url: no user or password in the URL; use the environment "
+                          f"({', '.join(SECRET_ENV[system])})")
+    return TicketsConfig(system=system, url=url, flavour=raw.get("flavour"),
+                         timeout=float(raw.get("timeout", 30.0)),
+                         max_retries=int(raw.get("max_retries", 3)))
+
+
+def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings:
+    """Settings from an already-parsed TOML document (`path` names it in errors)."""
+    base = base or path.parent
+    _check_keys(path, "config", data, _TOP)
+    policy = data.get("policy", {})
+    if not isinstance(policy, dict):
+        raise _fail(path, "[policy]: expected a table")
+    _check_keys(path, "policy", policy, _POLICY)
+    grace = _typed(path, "policy", policy.get("grace_s", DEFAULT_GRACE_S), int, "grace_s")
+    look = _typed(path, "policy", policy.get("lookaround_s", DEFAULT_LOOKAROUND_S), int,
+                  "lookaround_s")
+    if grace < 0 or look < 0:
+        raise _fail(path, "policy: grace_s and lookaround_s must not be negative")
+    fail_on = policy.get("fail_on")
+    if fail_on not in (None, "fail", "warn"):
+        raise _fail(path, f"policy.fail_on: fail or warn, not {fail_on!r}")
+    gap = _typed(path, "policy", policy.get("coverage_gap_hours", DEFAULT_COVERAGE_GAP_HOURS),
+                 (int, float), "coverage_gap_hours")
+    sources = data.get("sources", [])
+    if not isinstance(sources, list):
+        raise _fail(path, "sources: use [[sources]] tables")
+    db = data.get("db")
+    if db is not None and db != ":memory:":
+        db = str(base / os.path.expanduser(_typed(path, "config", db, str, "db")))
+    output = _typed(path, "config", data.get("output", DEFAULT_OUTPUT), str, "output")
+    return Settings(
+        path=path, db=db, output=base / os.path.expanduser(output),
+        policy=Policy(grace, look), fail_on=fail_on, coverage_gap_hours=float(gap),
+        sources=tuple(_source(path, base, i, s) for i, s in enumerate(sources)),
+        tickets=_tickets(path, data.get("tickets")))
+
+
+def load_settings(path: str | os.PathLike) -> Settings:
+    """Read and check a pamcorr TOML file; errors name the file (and line for syntax errors)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _fail(path, "config file not found (see pamcorr.example.toml)") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read config: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        if line is None:
+            found = re.search(r"line (\d+)", str(exc))
+            line = int(found.group(1)) if found else None
+        raise _fail(path, f"not valid TOML: {str(exc).split(' (at line')[0]}", line) from None
+    return parse_settings(data, path, path.resolve().parent)

@@ -1,0 +1,56 @@
+"""identities.csv and targets.csv: aliases, groups, and which mapping made the match."""
+
+from __future__ import annotations
+
+S, E = "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z"
+T = "2026-11-16T11:00:00Z"
+
+
+def judge(world):
+    return world.judge(extra=", f.match_via")
+
+
+def test_identity_aliases_match_one_identity(world):
+    for alias in ("CORP\\alice", "alice@corp.example", "Alice"):
+        world.identity(alias, "alice")
+    world.approval("A", S, E, account="alice@corp.example")
+    world.action("dom", T, account="CORP\\alice")
+    world.action("plain", T, account="alice")
+    world.action("other", T, account="CORP\\bob")
+    got = judge(world)
+    assert got["dom"]["verdict"] == "approved"
+    assert got["dom"]["match_via"] == "identity alice@corp.example = corp\\alice"
+    assert got["plain"]["verdict"] == "approved"
+    assert got["other"]["verdict"] == "unapproved"
+
+
+def test_target_group_matches_its_hosts(world):
+    world.target("web-01", group="Linux-Prod-Safe")
+    world.target("web-02", alias="10.0.0.2", group="linux-prod-safe")
+    world.approval("A", S, E, target="linux-prod-safe")
+    world.action("h1", T, target="web-01")
+    world.action("ip", T, target="10.0.0.2")
+    world.action("h3", T, target="web-03")
+    got = judge(world)
+    assert got["h1"]["verdict"] == "approved"
+    assert got["h1"]["match_via"] == "target group Linux-Prod-Safe"
+    assert got["ip"]["verdict"] == "approved"
+    assert got["h3"]["verdict"] == "unapproved"
+
+
+def test_ip_alias_matches_hostname(world):
+    world.target("db-01", alias="10.1.2.3")
+    world.approval("A", S, E, target="db-01")
+    world.approval("B", S, E, target="10.1.2.3", account="bob")
+    world.action("ip", T, target="10.1.2.3")
+    world.action("name", T, target="db-01", account="bob")
+    got = judge(world)
+    assert (got["ip"]["verdict"], got["ip"]["match_via"]) == ("approved", "target alias of db-01")
+    assert (got["name"]["verdict"], got["name"]["match_via"]) == ("approved", "target alias 10.1.2.3")
+
+
+def test_direct_match_needs_no_mapping_note(world):
+    world.target("web-01", group="g")
+    world.approval("A", S, E, target="web-01")
+    world.action("e", T, target="web-01")
+    assert judge(world)["e"]["match_via"] is None
