@@ -151,6 +151,21 @@ def make_session(base_url: str, auth: AuthBase | None) -> requests.Session:
     return session
 
 
+def keep_raw_bodies(session: requests.Session, sink: list[tuple[str, bytes]], label: str) -> None:
+    """Append ``(name, body)`` of every response ``session`` receives to ``sink``.
+
+    The name is ``"<label> <seq> <METHOD> <path>?<query> -> <status>"``; only
+    response bodies are kept, never request headers (where the credentials are).
+    """
+    def keep(response: requests.Response, *args: object, **kwargs: object) -> None:
+        parts = urlsplit(response.request.url or "")
+        query = f"?{parts.query}" if parts.query else ""
+        name = f"{label} {len(sink) + 1:04d} {response.request.method} {parts.path}{query}"
+        sink.append((f"{name} -> {response.status_code}", response.content))
+
+    session.hooks["response"].append(keep)
+
+
 def _log_retry(what: str, attempt: int, policy: RetryPolicy, cause: str, delay: float) -> None:
     LOG.warning("%s: %s; retry %d/%d in %.2fs", what, cause, attempt + 1, policy.max_retries, delay)
 

@@ -1,23 +1,17 @@
-"""Fetch Jira issues (Cloud or Server/Data Center) as pamcorr tickets.
+"""Fetch Jira issues (Cloud or Server/Data Center) as pamcorr tickets, with the ``jira`` library.
 
-Uses the ``jira`` library's real client over HTTP:
+Flavour from ``serverInfo.deploymentType`` unless given.  Cloud:
+``enhanced_search_issues`` (``/rest/api/2/search/jql``, ``nextPageToken``); the
+removed ``/rest/api/2/search`` is never called there.  Server/DC:
+``search_issues`` (``/rest/api/2/search``, ``startAt``).  With
+``expand=changelog``; when ``changelog.total`` exceeds the histories received,
+``/issue/{key}/changelog`` is paged, or, where Server/DC answers 404 there,
+``/issue/{key}?expand=changelog`` (complete on those versions) is read.
 
-* flavour from ``serverInfo.deploymentType`` ("Cloud" vs "Server"/"DataCenter"),
-  unless given;
-* Cloud: ``enhanced_search_issues`` (``/rest/api/2/search/jql``, paged with
-  ``nextPageToken``); the removed ``/rest/api/2/search`` is never called there.
-  Server/DC: ``search_issues`` (``/rest/api/2/search``, paged with ``startAt``);
-* ``expand=changelog``; when ``changelog.total`` exceeds the histories
-  received, ``/rest/api/2/issue/{key}/changelog`` is paged (startAt /
-  maxResults / isLast).  Server/DC versions without that endpoint answer
-  404, and then ``/issue/{key}?expand=changelog`` (complete there) is used.
-
-The library's own retry is switched off (``max_retries=0``) and every call is
-wrapped in :func:`connectors.http.retry_call`, so 429 / 5xx / timeouts are
-retried a bounded number of times honouring ``Retry-After``.  The session is
-set to ignore ``~/.netrc``.  ``JIRAError`` objects are never turned into
-strings (their ``str`` dumps headers); reasons are built from status codes and
-the server's error messages only.  See docs/tickets.md.
+The library's retry is off (``max_retries=0``); every call goes through
+:func:`connectors.http.retry_call` (429 / 5xx / timeouts, bounded, honouring
+``Retry-After``).  The session ignores ``~/.netrc``.  ``JIRAError`` is never
+turned into a string (its ``str`` dumps headers).  See docs/tickets.md.
 """
 
 from __future__ import annotations
@@ -31,7 +25,9 @@ import requests
 from jira import JIRA, JIRAError
 from jira.resilientsession import parse_error_msg
 
-from connectors.http import RETRY_STATUSES, RetryPolicy, check_base_url, configure_session, retry_call
+from connectors.http import (
+    RETRY_STATUSES, RetryPolicy, check_base_url, configure_session, keep_raw_bodies, retry_call,
+)
 from connectors.ticket_refs import (
     OUR_STATUSES, TicketFetch, TicketFetchError, is_jira_key, parse_jira_time, split_jira_keys,
 )
@@ -61,22 +57,12 @@ def jira_credentials_from_env(env: Mapping[str, str] | None = None) -> tuple[str
 
 
 def fetch_jira(
-    url: str,
-    keys: list[str] | None = None,
-    jql: str | None = None,
-    *,
-    user: str | None = None,
-    token: str | None = None,
-    flavour: str | None = None,
+    url: str, keys: list[str] | None = None, jql: str | None = None, *,
+    user: str | None = None, token: str | None = None, flavour: str | None = None,
     status_map: Mapping[str, str] | None = None,
-    planned_start_field: str | None = None,
-    planned_end_field: str | None = None,
-    timeout: float = 30.0,
-    max_retries: int = 3,
-    backoff: float = 1.0,
-    max_wait: float = 60.0,
-    batch_size: int = 100,
-    page_size: int = 100,
+    planned_start_field: str | None = None, planned_end_field: str | None = None,
+    timeout: float = 30.0, max_retries: int = 3, backoff: float = 1.0, max_wait: float = 60.0,
+    batch_size: int = 100, page_size: int = 100,
 ) -> TicketFetch:
     """Fetch exactly ``keys`` (validated, batched ``key in (...)``) or the issues of ``jql``.
 
@@ -169,12 +155,12 @@ def _retryable(exc: BaseException) -> tuple[bool, str | None]:
     return False, None
 
 
-def _jira_message(exc: JIRAError) -> str:
+def _jira_message(exc: JIRAError, limit: int | None = 200) -> str:
     try:
         msg = parse_error_msg(exc.response) if exc.response is not None else (exc.text or "")
     except Exception:  # noqa: BLE001 - best effort only
         msg = ""
-    return " ".join(msg.split())[:200]
+    return " ".join(msg.split())[:limit]
 
 
 def _reason(exc: BaseException, policy: RetryPolicy) -> str:
@@ -199,12 +185,9 @@ _FETCH_ERRORS = (JIRAError, requests.RequestException, ValueError, _Malformed)
 
 def _person(value: Any) -> str | None:
     """Login (DC ``name``), else e-mail, else Cloud ``accountId``, else display name."""
-    if not isinstance(value, dict):
-        return None
-    for attr in ("name", "emailAddress", "accountId", "displayName"):
-        if isinstance(value.get(attr), str) and value[attr]:
-            return value[attr]
-    return None
+    attrs = ("name", "emailAddress", "accountId", "displayName")
+    return next((value[a] for a in attrs if isinstance(value.get(a), str) and value[a]),
+                None) if isinstance(value, dict) else None
 
 
 class _JiraRun:
@@ -222,14 +205,7 @@ class _JiraRun:
         self.seen: set[str] = set()
         self.fields = ["summary", "status", "created", "resolutiondate", "assignee", "reporter",
                        "components"] + [f for f in (start_field, end_field) if f]
-        client._session.hooks["response"].append(self._keep_raw)  # noqa: SLF001
-
-    def _keep_raw(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        req = response.request
-        path = requests.utils.urlparse(req.url or "")
-        name = f"jira {len(self.result.raw) + 1:04d} {req.method} {path.path}" + (
-            f"?{path.query}" if path.query else "") + f" -> {response.status_code}"
-        self.result.raw.append((name, response.content))
+        keep_raw_bodies(client._session, result.raw, "jira")  # noqa: SLF001
 
     def call(self, fn: Callable[[], T], what: str) -> T:
         try:
@@ -261,11 +237,11 @@ class _JiraRun:
         start = 0
         for _ in range(_MAX_PAGES):
             if self.cloud:
-                page = self.call(lambda: self.client.enhanced_search_issues(
+                page = self.call(lambda token=token: self.client.enhanced_search_issues(
                     jql, nextPageToken=token, maxResults=self.page_size, fields=list(self.fields),
                     expand="changelog", json_result=True), "search/jql")
             else:
-                page = self.call(lambda: self.client.search_issues(
+                page = self.call(lambda start=start: self.client.search_issues(
                     jql, startAt=start, maxResults=self.page_size, validate_query=False,
                     fields=list(self.fields), expand="changelog", json_result=True), "search")
             got = page.get("issues") if isinstance(page, dict) else None
@@ -275,9 +251,11 @@ class _JiraRun:
                 raise _Malformed("search page without a proper 'issues' list")
             issues.extend(got)
             if self.cloud:
-                token = page.get("nextPageToken")
+                token, previous = page.get("nextPageToken"), token
                 if not got or not token or page.get("isLast") is True:
                     return issues
+                if token == previous:
+                    raise _Malformed("nextPageToken did not advance")
             else:
                 start += len(got)
                 total = page.get("total")
@@ -287,27 +265,23 @@ class _JiraRun:
         raise _Malformed("too many pages")
 
     def fetch_keys(self, keys: list[str]) -> None:
-        jql = f"key in ({', '.join(keys)}) ORDER BY key ASC"
         try:
-            issues = self.search(jql)
-        except JIRAError as exc:
-            if exc.status_code == 400:
-                gone = [k for k in _NOT_EXIST_RE.findall(_jira_message(exc)) if k in keys]
-                if gone:
-                    self.result.missing.extend(k for k in keys if k in gone)
-                    rest = [k for k in keys if k not in gone]
-                    if rest:
-                        self.fetch_keys(rest)
-                    return
-                if len(keys) > 1:  # isolate the key the server objects to
-                    for key in keys:
-                        self.fetch_keys([key])
-                    return
-            self._fail(keys, _reason(exc, self.policy))
-            return
+            issues = self.search(f"key in ({', '.join(keys)}) ORDER BY key ASC")
         except _FETCH_ERRORS as exc:
-            self._fail(keys, _reason(exc, self.policy))
-            return
+            if not (isinstance(exc, JIRAError) and exc.status_code == 400):
+                return self._fail(keys, _reason(exc, self.policy))
+            named = _NOT_EXIST_RE.findall(_jira_message(exc, None))
+            gone = [k for k in keys if k in named]  # strict JQL validation names unknown keys
+            rest = [k for k in keys if k not in gone]
+            self.result.missing.extend(gone)
+            if gone and rest:
+                self.fetch_keys(rest)
+            elif not gone and len(keys) > 1:  # isolate the key the server objects to
+                for key in keys:
+                    self.fetch_keys([key])
+            elif not gone:
+                self._fail(keys, _reason(exc, self.policy))
+            return None
         for issue in issues:
             if issue["key"] not in keys:
                 LOG.warning("jira returned %s which was not asked for; ignored", issue["key"])
@@ -317,20 +291,14 @@ class _JiraRun:
 
     def fetch_jql(self, jql: str) -> None:
         try:
-            issues = self.search(jql)
-        except JIRAError as exc:
-            self._fail(["jql"], _reason(exc, self.policy))
-            return
+            for issue in self.search(jql):
+                self.add_issue(issue)
         except _FETCH_ERRORS as exc:
             self._fail(["jql"], _reason(exc, self.policy))
-            return
-        for issue in issues:
-            self.add_issue(issue)
 
     def _fail(self, refs: list[str], reason: str) -> None:
-        for ref in refs:
-            self.result.failed[ref] = reason
-            self.seen.add(ref)
+        self.result.failed.update(dict.fromkeys(refs, reason))
+        self.seen.update(refs)
 
     def add_issue(self, issue: dict) -> None:
         key, fields = issue["key"], issue["fields"]
@@ -339,9 +307,6 @@ class _JiraRun:
         self.seen.add(key)
         try:
             histories = self.full_changelog(key, issue.get("changelog"))
-        except JIRAError as exc:
-            self.result.failed[key] = f"history incomplete: {_reason(exc, self.policy)}"
-            return
         except _FETCH_ERRORS as exc:
             self.result.failed[key] = f"history incomplete: {_reason(exc, self.policy)}"
             return
@@ -391,7 +356,7 @@ class _JiraRun:
         values: list[dict] = []
         for _ in range(_MAX_PAGES):
             start = len(values)
-            page = self.call(lambda: self.client._get_json(  # noqa: SLF001 - no public method
+            page = self.call(lambda start=start: self.client._get_json(  # noqa: SLF001 - no public method
                 f"issue/{key}/changelog", params={"startAt": start, "maxResults": 100}),
                 f"changelog {key}")
             got = page.get("values") if isinstance(page, dict) else None
@@ -419,17 +384,17 @@ class _JiraRun:
             ticket["status"] = self.statuses.resolve(current.get("name"), current.get("id"))
             first = ((transitions[0]["from"], transitions[0]["from_id"]) if transitions
                      else (current.get("name"), current.get("id")))
-            rows = []
-            if ticket["opened"] is not None:
-                rows.append((ticket["opened"], self.statuses.resolve(*first)))
+            rows = [(ticket["opened"], self.statuses.resolve(*first))] if ticket["opened"] else []
             rows += [(t["ts"], self.statuses.resolve(t["to"], t["to_id"])) for t in transitions]
-            for ts, ours in rows:
-                self.result.history.append({"ticket_id": ticket["ticket_id"], "ts": ts, "status": ours})
+            self.result.history.extend({"ticket_id": ticket["ticket_id"], "ts": ts, "status": ours}
+                                       for ts, ours in rows)
+            # Jira has no actual-work fields: first in_progress .. last resolved/closed, if it ended
             starts = [ts for ts, ours in rows if ours == "in_progress"]
+            ends = [ts for ts, ours in rows if ours in ("resolved", "closed")]
             if starts:
                 ticket["work_start"] = starts[0]
-                ends = [ts for ts, ours in rows if ours in ("resolved", "closed") and ts >= starts[0]]
-                ticket["work_end"] = ends[0] if ends else None
+                ended = rows[-1][1] in ("resolved", "closed") and ends[-1] >= starts[0]
+                ticket["work_end"] = ends[-1] if ended else None
             self.result.tickets.append(ticket)
 
 

@@ -171,6 +171,63 @@ def report_gaps(output, run_id, db):
     click.echo(str(path))
 
 
+@main.group()
+def fetch():
+    """Fetch the tickets approvals cite from Jira or ServiceNow (credentials from the environment)."""
+
+
+def _print_fetch(summary, system):
+    click.echo(f"{system}: fetched {summary.fetched}, missing {summary.missing}, failed "
+               f"{summary.failed}, invalid refs {summary.invalid} (fetch {summary.fetch_id})")
+
+
+@fetch.command("jira")
+@click.option("--url", required=True, help="Jira base URL.")
+@click.option("--jql", default=None, help="Fetch this JQL instead of the cited tickets.")
+@click.option("--from", "start", default=None, help="Approvals overlapping this period (ISO).")
+@click.option("--to", "end", default=None)
+@click.option("--flavour", type=click.Choice(["cloud", "datacenter"]), default=None,
+              help="Override the server-info detection.")
+@click.option("--planned-start-field", default=None, help="Custom field id of the planned start.")
+@click.option("--planned-end-field", default=None, help="Custom field id of the planned end.")
+@db_option
+def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_end_field, db):
+    """Fetch Jira issues (PAMCORR_JIRA_USER / PAMCORR_JIRA_TOKEN) with full status history."""
+    from connectors.jira_fetch import fetch_jira, jira_credentials_from_env
+    from connectors.ticket_refs import TicketFetchError
+    from correlate.fetch import store_fetch, ticket_refs
+    user, token = jira_credentials_from_env()
+    with open_store(db) as store:
+        keys = None if jql else ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+        try:
+            result = fetch_jira(url, keys=keys, jql=jql, user=user, token=token, flavour=flavour,
+                                planned_start_field=planned_start_field,
+                                planned_end_field=planned_end_field)
+        except TicketFetchError as exc:
+            raise CliError(str(exc)) from None
+        _print_fetch(store_fetch(store, result, "jira", url), "jira")
+
+
+@fetch.command("servicenow")
+@click.option("--url", required=True, help="ServiceNow instance URL.")
+@click.option("--from", "start", default=None, help="Approvals overlapping this period (ISO).")
+@click.option("--to", "end", default=None)
+@db_option
+def fetch_servicenow_cmd(url, start, end, db):
+    """Fetch change requests (PAMCORR_SNOW_USER / PAMCORR_SNOW_TOKEN) and their approvers."""
+    from connectors.servicenow_fetch import fetch_servicenow, servicenow_credentials_from_env
+    from connectors.ticket_refs import TicketFetchError
+    from correlate.fetch import store_fetch, ticket_refs
+    user, token = servicenow_credentials_from_env()
+    with open_store(db) as store:
+        refs = ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+        try:
+            result = fetch_servicenow(url, refs, user=user, token=token)
+        except TicketFetchError as exc:
+            raise CliError(str(exc)) from None
+        _print_fetch(store_fetch(store, result, "servicenow", url), "servicenow")
+
+
 SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
                 ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"))
 

@@ -118,7 +118,8 @@ SELECT c.*, v.verdict, v.invalid_reason,
 FROM (
   SELECT c.*,
     CASE
-      WHEN c.t_id IS NULL THEN 'ticket_not_found'
+      WHEN c.t_id IS NULL THEN coalesce(
+        (SELECT u.reason FROM ticket_unverifiable u WHERE u.ticket_id = c.ticket), 'ticket_not_found')
       WHEN cs.has_history AND cs.status_at IS NULL THEN 'ticket_no_status_yet'
       WHEN cs.has_history AND cs.status_at NOT IN ('approved', 'in_progress')
         THEN 'ticket_status_' || cs.status_at
