@@ -147,10 +147,27 @@ def test_second_process_gets_a_clear_lock_error(tmp_path):
         holder.wait()
 
 
-def test_sample_data_counts_match_generator(tmp_path):
+def test_sample_data_counts_match_generator():
     expected = json.loads((ROOT / "sample_data" / "expected_counts.json").read_text())
     store = Store(":memory:")
+    act = expected["activity.jsonl"]
     r = _ingest(store, "activity", ROOT / "sample_data" / "activity.jsonl")
-    assert r.duplicates >= 1 and r.quarantined >= 1
-    assert r.read == r.accepted + r.quarantined + r.duplicates
-    assert isinstance(expected, dict)
+    assert r.read == act["lines"]
+    assert r.accepted == act["distinct_valid_events"]
+    assert r.duplicates == act["exact_duplicate_lines"]
+    assert r.quarantined == act["invalid_json"] + act["missing_account"] + act["zoneless_timestamp"]
+    appr = expected["approvals.csv"]
+    r = _ingest(store, "approvals", ROOT / "sample_data" / "approvals.csv")
+    assert (r.read, r.quarantined) == (appr["rows"], appr["end_before_start"])
+
+
+def test_sample_week_has_every_verdict():
+    from correlate.engine import correlate
+    from correlate.findings import VERDICTS
+    store = Store(":memory:")
+    for kind, name in (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
+                       ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl")):
+        _ingest(store, kind, ROOT / "sample_data" / name)
+    run = correlate(store)
+    seen = {v for (v,) in store.query("SELECT DISTINCT verdict FROM findings WHERE run_id = ?", [run])}
+    assert seen == set(VERDICTS)
