@@ -257,3 +257,8 @@ def demo(db, output):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
         path = write_gap_report(store, Path(output), run_id)
     click.echo(str(Path(path).resolve()))
+
+
+from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)
+
+register(main)

@@ -7,7 +7,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
 from correlate.errors import InputError
@@ -51,12 +50,6 @@ class TicketsConfig:
     flavour: str | None = None
     timeout: float = 30.0
     max_retries: int = 3
-
-    def credentials(self, env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
-        """(user, token) from the environment variables named in SECRET_ENV."""
-        env = os.environ if env is None else env
-        user_var, token_var = SECRET_ENV[self.system]
-        return env.get(user_var) or None, env.get(token_var) or None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def _statements(sql: str) -> list[str]:
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
 
 _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
-            "nearest", "segment")
+            "nearest", "segment", "win_end", "win_start")
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,

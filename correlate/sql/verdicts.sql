@@ -152,22 +152,39 @@ LATERAL (SELECT
        WHEN c.kind <> 'break_glass' AND c.ticket IS NOT NULL THEN c.ticket_problem
   END AS invalid_reason) v
 ;
+-- The best candidate per segment: verdict rank, then the latest start, then the smallest id.
 CREATE OR REPLACE TEMP TABLE best AS
-SELECT key_id, p, verdict, approval_source, approval_id, ticket, invalid_reason, ws, we, via
-FROM judged
-QUALIFY row_number() OVER (PARTITION BY key_id, p
-                           ORDER BY rank, ws DESC, approval_id, approval_source) = 1
+SELECT key_id, p, unnest(b)
+FROM (
+  SELECT key_id, p,
+         arg_min(struct_pack(verdict, approval_source, approval_id, ticket, invalid_reason, via),
+                 struct_pack(r := rank, s := -epoch_us(ws), a := approval_id,
+                             o := approval_source)) AS b
+  FROM judged GROUP BY key_id, p
+)
 ;
--- For segments no window covers: the nearest window that ended before and that starts after.
+-- For segments no window covers: the nearest window that ended before (largest end) and the
+-- one that starts after (smallest start), found with ASOF joins. When several windows share
+-- that end or start, the smallest approval id is named.
+CREATE OR REPLACE TEMP TABLE win_end AS
+SELECT key_id, we, we + to_seconds($grace) AS we_g,
+       arg_min(struct_pack(src := approval_source, id := approval_id),
+               struct_pack(a := approval_id, o := approval_source)) AS w
+FROM win GROUP BY key_id, we
+;
+CREATE OR REPLACE TEMP TABLE win_start AS
+SELECT key_id, ws, ws - to_seconds($grace) AS ws_g,
+       arg_min(struct_pack(src := approval_source, id := approval_id),
+               struct_pack(a := approval_id, o := approval_source)) AS w
+FROM win GROUP BY key_id, ws
+;
 CREATE OR REPLACE TEMP TABLE nearest AS
 SELECT s.key_id, s.p,
-  (SELECT struct_pack(src := w.approval_source, id := w.approval_id, t := w.we) FROM win w
-    WHERE w.key_id = s.key_id AND w.we + to_seconds($grace) < s.p
-    ORDER BY w.we DESC, w.approval_id, w.approval_source LIMIT 1) AS prev,
-  (SELECT struct_pack(src := w.approval_source, id := w.approval_id, t := w.ws) FROM win w
-    WHERE w.key_id = s.key_id AND w.ws - to_seconds($grace) > s.p
-    ORDER BY w.ws, w.approval_id, w.approval_source LIMIT 1) AS nxt
-FROM seg s ANTI JOIN best b ON b.key_id = s.key_id AND b.p = s.p
+       CASE WHEN e.key_id IS NOT NULL THEN struct_pack(src := e.w.src, id := e.w.id, t := e.we) END AS prev,
+       CASE WHEN n.key_id IS NOT NULL THEN struct_pack(src := n.w.src, id := n.w.id, t := n.ws) END AS nxt
+FROM (SELECT key_id, p FROM seg ANTI JOIN best b USING (key_id, p)) s
+ASOF LEFT JOIN win_end e ON e.key_id = s.key_id AND s.p > e.we_g
+ASOF LEFT JOIN win_start n ON n.key_id = s.key_id AND s.p < n.ws_g
 ;
 CREATE OR REPLACE TEMP TABLE segment AS
 SELECT s.key_id, s.p, b.verdict, b.approval_source, b.approval_id, b.ticket, b.invalid_reason,

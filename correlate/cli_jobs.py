@@ -1,0 +1,126 @@
+"""The three jobs users run (`run`, `scope`, `export`) and `verify`: thin click commands over
+correlate.jobs, reports.scope and reports.evidence, attached to the `pamcorr` group by register()."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_FINDINGS = 3
+
+db_option = click.option("--db", "db", default=None, envvar="PAMCORR_DB", show_envvar=True,
+                         help="DuckDB file (default ./pamcorr.duckdb).")
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _when(value, name):
+    from correlate.cli import parse_when   # correlate.cli imports this module at its end
+    return parse_when(value, name)
+
+
+@click.command("run")
+@click.option("--config", "config_path", required=True, envvar="PAMCORR_CONFIG", show_envvar=True,
+              type=click.Path(dir_okay=False), help="The TOML file (see pamcorr.example.toml).")
+@click.option("--week", default=None, help="ISO week such as 2026-W47 (default: the last full "
+              "ISO week in UTC).")
+@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default=None,
+              help="Exit 3 when findings (or coverage gaps) of this status or worse exist; "
+              "default from [policy] fail_on.")
+@click.option("--db", "db", default=None, help="DuckDB file (overrides the config's db).")
+def run_cmd(config_path, week, fail_on, db):
+    """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
+    from correlate.config import load_settings
+    from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
+    settings = load_settings(config_path)
+    period = parse_week(week) if week else last_full_week()
+    result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
+    for line in summary_lines(result):
+        click.echo(line)
+    fail_on = fail_on or settings.fail_on
+    if fail_on:
+        bad = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}[fail_on]
+        if worst_status(result.summary) & bad:
+            sys.exit(EXIT_FINDINGS)
+
+
+@click.command("scope")
+@click.argument("account", required=False)
+@click.option("--approval", "approval_id", default=None,
+              help="Scope one approval: what was done under it.")
+@click.option("--from", "start", default=None, help="Start (inclusive, ISO).")
+@click.option("--to", "end", default=None, help="End (exclusive, ISO).")
+@click.option("--run", "run_id", type=int, default=None,
+              help="Verdicts of this run only (default: the newest run that judged each action).")
+@click.option("-o", "--output", default=None,
+              help="Output file (default scope.html; JSON goes to stdout).")
+@click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
+              show_default=True)
+@db_option
+def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
+    """Everything on record for ACCOUNT (or --approval ID): approvals, actions, sessions, tickets."""
+    from correlate.store import Store
+    from reports.scope import scope_context, scope_json, write_scope
+    if (account is None) == (approval_id is None):
+        raise click.UsageError("give an ACCOUNT or --approval ID (one of them)")
+    with Store(db, read_only=True) as store:
+        ctx = scope_context(store, account, approval_id, _when(start, "--from"),
+                            _when(end, "--to"), run_id)
+    if fmt == "json" and output in (None, "-"):
+        click.echo(scope_json(ctx), nl=False)
+        return
+    path = write_scope(ctx, Path(output or "scope.html"), fmt)
+    _err(f"{ctx.subject}: {len(ctx.approvals)} approval(s), {ctx.actions_total} action(s), "
+         f"{len(ctx.sessions)} session(s), {len(ctx.tickets)} ticket(s)")
+    click.echo(str(path))
+
+
+@click.command("export")
+@click.option("--from", "start", default=None, help="Only findings from here (inclusive, ISO).")
+@click.option("--to", "end", default=None, help="Only findings before this (exclusive, ISO).")
+@click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
+@click.option("-o", "--output", required=True,
+              help="Bundle folder, or a file ending in .zip.")
+@click.option("--previous", type=click.Path(exists=True), default=None,
+              help="The bundle this one follows (default: the last bundle pamcorr exported).")
+@db_option
+def export_cmd(start, end, run_id, output, previous, db):
+    """Audit evidence bundle: findings (CSV, JSONL, OCSF), gap report, index, chained manifest."""
+    from correlate.store import Store
+    from reports.evidence import write_bundle
+    with Store(db) as store:
+        bundle = write_bundle(store, output, run_id, _when(start, "--from"), _when(end, "--to"),
+                              previous=previous)
+    prev = bundle.manifest["previous"]
+    _err(f"{len(bundle.manifest['outputs'])} file(s) + manifest.json, "
+         f"{bundle.manifest['findings']} finding(s); "
+         + (f"follows {prev['bundle']} ({prev['manifest_sha256'][:16]}...)" if prev
+            else "first bundle of its chain"))
+    click.echo(f"{bundle.path}  manifest sha256 {bundle.manifest_sha256}")
+
+
+@click.command("verify")
+@click.argument("bundle", type=click.Path(exists=True))
+@click.option("--chain-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder holding the previous bundles (default: beside BUNDLE).")
+def verify_cmd(bundle, chain_dir):
+    """Recompute a bundle's hashes and walk its chain; exit 1 on any changed, missing or extra file."""
+    from reports.evidence import verify_bundle
+    result = verify_bundle(bundle, chain_dir)
+    for line in result.lines():
+        click.echo(line)
+    if not result.ok:
+        sys.exit(1)
+
+
+COMMANDS = (run_cmd, scope_cmd, export_cmd, verify_cmd)
+
+
+def register(main: click.Group) -> None:
+    """Attach the job commands to the `pamcorr` group."""
+    for command in COMMANDS:
+        main.add_command(command)

@@ -1,0 +1,340 @@
+"""The weekly compliance run: ingest what is new, correlate one ISO week, compare with the previous
+week, check every source sent something, and write the gap report and evidence bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from connectors.base import Options
+from connectors.registry import get_connector
+from correlate import queries
+from correlate.clock import now_utc
+from correlate.config import Settings
+from correlate.engine import correlate
+from correlate.errors import InputError, PamcorrError
+from correlate.ingest import expand_paths, ingest
+from correlate.store import Store
+
+WEEK_RE = re.compile(r"(\d{4})-W(\d{2})")
+
+PREVIOUS_RUNS_SQL = """
+SELECT run_id, period_start, period_end, parameters FROM runs
+WHERE finished IS NOT NULL AND run_id <> ? AND period_end <= ?
+ORDER BY period_end DESC, run_id DESC
+"""
+
+# One row per issue: the same account failing the same way on the same target.
+ISSUES_SQL = """
+SELECT lower(a.account) AS account_norm, lower(a.target) AS target_norm, f.verdict,
+       min(a.account) AS account, min(a.target) AS target, count(*) AS n,
+       min(a.ts) AS first, max(a.ts) AS last
+FROM findings f JOIN activity a USING (act_id)
+WHERE f.run_id = ? AND f.status = 'FAIL'
+GROUP BY ALL
+"""
+
+COVERAGE_SQL = """
+SELECT source,
+       count(*) FILTER (WHERE ts >= $start AND ts < $end) AS rows,
+       max(ts) FILTER (WHERE ts >= $start AND ts < $end) AS last,
+       max(ts) FILTER (WHERE ts < $start) AS last_before
+FROM activity GROUP BY source
+"""
+
+
+@dataclass(frozen=True)
+class Week:
+    """An ISO week in UTC: [start, end)."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+
+def parse_week(label: str) -> Week:
+    """'2026-W47' -> Monday 00:00 UTC .. next Monday 00:00 UTC."""
+    m = WEEK_RE.fullmatch(label.strip())
+    if not m:
+        raise PamcorrError(f"week {label!r}: use the ISO form YYYY-Www, e.g. 2026-W47")
+    try:
+        day = datetime.strptime(f"{m.group(1)}-W{m.group(2)}-1", "%G-W%V-%u")
+    except ValueError:
+        raise PamcorrError(f"week {label!r} does not exist") from None
+    start = day.replace(tzinfo=timezone.utc)
+    if start.isocalendar()[:2] != (int(m.group(1)), int(m.group(2))):
+        raise PamcorrError(f"week {label!r} does not exist")
+    return Week(label.strip(), start, start + timedelta(days=7))
+
+
+def week_of(day: datetime) -> Week:
+    year, week, _ = day.isocalendar()
+    return parse_week(f"{year}-W{week:02d}")
+
+
+def last_full_week(now: datetime | None = None) -> Week:
+    """The latest ISO week (UTC) that has ended by `now` (default: the clock)."""
+    now = (now or now_utc()).astimezone(timezone.utc)
+    return week_of(now - timedelta(days=7))
+
+
+def issue_key(account: str, target: str, verdict: str) -> str:
+    """Stable id of an issue across weekly runs: lower(account), lower(target), verdict."""
+    text = "\x1f".join((account.lower(), target.lower(), verdict))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class SourceIngest:
+    """What one `[[sources]]` entry brought in this run."""
+
+    name: str
+    connector: str
+    new_files: int = 0
+    skipped_files: int = 0
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    unmatched: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Change:
+    """One issue key compared with the previous weekly run."""
+
+    state: str                    # new | still failing | resolved
+    key: str
+    account: str
+    target: str
+    verdict: str
+    before: int                   # failing actions in the previous run
+    now: int                      # failing actions in this run
+
+
+@dataclass
+class Coverage:
+    """One activity source in the period. status PASS, WARN (went quiet) or FAIL (sent nothing)."""
+
+    source: str
+    rows: int
+    last: datetime | None
+    last_before: datetime | None
+    status: str
+    message: str
+
+
+@dataclass
+class WeeklySummary:
+    """Everything the weekly sections of the bundle index and weekly.json show."""
+
+    week: Week
+    run_id: int
+    config: str | None
+    ingest: list[SourceIngest]
+    tickets: str
+    totals: list[dict]
+    previous: dict | None         # {run_id, week} of the run compared with
+    changes: list[Change]
+    coverage: list[Coverage]
+
+    def count(self, state: str) -> int:
+        return sum(1 for c in self.changes if c.state == state)
+
+    @property
+    def failing(self) -> int:
+        return sum(t["n"] for t in self.totals if t["status"] == "FAIL")
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=_iso) + "\n"
+
+
+def _iso(value):
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+@dataclass
+class WeeklyResult:
+    summary: WeeklySummary
+    out_dir: Path
+    manifest_sha256: str
+
+
+def ingest_sources(store: Store, settings: Settings, progress=None) -> list[SourceIngest]:
+    """Ingest every configured source; files already ingested (same sha256) are skipped."""
+    plans = []
+    for src in settings.sources:   # check every connector and option before touching the store
+        plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
+    out = []
+    for src, connector, options in plans:
+        done = SourceIngest(src.name, src.connector)
+        files = []
+        for pattern in src.paths:
+            try:
+                files.extend(expand_paths([pattern]))
+            except InputError:
+                done.unmatched.append(pattern)
+        if files:
+            for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
+                            progress=progress):
+                if r.skipped:
+                    done.skipped_files += 1
+                    continue
+                done.new_files += 1
+                done.read += r.read
+                done.accepted += r.accepted
+                done.quarantined += r.quarantined
+        out.append(done)
+    return out
+
+
+FETCHERS = {"jira": "connectors.jira_fetch", "servicenow": "connectors.servicenow_fetch"}
+
+
+def fetch_tickets(store: Store, settings: Settings, week: Week) -> str:
+    """Fetch the tickets the period's approvals cite, when `[tickets]` is configured. One line back."""
+    cfg = settings.tickets
+    if cfg is None:
+        return "tickets: not configured"
+    try:
+        fetcher = importlib.import_module(FETCHERS[cfg.system])
+        keeper = importlib.import_module("correlate.fetch")
+        from connectors.ticket_refs import TicketFetchError
+    except ModuleNotFoundError:
+        return f"tickets: fetching from {cfg.system} is not available in this build"
+    refs = keeper.ticket_refs(store, week.start, week.end)
+    try:
+        if cfg.system == "jira":
+            user, token = fetcher.jira_credentials_from_env()
+            result = fetcher.fetch_jira(cfg.url, keys=refs, user=user, token=token,
+                                        flavour=cfg.flavour, timeout=cfg.timeout,
+                                        max_retries=cfg.max_retries)
+        else:
+            user, token = fetcher.servicenow_credentials_from_env()
+            result = fetcher.fetch_servicenow(cfg.url, refs, user=user, token=token,
+                                              timeout=cfg.timeout, max_retries=cfg.max_retries)
+    except TicketFetchError as exc:
+        raise PamcorrError(f"{cfg.system} at {cfg.url}: {exc}") from None
+    s = keeper.store_fetch(store, result, cfg.system, cfg.url)
+    return (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
+            f"invalid refs {s.invalid}")
+
+
+def previous_weekly_run(store: Store, run_id: int, week: Week) -> dict | None:
+    """The newest other weekly run whose period ended by this week's start."""
+    for row in store.query_dicts(PREVIOUS_RUNS_SQL, [run_id, week.start]):
+        params = json.loads(row["parameters"] or "{}")
+        if params.get("job") == "weekly":
+            return {"run_id": row["run_id"], "week": params.get("week")}
+    return None
+
+
+def compare_runs(store: Store, previous: int | None, current: int) -> list[Change]:
+    """New, still failing and resolved issues by issue key (account, target, verdict)."""
+    def issues(run):
+        if run is None:
+            return {}
+        return {(r["account_norm"], r["target_norm"], r["verdict"]): r
+                for r in store.query_dicts(ISSUES_SQL, [run])}
+    before, now = issues(previous), issues(current)
+    changes = []
+    for k in sorted(set(before) | set(now)):
+        row = now.get(k) or before[k]
+        state = ("still failing" if k in before and k in now else "new" if k in now
+                 else "resolved")
+        changes.append(Change(state, issue_key(*k), row["account"], row["target"], k[2],
+                              before[k]["n"] if k in before else 0, now[k]["n"] if k in now else 0))
+    order = {"new": 0, "still failing": 1, "resolved": 2}
+    return sorted(changes, key=lambda c: (order[c.state], -c.now, c.account, c.target, c.verdict))
+
+
+def coverage(store: Store, settings: Settings, week: Week) -> list[Coverage]:
+    """Per activity source: rows in the week, and whether it went quiet before the week ended."""
+    rows = {r["source"]: r for r in store.query_dicts(COVERAGE_SQL, {"start": week.start,
+                                                                     "end": week.end})}
+    expected = {s.connector for s in settings.sources
+                if s.kind == "activity" or s.expect_activity
+                or (s.kind is None and s.connector != "generic")}
+    gap = timedelta(hours=settings.coverage_gap_hours)
+    out = []
+    for source in sorted(set(rows) | expected):
+        r = rows.get(source, {"rows": 0, "last": None, "last_before": None})
+        if not r["rows"]:
+            seen = f"last seen {_iso(r['last_before'])}" if r["last_before"] else "never seen"
+            status, msg = "FAIL", f"no activity from {source} in {week.label} ({seen})"
+        elif week.end - r["last"] > gap:
+            status, msg = "WARN", f"no activity from {source} since {_iso(r['last'])}"
+        else:
+            status, msg = "PASS", f"{source}: {r['rows']:,} action(s), last {_iso(r['last'])}"
+        out.append(Coverage(source, r["rows"], r["last"], r["last_before"], status, msg))
+    return out
+
+
+def run_weekly(settings: Settings, week: Week | None = None, db: str | None = None,
+               progress=None) -> WeeklyResult:
+    """The whole weekly job; the bundle lands in OUTPUT/<week label>/."""
+    from reports.evidence import write_bundle   # reports sit downstream of the engine
+    week = week or last_full_week()
+    with Store(db or settings.db) as store:
+        ingested = ingest_sources(store, settings, progress)
+        tickets = fetch_tickets(store, settings, week)
+        run_id = correlate(store, week.start, week.end, settings.policy,
+                           {"job": "weekly", "week": week.label,
+                            "config": str(settings.path) if settings.path else None})
+        previous = previous_weekly_run(store, run_id, week)
+        summary = WeeklySummary(
+            week=week, run_id=run_id, config=str(settings.path) if settings.path else None,
+            ingest=ingested, tickets=tickets, totals=queries.verdict_totals(store, run_id),
+            previous=previous,
+            changes=compare_runs(store, previous["run_id"] if previous else None, run_id),
+            coverage=coverage(store, settings, week))
+        out = Path(settings.output) / week.label
+        bundle = write_bundle(store, out, run_id, siblings=True,
+                              extra={"weekly.json": summary.as_json()},
+                              parameters={"job": "weekly", "week": week.label},
+                              weekly=summary)
+    return WeeklyResult(summary, bundle.path, bundle.manifest_sha256)
+
+
+def summary_lines(result: WeeklyResult) -> list[str]:
+    """The one-screen summary `pamcorr run` prints."""
+    s = result.summary
+    lines = [f"pamcorr run {s.week.label} ({_iso(s.week.start)} .. {_iso(s.week.end)}): "
+             f"run {s.run_id}"]
+    new = sum(i.new_files for i in s.ingest)
+    skipped = sum(i.skipped_files for i in s.ingest)
+    quarantined = sum(i.quarantined for i in s.ingest)
+    lines.append(f"ingest: {new} new file(s), {skipped} already ingested, "
+                 f"{quarantined} row(s) quarantined")
+    for i in s.ingest:
+        for pattern in i.unmatched:
+            lines.append(f"  {i.name}: nothing matches {pattern}")
+    lines.append(s.tickets)
+    verdicts = ", ".join(f"{t['verdict']} {t['n']:,}" for t in s.totals) or "no actions"
+    lines.append(f"verdicts: {verdicts}")
+    if s.previous:
+        lines.append(f"since {s.previous['week']} (run {s.previous['run_id']}): "
+                     f"{s.count('new')} new, {s.count('resolved')} resolved, "
+                     f"{s.count('still failing')} still failing")
+    else:
+        lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)")
+    for c in [c for c in s.changes if c.state == "new"][:5]:
+        lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
+    problems = [c for c in s.coverage if c.status != "PASS"]
+    lines.append("coverage: every source sent activity" if not problems else "coverage:")
+    lines += [f"  {c.status}: {c.message}" for c in problems]
+    lines.append(f"output: {result.out_dir}/index.html (manifest sha256 "
+                 f"{result.manifest_sha256[:16]}...)")
+    return lines
+
+
+def worst_status(summary: WeeklySummary) -> set[str]:
+    """Statuses present among findings and coverage, for --fail-on."""
+    found = {t["status"] for t in summary.totals if t["n"]}
+    return found | {c.status for c in summary.coverage}
