@@ -246,7 +246,7 @@ class _JiraRun:
                     fields=list(self.fields), expand="changelog", json_result=True), "search")
             got = page.get("issues") if isinstance(page, dict) else None
             if not isinstance(got, list) or not all(
-                    isinstance(i, dict) and is_jira_key(i.get("key")) and isinstance(i.get("fields"), dict)
+                    isinstance(i, dict) and isinstance(i.get("key"), str) and isinstance(i.get("fields"), dict)
                     for i in got):
                 raise _Malformed("search page without a proper 'issues' list")
             issues.extend(got)
@@ -302,6 +302,10 @@ class _JiraRun:
 
     def add_issue(self, issue: dict) -> None:
         key, fields = issue["key"], issue["fields"]
+        if not is_jira_key(key):  # JQL mode: keys outside the strict pattern are reported, not used
+            if key not in self.result.invalid:
+                self.result.invalid.append(key)
+            return
         if key in self.seen:
             return
         self.seen.add(key)

@@ -194,11 +194,16 @@ def _print_fetch(summary, system):
 def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_end_field, db):
     """Fetch Jira issues (PAMCORR_JIRA_USER / PAMCORR_JIRA_TOKEN) with full status history."""
     from connectors.jira_fetch import fetch_jira, jira_credentials_from_env
-    from connectors.ticket_refs import TicketFetchError
+    from connectors.ticket_refs import TicketFetchError, is_servicenow_ref
     from correlate.fetch import store_fetch, ticket_refs
     user, token = jira_credentials_from_env()
     with open_store(db) as store:
-        keys = None if jql else ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+        keys = None
+        if not jql:
+            # ServiceNow numbers and sys_ids belong to `fetch servicenow`; all else is tried here,
+            # where malformed references become invalid_ticket_ref findings.
+            keys = [r for r in ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+                    if not is_servicenow_ref(r)]
         try:
             result = fetch_jira(url, keys=keys, jql=jql, user=user, token=token, flavour=flavour,
                                 planned_start_field=planned_start_field,
@@ -216,11 +221,12 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
 def fetch_servicenow_cmd(url, start, end, db):
     """Fetch change requests (PAMCORR_SNOW_USER / PAMCORR_SNOW_TOKEN) and their approvers."""
     from connectors.servicenow_fetch import fetch_servicenow, servicenow_credentials_from_env
-    from connectors.ticket_refs import TicketFetchError
+    from connectors.ticket_refs import TicketFetchError, is_servicenow_ref
     from correlate.fetch import store_fetch, ticket_refs
     user, token = servicenow_credentials_from_env()
     with open_store(db) as store:
-        refs = ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+        refs = [r for r in ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+                if is_servicenow_ref(r)]
         try:
             result = fetch_servicenow(url, refs, user=user, token=token)
         except TicketFetchError as exc:

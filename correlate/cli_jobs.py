@@ -105,12 +105,13 @@ def export_cmd(start, end, run_id, output, previous, db):
 
 @click.command("verify")
 @click.argument("bundle", type=click.Path(exists=True))
-@click.option("--chain-dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Folder holding the previous bundles (default: beside BUNDLE).")
-def verify_cmd(bundle, chain_dir):
+@click.option("--chain-dir", "chain_dirs", type=click.Path(exists=True, file_okay=False),
+              multiple=True, help="Folder holding previous bundles (repeatable; BUNDLE's own "
+              "folder is always searched).")
+def verify_cmd(bundle, chain_dirs):
     """Recompute a bundle's hashes and walk its chain; exit 1 on any changed, missing or extra file."""
     from reports.evidence import verify_bundle
-    result = verify_bundle(bundle, chain_dir)
+    result = verify_bundle(bundle, chain_dirs)
     for line in result.lines():
         click.echo(line)
     if not result.ok:

@@ -160,6 +160,10 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> None:
 
 def _load(con, table: str, name: str, source: str, ingest_id: int, path: str) -> dict:
     con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT * FROM {name}")
+    for (kind,) in con.execute("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
+                               "FROM information_schema.tables WHERE table_name = 'fresh' "
+                               "AND table_schema = 'main' AND table_catalog = 'temp'").fetchall():
+        con.execute(f"DROP {kind} fresh")
     read = con.execute("SELECT count(*) FROM stage").fetchone()[0]
     con.execute(f"INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, left({redact_sql('raw')}, 4000) "
                 "FROM stage WHERE reason IS NOT NULL", [ingest_id, source, table, path])
@@ -220,13 +224,14 @@ def _load_history(con, source, ingest_id):
     return _count(con, "SELECT count(*) FROM ticket_history", []) - before
 
 
-ACTIVITY_FRESH = """
-CREATE OR REPLACE TEMP TABLE fresh AS
-SELECT s.* FROM (
-    SELECT * FROM stage WHERE reason IS NULL
-    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
-) s
-ANTI JOIN (SELECT event_id FROM activity WHERE source = ?) a ON a.event_id = s.event_id
+# Within a file the first line of an event_id wins; across files the stored row wins.
+# Both steps are skipped when cheap checks show they cannot remove anything.
+ACTIVITY_GOOD = "SELECT * FROM stage WHERE reason IS NULL"
+ACTIVITY_FIRST = ACTIVITY_GOOD + (" QUALIFY row_number() OVER (PARTITION BY event_id "
+                                  "ORDER BY line) = 1")
+ACTIVITY_NEW = """
+SELECT s.* FROM ({good}) s
+ANTI JOIN (SELECT event_id FROM activity WHERE source = $source) a ON a.event_id = s.event_id
 """
 
 ACTIVITY_KEYS = """
@@ -250,14 +255,22 @@ FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
 
 
 def _load_activity(con, source, ingest_id):
-    con.execute(ACTIVITY_FRESH, [source])
+    repeats = _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
+                     "WHERE reason IS NULL", [])
+    good = ACTIVITY_FIRST if repeats else ACTIVITY_GOOD
+    if _count(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? LIMIT 1)",
+              [source]):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {ACTIVITY_NEW.format(good=good)}",
+                    {"source": source})
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {good}")
     con.execute(ACTIVITY_KEYS)
     present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
     optional = [c for c in ACTIVITY_OPTIONAL if c in present]
-    con.execute(ACTIVITY_INSERT.format(optional="".join(f", {c}" for c in optional),
-                                       optional_f="".join(f", f.{c}" for c in optional)),
-                [source, ingest_id])
-    return _count(con, "SELECT count(*) FROM fresh", [])
+    inserted = con.execute(ACTIVITY_INSERT.format(
+        optional="".join(f", {c}" for c in optional),
+        optional_f="".join(f", f.{c}" for c in optional)), [source, ingest_id]).fetchone()[0]
+    return inserted
 
 
 def _load_identities(con, source, ingest_id):

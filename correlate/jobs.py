@@ -39,6 +39,12 @@ WHERE f.run_id = ? AND f.status = 'FAIL'
 GROUP BY ALL
 """
 
+# (account, target) pairs that acted in a run at all, failing or not.
+ACTIVE_PAIRS_SQL = """
+SELECT DISTINCT lower(a.account), lower(a.target)
+FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?
+"""
+
 COVERAGE_SQL = """
 SELECT source,
        count(*) FILTER (WHERE ts >= $start AND ts < $end) AS rows,
@@ -107,7 +113,7 @@ class SourceIngest:
 class Change:
     """One issue key compared with the previous weekly run."""
 
-    state: str                    # new | still failing | resolved
+    state: str                    # new | still failing | resolved | not seen
     key: str
     account: str
     target: str
@@ -236,22 +242,30 @@ def previous_weekly_run(store: Store, run_id: int, week: Week) -> dict | None:
 
 
 def compare_runs(store: Store, previous: int | None, current: int) -> list[Change]:
-    """New, still failing and resolved issues by issue key (account, target, verdict)."""
+    """New, still failing, resolved and not seen issues by issue key (account, target, verdict).
+
+    An issue that failed before is "resolved" only when the account acted on the target in this
+    run and none of those actions failed that way; without any such action it is "not seen".
+    """
     def issues(run):
         if run is None:
             return {}
         return {(r["account_norm"], r["target_norm"], r["verdict"]): r
                 for r in store.query_dicts(ISSUES_SQL, [run])}
     before, now = issues(previous), issues(current)
+    active = set(store.query(ACTIVE_PAIRS_SQL, [current])) if before else set()
     changes = []
     for k in sorted(set(before) | set(now)):
         row = now.get(k) or before[k]
-        state = ("still failing" if k in before and k in now else "new" if k in now
-                 else "resolved")
+        if k in now:
+            state = "still failing" if k in before else "new"
+        else:
+            state = "resolved" if (k[0], k[1]) in active else "not seen"
         changes.append(Change(state, issue_key(*k), row["account"], row["target"], k[2],
                               before[k]["n"] if k in before else 0, now[k]["n"] if k in now else 0))
-    order = {"new": 0, "still failing": 1, "resolved": 2}
-    return sorted(changes, key=lambda c: (order[c.state], -c.now, c.account, c.target, c.verdict))
+    order = {"new": 0, "still failing": 1, "resolved": 2, "not seen": 3}
+    return sorted(changes, key=lambda c: (order[c.state], -c.now, -c.before, c.account,
+                                          c.target, c.verdict))
 
 
 def coverage(store: Store, settings: Settings, week: Week) -> list[Coverage]:
@@ -320,8 +334,8 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     lines.append(f"verdicts: {verdicts}")
     if s.previous:
         lines.append(f"since {s.previous['week']} (run {s.previous['run_id']}): "
-                     f"{s.count('new')} new, {s.count('resolved')} resolved, "
-                     f"{s.count('still failing')} still failing")
+                     f"{s.count('new')} new, {s.count('still failing')} still failing, "
+                     f"{s.count('resolved')} resolved, {s.count('not seen')} not seen this week")
     else:
         lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)")
     for c in [c for c in s.changes if c.state == "new"][:5]:

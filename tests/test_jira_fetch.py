@@ -41,7 +41,7 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
-def setup(server: TicketServer, flavour: str, n: int = 3, **kw) -> None:
+def add_ops(server: TicketServer, flavour: str, n: int = 3, **kw) -> None:
     server.jira_flavour = flavour
     for i in range(1, n + 1):
         server.add_issues(jira_issue(f"OPS-{i}", DONE, created="2024-03-01T10:00:00.000+0200",
@@ -54,7 +54,7 @@ def search_requests(server: TicketServer) -> list:
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
 def test_keys_paged_over_several_pages_and_mapped(ticket_server, flavour):
-    setup(ticket_server, flavour, n=5, components=("db01", "web"), resolutiondate="2024-03-02T12:00:00.000-0500",
+    add_ops(ticket_server, flavour, n=5, components=("db01", "web"), resolutiondate="2024-03-02T12:00:00.000-0500",
           customfield_10050="2024-03-01T22:00:00.000+0000", customfield_10051="2024-03-02")
     res = fetch_jira(ticket_server.url, [f"OPS-{i}" for i in range(1, 6)], page_size=2,
                      planned_start_field="customfield_10050", planned_end_field="customfield_10051", **FAST)
@@ -86,7 +86,7 @@ def test_keys_paged_over_several_pages_and_mapped(ticket_server, flavour):
 
 
 def test_flavour_detected_from_server_info_or_given(ticket_server):
-    setup(ticket_server, "datacenter")
+    add_ops(ticket_server, "datacenter")
     fetch_jira(ticket_server.url, ["OPS-1"], **FAST)
     assert ticket_server.paths()[0] == "/rest/api/2/serverInfo"
     assert "/rest/api/2/search" in ticket_server.paths()
@@ -96,7 +96,7 @@ def test_flavour_detected_from_server_info_or_given(ticket_server):
 
 
 def test_cloud_never_calls_the_removed_search_endpoint(ticket_server):
-    setup(ticket_server, "cloud")
+    add_ops(ticket_server, "cloud")
     gone = requests.get(f"{ticket_server.url}/rest/api/2/search", params={"jql": "key in (OPS-1)"}, timeout=5)
     assert gone.status_code == 410  # the fake answers like Cloud does
     ticket_server.requests.clear()
@@ -188,7 +188,7 @@ def test_status_mapping_categories_names_and_unknown(ticket_server):
 
 
 def test_retry_after_is_honoured_and_bounded(ticket_server):
-    setup(ticket_server, "cloud")
+    add_ops(ticket_server, "cloud")
     ticket_server.script(r"/search/jql$", Reply(429, {"errorMessages": ["Rate limited"]}, {"Retry-After": "1"}))
     started = time.monotonic()
     res = fetch_jira(ticket_server.url, ["OPS-1"], flavour="cloud", backoff=0.01, max_wait=5, max_retries=2)
@@ -207,7 +207,7 @@ def test_retry_after_is_honoured_and_bounded(ticket_server):
 
 
 def test_500s_then_success_and_500_forever(ticket_server):
-    setup(ticket_server, "datacenter")
+    add_ops(ticket_server, "datacenter")
     ticket_server.script(r"/search$", Reply(500, {"errorMessages": ["boom"]}), Reply(502, "<html>bad gateway"))
     res = fetch_jira(ticket_server.url, ["OPS-1"], flavour="datacenter", **FAST)
     assert [t["ticket_id"] for t in res.tickets] == ["OPS-1"] and len(search_requests(ticket_server)) == 3
@@ -232,12 +232,13 @@ def test_history_that_cannot_be_completed_fails_the_ticket(ticket_server):
 
 
 def test_401_raises_one_clear_error_without_the_token(ticket_server, caplog):
-    setup(ticket_server, "cloud")
+    add_ops(ticket_server, "cloud")
     ticket_server.auth = "Basic " + base64.b64encode(b"me@example.com:right-token").decode()
     caplog.set_level(logging.DEBUG)
     with pytest.raises(TicketFetchError, match="rejected the credentials") as info:
         fetch_jira(ticket_server.url, ["OPS-1"], user="me@example.com", token="s3cr3t-T0KEN", **FAST)
     assert "s3cr3t-T0KEN" not in str(info.value) and "s3cr3t-T0KEN" not in caplog.text
+    assert base64.b64encode(b"me@example.com:s3cr3t-T0KEN").decode() not in caplog.text
     assert info.value.__cause__ is None and info.value.__suppress_context__
     with pytest.raises(TicketFetchError):
         fetch_jira(ticket_server.url, ["OPS-1"], user="me@example.com", token="wrong", flavour="cloud", **FAST)
@@ -247,7 +248,7 @@ def test_401_raises_one_clear_error_without_the_token(ticket_server, caplog):
 
 
 def test_malformed_bodies_and_403_and_timeout_fail_per_batch(ticket_server):
-    setup(ticket_server, "cloud", n=4)
+    add_ops(ticket_server, "cloud", n=4)
     ticket_server.script(r"/search/jql$", Reply(200, b'{"issues": [ {"key": "OPS-1", '),
                          Reply(200, {"unexpected": True}),
                          Reply(403, {"errorMessages": ["You do not have permission"]}),
@@ -264,14 +265,14 @@ def test_malformed_bodies_and_403_and_timeout_fail_per_batch(ticket_server):
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
 def test_unknown_keys_are_missing(ticket_server, flavour):
-    setup(ticket_server, flavour, n=2)
+    add_ops(ticket_server, flavour, n=2)
     res = fetch_jira(ticket_server.url, ["OPS-1", "OPS-404", "NOPE-1", "OPS-2"], **FAST)
     assert sorted(t["ticket_id"] for t in res.tickets) == ["OPS-1", "OPS-2"]
     assert sorted(res.missing) == ["NOPE-1", "OPS-404"] and res.failed == {}
 
 
 def test_invalid_keys_never_reach_the_server(ticket_server):
-    setup(ticket_server, "cloud", n=1)
+    add_ops(ticket_server, "cloud", n=1)
     bad = ["OPS-1) OR project = SECRET", "ops-1", "OPS-01", "OPS-1\n", "A-1", "OPS-1 ", "ＯＰＳ-1", "OPS-0"]
     res = fetch_jira(ticket_server.url, bad + ["OPS-1"], **FAST)
     assert res.invalid == bad and [t["ticket_id"] for t in res.tickets] == ["OPS-1"]
@@ -283,7 +284,7 @@ def test_invalid_keys_never_reach_the_server(ticket_server):
 
 
 def test_netrc_does_not_override_the_given_credentials(ticket_server, tmp_path, monkeypatch):
-    setup(ticket_server, "datacenter", n=1)
+    add_ops(ticket_server, "datacenter", n=1)
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pass\n")
     netrc.chmod(0o600)
@@ -320,7 +321,7 @@ def test_credentials_from_env_and_argument_checks(ticket_server):
 
 
 def test_jql_mode(ticket_server):
-    setup(ticket_server, "datacenter", n=3)
+    add_ops(ticket_server, "datacenter", n=3)
     res = fetch_jira(ticket_server.url, jql="project = OPS", page_size=2, **FAST)
     assert [t["ticket_id"] for t in res.tickets] == ["OPS-1", "OPS-2", "OPS-3"]
     ticket_server.script(r"/search$", *[Reply(500, {})] * 3)
@@ -353,6 +354,10 @@ def test_jira_ruby_server_search_sample(ticket_server):
     assert first["assignee"] == "admin" and first["status"] == "unknown:Open"
     res = fetch_jira(ticket_server.url, keys, status_map={"Open": "requested"}, **FAST)
     assert len(res.tickets) == 11 and {t["status"] for t in res.tickets} == {"requested"}
+    # JQL mode: an issue whose key is outside the pattern is reported, never used in a URL
+    ticket_server.add_issues(dict(copy.deepcopy(sample["issues"][0]), key="SAMPLE-../../x", _histories=[]))
+    res = fetch_jira(ticket_server.url, jql="project = SAMPLE", **FAST)
+    assert len(res.tickets) == 11 and res.invalid == ["SAMPLE-../../x"] and res.failed == {}
 
 
 def test_jira_to_matrix_webhook_changelog_and_go_jira_statuses(ticket_server):
@@ -379,7 +384,7 @@ def test_jira_to_matrix_webhook_changelog_and_go_jira_statuses(ticket_server):
 
 
 def test_unexplained_400_isolates_the_offending_key(ticket_server):
-    setup(ticket_server, "cloud", n=3)
+    add_ops(ticket_server, "cloud", n=3)
     ticket_server.script(r"/search/jql$", Reply(400, {"errorMessages": ["Something about the query"]}),
                          Reply(200, {"issues": []}),  # OPS-1 alone: found nowhere
                          Reply(400, {"errorMessages": ["Field 'key' rejected"]}))  # OPS-2 alone

@@ -108,9 +108,9 @@ def jira_history(hid: int, created: str, from_status: dict | None, to_status: di
         "to": to_status["id"], "toString": to_status["name"]}]}
 
 
-def _key_order(key: str) -> tuple[str, int]:
+def _key_order(key: str) -> tuple[str, int, str]:
     project, num = key.rsplit("-", 1)
-    return project, int(num)
+    return project, int(num) if num.isdigit() else 0, num
 
 
 class TicketServer:
