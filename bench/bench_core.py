@@ -17,15 +17,25 @@ import duckdb
 
 DATA = Path(__file__).resolve().parent / "data"
 
+# Nine actions in ten fall near one of the approvals (same formulas as GEN_APPROVALS), so the
+# verdict mix looks like a real week; one in ten is random.
 GEN_ACTIVITY = """
 COPY (
   SELECT 'e' || i AS event_id,
-         strftime(TIMESTAMP '2026-11-16' + to_seconds((hash(i) % 604800)::BIGINT), '%Y-%m-%dT%H:%M:%SZ') AS ts,
-         'user' || (hash(i * 3) % $accounts) AS account,
-         'web-prod-' || lpad(((hash(i * 7) % 150))::VARCHAR, 3, '0') AS target,
+         strftime(CASE WHEN i % 10 = 0
+                       THEN TIMESTAMP '2026-11-16' + to_seconds((hash(i) % 604800)::BIGINT)
+                       ELSE s + to_seconds((hash(i * 5) % (dur + 900))::BIGINT - 300) END,
+                  '%Y-%m-%dT%H:%M:%SZ') AS ts,
+         CASE WHEN i % 10 = 0 THEN 'user' || (hash(i * 3) % $accounts)
+              ELSE 'user' || (hash(j * 11) % $accounts) END AS account,
+         CASE WHEN i % 10 = 0 THEN 'web-prod-' || lpad((hash(i * 7) % 150)::VARCHAR, 3, '0')
+              WHEN j % 10 = 0 THEN 'web-prod-0' || lpad((hash(i * 7) % 100)::VARCHAR, 2, '0')
+              ELSE 'web-prod-' || lpad((hash(j * 13) % 150)::VARCHAR, 3, '0') END AS target,
          'ssh.command' AS action, 'systemctl restart nginx --now' AS detail,
          's' || (i // 20) AS session_id, 'user' || (hash(i * 3) % $accounts) AS actor
-  FROM range($n) t(i)
+  FROM (SELECT i, j, TIMESTAMP '2026-11-15' + to_seconds((hash(j) % 691200)::BIGINT) AS s,
+               600 + (hash(j * 17) % 28800) AS dur
+        FROM (SELECT i, hash(i) % $m AS j FROM range($n) t(i)))
 ) TO '{path}' (FORMAT JSON)
 """
 
@@ -67,14 +77,22 @@ print(json.dumps({"seconds": time.perf_counter() - t, "rss_mib": resource.getrus
 
 CORRELATE = """
 import resource, sys, time, json
+from pathlib import Path
 from correlate.engine import correlate
 from correlate.store import Store
+from reports.gaps import write_gap_report
 t = time.perf_counter()
 with Store(sys.argv[1]) as s:
     run = correlate(s)
+    seconds = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = s.scalar("SELECT count(*) FROM findings WHERE run_id = ?", [run])
     totals = dict(s.query("SELECT verdict, count(*) FROM findings WHERE run_id = ? GROUP BY 1", [run]))
-print(json.dumps({"seconds": time.perf_counter() - t, "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "findings": n, "totals": totals}))
+    t = time.perf_counter()
+    report = write_gap_report(s, Path(sys.argv[1] + ".html"), run)
+    report_s = time.perf_counter() - t
+print(json.dumps({"seconds": seconds, "rss_mib": rss, "findings": n, "totals": totals,
+                  "report_s": report_s, "report_kib": report.stat().st_size / 1024}))
 """
 
 
@@ -86,7 +104,7 @@ def generate(n: int) -> Path:
     con = duckdb.connect()
     params = {"n": n, "m": max(n // 100, 1), "accounts": 500}
     con.execute(GEN_ACTIVITY.format(path=folder / "activity.jsonl"),
-                {"n": n, "accounts": params["accounts"]})
+                {"n": n, "m": params["m"], "accounts": params["accounts"]})
     con.execute(GEN_APPROVALS.format(path=folder / "approvals.csv"),
                 {"m": params["m"], "accounts": params["accounts"]})
     con.execute(GEN_TICKETS.format(path=folder / "tickets.csv"))
@@ -111,8 +129,9 @@ def main(sizes: list[int]) -> None:
         total = ing["seconds"] + cor["seconds"]
         print(f"{n:>10} {ing['seconds']:>9.2f} {ing['rss_mib']:>11.0f} {cor['seconds']:>12.2f} "
               f"{cor['rss_mib']:>9.0f} {total:>8.2f} {n / total:>10.0f}")
-        print(f"{'':>10} verdicts: {json.dumps(cor['totals'], sort_keys=True)}")
-        for suffix in ("", ".wal"):
+        print(f"{'':>10} gap report {cor['report_s']:.2f} s, {cor['report_kib']:.0f} KiB; "
+              f"verdicts: {json.dumps(cor['totals'], sort_keys=True)}")
+        for suffix in ("", ".wal", ".html"):
             Path(str(db) + suffix).unlink(missing_ok=True)
 
 
