@@ -155,7 +155,10 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> None:
         except duckdb.Error as exc2:
             raise InputError(f"cannot read: {str(exc2).splitlines()[0]}", path) from None
     if batch.table == "activity":
-        con.execute(f"UPDATE {name} SET detail = {redact_sql('detail')} WHERE detail IS NOT NULL")
+        columns = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+        for col in ("detail", "attrs"):
+            if col in columns:
+                con.execute(f"UPDATE {name} SET {col} = {redact_sql(col)} WHERE {col} IS NOT NULL")
 
 
 def _load(con, table: str, name: str, source: str, ingest_id: int, path: str) -> dict:
@@ -184,9 +187,11 @@ def _count(con, sql: str, params: list) -> int:
 
 APPROVAL_COLS = ("approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
                  "approver", "kind", "status", "revoked_at")
-OPTIONAL = {"approvals": ("reason",),
-            "tickets": ("reporter", "title", "components", "system", "url", "work_start",
-                        "work_end")}
+# Optional columns a connector may stage: staged name -> table column. (The staged `reason`
+# is the quarantine reason, so an approval's justification is staged as `approval_reason`.)
+OPTIONAL = {"approvals": {"approval_reason": "reason"},
+            "tickets": {c: c for c in ("reporter", "title", "components", "system", "url",
+                                       "work_start", "work_end")}}
 TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
                "assignee")
 
@@ -195,10 +200,14 @@ def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, inges
             source_in_key: bool) -> int:
     """Latest line per key wins; rows identical to what is stored count as duplicates."""
     present = {r[0] for r in con.execute("DESCRIBE stage").fetchall()}
-    cols = tuple(cols) + tuple(c for c in OPTIONAL.get(table, ()) if c in present)
+    pairs = [(c, c) for c in cols] + [(col, staged) for staged, col in OPTIONAL.get(table, {}).items()
+                                      if staged in present]
+    cols = tuple(col for col, _ in pairs)
     same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
     src_match = "t.source = ? AND " if source_in_key else ""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT * FROM stage WHERE reason IS NULL "
+    select = ", ".join(f"{staged} AS {col}" for col, staged in pairs)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT line, {select} FROM stage "
+                f"WHERE reason IS NULL "
                 f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line DESC) = 1")
     con.execute(f"DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM {table} t WHERE {src_match}{same})",
                 [source] if source_in_key else [])
