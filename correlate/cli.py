@@ -141,15 +141,18 @@ def _exit_on(totals, fail_on):
 @click.option("--verdict", type=click.Choice(list(VERDICTS)), default=None)
 @click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL"]), default=None)
 @click.option("--account", default=None, help="Only this account or actor.")
+@click.option("--identity-kind", "kind",
+              type=click.Choice(["human", "service", "bot", "non-human", "unknown"]), default=None,
+              help="Only identities of this kind (identities.csv, else what the source says).")
 @click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table")
 @click.option("--limit", type=click.IntRange(1), default=None)
 @db_option
-def findings_cmd(verdict, status, account, run_id, fmt, limit, db):
+def findings_cmd(verdict, status, account, kind, run_id, fmt, limit, db):
     """Print findings of a run to stdout (table, formula-safe CSV, or JSON lines)."""
     from reports.export import WRITERS
     with open_store(db, read_only=True) as store:
-        rows = queries.findings(store, run_id, verdict, status, account, limit)
+        rows = queries.findings(store, run_id, verdict, status, account, limit, kind)
     WRITERS[fmt](rows, sys.stdout)
 
 

@@ -51,7 +51,9 @@ class Finding:
     gap_seconds: float | None
     reason: str | None
     run_id: int
+    match_via: str | None = None      # identity/target mapping that made the match
+    identity_kind: str | None = None  # human | service | bot, when known
 
     FIELDS = ("event_id", "source", "ts", "account", "target", "action", "detail", "session_id",
               "actor", "verdict", "status", "approval_id", "ticket_id", "gap_seconds", "reason",
-              "run_id")
+              "run_id", "match_via", "identity_kind")

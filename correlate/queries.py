@@ -6,13 +6,19 @@ from correlate.errors import PamcorrError
 from correlate.findings import Finding
 from correlate.store import Store
 
+# identity_kind: identities.csv's kind for the account, else what the connector saw
+# (Teleport bots, CloudTrail service principals), else NULL (unknown).
 FINDINGS_SQL = """
 SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
-       a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id
+       a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id,
+       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind
 FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = $run_id
   AND ($verdict IS NULL OR f.verdict = $verdict)
   AND ($status IS NULL OR f.status = $status)
+  AND ($kind IS NULL OR coalesce(i.kind, a.actor_kind, 'unknown') = $kind
+       OR ($kind = 'non-human' AND coalesce(i.kind, a.actor_kind) IN ('service', 'bot')))
   AND ($account IS NULL OR lower(a.account) = lower($account) OR lower(a.actor) = lower($account))
 ORDER BY a.ts, a.source, a.event_id
 LIMIT $limit
@@ -45,11 +51,14 @@ def resolve_run(store: Store, run_id: int | None = None) -> int:
 
 def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
              status: str | None = None, account: str | None = None,
-             limit: int | None = None) -> list[Finding]:
-    """Findings of a run joined to their activity, oldest first."""
+             limit: int | None = None, kind: str | None = None) -> list[Finding]:
+    """Findings of a run joined to their activity, oldest first.
+
+    `kind`: human, service, bot, non-human (service or bot) or unknown.
+    """
     run_id = resolve_run(store, run_id)
     rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
-                                            "status": status, "account": account,
+                                            "status": status, "account": account, "kind": kind,
                                             "limit": limit if limit is not None else 2**62})
     return [Finding(**r) for r in rows]
 

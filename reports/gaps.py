@@ -21,8 +21,10 @@ SELECT a.account AS account, count(*) AS total,
        count(*) FILTER (WHERE f.status = 'PASS') AS pass,
        count(*) FILTER (WHERE f.status = 'WARN') AS warn,
        count(*) FILTER (WHERE f.status = 'FAIL') AS fail,
-       count(DISTINCT a.target) AS targets, min(a.ts) AS first, max(a.ts) AS last
+       count(DISTINCT a.target) AS targets, min(a.ts) AS first, max(a.ts) AS last,
+       coalesce(any_value(i.kind), any_value(a.actor_kind), '') AS kind
 FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = ?
 GROUP BY a.account ORDER BY fail DESC, warn DESC, total DESC, account LIMIT ?
 """

@@ -54,3 +54,18 @@ def test_direct_match_needs_no_mapping_note(world):
     world.approval("A", S, E, target="web-01")
     world.action("e", T, target="web-01")
     assert judge(world)["e"]["match_via"] is None
+
+
+def test_findings_filter_by_identity_kind(world):
+    from correlate import queries
+    world.identity("svc-deploy", "svc-deploy", kind="service", owner="alice")
+    world.approval("A", S, E, account="svc-deploy")
+    world.action("svc", T, account="svc-deploy")
+    world.action("human", T, account="alice")
+    store = world.store()
+    from correlate.engine import correlate
+    correlate(store)
+    assert [f.event_id for f in queries.findings(store, kind="service")] == ["svc"]
+    assert [f.event_id for f in queries.findings(store, kind="non-human")] == ["svc"]
+    assert [f.event_id for f in queries.findings(store, kind="unknown")] == ["human"]
+    assert queries.findings(store, kind="service")[0].identity_kind == "service"
