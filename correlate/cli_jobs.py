@@ -90,8 +90,11 @@ def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
 @db_option
 def export_cmd(start, end, run_id, output, previous, db):
     """Audit evidence bundle: findings (CSV, JSONL, OCSF), gap report, index, chained manifest."""
-    from correlate.store import Store
+    from correlate.store import Store, default_db_path
     from reports.evidence import write_bundle
+    if db != ":memory:" and not Path(db or default_db_path()).exists():
+        raise click.ClickException(f"no pamcorr database at {db or default_db_path()}; run "
+                                   f"`pamcorr ingest` and `pamcorr correlate` first")
     with Store(db) as store:
         bundle = write_bundle(store, output, run_id, _when(start, "--from"), _when(end, "--to"),
                               previous=previous)

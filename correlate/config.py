@@ -1,4 +1,4 @@
-"""The weekly job's TOML file -> one frozen Settings object; secrets only ever come from the environment."""
+"""The weekly job's TOML file -> one frozen Settings object; secrets come only from the environment."""
 
 from __future__ import annotations
 
@@ -73,8 +73,9 @@ def _fail(path: Path, message: str, line: int | None = None) -> InputError:
 def _check_keys(path: Path, where: str, table: dict, allowed: set[str]) -> None:
     for key in table:
         if _SECRET_KEY.search(key):
-            raise _fail(path, f"{where}.{key}: secrets are not read from the config file; set them "
-                              f"in the environment ({', '.join(v for p in SECRET_ENV.values() for v in p)})")
+            names = ", ".join(v for pair in SECRET_ENV.values() for v in pair)
+            raise _fail(path, f"{where}.{key}: secrets are not read from the config file; set "
+                              f"them in the environment ({names})")
         if key not in allowed:
             raise _fail(path, f"{where}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
 

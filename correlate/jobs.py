@@ -151,10 +151,6 @@ class WeeklySummary:
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
 
-    @property
-    def failing(self) -> int:
-        return sum(t["n"] for t in self.totals if t["status"] == "FAIL")
-
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=_iso) + "\n"
 
@@ -167,6 +163,8 @@ def _iso(value):
 
 @dataclass
 class WeeklyResult:
+    """What `pamcorr run` prints from: the summary and where the bundle went."""
+
     summary: WeeklySummary
     out_dir: Path
     manifest_sha256: str
@@ -204,7 +202,7 @@ FETCHERS = {"jira": "connectors.jira_fetch", "servicenow": "connectors.serviceno
 
 
 def fetch_tickets(store: Store, settings: Settings, week: Week) -> str:
-    """Fetch the tickets the period's approvals cite, when `[tickets]` is configured. One line back."""
+    """Fetch the tickets the week's approvals cite when `[tickets]` is set; a one-line summary."""
     cfg = settings.tickets
     if cfg is None:
         return "tickets: not configured"

@@ -1,0 +1,396 @@
+"""Evidence bundles: findings (CSV, JSONL, OCSF), the gap report, an index page and a manifest
+chained to the previous bundle by the sha256 of its manifest; and the verifier that recomputes it all."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from correlate import __version__, queries
+from correlate.clock import now_utc
+from correlate.errors import PamcorrError
+from correlate.store import Store
+from reports.export import iso, write_csv, write_jsonl
+from reports.gaps import FRAMEWORKS, write_gap_report
+from reports.ocsf import write_ocsf
+from reports.render import render
+
+MANIFEST = "manifest.json"
+INDEX = "index.html"
+FORMAT = "pamcorr-evidence/1"
+
+INPUTS_SQL = """
+SELECT ingest_id, source, kind, file, sha256, size_bytes, read, accepted, quarantined, duplicates,
+       coalesce(ignored, 0) AS ignored, finished AS ingested
+FROM ingest_log WHERE finished IS NOT NULL ORDER BY ingest_id
+"""
+
+LAST_EXPORT_SQL = """
+SELECT bundle, manifest_sha256 FROM exports WHERE path <> ? ORDER BY export_id DESC LIMIT 1
+"""
+
+# Weekly bundles chain to their older siblings in the same folder: named YYYY-Www, they sort by week.
+LAST_SIBLING_SQL = """
+SELECT bundle, manifest_sha256 FROM exports
+WHERE starts_with(path, ?) AND bundle < ? AND path <> ?
+  AND regexp_full_match(bundle, '[0-9]{4}-W[0-9]{2}')
+ORDER BY bundle DESC, export_id DESC LIMIT 1
+"""
+
+RECORD_EXPORT_SQL = """
+INSERT INTO exports (export_id, created, run_id, path, bundle, manifest_sha256, previous_sha256)
+SELECT coalesce(max(export_id), 0) + 1, ?, ?, ?, ?, ?, ? FROM exports
+"""
+
+DESCRIPTIONS = {
+    "findings.csv": "every finding of the period, formula-safe CSV",
+    "findings.jsonl": "every finding of the period, JSON lines",
+    "findings.ocsf.json": "every finding as an OCSF 1.3 Detection Finding (class 2004)",
+    "gap-report.html": "the gap report of the run",
+    "weekly.json": "the weekly run: ingest, coverage, changes since the previous week (JSON)",
+}
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Bundle:
+    """What write_bundle produced."""
+
+    path: Path
+    manifest_sha256: str
+    manifest: dict
+
+
+@dataclass
+class BundleIndexContext:
+    """Everything bundle_index.html shows; the template only lays it out."""
+
+    title: str
+    generated: datetime
+    tool_version: str
+    run: dict
+    period_start: datetime | None
+    period_end: datetime | None
+    files: list[dict]
+    previous: dict | None
+    frameworks: tuple
+    sources: list[dict]
+    inputs: list[dict]
+    quarantined_total: int
+    totals: list[dict]
+    weekly: object | None = None    # correlate.jobs.WeeklySummary when a weekly run wrote it
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return iso(value)
+    return str(value)
+
+
+def _dumps(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=_json_default)
+            + "\n").encode("utf-8")
+
+
+class BundleReader:
+    """A bundle folder or .zip, read the same way."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
+        if self.zip is None and not self.path.is_dir():
+            raise PamcorrError(f"{self.path}: no such bundle (a folder or .zip)")
+
+    def names(self) -> set[str]:
+        if self.zip:
+            return {n for n in self.zip.namelist() if not n.endswith("/")}
+        return {p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()}
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return self.zip.read(name) if self.zip else (self.path / name).read_bytes()
+        except (KeyError, FileNotFoundError, IsADirectoryError):
+            return None
+
+    def close(self) -> None:
+        if self.zip:
+            self.zip.close()
+
+
+def _previous_from_path(path: Path) -> dict:
+    """{'bundle', 'manifest_sha256'} of a bundle folder, .zip or manifest.json."""
+    path = Path(path)
+    if path.name == MANIFEST and path.is_file():
+        data, name = path.read_bytes(), path.parent.name
+    else:
+        reader = BundleReader(path)
+        try:
+            data, name = reader.read(MANIFEST), path.name
+        finally:
+            reader.close()
+        if data is None:
+            raise PamcorrError(f"{path}: not a pamcorr bundle (no {MANIFEST})")
+    return {"bundle": name, "manifest_sha256": sha256_bytes(data)}
+
+
+def _rows_in(name: str, data: bytes) -> int | None:
+    if name == "findings.jsonl":
+        return sum(1 for line in data.splitlines() if line.strip())
+    if name == "findings.ocsf.json":
+        return len(json.loads(data))
+    if name == "findings.csv":
+        return max(0, sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1)
+    return None
+
+
+def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None,
+                 start: datetime | None = None, end: datetime | None = None,
+                 previous: str | os.PathLike | None = None, siblings: bool = False,
+                 extra: dict | None = None, parameters: dict | None = None,
+                 weekly: object | None = None) -> Bundle:
+    """Write a bundle folder (or a .zip when `out` ends in .zip) and record it in `exports`.
+
+    `previous` names the bundle this one follows; by default the last bundle pamcorr exported
+    (other than `out` itself), or with `siblings` the newest older-named bundle exported into the
+    same folder. `extra` adds files (name -> text); `weekly` adds the weekly sections to the index.
+    """
+    out = Path(out).resolve()
+    _check_replaceable(out)
+    run_id = queries.resolve_run(store, run_id)
+    run = queries.run_info(store, run_id)
+    findings = [f for f in queries.findings(store, run_id)
+                if (start is None or f.ts >= start) and (end is None or f.ts < end)]
+    period_start = start or run["period_start"] or (findings[0].ts if findings else None)
+    period_end = end or run["period_end"] or (findings[-1].ts if findings else None)
+    if previous is not None:
+        prev = _previous_from_path(Path(previous))
+    else:
+        row = (store.query(LAST_SIBLING_SQL, [str(out.parent) + os.sep, out.name, str(out)])
+               if siblings else store.query(LAST_EXPORT_SQL, [str(out)]))
+        prev = {"bundle": row[0][0], "manifest_sha256": row[0][1]} if row else None
+    created = now_utc()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with open(work / "findings.csv", "w", encoding="utf-8", newline="") as fh:
+            write_csv(findings, fh)
+        with open(work / "findings.jsonl", "w", encoding="utf-8") as fh:
+            write_jsonl(findings, fh)
+        with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
+            write_ocsf(findings, fh, run["finished"])
+        write_gap_report(store, work / "gap-report.html", run_id)
+        for name, text in (extra or {}).items():
+            (work / name).write_text(text, encoding="utf-8")
+        files = []
+        for p in sorted(work.iterdir()):
+            data = p.read_bytes()
+            files.append({"path": p.name, "sha256": sha256_bytes(data), "size": len(data),
+                          "rows": _rows_in(p.name, data),
+                          "description": DESCRIPTIONS.get(p.name, "")})
+        sources = queries.source_counts(store)
+        inputs = store.query_dicts(INPUTS_SQL)
+        quarantined = store.scalar("SELECT count(*) FROM quarantine")
+        ctx = BundleIndexContext(
+            title=f"pamcorr evidence bundle {out.name}", generated=created,
+            tool_version=__version__, run=run, period_start=period_start, period_end=period_end,
+            files=files, previous=prev, frameworks=FRAMEWORKS, sources=sources, inputs=inputs,
+            quarantined_total=quarantined, totals=queries.verdict_totals(store, run_id),
+            weekly=weekly)
+        index = render("bundle_index.html", {"r": ctx}).encode("utf-8")
+        (work / INDEX).write_bytes(index)
+        files.append({"path": INDEX, "sha256": sha256_bytes(index), "size": len(index),
+                      "rows": None, "description": "this bundle's index page"})
+        manifest = {
+            "format": FORMAT, "tool": {"name": "pamcorr", "version": __version__},
+            "created": created, "bundle": out.name,
+            "run": {**run, "parameters": json.loads(run["parameters"] or "{}")},
+            "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
+            "period": {"start": period_start, "end": period_end},
+            "findings": len(findings),
+            "inputs": inputs,
+            "completeness": {"sources": sources, "quarantined": quarantined},
+            "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],
+            "outputs": sorted(files, key=lambda f: f["path"]),
+            "previous": prev,
+        }
+        data = _dumps(manifest)
+        (work / MANIFEST).write_bytes(data)
+        _publish(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    digest = sha256_bytes(data)
+    with store.transaction() as con:
+        con.execute(RECORD_EXPORT_SQL, [created, run_id, str(out), out.name, digest,
+                                        prev["manifest_sha256"] if prev else None])
+    return Bundle(out, digest, manifest)
+
+
+def _check_replaceable(out: Path) -> None:
+    """Only an empty folder or an earlier pamcorr bundle may be replaced; never anything else."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if out.is_dir() or zipfile.is_zipfile(out):
+        reader = BundleReader(out)
+        try:
+            data = reader.read(MANIFEST)
+        finally:
+            reader.close()
+        try:
+            if data is not None and json.loads(data).get("format") == FORMAT:
+                return
+        except ValueError:
+            pass
+    raise PamcorrError(f"{out} exists and is not a pamcorr bundle; choose a new folder or .zip")
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move the finished bundle into place: a .zip, or a folder replacing any older one."""
+    if out.suffix.lower() == ".zip":
+        tmp = out.with_name(f".{out.name}.tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(work.iterdir()):
+                zf.write(p, p.name)
+        os.replace(tmp, out)
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)   # mkdtemp made it private
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@dataclass
+class Verification:
+    """The verifier's answer; `ok` only when every file and every chain link checks out."""
+
+    bundle: Path
+    files_total: int = 0
+    files_valid: int = 0
+    links_total: int = 0
+    links_valid: int = 0
+    problems: list[str] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        out = [f"files: {self.files_valid}/{self.files_total} valid",
+               f"chain: {self.links_valid}/{self.links_total} links valid"]
+        out += [f"  {c}" for c in self.chain]
+        out += [f"problem: {p}" for p in self.problems]
+        out.append("OK" if self.ok else "FAILED")
+        return out
+
+
+def _check_files(reader: BundleReader, manifest: dict, v: Verification) -> None:
+    listed = {o["path"]: o for o in manifest.get("outputs", [])}
+    v.files_total = len(listed)
+    for name, entry in sorted(listed.items()):
+        data = reader.read(name)
+        if data is None:
+            v.problems.append(f"missing: {name}")
+        elif sha256_bytes(data) != entry["sha256"] or len(data) != entry["size"]:
+            v.problems.append(f"changed: {name} (sha256 {sha256_bytes(data)[:16]}..., manifest "
+                              f"says {entry['sha256'][:16]}...)")
+        elif entry.get("rows") is not None and _rows_in(name, data) != entry["rows"]:
+            v.problems.append(f"changed: {name} (rows differ from the manifest)")
+        else:
+            v.files_valid += 1
+    for name in sorted(reader.names() - set(listed) - {MANIFEST}):
+        v.problems.append(f"extra: {name} (not in the manifest)")
+
+
+def _find_bundle(name: str, places: list[Path]) -> Path | None:
+    for folder in places:
+        candidate = folder / name
+        if candidate.is_dir() or candidate.is_file():
+            return candidate
+    return None
+
+
+def _walk_chain(bundle: Path, manifest: dict, places: list[Path], v: Verification) -> None:
+    current, name, seen = manifest, bundle.name, {bundle.resolve()}
+    while current.get("previous"):
+        prev = current["previous"]
+        v.links_total += 1
+        path = _find_bundle(prev["bundle"], places)
+        if path is None:
+            v.problems.append(f"chain: previous bundle {prev['bundle']} of {name} not found in "
+                              f"{', '.join(map(str, places))} (give its folder with --chain-dir)")
+            return
+        if path.resolve() in seen:
+            v.problems.append(f"chain: {name} names {prev['bundle']}, which is already in the chain")
+            return
+        seen.add(path.resolve())
+        if path.resolve().parent not in places:   # its own predecessor is most likely beside it
+            places = places + [path.resolve().parent]
+        reader = BundleReader(path)
+        try:
+            data = reader.read(MANIFEST)
+        finally:
+            reader.close()
+        if data is None:
+            v.problems.append(f"chain: {prev['bundle']} has no {MANIFEST}")
+            return
+        if sha256_bytes(data) == prev["manifest_sha256"]:
+            v.links_valid += 1
+            v.chain.append(f"{name} -> {prev['bundle']}: ok")
+        else:
+            v.problems.append(f"chain: {prev['bundle']}/{MANIFEST} has sha256 "
+                              f"{sha256_bytes(data)[:16]}..., {name} recorded "
+                              f"{prev['manifest_sha256'][:16]}...")
+            v.chain.append(f"{name} -> {prev['bundle']}: BROKEN")
+        try:
+            current, name = json.loads(data), prev["bundle"]
+        except ValueError:
+            v.problems.append(f"chain: {prev['bundle']}/{MANIFEST} is not JSON")
+            return
+
+
+def verify_bundle(path: str | os.PathLike, chain_dirs=()) -> Verification:
+    """Recompute every file's sha256, size and row count; walk the chain of previous bundles.
+
+    Previous bundles are looked up by name in `chain_dirs` (a folder or several) and beside `path`.
+    """
+    path = Path(path)
+    v = Verification(path)
+    reader = BundleReader(path)
+    try:
+        data = reader.read(MANIFEST)
+        if data is None:
+            v.problems.append(f"missing: {MANIFEST} (not a pamcorr bundle?)")
+            return v
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            v.problems.append(f"changed: {MANIFEST} is not valid JSON")
+            return v
+        if manifest.get("format") != FORMAT:
+            v.problems.append(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT}")
+            return v
+        _check_files(reader, manifest, v)
+    finally:
+        reader.close()
+    if isinstance(chain_dirs, (str, os.PathLike)):
+        chain_dirs = [chain_dirs]
+    places = [Path(d) for d in chain_dirs or ()] + [path.resolve().parent]
+    _walk_chain(path, manifest, places, v)
+    return v
