@@ -1,0 +1,288 @@
+"""Teleport audit log (JSON lines): access requests become approvals, sessions become activity.
+
+Three batches per file, so every line lands in exactly one of them:
+
+* approvals - `access_request.create/update/review/delete/expire`, folded per
+  request `id` into one approval. Every event of the request is staged with the
+  folded values, so the store keeps one row and counts the other events as
+  duplicates. approved when a review or update set state APPROVED (start = that
+  time, or `assume_start_time` if later; end = latest `expires`, else
+  `max_duration`, else the delete time); revoked when deleted after approval
+  and before its end (revoked_at = delete time); denied when set DENIED.
+  target = requested resource names (`resource_ids[].name`) joined by ",", else
+  the roles joined by ","; requester = the creating user; approver = the
+  approving `updated_by`, else the reviewers who proposed APPROVED; ticket = the
+  first match of `ticket_regex` (options.extra, default `[A-Z][A-Z0-9]+-\\d+`)
+  in the request reason, else the resolve reason.
+* activity - SSH/Kubernetes/database/app/desktop session events (ACTIVITY_EVENTS
+  and ACTIVITY_PREFIXES). account = `login` (else db_user, windows_user, user),
+  actor = `user`, target = kubernetes_cluster / db_service / app_name /
+  desktop_name / server_hostname (carried to every event of the same `sid` that
+  lacks one), else the host of server_addr / addr.local, else server_id.
+  approval_ref = the first of `access_requests[]` (all of them in attrs when
+  several), carried to every event of the same `sid` in the file.
+  event_id = `uid`, else sid:ei, else a content hash.
+  Unparseable lines and lines without `event` are quarantined here.
+* ignored (store table "ignored": line, raw, reason NULL, event_type) - every
+  other event type (user.login, cert.create, access_request.search, ...), and
+  the events of requests that were never approved or denied in this file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from connectors.base import Options, Staged, ts_problem_sql
+from connectors.jsonsql import (
+    Fields, attrs_sql, content_id_sql, host_sql, json_list_sql, staged_pair, ts_fast_sql,
+)
+from correlate.errors import InputError
+
+DEFAULT_TICKET_RE = r"\b[A-Z][A-Z0-9]+-\d+\b"
+
+ACTIVITY_EVENTS = ("session.start", "session.join", "session.end", "session.command",
+                   "session.network", "session.disk", "exec", "scp", "sftp", "port",
+                   "port.local", "port.remote", "x11-forward", "kube.request")
+ACTIVITY_PREFIXES = ("db.session.", "app.session.", "windows.desktop.session.", "desktop.")
+REQUEST_EVENTS = ("access_request.create", "access_request.update", "access_request.review",
+                  "access_request.delete", "access_request.expire")
+
+_ACTIVITY_NAMES = (
+    "event", "uid", "time", "code", "ei", "user", "login", "sid", "user_kind", "bot_name",
+    "access_requests", "server_hostname", "server_addr", "server_id", "proto",
+    "kubernetes_cluster", "db_service", "db_user", "db_name", "db_query", "app_name",
+    "desktop_name", "desktop_addr", "windows_user", "path", "argv", "return_code", "command",
+    "verb", "request_path", "response_code", "status_code", "method", "cluster_name", "success",
+    "error")
+_REQUEST_NAMES = ("event", "id", "time", "user", "state", "proposed_state", "reason", "roles",
+                  "resource_ids", "expires", "max_duration", "assume_start_time", "updated_by",
+                  "reviewer")
+# Each batch reads only the fields it needs (the reader's cost grows with the columns).
+ACTIVITY_FIELDS: Fields = {n: (n,) for n in _ACTIVITY_NAMES}
+ACTIVITY_FIELDS.update({"addr_local": ("addr.local",), "addr_remote": ("addr.remote",),
+                        "exit_code": ("exitCode",)})
+REQUEST_FIELDS: Fields = {n: (n,) for n in _REQUEST_NAMES}
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+CLASS_SQL = (
+    "CASE WHEN parse_error IS NOT NULL OR nullif(trim(f_event), '') IS NULL THEN 'bad' "
+    f"WHEN f_event IN ({_in(ACTIVITY_EVENTS)}) "
+    + "".join(f"OR starts_with(f_event, '{p}') " for p in ACTIVITY_PREFIXES)
+    + f"THEN 'activity' WHEN f_event IN ({_in(REQUEST_EVENTS)}) THEN 'request' "
+    "ELSE 'other' END"
+)
+
+
+# --- activity -------------------------------------------------------------------------------
+
+_STRONG_TARGET = ("coalesce(nullif(f_kubernetes_cluster, ''), nullif(f_db_service, ''), "
+                  "nullif(f_app_name, ''), nullif(f_desktop_name, ''), "
+                  "nullif(f_server_hostname, ''))")
+_WEAK_TARGET = (f"coalesce(nullif({host_sql('f_server_addr')}, ''), "
+                f"nullif({host_sql('f_addr_local')}, ''), "
+                f"nullif({host_sql('f_desktop_addr')}, ''), "
+                "nullif(f_server_id, ''))")
+_DETAIL = (
+    f"CASE WHEN f_event = 'session.command' THEN concat_ws(' ', f_path, "
+    f"{json_list_sql('f_argv', ' ')}) "
+    "WHEN f_event = 'kube.request' THEN concat_ws(' ', f_verb, f_request_path) "
+    "ELSE coalesce(nullif(f_db_query, ''), nullif(f_command, ''), "
+    "nullif(concat_ws(' ', f_method, f_path), '')) END"
+)
+_ACTOR_KIND = (
+    "CASE WHEN nullif(f_bot_name, '') IS NOT NULL OR f_user_kind IN ('2', 'USER_KIND_BOT') "
+    "THEN 'bot' WHEN f_user_kind IN ('1', 'USER_KIND_HUMAN') THEN 'human' "
+    "WHEN f_user_kind IN ('3', 'USER_KIND_SYSTEM') THEN 'service' END"
+)
+_ATTRS = attrs_sql([
+    ("code", "f_code"), ("cluster", "f_cluster_name"), ("client_addr", "f_addr_remote"),
+    ("proto", "f_proto"), ("db_name", "nullif(f_db_name, '')"),
+    ("status", "coalesce(f_return_code, f_exit_code, f_response_code, f_status_code)"),
+    ("success", "f_success"), ("error", "f_error"), ("bot_name", "nullif(f_bot_name, '')"),
+    ("access_requests", f"CASE WHEN contains(f_access_requests, ',') "
+                        f"THEN {json_list_sql('f_access_requests')} END"),
+])
+_NO_TARGET = ("'no target: none of server_hostname, server_addr, addr.local, server_id, "
+              "kubernetes_cluster, db_service, app_name, desktop_name, desktop_addr'")
+
+
+def _activity_rows(source: str) -> str:
+    """Per-line values; only the session carry-over (final) needs other lines."""
+    return f"""
+SELECT line, raw, parse_error, f_time, f_event, cls,
+    CASE WHEN cls = 'activity' THEN {ts_fast_sql('f_time')} END AS ts,
+    nullif(trim(f_sid), '') AS sid, {_STRONG_TARGET} AS strong, {_WEAK_TARGET} AS weak,
+    try(from_json(f_access_requests, '["VARCHAR"]'))[1] AS own_ref,
+    coalesce(nullif(f_login, ''), nullif(f_db_user, ''), nullif(f_windows_user, ''),
+             nullif(f_user, '')) AS account,
+    coalesce(nullif(f_uid, ''),
+             CASE WHEN nullif(trim(f_sid), '') IS NOT NULL AND f_ei IS NOT NULL
+                  THEN trim(f_sid) || ':' || f_ei END,
+             {content_id_sql(['f_event', 'f_time', 'f_user', 'f_login', 'f_sid', 'f_server_id',
+                              'f_server_hostname', 'f_path', 'f_argv', 'f_command',
+                              'f_db_query'])}) AS event_id,
+    CASE WHEN cls = 'activity' THEN {_DETAIL} END AS detail, nullif(f_user, '') AS actor,
+    {_ACTOR_KIND} AS actor_kind,
+    CASE WHEN f_event = 'kube.request' THEN upper(f_verb) IN ('GET', 'LIST', 'WATCH') END
+        AS read_only,
+    CASE WHEN cls = 'activity' THEN {_ATTRS} END AS attrs
+FROM (SELECT *, {CLASS_SQL} AS cls FROM ({source}) s)
+"""
+
+
+def _activity_final(rows: str) -> str:
+    # Session values by GROUP BY + join, not a window: a window would buffer and sort
+    # every row with its raw text on the exact path.
+    return f"""
+WITH a AS MATERIALIZED (SELECT * FROM ({rows}) n WHERE cls IN ('bad', 'activity')),
+s AS (SELECT sid, min(strong) AS s_strong, min(own_ref) AS s_ref
+      FROM a WHERE sid IS NOT NULL GROUP BY sid),
+w AS (SELECT a.*, s.s_strong, s.s_ref FROM a LEFT JOIN s ON s.sid = a.sid)
+SELECT line, raw,
+    CASE WHEN parse_error IS NOT NULL THEN parse_error
+         WHEN cls = 'bad' THEN 'missing required field: event'
+         WHEN ts IS NULL THEN {ts_problem_sql('f_time', 'time')}
+         WHEN account IS NULL THEN 'missing required field: login or user'
+         WHEN coalesce(strong, s_strong, weak) IS NULL THEN {_NO_TARGET}
+    END AS reason,
+    event_id, ts, account, coalesce(strong, s_strong, weak) AS target, f_event AS action,
+    detail, sid AS session_id, actor, coalesce(own_ref, s_ref) AS approval_ref, actor_kind,
+    read_only, attrs
+FROM w
+"""
+
+
+# --- access requests ------------------------------------------------------------------------
+
+_RESOURCE_NAMES = ("list_transform(try(from_json(f_resource_ids, '[{\"name\": \"VARCHAR\"}]')), "
+                   "lambda x: x.name)")
+_TARGET = (f"coalesce(nullif(array_to_string({_RESOURCE_NAMES}, ','), ''), "
+           f"{json_list_sql('f_roles')})")
+
+
+def _request_rows(source: str) -> str:
+    return f"""
+SELECT line, raw, parse_error, f_event AS event, cls, nullif(trim(f_id), '') AS id,
+    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_time')} END AS ts, f_user,
+    upper(f_state) AS state, upper(f_proposed_state) AS proposed, nullif(f_reason, '') AS reason,
+    nullif(f_updated_by, '') AS updated_by, nullif(f_reviewer, '') AS reviewer,
+    CASE WHEN cls = 'request' THEN {_TARGET} END AS target,
+    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_expires')} END AS expires,
+    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_max_duration')} END AS max_duration,
+    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_assume_start_time')} END AS assume_start,
+    CASE WHEN cls <> 'request' THEN NULL
+         WHEN nullif(trim(f_id), '') IS NULL THEN 'missing required field: id'
+         WHEN {ts_fast_sql('f_time')} IS NULL THEN {ts_problem_sql('f_time', 'time')}
+    END AS own_problem
+FROM (SELECT *, {CLASS_SQL} AS cls FROM ({source}) s)
+"""
+
+
+def _requests_cte(rows: str) -> str:
+    """CTEs `src`, `r` (request events) and `f` (one folded row per request id)."""
+    return f"""
+WITH src AS ({rows}),
+r AS (SELECT * FROM src WHERE cls = 'request'),
+g AS (
+    SELECT id,
+        arg_min(f_user, line) FILTER (WHERE event = 'access_request.create') AS requester,
+        min(ts) FILTER (WHERE event = 'access_request.create') AS created_at,
+        arg_min(reason, line) FILTER (WHERE event = 'access_request.create') AS request_reason,
+        arg_max(reason, line) FILTER (WHERE event <> 'access_request.create') AS resolve_reason,
+        arg_min(target, line) AS target,
+        min(ts) FILTER (WHERE state = 'APPROVED' AND event IN
+            ('access_request.update', 'access_request.review')) AS approved_at,
+        min(ts) FILTER (WHERE state = 'DENIED' AND event IN
+            ('access_request.update', 'access_request.review')) AS denied_at,
+        min(ts) FILTER (WHERE event = 'access_request.delete') AS deleted_at,
+        arg_max(expires, line) AS expires,
+        arg_max(max_duration, line) AS max_duration,
+        max(assume_start) AS assume_start,
+        arg_min(updated_by, ts) FILTER (WHERE state = 'APPROVED') AS updated_by,
+        string_agg(DISTINCT reviewer, ',' ORDER BY reviewer) FILTER (WHERE proposed = 'APPROVED')
+            AS reviewers
+    FROM r WHERE own_problem IS NULL GROUP BY id),
+f AS (
+    SELECT *,
+        CASE WHEN approved_at IS NOT NULL AND deleted_at >= approved_at
+                  AND (coalesce(expires, max_duration) IS NULL
+                       OR deleted_at < coalesce(expires, max_duration)) THEN 'revoked'
+             WHEN approved_at IS NOT NULL THEN 'approved'
+             WHEN denied_at IS NOT NULL THEN 'denied'
+             ELSE 'pending' END AS status
+    FROM g)
+"""
+
+
+def _approvals_final(rows: str) -> str:
+    return _requests_cte(rows) + """
+SELECT line, raw,
+    CASE WHEN own_problem IS NOT NULL THEN own_problem
+         WHEN requester IS NULL THEN 'access request ' || id || ' has no access_request.create '
+              || 'in this file (requester unknown)'
+         WHEN target IS NULL THEN 'access request ' || id || ' names neither roles nor '
+              || 'resource_ids'
+         WHEN end_ts IS NULL THEN 'approved access request ' || id || ' has neither expires, '
+              || 'max_duration nor a delete (window end unknown)'
+         WHEN end_ts < start_ts THEN 'access request ' || id || ' ends before it starts'
+    END AS reason,
+    id AS approval_id, requester AS account, target, start_ts, end_ts,
+    nullif(coalesce(nullif(regexp_extract(request_reason, $ticket_re), ''),
+                    regexp_extract(resolve_reason, $ticket_re)), '') AS ticket,
+    requester, coalesce(updated_by, reviewers) AS approver, 'standard' AS kind, status,
+    CASE WHEN status = 'revoked' THEN deleted_at END AS revoked_at,
+    request_reason AS approval_reason
+FROM (
+    SELECT r.line, r.raw, r.own_problem, r.id, f.* EXCLUDE (id),
+        CASE WHEN f.status = 'denied' THEN coalesce(f.created_at, f.denied_at)
+             ELSE greatest(f.approved_at, f.assume_start) END AS start_ts,
+        CASE WHEN f.status = 'denied' THEN f.denied_at
+             ELSE coalesce(f.expires, f.max_duration, f.deleted_at) END AS end_ts
+    FROM r LEFT JOIN f ON f.id = r.id
+    WHERE r.own_problem IS NOT NULL OR f.status <> 'pending')
+"""
+
+
+def _ignored_final(rows: str) -> str:
+    return _requests_cte(rows) + """
+SELECT line, raw, NULL::VARCHAR AS reason, event AS event_type FROM src WHERE cls = 'other'
+UNION ALL
+SELECT r.line, r.raw, NULL::VARCHAR, r.event
+FROM r JOIN f ON f.id = r.id WHERE r.own_problem IS NULL AND f.status = 'pending'
+"""
+
+
+def ticket_regex(options: Options) -> str:
+    """The configured ticket pattern (RE2 syntax), checked before any file is read."""
+    pattern = str(options.extra.get("ticket_regex") or DEFAULT_TICKET_RE)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InputError(f"invalid ticket_regex {pattern!r}: {exc}") from None
+    return pattern
+
+
+class TeleportConnector:
+    """Teleport audit events: access requests -> approvals, session events -> activity."""
+
+    name = "teleport"
+    kinds = ("auto",)
+    description = ("Teleport audit log JSON lines: access_request.* -> approvals; session, exec, "
+                   "kube, db, app and desktop events -> activity; other events counted as ignored")
+
+    def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
+        params = {"tz": options.tz}
+        return [
+            staged_pair("approvals", REQUEST_FIELDS, path,
+                        {**params, "ticket_re": ticket_regex(options)},
+                        _approvals_final, _request_rows),
+            staged_pair("activity", ACTIVITY_FIELDS, path, params, _activity_final,
+                        _activity_rows),
+            staged_pair("ignored", REQUEST_FIELDS, path, params, _ignored_final, _request_rows,
+                        number_lines=False),
+        ]

@@ -1,0 +1,200 @@
+"""teleport connector: access requests fold into approvals, sessions into linked activity."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from connectors.base import Options
+from connectors.teleport import TeleportConnector
+from correlate.errors import InputError
+from correlate.ingest import ingest
+from correlate.store import Store
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teleport"
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
+SAMPLE = SAMPLES / "elastic-teleport" / "test-teleport-all-events.log"
+
+
+def _ingest(path, store=None, **opts):
+    store = store or Store(":memory:")
+    (result,) = ingest(store, TeleportConnector(), None, [str(path)], Options(**opts))
+    assert result.balanced, result
+    return store, result
+
+
+def _utc(*args):
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+def _rows(store, table, cols, order="line"):
+    return [dict(zip(cols, r, strict=True)) for r in
+            store.query(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}")]
+
+
+def _both_paths(path, options=None):
+    """Every batch staged by the fast reader and by the exact reader: same rows but `raw`."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = true")
+    out = []
+    for batch in TeleportConnector().stage(Path(path), "auto", options or Options()):
+        fast = con.execute(batch.sql, batch.params)
+        names = [d[0] for d in fast.description]
+        fast_rows = fast.fetchall()
+        exact_rows = con.execute(batch.exact.sql, batch.exact.params).fetchall()
+        keep = [i for i, n in enumerate(names) if n not in ("raw", "line")]
+        if batch.table == "ignored":      # the fast path leaves ignored lines unnumbered
+            assert sorted(str([r[i] for i in keep]) for r in fast_rows) == \
+                sorted(str([r[i] for i in keep]) for r in exact_rows)
+        else:
+            assert sorted(fast_rows, key=lambda r: r[0]) == \
+                [r[:1] + (None,) + r[2:] for r in sorted(exact_rows, key=lambda r: r[0])]
+        out.append((batch.table, len(fast_rows)))
+    return out
+
+
+def test_vendor_sample_counts_balance():
+    if not SAMPLE.is_file():
+        pytest.skip(f"vendor sample {SAMPLE} not present (../shared/vendor-samples "
+                    "beside the repo)")
+    store, r = _ingest(SAMPLE)
+    assert r.read == len([ln for ln in SAMPLE.read_text().splitlines() if ln.strip()]) == 246
+    assert r.read == r.accepted + r.ignored + r.quarantined + r.duplicates
+    assert r.ignored > 100 and r.accepted > 50
+    ignored = dict(store.query("SELECT event_type, count FROM ignored_counts"))
+    assert ignored["user.login"] == 8 and ignored["cert.create"] == 2
+    (a,) = _rows(store, "approvals", ["approval_id", "account", "target", "approver", "status"])
+    assert a == {"approval_id": "66b827b2-1b0b-512b-965d-6c789388d3c9",
+                 "account": "Carrie_Sandoval", "target": "admin", "approver": "Sam_Waters",
+                 "status": "revoked"}
+
+
+def test_vendor_sample_fast_and_exact_readers_agree():
+    if not SAMPLE.is_file():
+        pytest.skip(f"vendor sample {SAMPLE} not present")
+    assert dict(_both_paths(SAMPLE))["activity"] > 50
+
+
+def test_create_approve_delete_is_a_revoked_approval_with_its_window():
+    store, r = _ingest(FIXTURES / "requests.jsonl")
+    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (10, 3, 5, 2, 0)
+    cols = ["approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
+            "approver", "kind", "status", "revoked_at", "reason", "line"]
+    req1, req2, req3 = _rows(store, "approvals", cols, "approval_id")
+    assert req1 == {"approval_id": "req-1", "account": "alice", "target": "db-admin",
+                    "start_ts": _utc(2026, 3, 2, 9, 5),           # the approving review
+                    "end_ts": _utc(2026, 3, 2, 13, 0),            # expires
+                    "ticket": "OPS-123", "requester": "alice", "approver": "bob",
+                    "kind": "standard", "status": "revoked",
+                    "revoked_at": _utc(2026, 3, 2, 10, 30),       # the delete
+                    "reason": "Restore backup for OPS-123", "line": 4}
+
+
+def test_resource_request_starts_at_assume_start_and_ends_at_max_duration():
+    store, _ = _ingest(FIXTURES / "requests.jsonl")
+    (req2,) = store.query_dicts("SELECT * FROM approvals WHERE approval_id = 'req-2'")
+    assert req2["target"] == "web-01,web-02"                       # resource_ids[].name
+    assert req2["start_ts"] == _utc(2026, 3, 2, 12, 0)             # assume_start_time > approval
+    assert req2["end_ts"] == _utc(2026, 3, 3, 9, 0)                # expires is Go's zero time
+    assert (req2["status"], req2["ticket"], req2["approver"]) == ("approved", "CHG-77", "dave")
+
+
+def test_denied_request_is_denied_and_pending_request_is_ignored():
+    store, _ = _ingest(FIXTURES / "requests.jsonl")
+    (req3,) = store.query_dicts("SELECT * FROM approvals WHERE approval_id = 'req-3'")
+    assert (req3["status"], req3["start_ts"], req3["end_ts"]) == (
+        "denied", _utc(2026, 3, 2, 12, 0), _utc(2026, 3, 2, 12, 5))
+    assert not store.query("SELECT 1 FROM approvals WHERE approval_id = 'req-4'")
+    assert dict(store.query("SELECT event_type, count FROM ignored_counts")) == {
+        "access_request.create": 1, "access_request.search": 1}
+
+
+def test_ticket_regex_option_and_bad_pattern():
+    store, _ = _ingest(FIXTURES / "requests.jsonl", extra={"ticket_regex": r"backup"})
+    assert store.scalar("SELECT ticket FROM approvals WHERE approval_id = 'req-1'") == "backup"
+    with pytest.raises(InputError, match="invalid ticket_regex"):
+        TeleportConnector().stage(FIXTURES / "requests.jsonl", "auto",
+                                  Options(extra={"ticket_regex": "(["}))
+
+
+def test_approval_without_create_in_file_is_quarantined_with_reason(tmp_path):
+    lines = (FIXTURES / "requests.jsonl").read_text().splitlines()
+    path = tmp_path / "later.jsonl"
+    path.write_text("\n".join(lines[5:6]) + "\n")                  # req-2's approval only
+    store, r = _ingest(path)
+    assert (r.read, r.quarantined) == (1, 1)
+    assert store.query("SELECT line, reason FROM quarantine") == [
+        (1, "access request req-2 has no access_request.create in this file (requester unknown)")]
+
+
+def test_session_start_links_its_commands_to_the_access_request():
+    store, r = _ingest(FIXTURES / "session.jsonl")
+    assert (r.read, r.accepted, r.ignored, r.quarantined, r.duplicates) == (11, 7, 2, 1, 1)
+    cols = ["line", "event_id", "account", "target", "action", "detail", "session_id", "actor",
+            "approval_ref"]
+    s1 = [a for a in _rows(store, "activity", cols) if a["session_id"] == "s1"]
+    assert [a["event_id"] for a in s1] == ["a1", "a2", "a3", "a7"]
+    assert {(a["approval_ref"], a["target"], a["account"], a["actor"]) for a in s1} == {
+        ("req-1", "web-01", "root", "alice")}                      # carried over the sid
+    assert s1[1]["detail"] == "/usr/bin/systemctl restart nginx"
+    assert s1[1]["action"] == "session.command"
+
+
+def test_malformed_line_is_quarantined_with_its_line_number():
+    store, _ = _ingest(FIXTURES / "session.jsonl")
+    assert store.query("SELECT line, reason, raw FROM quarantine") == [
+        (3, "invalid JSON", '{"event":"session.command","sid":"s1","uid":"a-broken",')]
+
+
+def test_kube_db_and_bot_events_map_target_kind_and_read_only():
+    store, _ = _ingest(FIXTURES / "session.jsonl")
+    got = {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
+    assert (got["a4"]["target"], got["a4"]["read_only"], got["a4"]["detail"]) == (
+        "prod-k8s", True, "GET /api/v1/namespaces/default/pods")
+    assert (got["a5"]["account"], got["a5"]["actor"], got["a5"]["actor_kind"]) == (
+        "deploy", "bot-ci", "bot")
+    assert (got["a6"]["account"], got["a6"]["target"], got["a6"]["actor_kind"]) == (
+        "postgres", "pg-prod", "human")
+    assert '"bot_name":"ci"' in got["a5"]["attrs"]
+
+
+def test_gzip_input_gives_the_same_rows(tmp_path):
+    gz = tmp_path / "session.jsonl.gz"
+    with open(FIXTURES / "session.jsonl", "rb") as src, gzip.open(gz, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    plain, r1 = _ingest(FIXTURES / "session.jsonl")
+    packed, r2 = _ingest(gz)
+    assert (r1.read, r1.accepted, r1.quarantined) == (r2.read, r2.accepted, r2.quarantined)
+    sql = "SELECT line, event_id, ts, target, approval_ref FROM activity ORDER BY line"
+    assert plain.query(sql) == packed.query(sql)
+
+
+def test_fast_and_exact_readers_agree_on_fixtures(tmp_path):
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(ln for ln in (FIXTURES / "session.jsonl").read_text().splitlines()
+                               if "a-broken" not in ln) + "\n")
+    assert dict(_both_paths(clean)) == {"approvals": 0, "activity": 8, "ignored": 2}
+    assert dict(_both_paths(FIXTURES / "requests.jsonl")) == {
+        "approvals": 8, "activity": 0, "ignored": 2}
+
+
+def test_reingest_in_a_new_file_counts_duplicates(tmp_path):
+    store, _ = _ingest(FIXTURES / "session.jsonl")
+    copy = tmp_path / "again.jsonl"
+    copy.write_text((FIXTURES / "session.jsonl").read_text() + "\n")
+    _, r = _ingest(copy, store)
+    assert (r.accepted, r.duplicates) == (0, 8)
+
+
+def test_blank_lines_are_skipped_not_counted(tmp_path):
+    lines = (FIXTURES / "requests.jsonl").read_text().splitlines()
+    path = tmp_path / "gappy.jsonl"
+    path.write_text("\n".join(lines[:4]) + "\n\n   \n" + "\n".join(lines[4:]) + "\n\n")
+    _, r = _ingest(path)
+    assert (r.read, r.accepted, r.duplicates, r.ignored) == (10, 3, 5, 2)
