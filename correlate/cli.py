@@ -95,11 +95,20 @@ def print_results(results) -> None:
 @click.option("--tz", default=None, help="IANA zone for timestamps that carry none "
               "(otherwise such rows are quarantined).")
 @click.option("--year", type=int, default=None, help="Year for year-less syslog timestamps.")
+@click.option("--option", "extra", multiple=True, metavar="KEY=VALUE",
+              help="Connector option, e.g. ticket_regex=..., checkout_minutes=90, cluster=prod "
+                   "(see README, Sources). Repeatable.")
 @db_option
-def ingest_cmd(source, paths, kind, tz, year, db):
+def ingest_cmd(source, paths, kind, tz, year, extra, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
     connector = get_connector(source)
-    options = Options(tz=tz, year=year)
+    pairs = {}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
+        pairs[key.strip()] = value
+    options = Options(tz=tz, year=year, extra=pairs)
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"))

@@ -113,3 +113,17 @@ def test_every_command_is_in_readme():
     for full, cmd in walk(main, "pamcorr"):
         assert f"`{full}" in readme, f"{full} missing from README.md"
         assert cmd.help, f"{full} has no help text"
+
+
+def test_ingest_passes_connector_options(cli, tmp_path, monkeypatch):
+    from correlate.store import Store
+    log = Path(__file__).parent / "fixtures" / "teleport" / "requests.jsonl"
+    res = cli("ingest", "teleport", "--option", r"ticket_regex=\bNOPE-\d+\b", str(log))
+    assert res.exit_code == 0, res.output
+    with Store(str(tmp_path / "t.duckdb")) as store:
+        assert store.scalar("SELECT ticket FROM approvals WHERE approval_id = 'req-1'") is None
+    monkeypatch.setenv("PAMCORR_DB", str(tmp_path / "u.duckdb"))
+    assert cli("ingest", "teleport", str(log)).exit_code == 0
+    with Store(str(tmp_path / "u.duckdb")) as store:
+        assert store.scalar("SELECT ticket FROM approvals WHERE approval_id = 'req-1'") == "OPS-123"
+    assert cli("ingest", "teleport", "--option", "novalue", str(log)).exit_code == 2
