@@ -179,19 +179,22 @@ SELECT key_id, ws, ws - to_seconds($grace) AS ws_g,
 FROM win GROUP BY key_id, ws
 ;
 CREATE OR REPLACE TEMP TABLE nearest AS
-SELECT s.key_id, s.p,
-       CASE WHEN e.key_id IS NOT NULL THEN struct_pack(src := e.w.src, id := e.w.id, t := e.we) END AS prev,
-       CASE WHEN n.key_id IS NOT NULL THEN struct_pack(src := n.w.src, id := n.w.id, t := n.ws) END AS nxt
+SELECT row_number() OVER () AS sid, s.key_id, s.p,
+       e.w.src AS prev_src, e.w.id AS prev_id, epoch_us(e.we) AS prev_us,
+       n.w.src AS next_src, n.w.id AS next_id, epoch_us(n.ws) AS next_us
 FROM (SELECT key_id, p FROM seg ANTI JOIN best b USING (key_id, p)) s
 ASOF LEFT JOIN win_end e ON e.key_id = s.key_id AND s.p > e.we_g
 ASOF LEFT JOIN win_start n ON n.key_id = s.key_id AND s.p < n.ws_g
 ;
+-- Every segment once: judged (best) or uncovered (nearest). Uncovered segments carry the
+-- nearest bounds as integers only; the approval they name is looked up afterwards by sid,
+-- because a wide payload makes the big ASOF join several times slower.
 CREATE OR REPLACE TEMP TABLE segment AS
-SELECT s.key_id, s.p, b.verdict, b.approval_source, b.approval_id, b.ticket, b.invalid_reason,
-       b.via, n.prev, n.nxt
-FROM seg s
-LEFT JOIN best b ON b.key_id = s.key_id AND b.p = s.p
-LEFT JOIN nearest n ON n.key_id = s.key_id AND n.p = s.p
+SELECT key_id, p, 0::BIGINT AS sid, verdict, approval_source, approval_id, ticket,
+       invalid_reason, via, NULL::BIGINT AS prev_us, NULL::BIGINT AS next_us
+FROM best
+UNION ALL
+SELECT key_id, p, sid, NULL, NULL, NULL, NULL, NULL, NULL, prev_us, next_us FROM nearest
 ;
 INSERT INTO findings (run_id, act_id, verdict, status, approval_id, approval_source, ticket_id,
                       gap_seconds, reason, match_via)
@@ -203,9 +206,11 @@ SELECT $run_id, act_id,
        WHEN verdict IN ('approved_in_grace', 'break_glass') THEN 'WARN'
        ELSE 'FAIL' END AS status,
   CASE WHEN verdict IS NOT NULL THEN approval_id
-       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN near_id END,
+       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround
+         THEN CASE WHEN near_is_prev THEN n.prev_id ELSE n.next_id END END,
   CASE WHEN verdict IS NOT NULL THEN approval_source
-       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround THEN near_src END,
+       WHEN near_gap IS NOT NULL AND abs(near_gap) <= $lookaround
+         THEN CASE WHEN near_is_prev THEN n.prev_src ELSE n.next_src END END,
   CASE WHEN verdict IS NOT NULL THEN ticket END,
   CASE WHEN verdict IS NULL AND near_gap IS NOT NULL AND abs(near_gap) <= $lookaround
        THEN near_gap END,
@@ -219,20 +224,20 @@ SELECT $run_id, act_id,
        ELSE 'before the start of the nearest approval' END,
   CASE WHEN verdict IS NOT NULL THEN via END
 FROM (
-  SELECT a.act_id, a.approval_ref, g.via, g.verdict, g.approval_source, g.approval_id, g.ticket, g.invalid_reason,
-    CASE WHEN g.prev IS NULL AND g.nxt IS NULL THEN NULL
-         WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
-              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
-           THEN epoch(a.ts) - epoch(g.prev.t)
-         ELSE epoch(a.ts) - epoch(g.nxt.t) END AS near_gap,
-    CASE WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
-              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
-         THEN g.prev.id ELSE g.nxt.id END AS near_id,
-    CASE WHEN g.nxt IS NULL OR (g.prev IS NOT NULL AND
-              epoch(a.ts) - epoch(g.prev.t) <= epoch(g.nxt.t) - epoch(a.ts))
-         THEN g.prev.src ELSE g.nxt.src END AS near_src
-  FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.approval_ref
-        FROM activity act LEFT JOIN ref_keys r ON r.approval_ref = act.approval_ref
-        WHERE ($start IS NULL OR act.ts >= $start) AND ($end IS NULL OR act.ts < $end)) a
-  ASOF LEFT JOIN segment g ON g.key_id = a.key_id AND a.ts >= g.p
-)
+  SELECT *,
+    CASE WHEN near_is_prev THEN (ts_us - prev_us) / 1e6
+         WHEN NOT near_is_prev THEN (ts_us - next_us) / 1e6 END AS near_gap
+  FROM (
+    SELECT a.act_id, a.approval_ref, epoch_us(a.ts) AS ts_us, g.sid, g.via, g.verdict,
+           g.approval_source, g.approval_id, g.ticket, g.invalid_reason, g.prev_us, g.next_us,
+           CASE WHEN g.prev_us IS NULL AND g.next_us IS NULL THEN NULL
+                WHEN g.next_us IS NULL THEN true
+                WHEN g.prev_us IS NULL THEN false
+                ELSE epoch_us(a.ts) - g.prev_us <= g.next_us - epoch_us(a.ts) END AS near_is_prev
+    FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.approval_ref
+          FROM activity act LEFT JOIN ref_keys r ON r.approval_ref = act.approval_ref
+          WHERE ($start IS NULL OR act.ts >= $start) AND ($end IS NULL OR act.ts < $end)) a
+    ASOF LEFT JOIN segment g ON g.key_id = a.key_id AND a.ts >= g.p
+  )
+) x
+LEFT JOIN nearest n ON n.sid = x.sid
