@@ -42,6 +42,29 @@ FROM key_ident k JOIN targets t ON t.name_norm = k.target_norm OR t.alias_norm =
 WHERE t.grp IS NOT NULL
 ;
 CREATE OR REPLACE TEMP TABLE win AS
+WITH ap AS (
+    SELECT a.source, a.approval_id, a.kind, a.ticket, a.account,
+           lower(a.account) AS account_norm, lower(a.target) AS target_norm,
+           coalesce(lower(ai.identity), lower(a.account)) AS ident,
+           regexp_matches(a.target, '[*?\[]') AS is_glob,
+           a.start_ts AS ws,
+           CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
+                ELSE a.end_ts END AS we
+    FROM approvals a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
+    WHERE a.status <> 'denied'
+),
+matched AS (
+    -- exact targets join on equality; only glob targets are tried pattern by pattern
+    SELECT k.key_id, k.account_norm AS key_account, n.via AS target_via, ap.*
+    FROM ap JOIN key_ident k ON k.ident = ap.ident
+    JOIN key_names n ON n.key_id = k.key_id AND n.name = ap.target_norm
+    WHERE NOT ap.is_glob
+    UNION ALL
+    SELECT k.key_id, k.account_norm, n.via, ap.*
+    FROM ap JOIN key_ident k ON k.ident = ap.ident
+    JOIN key_names n ON n.key_id = k.key_id AND n.name GLOB ap.target_norm
+    WHERE ap.is_glob
+)
 SELECT r.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket, a.start_ts AS ws,
        CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
             ELSE a.end_ts END AS we,
@@ -49,25 +72,14 @@ SELECT r.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket, a
 FROM ref_keys r JOIN approvals a ON a.approval_id = r.approval_ref
 WHERE a.status <> 'denied'
 UNION ALL
-SELECT key_id, approval_source, approval_id, kind, ticket, ws, we, via FROM (
-  SELECT k.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket,
-         a.start_ts AS ws,
-         CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-              ELSE a.end_ts END AS we,
-         nullif(concat_ws('; ',
-           CASE WHEN lower(a.account) <> k.account_norm
-                THEN 'identity ' || a.account || ' = ' || k.account_norm END,
-           n.via), '') AS via
-  FROM approvals a
-  LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
-  JOIN key_ident k ON k.ident = coalesce(lower(ai.identity), lower(a.account))
-  JOIN key_names n ON n.key_id = k.key_id
-   AND (n.name = lower(a.target)
-        OR (regexp_matches(a.target, '[*?\[]') AND n.name GLOB lower(a.target)))
-  WHERE a.status <> 'denied'
-  QUALIFY row_number() OVER (PARTITION BY k.key_id, a.source, a.approval_id
-                             ORDER BY n.via NULLS FIRST) = 1
-)
+SELECT key_id, source, approval_id, kind, ticket, ws, we,
+       nullif(concat_ws('; ',
+         CASE WHEN account_norm <> key_account
+              THEN 'identity ' || account || ' = ' || key_account END,
+         target_via), '') AS via
+FROM matched
+QUALIFY row_number() OVER (PARTITION BY key_id, source, approval_id
+                           ORDER BY target_via NULLS FIRST) = 1
 ;
 DELETE FROM win WHERE we < ws   -- revoked before it began: never in force
 ;
