@@ -31,7 +31,10 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
         ("ticket_id", "ticket_id", True, False), ("status", "status", True, False),
         ("opened", "opened", True, True), ("closed", "closed", False, True),
         ("planned_start", "planned_start", False, True),
-        ("planned_end", "planned_end", False, True), ("assignee", "assignee", False, False)],
+        ("planned_end", "planned_end", False, True), ("assignee", "assignee", False, False),
+        ("reporter", "reporter", False, False), ("title", "title", False, False),
+        ("components", "components", False, False), ("work_start", "work_start", False, True),
+        ("work_end", "work_end", False, True)],
     "ticket_history": [
         ("ticket_id", "ticket_id", True, False), ("ts", "ts", True, True),
         ("status", "status", True, False)],
@@ -102,6 +105,11 @@ def mapping_sql(kind: str, source_sql: str) -> str:
             given = "" if required else f"nullif(trim(f_{field}), '') IS NOT NULL AND "
             problems.append(f"WHEN {given}{column} IS NULL "
                             f"THEN {ts_problem_sql('f_' + field, field)}")
+        elif (kind, field) == ("tickets", "components"):
+            # "web-01; db-*" -> ['web-01', 'db-*']
+            cols.append(f"CASE WHEN nullif(trim(f_{field}), '') IS NOT NULL THEN list_filter("
+                        f"list_transform(string_split(f_{field}, ';'), lambda c: trim(c)), "
+                        f"lambda c: c <> '') END AS {column}")
         else:
             cols.append(f"{_clean(kind, field)} AS {column}")
             if required:

@@ -23,7 +23,7 @@ SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
               "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
 
 _TOP = {"db", "output", "policy", "sources", "tickets"}
-_POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours"}
+_POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours", "change_window"}
 _SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity"}
 _TICKETS = {"system", "url", "flavour", "timeout", "max_retries"}
 
@@ -143,6 +143,9 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
                   "lookaround_s")
     if grace < 0 or look < 0:
         raise _fail(path, "policy: grace_s and lookaround_s must not be negative")
+    window = policy.get("change_window", "planned")
+    if window not in ("planned", "actual"):
+        raise _fail(path, f"policy.change_window: planned or actual, not {window!r}")
     fail_on = policy.get("fail_on")
     if fail_on not in (None, "fail", "warn"):
         raise _fail(path, f"policy.fail_on: fail or warn, not {fail_on!r}")
@@ -157,7 +160,7 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
     output = _typed(path, "config", data.get("output", DEFAULT_OUTPUT), str, "output")
     return Settings(
         path=path, db=db, output=base / os.path.expanduser(output),
-        policy=Policy(grace, look), fail_on=fail_on, coverage_gap_hours=float(gap),
+        policy=Policy(grace, look, window), fail_on=fail_on, coverage_gap_hours=float(gap),
         sources=tuple(_source(path, base, i, s) for i, s in enumerate(sources)),
         tickets=_tickets(path, data.get("tickets")))
 

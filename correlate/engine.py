@@ -21,6 +21,13 @@ class Policy:
 
     grace_s: int = DEFAULT_GRACE_S
     lookaround_s: int = DEFAULT_LOOKAROUND_S
+    # The ticket's change window an action must fall in: "planned" (planned_start..planned_end)
+    # or "actual" (work_start..work_end).
+    change_window: str = "planned"
+
+    def __post_init__(self):
+        if self.change_window not in ("planned", "actual"):
+            raise ValueError(f"change_window must be planned or actual, not {self.change_window!r}")
 
 
 def _statements(sql: str) -> list[str]:
@@ -38,6 +45,7 @@ def _statements(sql: str) -> list[str]:
 
 
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
+CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 
 _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
             "nearest", "segment", "win_end", "win_start")
@@ -48,7 +56,8 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
     """Judge every activity row with start <= ts < end (all when both None). Returns run_id."""
     con = store.con
     params = {"start": start, "end": end, "grace": policy.grace_s,
-              "lookaround": policy.lookaround_s}
+              "lookaround": policy.lookaround_s,
+              "actual_window": policy.change_window == "actual"}
     with store.transaction():
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
         con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
@@ -57,7 +66,7 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
                      json.dumps({**asdict(policy), **(parameters or {})}, default=str),
                      __version__])
         params["run_id"] = run_id
-        for statement in VERDICT_STATEMENTS:
+        for statement in VERDICT_STATEMENTS + CHECK_STATEMENTS:
             names = {k: v for k, v in params.items()
                      if re.search(rf"\${k}\b", statement)}
             con.execute(statement, names)

@@ -61,6 +61,13 @@ WHERE f.run_id = ? AND a.account = ?
 ORDER BY f.status = 'PASS', a.ts LIMIT ?
 """
 
+CHECKS_SQL = """
+SELECT c.check_id, c.approval_id, c.ticket_id, c.detail, a.account, a.target
+FROM approval_checks c LEFT JOIN approvals a
+  ON a.source = c.approval_source AND a.approval_id = c.approval_id
+WHERE c.run_id = ? ORDER BY c.check_id, c.approval_id LIMIT 200
+"""
+
 FRAMEWORKS = (
     ("PCI DSS 4.0", "10.2.1.2", "administrative actions by privileged users are logged"),
     ("ISO/IEC 27001:2022", "A.8.2", "privileged access rights"),
@@ -103,6 +110,8 @@ class GapReportContext:
     quarantine: list[dict]
     quarantined_total: int
     timelines: list[Timeline]
+    checks: list[dict]
+    checks_total: int
     frameworks: tuple
     descriptions: dict
     verdict_order: list[str]
@@ -156,7 +165,9 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         worst=worst, worst_limit=WORST_LIMIT, failing_total=failing_total,
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),
-        timelines=timelines, frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
+        timelines=timelines, checks=store.query_dicts(CHECKS_SQL, [run_id]),
+        checks_total=store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id]),
+        frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width)
 
 

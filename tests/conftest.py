@@ -19,7 +19,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
 APPROVAL_FIELDS = ["approval_id", "account", "target", "start", "end", "ticket", "requester",
                    "approver", "kind", "status", "revoked_at"]
 TICKET_FIELDS = ["ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
-                 "assignee"]
+                 "assignee", "reporter", "components", "work_start", "work_end"]
 
 
 class World:
@@ -88,9 +88,11 @@ class World:
         return store
 
     def judge(self, grace=300, lookaround=7 * 86400, order=None, start=None, end=None,
-              extra="") -> dict:
+              extra="", change_window="planned") -> dict:
         store = self.store(order=order)
-        run = correlate(store, start, end, Policy(grace, lookaround))
+        run = correlate(store, start, end, Policy(grace, lookaround, change_window))
+        self.checks = store.query("SELECT approval_id, check_id FROM approval_checks "
+                                  "WHERE run_id = ? ORDER BY 1, 2", [run])
         rows = store.query_dicts(
             "SELECT a.event_id, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, "
             f"f.reason{extra} FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run])

@@ -88,10 +88,13 @@ SELECT ticket_id, p FROM (
     SELECT ticket_id, opened AS p FROM tickets
     UNION ALL SELECT ticket_id, opened - INTERVAL 24 HOUR FROM tickets
     UNION ALL SELECT ticket_id, closed + INTERVAL 1 MICROSECOND FROM tickets WHERE closed IS NOT NULL
-    UNION ALL SELECT ticket_id, planned_start FROM tickets WHERE planned_start IS NOT NULL
-    UNION ALL SELECT ticket_id, planned_end + INTERVAL 1 MICROSECOND FROM tickets WHERE planned_end IS NOT NULL
+    UNION ALL SELECT ticket_id, CASE WHEN $actual_window THEN work_start ELSE planned_start END
+              FROM tickets
+    UNION ALL SELECT ticket_id,
+                     CASE WHEN $actual_window THEN work_end ELSE planned_end END + INTERVAL 1 MICROSECOND
+              FROM tickets
     UNION ALL SELECT ticket_id, ts FROM ticket_history
-) WHERE ticket_id IN (SELECT ticket FROM win)
+) WHERE p IS NOT NULL AND ticket_id IN (SELECT ticket FROM win)
 ;
 CREATE OR REPLACE TEMP TABLE seg AS
 SELECT DISTINCT key_id, p FROM (
@@ -107,7 +110,8 @@ SELECT DISTINCT key_id, p FROM (
 CREATE OR REPLACE TEMP TABLE cand AS
 SELECT s.key_id, s.p, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
        t.ticket_id AS t_id, t.status AS t_status, t.opened, t.closed,
-       t.planned_start, t.planned_end
+       CASE WHEN $actual_window THEN t.work_start ELSE t.planned_start END AS planned_start,
+       CASE WHEN $actual_window THEN t.work_end ELSE t.planned_end END AS planned_end
 FROM seg s
 JOIN win w ON w.key_id = s.key_id
           AND s.p >= w.ws - to_seconds($grace)

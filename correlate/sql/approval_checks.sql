@@ -1,0 +1,38 @@
+-- approval_checks.sql: approvals used by run $run_id checked against their tickets (docs/tickets.md).
+-- Statements are separated by lines holding only ';'.
+CREATE OR REPLACE TEMP TABLE used_approvals AS
+SELECT a.source, a.approval_id, a.requester, a.target, t.ticket_id, t.assignee, t.reporter,
+       t.components
+FROM (SELECT DISTINCT approval_source, approval_id FROM findings
+      WHERE run_id = $run_id AND approval_id IS NOT NULL) u
+JOIN approvals a ON a.source = u.approval_source AND a.approval_id = u.approval_id
+JOIN tickets t ON t.ticket_id = a.ticket
+;
+-- The requester should be the ticket's assignee or reporter (aliases from identities.csv count).
+INSERT INTO approval_checks
+SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'requester_not_on_ticket', 'WARN',
+       'requester ' || u.requester || ' is neither the assignee (' || coalesce(u.assignee, '-')
+       || ') nor the reporter (' || coalesce(u.reporter, '-') || ') of ' || u.ticket_id
+FROM used_approvals u
+LEFT JOIN identities iq ON iq.alias_norm = lower(u.requester)
+LEFT JOIN identities ia ON ia.alias_norm = lower(u.assignee)
+LEFT JOIN identities ir ON ir.alias_norm = lower(u.reporter)
+WHERE u.requester IS NOT NULL AND (u.assignee IS NOT NULL OR u.reporter IS NOT NULL)
+  AND coalesce(lower(iq.identity), lower(u.requester))
+      IS DISTINCT FROM coalesce(lower(ia.identity), lower(u.assignee))
+  AND coalesce(lower(iq.identity), lower(u.requester))
+      IS DISTINCT FROM coalesce(lower(ir.identity), lower(u.reporter))
+;
+-- When the ticket names components / configuration items, one should cover the target
+-- (equal, or either a glob of the other, case-insensitive).
+INSERT INTO approval_checks
+SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'ticket_does_not_cover_target', 'WARN',
+       'target ' || u.target || ' is not among the components of ' || u.ticket_id || ': '
+       || array_to_string(u.components, ', ')
+FROM used_approvals u
+WHERE len(u.components) > 0
+  AND NOT list_bool_or(list_transform(u.components, lambda c:
+        lower(c) = lower(u.target) OR lower(u.target) GLOB lower(c)
+        OR lower(c) GLOB lower(u.target)))
+;
+DROP TABLE used_approvals
