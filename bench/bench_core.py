@@ -2,6 +2,7 @@
 
 Times ingest and correlate separately, each in its own process, with peak RSS.
 Usage: python bench/bench_core.py [N ...]   (default 100000 1000000)
+Set PAMCORR_MEMORY_LIMIT (e.g. 2GB) to cap DuckDB's memory; the children inherit it.
 Files are generated with DuckDB into bench/data/ (ignored by git) and reused.
 """
 
@@ -117,6 +118,8 @@ def child(code: str, *args: str) -> dict:
 
 
 def main(sizes: list[int]) -> None:
+    import os
+    print(f"PAMCORR_MEMORY_LIMIT={os.environ.get('PAMCORR_MEMORY_LIMIT', '(DuckDB default)')}")
     print(f"{'N':>10} {'ingest s':>9} {'ingest MiB':>11} {'correlate s':>12} {'corr MiB':>9} {'total s':>8} {'rows/s':>10}")
     for n in sizes:
         folder = generate(n)

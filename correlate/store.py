@@ -36,6 +36,15 @@ def schema_files() -> list[tuple[int, str, str]]:
     return sorted(out)
 
 
+def _size(text: str) -> str:
+    """A memory size such as '2GB' or '512 MiB', validated (it is formatted into SET)."""
+    import re
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.IGNORECASE)
+    if not match:
+        raise ValueError(text)
+    return f"{match.group(1)}{match.group(2)}"
+
+
 def read_sql(name: str) -> str:
     """The text of correlate/sql/NAME."""
     return (resources.files("correlate") / "sql" / name).read_text(encoding="utf-8")
@@ -60,6 +69,14 @@ class Store:
             raise StoreError(f"cannot open {self.path}: {text}") from None
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET preserve_insertion_order = false")
+        limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
+        if limit:
+            # Past this DuckDB spills to a temp folder beside the database instead of growing.
+            try:
+                self.con.execute(f"SET memory_limit = '{_size(limit)}'")
+            except (duckdb.Error, ValueError):
+                raise StoreError(f"PAMCORR_MEMORY_LIMIT={limit!r} is not a size such as 2GB "
+                                 f"or 512MB") from None
         if not read_only:
             self.migrate()
 

@@ -171,3 +171,13 @@ def test_sample_week_has_every_verdict():
     run = correlate(store)
     seen = {v for (v,) in store.query("SELECT DISTINCT verdict FROM findings WHERE run_id = ?", [run])}
     assert seen == set(VERDICTS)
+
+
+def test_memory_limit_from_environment(monkeypatch):
+    from correlate.errors import StoreError
+    monkeypatch.setenv("PAMCORR_MEMORY_LIMIT", "512MB")
+    store = Store(":memory:")
+    assert store.scalar("SELECT current_setting('memory_limit')").startswith("48")  # 512 MB = 488 MiB
+    monkeypatch.setenv("PAMCORR_MEMORY_LIMIT", "lots'; DROP TABLE x; --")
+    with pytest.raises(StoreError, match="PAMCORR_MEMORY_LIMIT"):
+        Store(":memory:")
