@@ -59,6 +59,9 @@ class Staged:
     # When the fast SQL path cannot give exact line numbers for quarantined rows,
     # the store re-stages with this exact (slower) path.
     exact: "Staged | None" = None
+    # The SQL yields line = NULL and the store numbers rows in file order itself (a window
+    # function would serialise the parallel reader). For one-record-per-line input only.
+    number_lines: bool = False
 
 
 class Connector(Protocol):

@@ -134,7 +134,8 @@ def _json_fast_sql(kind: str) -> str:
     columns = "{" + ", ".join(f"'{f}': 'VARCHAR'" for f in fields) + "}"
     select = ", ".join(f'"{f}" AS f_{f}' for f in fields)
     # raw stays NULL here: any quarantined row makes the store re-read with the exact path.
-    return (f"SELECT row_number() OVER () AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, "
+    # line too: the store numbers the rows (Staged.number_lines).
+    return (f"SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, "
             f"{select} FROM read_json($path, format='newline_delimited', columns={columns}, "
             f"maximum_object_size=16777216)")
 
@@ -221,7 +222,8 @@ class GenericConnector:
             exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind)),
                            params={**params, "path": str(path)})
             return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
-                           params={**params, "path": str(path)}, exact=exact)]
+                           params={**params, "path": str(path)}, exact=exact,
+                           number_lines=True)]
         frame = _csv_frame(path, kind)
         return [Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
                        frame=frame)]

@@ -134,6 +134,10 @@ def _stage(con, batch: Staged, name: str) -> None:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
         params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", params)
+        if batch.number_lines:
+            # Insertion order is preserved, so rowid follows the file; free, unlike row_number().
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
+                        f"SELECT * REPLACE (rowid + 1 AS line) FROM {name}")
     finally:
         con.execute("SET preserve_insertion_order = false")
         if batch.frame is not None:

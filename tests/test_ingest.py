@@ -181,3 +181,17 @@ def test_memory_limit_from_environment(monkeypatch):
     monkeypatch.setenv("PAMCORR_MEMORY_LIMIT", "lots'; DROP TABLE x; --")
     with pytest.raises(StoreError, match="PAMCORR_MEMORY_LIMIT"):
         Store(":memory:")
+
+
+def test_fast_path_line_numbers_follow_the_file(tmp_path):
+    """Clean JSON lines take the parallel fast path; stored lines must still be file lines."""
+    import duckdb
+    path = tmp_path / "big.jsonl"
+    duckdb.sql(f"COPY (SELECT 'e' || i AS event_id, '2026-11-16T10:00:00Z' AS ts, 'u' || (i % 7) "
+               f"AS account, 'h' || (i % 11) AS target, repeat('x', 100) AS detail "
+               f"FROM range(1, 300001) t(i)) TO '{path}' (FORMAT JSON)")
+    store = Store(":memory:")
+    r = _ingest(store, "activity", path)
+    assert (r.accepted, r.quarantined) == (300000, 0)
+    wrong = store.scalar("SELECT count(*) FROM activity WHERE line <> substr(event_id, 2)::BIGINT")
+    assert wrong == 0
