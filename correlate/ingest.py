@@ -101,8 +101,8 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
     staged = connector.stage(path, kind, options)
     con = store.con
     # Parse first, outside the transaction: a failed fast read must not abort it.
-    for i, batch in enumerate(staged):
-        _stage_batch(con, batch, f"stage_{i}", str(path))
+    numbered = [_stage_batch(con, batch, f"stage_{i}", str(path)).number_lines
+                for i, batch in enumerate(staged)]
     with store.transaction():
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
@@ -110,7 +110,8 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                     [ingest_id, connector.name, kind, str(path), digest, path.stat().st_size,
                      now_utc()])
         for i, batch in enumerate(staged):
-            counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path))
+            counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path),
+                           numbered[i])
             result.read += counts["read"]
             result.accepted += counts["accepted"]
             result.quarantined += counts["quarantined"]
@@ -134,28 +135,30 @@ def _stage(con, batch: Staged, name: str) -> None:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
         params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", params)
-        if batch.number_lines:
-            # Insertion order is preserved, so rowid follows the file; free, unlike row_number().
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS "
-                        f"SELECT * REPLACE (rowid + 1 AS line) FROM {name}")
     finally:
         con.execute("SET preserve_insertion_order = false")
         if batch.frame is not None:
             con.unregister("src")
 
 
-def _stage_batch(con, batch: Staged, name: str, path: str) -> None:
-    """Fast path first; the exact path when it fails or when rows need exact line numbers."""
+def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
+    """Fast path first; the exact path when it fails or when rows need exact line numbers.
+
+    Returns the batch that was staged (the fast one or its exact fallback).
+    """
+    used = batch
     try:
         _stage(con, batch, name)
         if batch.exact is not None and con.execute(
                 f"SELECT count(*) FROM {name} WHERE reason IS NOT NULL").fetchone()[0]:
-            _stage(con, batch.exact, name)
+            used = batch.exact
+            _stage(con, used, name)
     except duckdb.Error as exc:
         if batch.exact is None:
             raise InputError(f"cannot read: {str(exc).splitlines()[0]}", path) from None
+        used = batch.exact
         try:
-            _stage(con, batch.exact, name)
+            _stage(con, used, name)
         except duckdb.Error as exc2:
             raise InputError(f"cannot read: {str(exc2).splitlines()[0]}", path) from None
     if batch.table == "activity":
@@ -163,10 +166,15 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> None:
         for col in ("detail", "attrs"):
             if col in columns:
                 con.execute(f"UPDATE {name} SET {col} = {redact_sql(col)} WHERE {col} IS NOT NULL")
+    return used
 
 
-def _load(con, table: str, name: str, source: str, ingest_id: int, path: str) -> dict:
-    con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT * FROM {name}")
+def _load(con, table: str, name: str, source: str, ingest_id: int, path: str,
+          numbered: bool = False) -> dict:
+    # rid: the row's position in the staged table, which keeps the file's order
+    # (preserve_insertion_order); with `numbered` it is also the line (Staged.number_lines).
+    line = "* REPLACE (rowid + 1 AS line)" if numbered else "*"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT {line}, rowid AS rid FROM {name}")
     for (kind,) in con.execute("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
                                "FROM information_schema.tables WHERE table_name = 'fresh' "
                                "AND table_schema = 'main' AND table_catalog = 'temp'").fetchall():
@@ -259,7 +267,7 @@ ACTIVITY_OPTIONAL = ("approval_ref", "actor_kind", "read_only", "attrs")
 ACTIVITY_INSERT = """
 INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
                       actor, key_id, ingest_id, line{optional})
-SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + row_number() OVER (),
+SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + f.rid + 1,
        ?, f.event_id, f.ts, f.account, f.target, f.action, f.detail, f.session_id, f.actor,
        k.key_id, ?, f.line{optional_f}
 FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)

@@ -188,10 +188,13 @@ def test_fast_path_line_numbers_follow_the_file(tmp_path):
     import duckdb
     path = tmp_path / "big.jsonl"
     duckdb.sql(f"COPY (SELECT 'e' || i AS event_id, '2026-11-16T10:00:00Z' AS ts, 'u' || (i % 7) "
-               f"AS account, 'h' || (i % 11) AS target, repeat('x', 100) AS detail "
+               f"AS account, 'h' || (i % 11) AS target, "
+               f"CASE WHEN i % 1000 = 0 THEN 'mysql -pSecret' ELSE repeat('x', 100) END AS detail "
                f"FROM range(1, 300001) t(i)) TO '{path}' (FORMAT JSON)")
     store = Store(":memory:")
     r = _ingest(store, "activity", path)
     assert (r.accepted, r.quarantined) == (300000, 0)
     wrong = store.scalar("SELECT count(*) FROM activity WHERE line <> substr(event_id, 2)::BIGINT")
-    assert wrong == 0
+    assert wrong == 0      # also for the rows whose detail was redacted in place
+    assert store.scalar("SELECT count(*) FROM activity WHERE detail LIKE '%[REDACTED]'") == 300
+    assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 300000
