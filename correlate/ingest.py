@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,25 +91,36 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
     return results
 
 
+SEEN_SQL = ("SELECT count(*) FROM ingest_log WHERE sha256 = ? AND source = ? AND kind = ? "
+            "AND finished IS NOT NULL")
+LIKELY_SEEN_SQL = ("SELECT count(*) FROM ingest_log WHERE size_bytes = ? AND file = ? AND source = ? "
+                   "AND kind = ? AND finished IS NOT NULL")
+
+
 def ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
-    digest = sha256_file(path)
-    result = FileResult(str(path), connector.name, kind, digest)
-    prior = store.query("SELECT read FROM ingest_log WHERE sha256 = ? AND source = ? AND kind = ? "
-                        "AND finished IS NOT NULL LIMIT 1", [digest, connector.name, kind])
-    if prior:
-        result.skipped = True
-        return result
-    staged = connector.stage(path, kind, options)
     con = store.con
-    # Parse first, outside the transaction: a failed fast read must not abort it.
-    numbered = [_stage_batch(con, batch, f"stage_{i}", str(path)).number_lines
-                for i, batch in enumerate(staged)]
+    size = path.stat().st_size
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
+        # file (name and size) was ingested before, when the hash decides first.
+        hashing = pool.submit(sha256_file, path)
+        if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
+            if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
+                return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
+        staged = connector.stage(path, kind, options)
+        # Parse first, outside the transaction: a failed fast read must not abort it.
+        numbered = [_stage_batch(con, batch, f"stage_{i}", str(path)).number_lines
+                    for i, batch in enumerate(staged)]
+        digest = hashing.result()
+    result = FileResult(str(path), connector.name, kind, digest)
+    if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
+        result.skipped = True      # same content under another name
+        return result
     with store.transaction():
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
                     "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [ingest_id, connector.name, kind, str(path), digest, path.stat().st_size,
-                     now_utc()])
+                    [ingest_id, connector.name, kind, str(path), digest, size, now_utc()])
         for i, batch in enumerate(staged):
             counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path),
                            numbered[i])

@@ -198,3 +198,18 @@ def test_fast_path_line_numbers_follow_the_file(tmp_path):
     assert wrong == 0      # also for the rows whose detail was redacted in place
     assert store.scalar("SELECT count(*) FROM activity WHERE detail LIKE '%[REDACTED]'") == 300
     assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 300000
+
+
+def test_same_content_under_another_name_is_skipped_and_changed_content_is_not(tmp_path):
+    rows = [json.dumps({"event_id": str(i), "ts": "2026-11-16T10:00:00Z", "account": "a",
+                        "target": "h"}) for i in range(3)]
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(rows) + "\n")
+    b.write_text(a.read_text())
+    store = Store(":memory:")
+    assert _ingest(store, "activity", a).accepted == 3
+    assert _ingest(store, "activity", b).skipped
+    # Same name and size, different content: not skipped.
+    a.write_text("\n".join(rows).replace('"0"', '"9"') + "\n")
+    again = _ingest(store, "activity", a)
+    assert not again.skipped and again.accepted == 1 and again.duplicates == 2
