@@ -351,3 +351,14 @@ def test_cited_approval_missing_or_denied_is_unapproved(world, status):
     got = v(world)
     assert got["verdict"] == "unapproved"
     assert got["reason"] == "cited approval R not found or denied"
+
+
+def test_two_transitions_in_the_same_instant_resolve_deterministically(world):
+    world.ticket("CHG-2", status="approved")
+    world.transition("CHG-2", "2026-11-16T09:00:00Z", "in_progress")
+    world.transition("CHG-2", "2026-11-16T09:00:00Z", "cancelled")
+    world.approval("A", S, E, ticket="CHG-2")
+    world.action("e", "2026-11-16T11:00:00Z")
+    results = {(r["verdict"], r["reason"]) for r in (v(world) for _ in range(3))}
+    # fail closed: the status that does not permit work wins the tie
+    assert results == {("ticket_invalid", "ticket_status_cancelled")}

@@ -121,7 +121,10 @@ LEFT JOIN tickets t ON t.ticket_id = w.ticket
 CREATE OR REPLACE TEMP TABLE cand_status AS
 SELECT c.key_id, c.p, c.ticket,
        bool_or(h.ticket_id IS NOT NULL) AS has_history,
-       arg_max(h.status, h.ts) FILTER (WHERE h.ts <= c.p) AS status_at
+       -- two transitions in the same instant: fail closed (a status that does not permit
+       -- work wins), then by name, so every run resolves them the same way
+       arg_max(h.status, struct_pack(t := h.ts, closed := h.status NOT IN ('approved', 'in_progress'),
+                                     s := h.status)) FILTER (WHERE h.ts <= c.p) AS status_at
 FROM (SELECT DISTINCT key_id, p, ticket FROM cand WHERE ticket IS NOT NULL) c
 JOIN ticket_history h ON h.ticket_id = c.ticket
 GROUP BY ALL
