@@ -236,7 +236,9 @@ SELECT line, raw,
                     regexp_extract(resolve_reason, $ticket_re)), '') AS ticket,
     requester, coalesce(updated_by, reviewers) AS approver, 'standard' AS kind, status,
     CASE WHEN status = 'revoked' THEN deleted_at END AS revoked_at,
-    request_reason AS approval_reason
+    request_reason AS approval_reason,
+    -- target joins the resource names (or roles) with ','; each one is granted
+    CASE WHEN contains(target, ',') THEN string_split(target, ',') END AS targets
 FROM (
     SELECT r.line, r.raw, r.own_problem, r.id, f.* EXCLUDE (id),
         CASE WHEN f.status = 'denied' THEN coalesce(f.created_at, f.denied_at)

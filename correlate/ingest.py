@@ -213,7 +213,7 @@ APPROVAL_COLS = ("approval_id", "account", "target", "start_ts", "end_ts", "tick
                  "approver", "kind", "status", "revoked_at")
 # Optional columns a connector may stage: staged name -> table column. (The staged `reason`
 # is the quarantine reason, so an approval's justification is staged as `approval_reason`.)
-OPTIONAL = {"approvals": {"approval_reason": "reason"},
+OPTIONAL = {"approvals": {"approval_reason": "reason", "targets": "targets"},
             "tickets": {c: c for c in ("reporter", "title", "components", "system", "url",
                                        "work_start", "work_end")}}
 TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",

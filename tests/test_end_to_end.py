@@ -82,3 +82,23 @@ def test_cloudtrail_assumed_role_session_is_judged_with_the_human_as_actor(judge
     assert (got["verdict"], got["approval_id"], got["ticket_id"]) == ("approved", "TEAM-1", "CHG-9")
     assert got["actor"] == "alice@corp.example"
     assert judged["cloudtrail:ct-3"]["verdict"] == "unapproved"
+
+
+def test_teleport_request_for_several_resources_covers_each(tmp_path):
+    """req-2 (carol) grants web-01 and web-02: an action on either is covered by time."""
+    store = Store(":memory:")
+    for r in ingest(store, get_connector("teleport"), None,
+                    [str(FIX / "teleport" / "requests.jsonl")], Options()):
+        assert r.balanced
+    assert store.scalar("SELECT targets FROM approvals WHERE approval_id = 'req-2'") == \
+        ["web-01", "web-02"]
+    (tmp_path / "t.csv").write_text(TICKETS)
+    (tmp_path / "a.jsonl").write_text(
+        '{"event_id": "x1", "ts": "2026-03-02T13:00:00Z", "account": "carol", "target": "web-02"}\n'
+        '{"event_id": "x2", "ts": "2026-03-02T13:00:00Z", "account": "carol", "target": "web-03"}\n')
+    ingest(store, GenericConnector(), "tickets", [str(tmp_path / "t.csv")], Options())
+    ingest(store, GenericConnector(), "activity", [str(tmp_path / "a.jsonl")], Options())
+    run = correlate(store)
+    got = dict(store.query("SELECT a.event_id, f.verdict || '/' || coalesce(f.approval_id, '') "
+                           "FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run]))
+    assert got["x1"].endswith("/req-2") and got["x2"] == "unapproved/"

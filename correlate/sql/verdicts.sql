@@ -43,15 +43,19 @@ WHERE t.grp IS NOT NULL
 ;
 CREATE OR REPLACE TEMP TABLE win AS
 WITH ap AS (
-    SELECT a.source, a.approval_id, a.kind, a.ticket, a.account,
-           lower(a.account) AS account_norm, lower(a.target) AS target_norm,
-           coalesce(lower(ai.identity), lower(a.account)) AS ident,
-           regexp_matches(a.target, '[*?\[]') AS is_glob,
-           a.start_ts AS ws,
-           CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-                ELSE a.end_ts END AS we
-    FROM approvals a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
-    WHERE a.status <> 'denied'
+    -- an approval granting several targets (approvals.targets) applies to each of them
+    SELECT source, approval_id, kind, ticket, account, account_norm, lower(tgt) AS target_norm,
+           ident, regexp_matches(tgt, '[*?\[]') AS is_glob, ws, we
+    FROM (
+        SELECT a.source, a.approval_id, a.kind, a.ticket, a.account,
+               lower(a.account) AS account_norm,
+               unnest(CASE WHEN len(a.targets) > 0 THEN a.targets ELSE [a.target] END) AS tgt,
+               coalesce(lower(ai.identity), lower(a.account)) AS ident,
+               a.start_ts AS ws,
+               CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
+                    ELSE a.end_ts END AS we
+        FROM approvals a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
+        WHERE a.status <> 'denied')
 ),
 matched AS (
     -- exact targets join on equality; only glob targets are tried pattern by pattern
