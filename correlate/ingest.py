@@ -173,11 +173,6 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
             _stage(con, used, name)
         except duckdb.Error as exc2:
             raise InputError(f"cannot read: {str(exc2).splitlines()[0]}", path) from None
-    if batch.table == "activity":
-        columns = {r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()}
-        for col in ("detail", "attrs"):
-            if col in columns:
-                con.execute(f"UPDATE {name} SET {col} = {redact_sql(col)} WHERE {col} IS NOT NULL")
     return used
 
 
@@ -280,7 +275,7 @@ ACTIVITY_INSERT = """
 INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
                       actor, key_id, ingest_id, line{optional})
 SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + f.rid + 1,
-       ?, f.event_id, f.ts, f.account, f.target, f.action, f.detail, f.session_id, f.actor,
+       ?, f.event_id, f.ts, f.account, f.target, f.action, {detail}, f.session_id, f.actor,
        k.key_id, ?, f.line{optional_f}
 FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
                                  AND k.target_norm = lower(f.target)
@@ -300,9 +295,12 @@ def _load_activity(con, source, ingest_id):
     con.execute(ACTIVITY_KEYS)
     present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
     optional = [c for c in ACTIVITY_OPTIONAL if c in present]
+    # Secrets are redacted on the way in (in the insert's parallel pipeline, not a second pass).
+    optional_f = "".join(f", {redact_sql('f.attrs')}" if c == "attrs" else f", f.{c}"
+                         for c in optional)
     inserted = con.execute(ACTIVITY_INSERT.format(
-        optional="".join(f", {c}" for c in optional),
-        optional_f="".join(f", f.{c}" for c in optional)), [source, ingest_id]).fetchone()[0]
+        optional="".join(f", {c}" for c in optional), detail=redact_sql("f.detail"),
+        optional_f=optional_f), [source, ingest_id]).fetchone()[0]
     return inserted
 
 
