@@ -31,7 +31,7 @@ GROUP BY a.account ORDER BY fail DESC, warn DESC, total DESC, account LIMIT ?
 
 WORST_SQL = """
 SELECT a.ts, a.account, a.target, a.action, a.detail, a.actor, a.event_id, a.source,
-       f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason
+       f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.match_via
 FROM findings f JOIN activity a USING (act_id)
 WHERE f.run_id = ? AND f.status = 'FAIL'
 ORDER BY CASE f.verdict WHEN 'unapproved' THEN 1 WHEN 'out_of_window' THEN 2
@@ -39,6 +39,17 @@ ORDER BY CASE f.verdict WHEN 'unapproved' THEN 1 WHEN 'out_of_window' THEN 2
                         ELSE 5 END,
          a.ts, a.event_id
 LIMIT ?
+"""
+
+# identity kind: identities.csv, else what the source said (bots, service principals).
+KINDS_SQL = """
+SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
+       count(*) FILTER (WHERE f.status = 'PASS') AS pass,
+       count(*) FILTER (WHERE f.status = 'WARN') AS warn,
+       count(*) FILTER (WHERE f.status = 'FAIL') AS fail
+FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN identities i ON i.alias_norm = lower(a.account)
+WHERE f.run_id = ? GROUP BY 1 ORDER BY fail DESC, kind
 """
 
 PERIOD_SQL = "SELECT min(a.ts), max(a.ts) FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?"
@@ -104,6 +115,7 @@ class GapReportContext:
     totals: list[dict]
     total_findings: int
     accounts: list[dict]
+    kinds: list[dict]
     worst: list[dict]
     worst_limit: int
     failing_total: int
@@ -162,6 +174,7 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         title="pamcorr gap report", generated=now_utc(), tool_version=__version__, run=run,
         period_start=start, period_end=end, sources=queries.source_counts(store),
         totals=ordered, total_findings=sum(t["n"] for t in totals), accounts=accounts,
+        kinds=store.query_dicts(KINDS_SQL, [run_id]),
         worst=worst, worst_limit=WORST_LIMIT, failing_total=failing_total,
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),

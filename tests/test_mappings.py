@@ -69,3 +69,21 @@ def test_findings_filter_by_identity_kind(world):
     assert [f.event_id for f in queries.findings(store, kind="non-human")] == ["svc"]
     assert [f.event_id for f in queries.findings(store, kind="unknown")] == ["human"]
     assert queries.findings(store, kind="service")[0].identity_kind == "service"
+
+
+def test_gap_report_shows_mapping_and_identity_kinds(world, tmp_path):
+    from bs4 import BeautifulSoup
+
+    from correlate.engine import correlate
+    from reports.gaps import write_gap_report
+    world.identity("CORP\\svc", "svc-deploy", kind="service")
+    world.ticket("CHG-2", status="cancelled")
+    world.approval("A", S, E, account="svc-deploy", ticket="CHG-2")
+    world.action("e", T, account="CORP\\svc")          # ticket_invalid, matched through the alias
+    world.action("h", T, account="mallory")
+    store = world.store()
+    run = correlate(store)
+    soup = BeautifulSoup(write_gap_report(store, tmp_path / "r.html", run).read_text(), "html.parser")
+    kinds = {tr["data-kind"]: tr.find_all("td")[4].get_text() for tr in soup.select("#kinds tr[data-kind]")}
+    assert kinds == {"service": "1", "unknown": "1"}
+    assert "via identity svc-deploy = corp\\svc" in soup.select_one("#failing").get_text()
