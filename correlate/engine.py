@@ -7,8 +7,11 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+import duckdb
+
 from correlate import __version__
 from correlate.clock import now_utc
+from correlate.errors import StoreError
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -47,7 +50,7 @@ def _statements(sql: str) -> list[str]:
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 
-_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
+_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
             "nearest", "segment", "win_end", "win_start")
 
 
@@ -58,22 +61,36 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
     params = {"start": start, "end": end, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
               "actual_window": policy.change_window == "actual"}
-    with store.transaction():
-        run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
-        con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
-                    "lookaround_s, parameters, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, now_utc(), start, end, policy.grace_s, policy.lookaround_s,
-                     json.dumps({**asdict(policy), **(parameters or {})}, default=str),
-                     __version__])
-        params["run_id"] = run_id
-        for statement in VERDICT_STATEMENTS + CHECK_STATEMENTS:
-            names = {k: v for k, v in params.items()
-                     if re.search(rf"\${k}\b", statement)}
-            con.execute(statement, names)
-        con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
+    started = now_utc()
+    # The segment tables are connection-local scratch: build them outside the transaction,
+    # where the planner sees their statistics (inside it, fresh tables planned as if empty
+    # made some joins ten times slower). Only what a run stores is written in the transaction.
+    *scratch, insert_findings = VERDICT_STATEMENTS
+    try:
+        for statement in scratch:
+            _run(con, statement, params)
+        with store.transaction():
+            run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
+            con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
+                        "lookaround_s, parameters, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [run_id, started, start, end, policy.grace_s, policy.lookaround_s,
+                         json.dumps({**asdict(policy), **(parameters or {})}, default=str),
+                         __version__])
+            params["run_id"] = run_id
+            for statement in [insert_findings, *CHECK_STATEMENTS]:
+                _run(con, statement, params)
+            con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
+    except duckdb.Error as exc:
+        raise StoreError(str(exc)) from exc
+    finally:
         for name in _CLEANUP:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return run_id
+
+
+def _run(con, statement: str, params: dict) -> None:
+    con.execute(statement, {k: v for k, v in params.items()
+                            if re.search(rf"\${k}\b", statement)})
 
 
 def latest_run(store: Store) -> int | None:
