@@ -38,7 +38,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from connectors.base import Options, Staged
-from connectors.syslog import (attrs_json, ignored_row, quarantined_row, read_lines,
+from connectors.textlog import (attrs_json, ignored_row, quarantined_row, read_lines,
                                staged_frames)
 from correlate.errors import InputError
 

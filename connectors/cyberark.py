@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.base import Options, Staged
-from connectors.syslog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
+from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
                                local_to_utc, parse_iso, quarantined_row, read_lines,
                                staged_frames, zone_of)
 from correlate.errors import InputError

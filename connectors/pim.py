@@ -40,7 +40,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from connectors.base import Options, Staged
-from connectors.syslog import ignored_row, parse_iso, quarantined_row, staged_frames, zone_of
+from connectors.textlog import ignored_row, parse_iso, quarantined_row, staged_frames, zone_of
 from correlate.errors import InputError
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)

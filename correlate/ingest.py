@@ -13,7 +13,7 @@ import duckdb
 
 from connectors.base import Options, Staged
 from correlate.clock import now_utc
-from correlate.errors import InputError, StoreError
+from correlate.errors import InputError
 from correlate.redact import redact_sql
 from correlate.store import Store
 
