@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +73,31 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+_BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
+
+
+def has_blank_lines(path: Path) -> bool:
+    """True when a blank (or whitespace-only) line comes before some record.
+
+    DuckDB's JSON reader skips such lines, so after one, row positions are no longer line
+    numbers. Blank lines at the very end precede no record and do not count.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    tail, pending = b"\n", False          # the file's start counts as a line start
+    with opener(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            if pending and chunk.strip():
+                return True
+            window = tail + chunk
+            match = _BLANK_LINE.search(window)
+            if match:
+                if window[match.end():].strip():
+                    return True
+                pending = True
+            tail = chunk[-64:]
+    return False
+
+
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
            progress=None) -> list[FileResult]:
     """Ingest files with one connector. Files already ingested (same sha256) are skipped."""
@@ -100,7 +127,7 @@ LIKELY_SEEN_SQL = ("SELECT count(*) FROM ingest_log WHERE size_bytes = ? AND fil
 def ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
     con = store.con
     size = path.stat().st_size
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
         # file (name and size) was ingested before, when the hash decides first.
         hashing = pool.submit(sha256_file, path)
@@ -108,9 +135,18 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
                 return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
         staged = connector.stage(path, kind, options)
+        blanks = (pool.submit(has_blank_lines, path)
+                  if any(b.number_lines for b in staged) else None)
         # Parse first, outside the transaction: a failed fast read must not abort it.
-        numbered = [_stage_batch(con, batch, f"stage_{i}", str(path)).number_lines
-                    for i, batch in enumerate(staged)]
+        used = [_stage_batch(con, batch, f"stage_{i}", str(path))
+                for i, batch in enumerate(staged)]
+        if blanks is not None and blanks.result():
+            # Row positions are not line numbers here: read those batches exactly.
+            for i, batch in enumerate(staged):
+                if used[i].number_lines and batch.exact is not None:
+                    _stage(con, batch.exact, f"stage_{i}")
+                    used[i] = batch.exact
+        numbered = [u.number_lines for u in used]
         digest = hashing.result()
     result = FileResult(str(path), connector.name, kind, digest)
     if store.scalar(SEEN_SQL, [digest, connector.name, kind]):

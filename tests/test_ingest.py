@@ -213,3 +213,34 @@ def test_same_content_under_another_name_is_skipped_and_changed_content_is_not(t
     a.write_text("\n".join(rows).replace('"0"', '"9"') + "\n")
     again = _ingest(store, "activity", a)
     assert not again.skipped and again.accepted == 1 and again.duplicates == 2
+
+
+@pytest.mark.parametrize("text,blank", [
+    ('{"a":1}\n{"a":2}\n', False),
+    ('{"a":1}\n{"a":2}\n\n\n', False),            # trailing blank lines precede no record
+    ('{"a":1}\n\n{"a":2}\n', True),
+    ('\n{"a":1}\n', True),
+    ('{"a":1}\n   \t\n{"a":2}\n', True),
+    ('{"a":1}\r\n\r\n{"a":2}\r\n', True),
+])
+def test_blank_line_detection(tmp_path, text, blank):
+    from correlate.ingest import has_blank_lines
+    path = tmp_path / "x.jsonl"
+    path.write_text(text, newline="")
+    assert has_blank_lines(path) is blank
+    gz = tmp_path / "x.jsonl.gz"
+    with gzip.open(gz, "wt", newline="") as fh:
+        fh.write(text)
+    assert has_blank_lines(gz) is blank
+
+
+def test_clean_file_with_blank_lines_keeps_true_line_numbers(tmp_path):
+    rows = [json.dumps({"event_id": f"e{i}", "ts": "2026-11-16T10:00:00Z", "account": "a",
+                        "target": "h"}) for i in range(1, 6)]
+    path = tmp_path / "a.jsonl"
+    path.write_text(rows[0] + "\n\n" + rows[1] + "\n   \n" + "\n".join(rows[2:]) + "\n")
+    store = Store(":memory:")
+    r = _ingest(store, "activity", path)
+    assert (r.read, r.accepted, r.quarantined) == (5, 5, 0)
+    assert store.query("SELECT event_id, line FROM activity ORDER BY line") == [
+        ("e1", 1), ("e2", 3), ("e3", 5), ("e4", 6), ("e5", 7)]
