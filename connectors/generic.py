@@ -223,7 +223,7 @@ class GenericConnector:
                            params={**params, "path": str(path)})
             return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
                            params={**params, "path": str(path)}, exact=exact,
-                           number_lines=True)]
+                           number_lines=True, skips_blank_lines=True)]
         frame = _csv_frame(path, kind)
         return [Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
                        frame=frame)]

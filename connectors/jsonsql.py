@@ -241,7 +241,8 @@ def staged_pair(table: str, fields: Fields, path: Path, params: dict, final, row
     if number_lines:
         numbered = f"SELECT row_number() OVER () AS line, * EXCLUDE (line) FROM ({numbered}) n"
     exact = Staged(table, sql=final(rows(exact_sql(fields))), params=params)
-    return Staged(table, sql=final(numbered), params=params, exact=exact)
+    return Staged(table, sql=final(numbered), params=params, exact=exact,
+                  skips_blank_lines=number_lines)
 
 
 def ts_fast_sql(col: str) -> str:

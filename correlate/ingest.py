@@ -136,14 +136,14 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                 return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
         staged = connector.stage(path, kind, options)
         blanks = (pool.submit(has_blank_lines, path)
-                  if any(b.number_lines for b in staged) else None)
+                  if any(b.skips_blank_lines for b in staged) else None)
         # Parse first, outside the transaction: a failed fast read must not abort it.
         used = [_stage_batch(con, batch, f"stage_{i}", str(path))
                 for i, batch in enumerate(staged)]
         if blanks is not None and blanks.result():
             # Row positions are not line numbers here: read those batches exactly.
             for i, batch in enumerate(staged):
-                if used[i].number_lines and batch.exact is not None:
+                if used[i].skips_blank_lines and batch.exact is not None:
                     _stage(con, batch.exact, f"stage_{i}")
                     used[i] = batch.exact
         numbered = [u.number_lines for u in used]

@@ -198,3 +198,16 @@ def test_blank_lines_are_skipped_not_counted(tmp_path):
     path.write_text("\n".join(lines[:4]) + "\n\n   \n" + "\n".join(lines[4:]) + "\n\n")
     _, r = _ingest(path)
     assert (r.read, r.accepted, r.duplicates, r.ignored) == (10, 3, 5, 2)
+
+
+def test_blank_lines_do_not_shift_stored_line_numbers(tmp_path):
+    """DuckDB's fast reader skips blank lines; the store re-reads such files exactly."""
+    src = (FIXTURES / "session.jsonl").read_text().splitlines()
+    good = [l for l in src if "a-broken" not in l]
+    path = tmp_path / "s.jsonl"
+    path.write_text(good[0] + "\n\n" + "\n".join(good[1:]) + "\n")
+    store = Store(":memory:")
+    (r,) = ingest(store, TeleportConnector(), None, [str(path)], Options())
+    assert r.balanced and r.quarantined == 0
+    assert store.scalar("SELECT line FROM activity WHERE event_id = 'a1'") == 1
+    assert store.scalar("SELECT line FROM activity WHERE event_id = 'a2'") == 3
