@@ -34,6 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from correlate.clock import now_utc
+
 LOG = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -81,7 +83,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+    now = now or now_utc()
     return max(0.0, (when - now).total_seconds())
 
 
