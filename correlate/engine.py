@@ -91,8 +91,3 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
 def _run(con, statement: str, params: dict) -> None:
     con.execute(statement, {k: v for k, v in params.items()
                             if re.search(rf"\${k}\b", statement)})
-
-
-def latest_run(store: Store) -> int | None:
-    """The newest finished run, or None."""
-    return store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")

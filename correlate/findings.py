@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 # In the order the best candidate wins (docs/verdicts.md), then the no-candidate verdicts.
@@ -28,9 +28,6 @@ DESCRIPTIONS: dict[str, str] = {
     "unapproved": "no applicable approval at all",
 }
 
-STATUSES = ("PASS", "WARN", "FAIL")
-
-
 @dataclass(frozen=True)
 class Finding:
     """One activity row and its verdict in one run: what every output format writes."""
@@ -54,6 +51,5 @@ class Finding:
     match_via: str | None = None      # identity/target mapping that made the match
     identity_kind: str | None = None  # human | service | bot, when known
 
-    FIELDS = ("event_id", "source", "ts", "account", "target", "action", "detail", "session_id",
-              "actor", "verdict", "status", "approval_id", "ticket_id", "gap_seconds", "reason",
-              "run_id", "match_via", "identity_kind")
+
+FINDING_FIELDS = tuple(f.name for f in fields(Finding))

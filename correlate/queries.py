@@ -20,6 +20,7 @@ WHERE f.run_id = $run_id
   AND ($kind IS NULL OR coalesce(i.kind, a.actor_kind, 'unknown') = $kind
        OR ($kind = 'non-human' AND coalesce(i.kind, a.actor_kind) IN ('service', 'bot')))
   AND ($account IS NULL OR lower(a.account) = lower($account) OR lower(a.actor) = lower($account))
+  AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 ORDER BY a.ts, a.source, a.event_id
 LIMIT $limit
 """
@@ -38,10 +39,15 @@ FROM ingest_log WHERE finished IS NOT NULL GROUP BY ALL ORDER BY source, kind
 RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
 
 
+def latest_run(store: Store) -> int | None:
+    """The newest finished run, or None."""
+    return store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")
+
+
 def resolve_run(store: Store, run_id: int | None = None) -> int:
     """The given run, or the latest finished one; a clear error when there is none."""
     if run_id is None:
-        run_id = store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")
+        run_id = latest_run(store)
         if run_id is None:
             raise PamcorrError("no correlation run yet; run `pamcorr correlate` first")
     elif not store.query("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
@@ -51,14 +57,16 @@ def resolve_run(store: Store, run_id: int | None = None) -> int:
 
 def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
              status: str | None = None, account: str | None = None,
-             limit: int | None = None, kind: str | None = None) -> list[Finding]:
-    """Findings of a run joined to their activity, oldest first.
+             limit: int | None = None, kind: str | None = None, start=None,
+             end=None) -> list[Finding]:
+    """Findings of a run joined to their activity, oldest first; start <= ts < end when given.
 
     `kind`: human, service, bot, non-human (service or bot) or unknown.
     """
     run_id = resolve_run(store, run_id)
     rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
                                             "status": status, "account": account, "kind": kind,
+                                            "start": start, "end": end,
                                             "limit": limit if limit is not None else 2**62})
     return [Finding(**r) for r in rows]
 

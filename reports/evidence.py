@@ -170,8 +170,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     _check_replaceable(out)
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
-    findings = [f for f in queries.findings(store, run_id)
-                if (start is None or f.ts >= start) and (end is None or f.ts < end)]
+    findings = queries.findings(store, run_id, start=start, end=end)
     period_start = start or run["period_start"] or (findings[0].ts if findings else None)
     period_end = end or run["period_end"] or (findings[-1].ts if findings else None)
     if previous is not None:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import IO, Iterable
 
-from correlate.findings import Finding
+from correlate.findings import FINDING_FIELDS, Finding
 
 CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "approval_id",
                "ticket_id", "gap_seconds", "reason", "source", "action", "detail", "session_id",
@@ -48,7 +48,7 @@ def write_csv(findings: Iterable[Finding], out: IO[str]) -> int:
 
 
 def finding_dict(f: Finding) -> dict:
-    d = {c: getattr(f, c) for c in Finding.FIELDS}
+    d = {c: getattr(f, c) for c in FINDING_FIELDS}
     d["ts"] = iso(f.ts)
     return d
 

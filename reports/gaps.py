@@ -59,9 +59,8 @@ SELECT file, line, reason FROM quarantine ORDER BY file, line LIMIT 200
 """
 
 TIMELINE_WINDOWS_SQL = """
-SELECT approval_id, target, start_ts, CASE WHEN revoked_at < end_ts THEN revoked_at ELSE end_ts END
-       AS end_ts, kind, status
-FROM approvals
+SELECT approval_id, target, start_ts, window_end AS end_ts, kind, status
+FROM approval_windows
 WHERE lower(account) = lower(?) AND status <> 'denied' AND end_ts >= ? AND start_ts <= ?
 ORDER BY start_ts LIMIT 200
 """

@@ -37,11 +37,10 @@ WHERE alias_norm = lower($name) OR lower(identity) = lower($name)
 ALIASES_SQL = "SELECT DISTINCT alias_norm FROM identities WHERE list_contains($ids, lower(identity))"
 
 APPROVAL_COLS = """source, approval_id, account, target, start_ts, end_ts, ticket, requester,
-       approver, kind, status, revoked_at,
-       CASE WHEN revoked_at < end_ts THEN revoked_at ELSE end_ts END AS effective_end"""
+       approver, kind, status, revoked_at, window_end AS effective_end"""
 
 APPROVALS_BY_NAMES_SQL = f"""
-SELECT {APPROVAL_COLS} FROM approvals
+SELECT {APPROVAL_COLS} FROM approval_windows
 WHERE (list_contains($names, lower(account)) OR list_contains($names, lower(requester))
        OR list_contains($names, lower(approver)))
   AND ($start IS NULL OR end_ts >= $start) AND ($end IS NULL OR start_ts < $end)
@@ -49,7 +48,7 @@ ORDER BY start_ts, approval_id
 """
 
 APPROVAL_BY_ID_SQL = f"""
-SELECT {APPROVAL_COLS} FROM approvals WHERE approval_id = $approval_id ORDER BY source
+SELECT {APPROVAL_COLS} FROM approval_windows WHERE approval_id = $approval_id ORDER BY source
 """
 
 ACTS_BY_NAMES = """
@@ -64,11 +63,11 @@ ACTS_BY_APPROVAL = """
 SELECT * FROM activity a
 WHERE (a.act_id IN (SELECT act_id FROM findings WHERE approval_id = $approval_id
                     AND ($run_id IS NULL OR run_id = $run_id))
-   OR EXISTS (SELECT 1 FROM approvals p WHERE p.approval_id = $approval_id
+   OR EXISTS (SELECT 1 FROM approval_windows p WHERE p.approval_id = $approval_id
               AND lower(a.account) = lower(p.account)
               AND (lower(a.target) = lower(p.target) OR lower(a.target) GLOB lower(p.target))
               AND a.ts >= p.start_ts
-              AND a.ts <= CASE WHEN p.revoked_at < p.end_ts THEN p.revoked_at ELSE p.end_ts END))
+              AND a.ts <= p.window_end))
   AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
 
@@ -148,10 +147,6 @@ def identity_names(store: Store, name: str) -> tuple[list[str], str]:
     note = ("aliases from the identities table: " + ", ".join(names) if len(names) > 1
             else "no aliases in the identities table")
     return names, note
-
-
-def _latest_run(store: Store) -> int | None:
-    return store.scalar("SELECT max(run_id) FROM runs WHERE finished IS NOT NULL")
 
 
 def _roles(a: dict, names: list[str]) -> list[str]:
@@ -288,7 +283,7 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
     return ScopeContext(
         title=f"pamcorr scope: {subject}", subject=subject, generated=now_utc(),
         tool_version=__version__, names=names, identity_note=note, period_start=start,
-        period_end=end, run_id=run_id or _latest_run(store), approval=approval,
+        period_end=end, run_id=run_id or queries.latest_run(store), approval=approval,
         approvals=approvals, actions=actions, actions_total=total or 0,
         sessions=_sessions(actions), tickets=tickets, events=_events(approvals, actions, tickets),
         sources=queries.source_counts(store),

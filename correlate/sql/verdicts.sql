@@ -52,10 +52,8 @@ FROM (
            lower(a.account) AS account_norm,
            unnest(CASE WHEN len(a.targets) > 0 THEN a.targets ELSE [a.target] END) AS tgt,
            coalesce(lower(ai.identity), lower(a.account)) AS ident,
-           a.start_ts AS ws,
-           CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-                ELSE a.end_ts END AS we
-    FROM approvals a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
+           a.start_ts AS ws, a.window_end AS we
+    FROM approval_windows a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
     WHERE a.status <> 'denied')
 ;
 -- Exact targets join on equality; only glob targets are tried pattern by pattern.
@@ -72,10 +70,8 @@ WHERE ap.is_glob
 ;
 CREATE OR REPLACE TEMP TABLE win AS
 SELECT r.key_id, a.source AS approval_source, a.approval_id, a.kind, a.ticket, a.start_ts AS ws,
-       CASE WHEN a.revoked_at IS NOT NULL AND a.revoked_at < a.end_ts THEN a.revoked_at
-            ELSE a.end_ts END AS we,
-       'cited by the action' AS via
-FROM ref_keys r JOIN approvals a ON a.approval_id = r.approval_ref
+       a.window_end AS we, 'cited by the action' AS via
+FROM ref_keys r JOIN approval_windows a ON a.approval_id = r.approval_ref
 WHERE a.status <> 'denied'
 UNION ALL
 SELECT key_id, source, approval_id, kind, ticket, ws, we,
