@@ -11,8 +11,7 @@ import pytest
 from connectors.auditd import AuditdConnector
 from connectors.base import Options
 from correlate.errors import InputError
-from correlate.ingest import ingest
-from correlate.store import Store
+from tests.helpers import ingest_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "auditd"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
@@ -28,11 +27,8 @@ def _samples():
     return out or [None]
 
 
-def _ingest(path, **opts):
-    store = Store(":memory:")
-    (result,) = ingest(store, AuditdConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+def _ingest(path, store=None, **opts):
+    return ingest_one(AuditdConnector(), path, store, **opts)
 
 
 def _by_event(store):

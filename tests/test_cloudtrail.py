@@ -14,6 +14,7 @@ from connectors.base import Options
 from connectors.cloudtrail import CloudTrailConnector, layout
 from correlate.ingest import ingest
 from correlate.store import Store
+from tests.helpers import ingest_one, activity_by_event as _by_id
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cloudtrail"
 SAMPLES = (Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
@@ -22,14 +23,8 @@ SAMPLE_FILES = sorted((SAMPLES / "CloudTrail").glob("*.json")) if SAMPLES.is_dir
 
 
 def _ingest(path, store=None, **opts):
-    store = store or Store(":memory:")
-    (result,) = ingest(store, CloudTrailConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+    return ingest_one(CloudTrailConnector(), path, store, **opts)
 
-
-def _by_id(store):
-    return {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
 
 
 def test_vendor_samples_all_ingest_and_balance():

@@ -12,19 +12,15 @@ import pytest
 from connectors.base import Options
 from connectors.cyberark import CyberArkConnector, extra_details
 from correlate.errors import InputError
-from correlate.ingest import ingest
-from correlate.store import Store
+from tests.helpers import ingest_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cyberark"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples" / "elastic-cyberarkpas"
 SAMPLE_FILES = ["308_use_password.log", "test-300-psm-connect.log", "302_psm_disconnect.log"]
 
 
-def _ingest(path, **opts):
-    store = Store(":memory:")
-    (result,) = ingest(store, CyberArkConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+def _ingest(path, store=None, **opts):
+    return ingest_one(CyberArkConnector(), path, store, **opts)
 
 
 def _utc(*args):

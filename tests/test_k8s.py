@@ -11,28 +11,17 @@ import pytest
 
 from connectors.base import Options
 from connectors.k8s import KubernetesConnector
-from correlate.ingest import ingest
-from correlate.store import Store
+from tests.helpers import ingest_one, reduced_rows as _cells, activity_by_event as _by_id
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
 SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "vendor-samples" / "elastic-kubernetes"
           / "test-audit.log")
 
 
-def _ingest(path, **opts):
-    store = Store(":memory:")
-    (result,) = ingest(store, KubernetesConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+def _ingest(path, store=None, **opts):
+    return ingest_one(KubernetesConnector(), path, store, **opts)
 
 
-def _cells(rows, keep):
-    """Rows reduced to the kept columns, in a stable order (lines are not compared)."""
-    return sorted(str([r[i] for i in keep]) for r in rows)
-
-
-def _by_id(store):
-    return {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
 
 
 def test_vendor_sample_counts_balance_and_wrappers_name_the_cluster():

@@ -11,19 +11,15 @@ import pytest
 from connectors.base import Options
 from connectors.pim import PimConnector, parse_duration
 from correlate.errors import InputError
-from correlate.ingest import ingest
-from correlate.store import Store
+from tests.helpers import ingest_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "pim"
 GA = "62e90394-69f5-4237-9190-012177145e10"
 ALICE = "071cc716-8147-4397-a5ba-b2105951cc0b"
 
 
-def _ingest(path, **opts):
-    store = Store(":memory:")
-    (result,) = ingest(store, PimConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+def _ingest(path, store=None, **opts):
+    return ingest_one(PimConnector(), path, store, **opts)
 
 
 def _approvals(store):

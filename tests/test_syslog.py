@@ -14,6 +14,7 @@ from connectors.base import Options
 from connectors.syslog import SyslogConnector
 from correlate.ingest import ingest
 from correlate.store import Store
+from tests.helpers import ingest_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "syslog"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
@@ -21,11 +22,8 @@ SAMPLE_FILES = ["elastic-system-auth/test-auth.log", "elastic-system-auth/test-s
                 "loghub/OpenSSH_2k.log"]
 
 
-def _ingest(path, **opts):
-    store = Store(":memory:")
-    (result,) = ingest(store, SyslogConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+def _ingest(path, store=None, **opts):
+    return ingest_one(SyslogConnector(), path, store, **opts)
 
 
 def _rows(store, where="true"):

@@ -15,6 +15,7 @@ from connectors.teleport import TeleportConnector
 from correlate.errors import InputError
 from correlate.ingest import ingest
 from correlate.store import Store
+from tests.helpers import ingest_one
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "teleport"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
@@ -22,10 +23,7 @@ SAMPLE = SAMPLES / "elastic-teleport" / "test-teleport-all-events.log"
 
 
 def _ingest(path, store=None, **opts):
-    store = store or Store(":memory:")
-    (result,) = ingest(store, TeleportConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+    return ingest_one(TeleportConnector(), path, store, **opts)
 
 
 def _utc(*args):

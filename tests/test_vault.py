@@ -11,8 +11,7 @@ import pytest
 from connectors.base import Options
 from connectors.vault import VaultConnector
 from correlate.errors import InputError
-from correlate.ingest import ingest
-from correlate.store import Store
+from tests.helpers import ingest_one, reduced_rows as _cells, activity_by_event as _by_id
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "vault"
 SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
@@ -20,19 +19,9 @@ SAMPLE = (Path(__file__).resolve().parents[2] / "shared" / "vendor-samples"
 
 
 def _ingest(path, store=None, **opts):
-    store = store or Store(":memory:")
-    (result,) = ingest(store, VaultConnector(), None, [str(path)], Options(**opts))
-    assert result.balanced, result
-    return store, result
+    return ingest_one(VaultConnector(), path, store, **opts)
 
 
-def _cells(rows, keep):
-    """Rows reduced to the kept columns, in a stable order (lines are not compared)."""
-    return sorted(str([r[i] for i in keep]) for r in rows)
-
-
-def _by_id(store):
-    return {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
 
 
 def test_vendor_sample_counts_balance():
