@@ -13,14 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from connectors.base import TABLE_COLUMNS, Options, Staged
+from connectors.base import OPTIONAL_COLUMNS, TABLE_COLUMNS, Options, Staged
 
-# approvals.reason (the justification) is staged as `approval_reason`: a staged `reason`
-# column already means "why this row is quarantined".
-OPTIONAL_COLUMNS = {"activity": ("approval_ref", "actor_kind", "read_only", "attrs"),
-                    "approvals": ("approval_reason",), "ignored": ("event_type",)}
 _SQL_TYPES = {"ts": "TIMESTAMPTZ", "start_ts": "TIMESTAMPTZ", "end_ts": "TIMESTAMPTZ",
-              "revoked_at": "TIMESTAMPTZ", "read_only": "BOOLEAN", "line": "BIGINT"}
+              "revoked_at": "TIMESTAMPTZ", "read_only": "BOOLEAN", "line": "BIGINT",
+              "targets": "VARCHAR[]"}
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -41,7 +38,8 @@ def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
     for table, records in rows.items():
         if not records:
             continue
-        cols = ("line", "raw", "reason") + TABLE_COLUMNS.get(table, ()) + OPTIONAL_COLUMNS.get(table, ())
+        cols = (("line", "raw", "reason") + TABLE_COLUMNS.get(table, ())
+                + tuple(OPTIONAL_COLUMNS.get(table, {})))
         frame = pd.DataFrame(records, columns=list(cols))
         for c in cols:
             if _SQL_TYPES.get(c) == "TIMESTAMPTZ":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.base import Options, Staged
+from connectors.base import OPTIONAL_COLUMNS, Options, Staged
 from correlate.clock import now_utc
 from correlate.errors import InputError
 from correlate.redact import redact_sql
@@ -242,11 +242,6 @@ def _count(con, sql: str, params: list) -> int:
 
 APPROVAL_COLS = ("approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
                  "approver", "kind", "status", "revoked_at")
-# Optional columns a connector may stage: staged name -> table column. (The staged `reason`
-# is the quarantine reason, so an approval's justification is staged as `approval_reason`.)
-OPTIONAL = {"approvals": {"approval_reason": "reason", "targets": "targets"},
-            "tickets": {c: c for c in ("reporter", "title", "components", "system", "url",
-                                       "work_start", "work_end")}}
 TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "planned_end",
                "assignee")
 
@@ -255,7 +250,8 @@ def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, inges
             source_in_key: bool) -> int:
     """Latest line per key wins; rows identical to what is stored count as duplicates."""
     present = {r[0] for r in con.execute("DESCRIBE stage").fetchall()}
-    pairs = [(c, c) for c in cols] + [(col, staged) for staged, col in OPTIONAL.get(table, {}).items()
+    pairs = [(c, c) for c in cols] + [(col, staged)
+                                      for staged, col in OPTIONAL_COLUMNS.get(table, {}).items()
                                       if staged in present]
     cols = tuple(col for col, _ in pairs)
     same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
@@ -305,8 +301,6 @@ FROM (SELECT DISTINCT lower(account) AS a, lower(target) AS t FROM fresh) n
 ANTI JOIN activity_keys k ON k.account_norm = n.a AND k.target_norm = n.t
 """
 
-ACTIVITY_OPTIONAL = ("approval_ref", "actor_kind", "read_only", "attrs")
-
 ACTIVITY_INSERT = """
 INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
                       actor, key_id, ingest_id, line{optional})
@@ -330,7 +324,7 @@ def _load_activity(con, source, ingest_id):
         con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {good}")
     con.execute(ACTIVITY_KEYS)
     present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
-    optional = [c for c in ACTIVITY_OPTIONAL if c in present]
+    optional = [c for c in OPTIONAL_COLUMNS["activity"] if c in present]
     # Secrets are redacted on the way in (in the insert's parallel pipeline, not a second pass).
     optional_f = "".join(f", {redact_sql('f.attrs')}" if c == "attrs" else f", f.{c}"
                          for c in optional)
