@@ -246,17 +246,16 @@ TICKET_COLS = ("ticket_id", "status", "opened", "closed", "planned_start", "plan
                "assignee")
 
 
-def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, ingest_id: int,
-            source_in_key: bool) -> int:
-    """Latest line per key wins; rows identical to what is stored count as duplicates."""
-    present = {r[0] for r in con.execute("DESCRIBE stage").fetchall()}
-    pairs = [(c, c) for c in cols] + [(col, staged)
-                                      for staged, col in OPTIONAL_COLUMNS.get(table, {}).items()
-                                      if staged in present]
+def _upsert(con, table: str, key: str, pairs: list[tuple[str, str]], source: str,
+            ingest_id: int, source_in_key: bool) -> int:
+    """Latest line per key wins; rows identical to what is stored count as duplicates.
+
+    `pairs`: (table column, expression over the staged row); `key`: a staged expression.
+    """
     cols = tuple(col for col, _ in pairs)
     same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
     src_match = "t.source = ? AND " if source_in_key else ""
-    select = ", ".join(f"{staged} AS {col}" for col, staged in pairs)
+    select = ", ".join(f"{expr} AS {col}" for col, expr in pairs)
     con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT line, {select} FROM stage "
                 f"WHERE reason IS NULL "
                 f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line DESC) = 1")
@@ -268,12 +267,22 @@ def _upsert(con, table: str, key: str, cols: tuple[str, ...], source: str, inges
     return _count(con, "SELECT count(*) FROM fresh", [])
 
 
+def _with_optional(con, table: str, cols: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The table's columns plus the optional ones this staged batch carries."""
+    present = {r[0] for r in con.execute("DESCRIBE stage").fetchall()}
+    return [(c, c) for c in cols] + [(col, staged)
+                                     for staged, col in OPTIONAL_COLUMNS.get(table, {}).items()
+                                     if staged in present]
+
+
 def _load_approvals(con, source, ingest_id):
-    return _upsert(con, "approvals", "approval_id", APPROVAL_COLS, source, ingest_id, True)
+    return _upsert(con, "approvals", "approval_id",
+                   _with_optional(con, "approvals", APPROVAL_COLS), source, ingest_id, True)
 
 
 def _load_tickets(con, source, ingest_id):
-    return _upsert(con, "tickets", "ticket_id", TICKET_COLS, source, ingest_id, False)
+    return _upsert(con, "tickets", "ticket_id", _with_optional(con, "tickets", TICKET_COLS),
+                   source, ingest_id, False)
 
 
 def _load_history(con, source, ingest_id):
@@ -335,15 +344,9 @@ def _load_activity(con, source, ingest_id):
 
 
 def _load_identities(con, source, ingest_id):
-    con.execute("CREATE OR REPLACE TEMP TABLE fresh AS SELECT lower(alias) AS alias_norm, identity, "
-                "kind, owner, line FROM stage WHERE reason IS NULL "
-                "QUALIFY row_number() OVER (PARTITION BY lower(alias) ORDER BY line DESC) = 1")
-    con.execute("DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM identities t WHERE "
-                "t.alias_norm = f.alias_norm AND t.identity = f.identity AND t.kind = f.kind "
-                "AND t.owner IS NOT DISTINCT FROM f.owner)")
-    con.execute("INSERT OR REPLACE INTO identities SELECT alias_norm, identity, kind, owner, ?, ?, "
-                "line FROM fresh", [source, ingest_id])
-    return _count(con, "SELECT count(*) FROM fresh", [])
+    pairs = [("alias_norm", "lower(alias)"), ("identity", "identity"), ("kind", "kind"),
+             ("owner", "owner")]
+    return _upsert(con, "identities", "lower(alias)", pairs, source, ingest_id, False)
 
 
 def _load_targets(con, source, ingest_id):

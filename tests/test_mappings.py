@@ -87,3 +87,21 @@ def test_gap_report_shows_mapping_and_identity_kinds(world, tmp_path):
     kinds = {tr["data-kind"]: tr.find_all("td")[4].get_text() for tr in soup.select("#kinds tr[data-kind]")}
     assert kinds == {"service": "1", "unknown": "1"}
     assert "via identity svc-deploy = corp\\svc" in soup.select_one("#failing").get_text()
+
+
+def test_identities_reingest_updates_and_counts_duplicates(tmp_path):
+    from connectors.base import Options
+    from connectors.generic import GenericConnector
+    from correlate.ingest import ingest
+    from correlate.store import Store
+    store = Store(":memory:")
+    first = tmp_path / "ids1.csv"
+    first.write_text("alias,identity,kind,owner\nAlice,alice,,\nsvc-x,svc-x,service,bob\n")
+    second = tmp_path / "ids2.csv"
+    second.write_text("alias,identity,kind,owner\nALICE,alice,,\nsvc-x,svc-x,service,carol\n")
+    (r1,) = ingest(store, GenericConnector(), "identities", [str(first)], Options())
+    (r2,) = ingest(store, GenericConnector(), "identities", [str(second)], Options())
+    assert (r1.accepted, r1.duplicates) == (2, 0)
+    assert (r2.accepted, r2.duplicates) == (1, 1)      # alice unchanged, svc-x's owner changed
+    assert store.query("SELECT alias_norm, owner FROM identities ORDER BY 1") == [
+        ("alice", None), ("svc-x", "carol")]
