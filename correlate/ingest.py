@@ -223,9 +223,9 @@ def _load(con, table: str, name: str, source: str, ingest_id: int, path: str,
                                "AND table_schema = 'main' AND table_catalog = 'temp'").fetchall():
         con.execute(f"DROP {kind} fresh")
     read = con.execute("SELECT count(*) FROM stage").fetchone()[0]
-    con.execute(f"INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, left({redact_sql('raw')}, 4000) "
-                "FROM stage WHERE reason IS NOT NULL", [ingest_id, source, table, path])
-    quarantined = con.execute("SELECT count(*) FROM stage WHERE reason IS NOT NULL").fetchone()[0]
+    quarantined = con.execute(
+        f"INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, left({redact_sql('raw')}, 4000) "
+        "FROM stage WHERE reason IS NOT NULL", [ingest_id, source, table, path]).fetchone()[0]
     if table == "ignored":
         con.execute("INSERT INTO ignored_counts SELECT ?, coalesce(event_type, '?'), count(*) "
                     "FROM stage WHERE reason IS NULL GROUP BY ALL", [ingest_id])
