@@ -132,7 +132,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
         run_id = correlate(store, parse_when(start, "--from"), parse_when(end, "--to"),
                            Policy(grace, lookaround))
         totals = queries.verdict_totals(store, run_id)
-        checks = store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])
+        checks = queries.check_count(store, run_id)
     click.echo(f"run {run_id}")
     for t in totals:
         click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")

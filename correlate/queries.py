@@ -82,3 +82,8 @@ def source_counts(store: Store) -> list[dict]:
 def run_info(store: Store, run_id: int) -> dict:
     rows = store.query_dicts(RUN_SQL, [run_id])
     return rows[0]
+
+
+def check_count(store: Store, run_id: int) -> int:
+    """How many ticket-check warnings a run raised."""
+    return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])

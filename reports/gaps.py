@@ -129,8 +129,9 @@ class GapReportContext:
     svg_width: int = 900
 
 
-def _timeline(store: Store, run_id: int, account: str, start: datetime, end: datetime,
-              width: int) -> Timeline:
+def _timeline(store: Store, run_id: int, account: str, total: int, start: datetime,
+              end: datetime, width: int) -> Timeline:
+    """`total`: the account's actions in the run (from the accounts table, not counted again)."""
     tl = Timeline(account)
     span = max((end - start).total_seconds(), 1.0)
 
@@ -143,8 +144,6 @@ def _timeline(store: Store, run_id: int, account: str, start: datetime, end: dat
         tl.bars.append({"x": x0, "w": max(x1 - x0, 1.5), "row": i % 4, "approval_id": aid,
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
     actions = store.query(TIMELINE_ACTIONS_SQL, [run_id, account, TIMELINE_MARKS])
-    total = store.scalar("SELECT count(*) FROM findings f JOIN activity a USING (act_id) "
-                         "WHERE f.run_id = ? AND a.account = ?", [run_id, account])
     for ts, verdict, status, target in actions:
         tl.marks.append({"x": x(ts), "ts": ts, "verdict": verdict, "status": status,
                          "target": target})
@@ -168,7 +167,8 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
     timelines = []
     if start and end:
         for acc in [a for a in accounts if a["fail"]][:TIMELINE_ACCOUNTS]:
-            timelines.append(_timeline(store, run_id, acc["account"], start, end, width))
+            timelines.append(_timeline(store, run_id, acc["account"], acc["total"], start, end,
+                                       width))
     return GapReportContext(
         title="pamcorr gap report", generated=now_utc(), tool_version=__version__, run=run,
         period_start=start, period_end=end, sources=queries.source_counts(store),
@@ -178,7 +178,7 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),
         timelines=timelines, checks=store.query_dicts(CHECKS_SQL, [run_id]),
-        checks_total=store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id]),
+        checks_total=queries.check_count(store, run_id),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width)
 
