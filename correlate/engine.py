@@ -48,10 +48,12 @@ def _statements(sql: str) -> list[str]:
 
 
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
+STORE_STATEMENTS = _statements(read_sql("verdicts_store.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 
-_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win", "ticket_points", "seg", "cand", "cand_status", "judged", "best",
-            "nearest", "segment", "win_end", "win_start")
+_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win",
+            "ticket_points", "seg", "hits", "seg_used", "cand", "cand_status", "judged", "best",
+            "nearest", "win_end", "win_start")
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
@@ -65,9 +67,8 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
     # The segment tables are connection-local scratch: build them outside the transaction,
     # where the planner sees their statistics (inside it, fresh tables planned as if empty
     # made some joins ten times slower). Only what a run stores is written in the transaction.
-    *scratch, insert_findings = VERDICT_STATEMENTS
     try:
-        for statement in scratch:
+        for statement in VERDICT_STATEMENTS:
             _run(con, statement, params)
         with store.transaction():
             run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
@@ -77,7 +78,7 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
                          json.dumps({**asdict(policy), **(parameters or {})}, default=str),
                          __version__])
             params["run_id"] = run_id
-            for statement in [insert_findings, *CHECK_STATEMENTS]:
+            for statement in [*STORE_STATEMENTS, *CHECK_STATEMENTS]:
                 _run(con, statement, params)
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
     except duckdb.Error as exc:
