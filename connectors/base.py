@@ -102,7 +102,9 @@ def ts_sql(col: str) -> str:
     """
     c = f"trim({col})"
     return (
-        f"(CASE WHEN {col} IS NULL OR {c} = '' THEN NULL "
+        # the common case first (ISO 8601 UTC): one cheap LIKE instead of trims and regexps
+        f"(CASE WHEN {col} LIKE '____-__-__T%Z' THEN try_cast({col} AS TIMESTAMPTZ) "
+        f"WHEN {col} IS NULL OR {c} = '' THEN NULL "
         f"WHEN suffix({c}, 'Z') OR suffix({c}, 'z') THEN try_cast({c} AS TIMESTAMPTZ) "
         f"WHEN regexp_full_match({c}, '-?[0-9]{{10,16}}') "
         f"THEN timezone('UTC', make_timestamp(try_cast({c} AS BIGINT) * 1000)) "
@@ -111,6 +113,14 @@ def ts_sql(col: str) -> str:
         f"WHEN $tz IS NOT NULL AND regexp_full_match({c}, '{_NAIVE_RE}') "
         f"THEN timezone($tz, try_cast({c} AS TIMESTAMP)) END)"
     )
+
+
+def nonblank_sql(col: str) -> str:
+    """SQL: text column `col` without surrounding spaces, NULL when empty (as nullif(trim(col),
+    '')), trimming only values that need it: trim copies every string, which cost 1 s of CPU
+    per column at 1e7 rows."""
+    return (f"(CASE WHEN {col} LIKE ' %' OR {col} LIKE '% ' THEN nullif(trim({col}), '') "
+            f"ELSE nullif({col}, '') END)")
 
 
 def ts_problem_sql(col: str, label: str) -> str:

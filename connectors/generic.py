@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from connectors.base import TICKET_STATUSES, Options, Staged, ts_problem_sql, ts_sql
+from connectors.base import (
+    TICKET_STATUSES, Options, Staged, nonblank_sql, ts_problem_sql, ts_sql,
+)
 from correlate.errors import InputError
 
 # input field -> (table column, required, is timestamp)
@@ -84,7 +86,7 @@ _LOWER = {("identities", "kind"), ("approvals", "kind"), ("approvals", "status")
 
 def _clean(kind: str, field: str) -> str:
     """SQL for a text field: trimmed, empty -> NULL, defaults and case applied."""
-    expr = f"nullif(trim(f_{field}), '')"
+    expr = nonblank_sql(f"f_{field}")
     if (kind, field) in _LOWER:
         expr = f"lower({expr})"
     if (kind, field) in _DEFAULTS:
@@ -102,7 +104,7 @@ def mapping_sql(kind: str, source_sql: str) -> str:
     for field, column, required, is_ts in spec:
         if is_ts:
             cols.append(f"{ts_sql('f_' + field)} AS {column}")
-            given = "" if required else f"nullif(trim(f_{field}), '') IS NOT NULL AND "
+            given = "" if required else f"{nonblank_sql('f_' + field)} IS NOT NULL AND "
             problems.append(f"WHEN {given}{column} IS NULL "
                             f"THEN {ts_problem_sql('f_' + field, field)}")
         elif (kind, field) == ("tickets", "components"):
@@ -116,7 +118,7 @@ def mapping_sql(kind: str, source_sql: str) -> str:
                 problems.append(f"WHEN {column} IS NULL THEN 'missing required field: {field}'")
     if kind == "activity":
         # No event_id: a stable id from the record's content, so re-ingest is idempotent.
-        cols[0] = ("coalesce(nullif(trim(f_event_id), ''), 'sha:' || left(sha256(concat_ws("
+        cols[0] = (f"coalesce({nonblank_sql('f_event_id')}, 'sha:' || left(sha256(concat_ws("
                    "chr(31), f_ts, f_account, f_target, f_action, f_detail, f_session_id, "
                    "f_actor)), 32)) AS event_id")
     checks = " ".join(_CHECKS[kind])

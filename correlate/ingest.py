@@ -16,6 +16,7 @@ import duckdb
 from connectors.base import OPTIONAL_COLUMNS, Options, Staged
 from correlate.clock import now_utc
 from correlate.errors import InputError
+from correlate.ingest_activity import NotDirect, load_direct, load_staged
 from correlate.redact import redact_sql
 from correlate.store import Store
 
@@ -137,6 +138,11 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
         staged = connector.stage(path, kind, options)
         blanks = (pool.submit(has_blank_lines, path)
                   if any(b.skips_blank_lines for b in staged) else None)
+        if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
+            result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
+                                    hashing, blanks)
+            if result is not None:
+                return result
         # Parse first, outside the transaction: a failed fast read must not abort it.
         used = [_stage_batch(con, batch, f"stage_{i}", str(path))
                 for i, batch in enumerate(staged)]
@@ -173,6 +179,48 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                     "ignored = ?, finished = ? WHERE ingest_id = ?",
                     [result.read, result.accepted, result.quarantined, result.duplicates,
                      result.ignored, now_utc(), ingest_id])
+    return result
+
+
+def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, batch: Staged,
+                   hashing, blanks) -> FileResult | None:
+    """A JSON-lines activity file parsed and stored in one pass (correlate/ingest_activity.py).
+
+    None when that cannot be used (a row to quarantine, a blank line, a failed read): nothing
+    is kept and the caller takes the staged path.
+    """
+    con = store.con
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("BEGIN TRANSACTION")
+    try:
+        ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
+        read, accepted = load_direct(con, batch.sql, {k: v for k, v in batch.params.items()
+                                                      if f"${k}" in batch.sql},
+                                     source, ingest_id)
+        digest = hashing.result()
+        if blanks is not None and blanks.result():
+            raise NotDirect("blank lines: row positions are not line numbers")
+        result = FileResult(str(path), source, kind, digest, read=read, accepted=accepted,
+                            duplicates=read - accepted)
+        if store.scalar(SEEN_SQL, [digest, source, kind]):
+            con.execute("ROLLBACK")
+            result = FileResult(str(path), source, kind, digest, skipped=True)
+            return result
+        now = now_utc()
+        con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
+                    "read, accepted, quarantined, duplicates, ignored, started, finished) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?)",
+                    [ingest_id, source, kind, str(path), digest, size, read, accepted,
+                     read - accepted, now, now])
+    except NotDirect:
+        con.execute("ROLLBACK")
+        return None
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.execute("SET preserve_insertion_order = false")
+    con.execute("COMMIT")
     return result
 
 
@@ -293,54 +341,8 @@ def _load_history(con, source, ingest_id):
     return _count(con, "SELECT count(*) FROM ticket_history", []) - before
 
 
-# Within a file the first line of an event_id wins; across files the stored row wins.
-# Both steps are skipped when cheap checks show they cannot remove anything.
-ACTIVITY_GOOD = "SELECT * FROM stage WHERE reason IS NULL"
-ACTIVITY_FIRST = ACTIVITY_GOOD + (" QUALIFY row_number() OVER (PARTITION BY event_id "
-                                  "ORDER BY line) = 1")
-ACTIVITY_NEW = """
-SELECT s.* FROM ({good}) s
-ANTI JOIN (SELECT event_id FROM activity WHERE source = $source) a ON a.event_id = s.event_id
-"""
-
-ACTIVITY_KEYS = """
-INSERT INTO activity_keys (key_id, account_norm, target_norm)
-SELECT (SELECT coalesce(max(key_id), 0) FROM activity_keys) + row_number() OVER (), a, t
-FROM (SELECT DISTINCT lower(account) AS a, lower(target) AS t FROM fresh) n
-ANTI JOIN activity_keys k ON k.account_norm = n.a AND k.target_norm = n.t
-"""
-
-ACTIVITY_INSERT = """
-INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
-                      actor, key_id, ingest_id, line{optional})
-SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + f.rid + 1,
-       ?, f.event_id, f.ts, f.account, f.target, f.action, {detail}, f.session_id, f.actor,
-       k.key_id, ?, f.line{optional_f}
-FROM fresh f JOIN activity_keys k ON k.account_norm = lower(f.account)
-                                 AND k.target_norm = lower(f.target)
-"""
-
-
 def _load_activity(con, source, ingest_id):
-    repeats = _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
-                     "WHERE reason IS NULL", [])
-    good = ACTIVITY_FIRST if repeats else ACTIVITY_GOOD
-    if _count(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? LIMIT 1)",
-              [source]):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {ACTIVITY_NEW.format(good=good)}",
-                    {"source": source})
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {good}")
-    con.execute(ACTIVITY_KEYS)
-    present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
-    optional = [c for c in OPTIONAL_COLUMNS["activity"] if c in present]
-    # Secrets are redacted on the way in (in the insert's parallel pipeline, not a second pass).
-    optional_f = "".join(f", {redact_sql('f.attrs')}" if c == "attrs" else f", f.{c}"
-                         for c in optional)
-    inserted = con.execute(ACTIVITY_INSERT.format(
-        optional="".join(f", {c}" for c in optional), detail=redact_sql("f.detail"),
-        optional_f=optional_f), [source, ingest_id]).fetchone()[0]
-    return inserted
+    return load_staged(con, source, ingest_id)
 
 
 def _load_identities(con, source, ingest_id):
@@ -359,6 +361,160 @@ def _load_targets(con, source, ingest_id):
     return _count(con, "SELECT count(*) FROM fresh", [])
 
 
+# --- vendor approval state across files (approval_events) ----------------------------------
+# A connector whose approvals fold several vendor events (Teleport access requests, CyberArk
+# checkouts, PIM activations) stages the events (connectors/approval_events.py). The store keeps
+# them and after each file re-runs the connector's fold over every stored event of the fold keys
+# the file touched, so the approvals do not depend on how the events were split across files or
+# ingest runs. Counts: a new event that creates or changes an approval (or a pending one) is
+# accepted, at most one per approval and per new event; the file's other events are duplicates
+# (already stored, folded into an approval counted once, or changing nothing).
+# docs/approval-events.md.
+
+EVENTS_NEW = """
+CREATE OR REPLACE TEMP TABLE ev_new AS
+SELECT line, fold_key, approval_id, event_key, event, ts, fields FROM stage s
+WHERE reason IS NULL AND NOT EXISTS (SELECT 1 FROM approval_events e
+                                     WHERE e.source = $source AND e.event_key = s.event_key)
+QUALIFY row_number() OVER (PARTITION BY event_key ORDER BY line) = 1
+"""
+EVENTS_INSERT = """
+INSERT INTO approval_events (source, fold_key, approval_id, event_key, event, ts, fields,
+                             ingest_id, line)
+SELECT $source, fold_key, approval_id, event_key, event, ts, fields, $ingest_id, line FROM ev_new
+"""
+EVENTS_ACTIVITY_KEYS = """
+INSERT INTO ev_keys SELECT DISTINCT k FROM (
+    SELECT {key} AS k FROM activity WHERE source = $source AND ingest_id = $ingest_id) a
+WHERE k IS NOT NULL AND k NOT IN (SELECT fold_key FROM ev_keys)
+"""
+FOLD_EVENTS = """
+CREATE OR REPLACE TEMP TABLE fold_events AS
+SELECT fold_key, approval_id, event_key, event, ts, fields, ingest_id, line
+FROM approval_events e SEMI JOIN ev_keys k USING (fold_key) WHERE e.source = $source
+"""
+FOLD_ACTIVITY = """
+CREATE OR REPLACE TEMP TABLE fold_activity AS
+SELECT * FROM (SELECT act_id, ts, account, target, action, session_id, actor, attrs,
+                      approval_ref, {key} AS fold_key
+               FROM activity WHERE source = $source) a
+SEMI JOIN ev_keys k USING (fold_key)
+"""
+# The fold's rows with their provenance (the approval id's most recently ingested event).
+FOLD_OUT = """
+CREATE OR REPLACE TEMP TABLE ev_out AS
+SELECT f.*, coalesce(p.n, 0) AS events,
+       coalesce(p.last.i, $ingest_id) AS p_ingest, p.last.l AS p_line,
+       f.problem IS NULL AND coalesce(f.status IN ('approved', 'denied', 'revoked'), false)
+           AND f.account IS NOT NULL AND f.target IS NOT NULL AND f.start_ts IS NOT NULL
+           AND f.end_ts IS NOT NULL AS complete,
+       coalesce(f.problem,
+                CASE WHEN coalesce(f.status IN ('approved', 'denied', 'revoked'), false)
+                     THEN 'no account, target, start or end yet'
+                     ELSE 'not approved, denied or revoked yet (status '
+                          || coalesce(f.status, 'unknown') || ')' END) AS pending_reason
+FROM ev_folded f LEFT JOIN (
+    SELECT approval_id, count(*) AS n, max(struct_pack(i := ingest_id, l := line)) AS last
+    FROM fold_events GROUP BY approval_id) p USING (approval_id)
+"""
+_FOLDED_APPROVAL = (("approval_id", "approval_id"), ("account", "account"), ("target", "target"),
+                    ("start_ts", "start_ts"), ("end_ts", "end_ts"), ("ticket", "ticket"),
+                    ("requester", "requester"), ("approver", "approver"), ("kind", "kind"),
+                    ("status", "status"), ("revoked_at", "revoked_at"),
+                    ("reason", "approval_reason"), ("targets", "targets"))
+_SAME_APPROVAL = " AND ".join(f"a.{col} IS NOT DISTINCT FROM o.{expr}"
+                              for col, expr in _FOLDED_APPROVAL)
+FOLD_CHANGED = f"""
+CREATE OR REPLACE TEMP TABLE ev_changed AS
+SELECT approval_id, fold_key FROM ev_out o
+WHERE complete AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.source = $source
+                               AND {_SAME_APPROVAL})
+UNION ALL
+SELECT approval_id, fold_key FROM ev_out o
+WHERE NOT complete AND NOT EXISTS (
+    SELECT 1 FROM approvals_pending p WHERE p.source = $source AND p.approval_id = o.approval_id
+      AND p.status IS NOT DISTINCT FROM o.status AND p.reason = o.pending_reason
+      AND p.events = o.events)
+"""
+# An approval that its events no longer complete leaves `approvals`; one stored before its
+# events were kept (schema 009) stays, beside the pending row that explains the new event.
+FOLD_APPLY = (
+    "DELETE FROM approvals WHERE source = $source "
+    "AND approval_id IN (SELECT approval_id FROM ev_out WHERE NOT complete) "
+    "AND approval_id IN (SELECT approval_id FROM approval_events WHERE source = $source "
+    "                    AND ingest_id < $ingest_id)",
+    f"INSERT OR REPLACE INTO approvals ({', '.join(c for c, _ in _FOLDED_APPROVAL)}, source, "
+    f"ingest_id, line) SELECT {', '.join(e for _, e in _FOLDED_APPROVAL)}, $source, p_ingest, "
+    "p_line FROM ev_out WHERE complete AND approval_id IN (SELECT approval_id FROM ev_changed)",
+    "DELETE FROM approvals_pending WHERE source = $source "
+    "AND (fold_key IN (SELECT fold_key FROM ev_keys) OR approval_id IN (SELECT approval_id "
+    "FROM ev_out)) AND approval_id NOT IN (SELECT approval_id FROM ev_out WHERE NOT complete)",
+    "INSERT OR REPLACE INTO approvals_pending (source, approval_id, fold_key, status, reason, "
+    "events, ingest_id, line) SELECT $source, approval_id, fold_key, status, pending_reason, "
+    "events, p_ingest, p_line FROM ev_out "
+    "WHERE NOT complete AND approval_id IN (SELECT approval_id FROM ev_changed)",
+)
+FOLD_LINKS = """
+UPDATE activity SET approval_ref = l.approval_ref FROM ev_links l
+WHERE activity.act_id = l.act_id AND activity.approval_ref IS DISTINCT FROM l.approval_ref
+"""
+FOLD_ACCEPTED = """
+SELECT coalesce(sum(least(c.n, e.n)), 0)::BIGINT
+FROM (SELECT fold_key, count(*) AS n FROM ev_changed GROUP BY fold_key) c
+JOIN (SELECT fold_key, count(*) AS n FROM ev_new GROUP BY fold_key) e USING (fold_key)
+"""
+_FOLD_SCRATCH = ("ev_new", "ev_keys", "fold_events", "fold_activity", "ev_folded", "ev_out",
+                 "ev_changed", "ev_links")
+
+
+def _fold_of(source: str):
+    """The source's declared approval_fold (connectors/approval_events.py `Fold`)."""
+    from connectors.registry import get_connector
+
+    fold = getattr(get_connector(source), "approval_fold", None)
+    if fold is None:
+        raise InputError(f"source {source} stages approval events but declares no approval_fold")
+    return fold
+
+
+def _sql(con, sql: str, **params):
+    return con.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql})
+
+
+def _load_approval_events(con, source, ingest_id):
+    """Store the file's new events, refold the keys they (or its new activity) touched.
+
+    Runs after the file's activity batch (the connector stages this batch last), so a fold that
+    reads activity sees the file's own rows.
+    """
+    fold = _fold_of(source)
+    p = {"source": source, "ingest_id": ingest_id}
+    accepted = 0
+    _sql(con, EVENTS_NEW, **p)
+    _sql(con, EVENTS_INSERT, **p)
+    con.execute("CREATE OR REPLACE TEMP TABLE ev_keys AS SELECT DISTINCT fold_key FROM ev_new")
+    if fold.activity_key:
+        _sql(con, EVENTS_ACTIVITY_KEYS.format(key=fold.activity_key), **p)
+    if _count(con, "SELECT count(*) FROM ev_keys", []):
+        _sql(con, FOLD_EVENTS, **p)
+        if fold.activity_key:
+            _sql(con, FOLD_ACTIVITY.format(key=fold.activity_key), **p)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE ev_folded AS {fold.approvals}")
+        _sql(con, FOLD_OUT, **p)
+        _sql(con, FOLD_CHANGED, **p)
+        for statement in FOLD_APPLY:
+            _sql(con, statement, **p)
+        if fold.links:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE ev_links AS {fold.links}")
+            con.execute(FOLD_LINKS)
+        accepted = _count(con, FOLD_ACCEPTED, [])
+    # Scratch is dropped here; on an error the transaction's rollback removes it.
+    for name in _FOLD_SCRATCH:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+    return accepted
+
+
 LOADERS = {"identities": _load_identities, "targets": _load_targets,
            "approvals": _load_approvals, "tickets": _load_tickets,
-           "ticket_history": _load_history, "activity": _load_activity}
+           "ticket_history": _load_history, "activity": _load_activity,
+           "approval_events": _load_approval_events}

@@ -16,7 +16,7 @@ WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end)
 -- PSM session) are judged against that approval only: the explicit link beats time matching.
 -- Each cited approval id gets its own negative pseudo key.
 CREATE OR REPLACE TEMP TABLE ref_keys AS
-SELECT approval_ref, -row_number() OVER (ORDER BY approval_ref)::INTEGER AS key_id
+SELECT approval_ref, -row_number() OVER (ORDER BY approval_ref)::BIGINT AS key_id
 FROM (SELECT DISTINCT approval_ref FROM activity
       WHERE approval_ref IS NOT NULL
         AND ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end))

@@ -1,0 +1,187 @@
+"""Activity rows into the store: de-duplication, (account, target) keys, and the one-pass load.
+
+Two ways in, with the same result (tests/test_ingest.py checks both):
+
+* `load_staged`: rows a connector staged in a temp table (the general path, with quarantine);
+* `load_direct`: a big JSON-lines file parsed and inserted in one pass (no temp copy of 1e7
+  rows). It is optimistic: any row that would be quarantined aborts it (DuckDB's `error()`),
+  the transaction rolls back and the caller takes the staged path, which quarantines with the
+  exact line and text.
+
+Keys are 64-bit and computed from the pair (schema 013), so neither path joins the rows to
+`activity_keys`; `intern_keys` then records the new pairs, maps rows of pairs interned earlier
+under another id back to it, and refuses a hash collision rather than mixing two pairs.
+"""
+
+from __future__ import annotations
+
+from connectors.base import OPTIONAL_COLUMNS
+from correlate.errors import StoreError
+from correlate.redact import redact_sql
+
+
+def key_sql(account: str, target: str) -> str:
+    """The 64-bit key of an (account, target) pair, case-insensitive."""
+    return f"(hash(lower({account}), lower({target})) >> 1)::BIGINT"
+
+
+def _count(con, sql: str, params: list | dict) -> int:
+    return con.execute(sql, params).fetchone()[0]
+
+
+def _columns(optional: list[str], prefix: str) -> tuple[str, str]:
+    """(column list, select list) for the optional columns; attrs are redacted like detail."""
+    names = "".join(f", {c}" for c in optional)
+    values = "".join(f", {redact_sql(prefix + 'attrs')}" if c == "attrs" else f", {prefix}{c}"
+                     for c in optional)
+    return names, values
+
+
+# Within a file the first line of an event_id wins; across files the stored row wins.
+# Both steps are skipped when cheap checks show they cannot remove anything.
+ACTIVITY_GOOD = "SELECT * FROM stage WHERE reason IS NULL"
+ACTIVITY_FIRST = ACTIVITY_GOOD + (" QUALIFY row_number() OVER (PARTITION BY event_id "
+                                  "ORDER BY line) = 1")
+ACTIVITY_NEW = """
+SELECT s.* FROM ({good}) s
+ANTI JOIN (SELECT event_id FROM activity WHERE source = $source) a ON a.event_id = s.event_id
+"""
+
+# Secrets are redacted on the way in (in the insert's parallel pipeline, not a second pass).
+STAGED_INSERT = """
+INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
+                      actor, key_id, ingest_id, line{names})
+SELECT (SELECT coalesce(max(act_id), 0) FROM activity) + f.rid + 1,
+       $source, f.event_id, f.ts, f.account, f.target, f.action, {detail}, f.session_id, f.actor,
+       {key}, $ingest_id, f.line{values}
+FROM fresh f
+"""
+
+
+def _has_rows(con, source: str, ingest_id: int) -> bool:
+    return bool(_count(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? "
+                            "AND ingest_id <> ? LIMIT 1)", [source, ingest_id]))
+
+
+def load_staged(con, source: str, ingest_id: int) -> int:
+    """Insert the good rows of the temp view `stage`; returns how many were new."""
+    repeats = _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
+                     "WHERE reason IS NULL", [])
+    good = ACTIVITY_FIRST if repeats else ACTIVITY_GOOD
+    if _has_rows(con, source, ingest_id):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {ACTIVITY_NEW.format(good=good)}",
+                    {"source": source})
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {good}")
+    present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
+    names, values = _columns([c for c in OPTIONAL_COLUMNS["activity"] if c in present], "f.")
+    inserted = con.execute(STAGED_INSERT.format(
+        names=names, values=values, detail=redact_sql("f.detail"),
+        key=key_sql("f.account", "f.target")), {"source": source, "ingest_id": ingest_id}
+    ).fetchone()[0]
+    intern_keys(con, ingest_id)
+    return inserted
+
+
+# The one-pass load. act_id and line are set afterwards from the rows' positions: with
+# preserve_insertion_order the insert keeps the file's order, and the new rows' rowids are
+# consecutive (checked; otherwise the caller falls back to the staged path).
+DIRECT_INSERT = """
+INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
+                      actor, key_id, ingest_id, line{names})
+SELECT 0, $source, s.event_id, s.ts, s.account, s.target, s.action, {detail}, s.session_id,
+       s.actor, {key}, $ingest_id, 0{values}
+FROM ({sql}) s
+WHERE CASE WHEN s.reason IS NULL THEN true ELSE error('pamcorr: row to quarantine') END
+"""
+DIRECT_NUMBER = """
+UPDATE activity SET act_id = $base + rowid - $first + 1, line = rowid - $first + 1
+WHERE ingest_id = $ingest_id
+"""
+DIRECT_REPEATS = """
+DELETE FROM activity WHERE ingest_id = $ingest_id AND act_id IN (
+    SELECT act_id FROM activity WHERE ingest_id = $ingest_id
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) > 1)
+"""
+DIRECT_STORED = """
+DELETE FROM activity WHERE ingest_id = $ingest_id AND event_id IN (
+    SELECT event_id FROM activity WHERE source = $source AND ingest_id <> $ingest_id)
+"""
+
+
+class NotDirect(Exception):
+    """The one-pass load cannot be used for this file; take the staged path."""
+
+
+def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tuple[int, int]:
+    """Parse and insert in one statement, inside the caller's transaction, which has set
+    preserve_insertion_order (before BEGIN: a failed statement aborts the transaction).
+
+    Returns (read, accepted). Raises NotDirect when a row needs quarantine or the rows'
+    positions cannot be trusted as line numbers; the caller must then roll back.
+    """
+    cols = [d[0] for d in con.execute(f"SELECT * FROM ({sql}) s LIMIT 0", params).description]
+    names, values = _columns([c for c in OPTIONAL_COLUMNS["activity"] if c in cols], "s.")
+    base = _count(con, "SELECT coalesce(max(act_id), 0) FROM activity", [])
+    try:
+        read = con.execute(DIRECT_INSERT.format(
+            sql=sql, names=names, values=values, detail=redact_sql("s.detail"),
+            key=key_sql("s.account", "s.target")),
+            {**params, "source": source, "ingest_id": ingest_id}).fetchone()[0]
+    except Exception as exc:        # a row to quarantine, or input the fast reader rejects
+        raise NotDirect(str(exc)) from None
+    if read:
+        first, last = con.execute("SELECT min(rowid), max(rowid) FROM activity "
+                                  "WHERE ingest_id = ?", [ingest_id]).fetchone()
+        if last - first + 1 != read:
+            raise NotDirect("rows not stored consecutively")
+        con.execute(DIRECT_NUMBER, {"base": base, "first": first, "ingest_id": ingest_id})
+        if _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM activity "
+                       "WHERE ingest_id = ?", [ingest_id]):
+            con.execute(DIRECT_REPEATS, {"ingest_id": ingest_id})
+        if _has_rows(con, source, ingest_id):
+            con.execute(DIRECT_STORED, {"source": source, "ingest_id": ingest_id})
+        intern_keys(con, ingest_id)
+    accepted = _count(con, "SELECT count(*) FROM activity WHERE ingest_id = ?", [ingest_id])
+    return read, accepted
+
+
+NEW_KEYS = """
+CREATE OR REPLACE TEMP TABLE new_keys AS
+SELECT key_id, min(lower(account)) AS a, min(lower(target)) AS t,
+       max(lower(account)) <> min(lower(account)) OR max(lower(target)) <> min(lower(target))
+         AS collides
+FROM activity WHERE ingest_id = ? GROUP BY key_id
+"""
+# Pairs interned before 64-bit keys (or by another hash function) keep their stored id.
+KEY_REMAP = """
+CREATE OR REPLACE TEMP TABLE key_remap AS
+SELECT n.key_id AS new_id, k.key_id AS old_id
+FROM new_keys n JOIN activity_keys k ON k.account_norm = n.a AND k.target_norm = n.t
+WHERE k.key_id <> n.key_id
+"""
+KEY_COLLISIONS = """
+SELECT n.key_id, n.a, n.t FROM new_keys n
+LEFT JOIN activity_keys k ON k.key_id = n.key_id
+WHERE n.collides OR (k.key_id IS NOT NULL AND (k.account_norm <> n.a OR k.target_norm <> n.t)
+                     AND n.key_id NOT IN (SELECT new_id FROM key_remap))
+LIMIT 1
+"""
+
+
+def intern_keys(con, ingest_id: int) -> None:
+    """Record the (account, target) pairs of ingest `ingest_id` in activity_keys."""
+    con.execute(NEW_KEYS, [ingest_id])
+    con.execute(KEY_REMAP)
+    if _count(con, "SELECT count(*) FROM key_remap", []):
+        con.execute("UPDATE activity SET key_id = r.old_id FROM key_remap r "
+                    "WHERE activity.ingest_id = ? AND activity.key_id = r.new_id", [ingest_id])
+    clash = con.execute(KEY_COLLISIONS).fetchone()
+    if clash:
+        raise StoreError(f"64-bit key collision for account/target {clash[1]!r}/{clash[2]!r} "
+                         f"(key {clash[0]}); please report this")
+    con.execute("INSERT INTO activity_keys SELECT key_id, a, t FROM new_keys n "
+                "WHERE n.key_id NOT IN (SELECT new_id FROM key_remap) "
+                "AND NOT EXISTS (SELECT 1 FROM activity_keys k WHERE k.key_id = n.key_id)")
+    con.execute("DROP TABLE new_keys")
+    con.execute("DROP TABLE key_remap")

@@ -1,0 +1,180 @@
+"""The one-pass activity load (correlate/ingest_activity.py), 64-bit keys and the migrations.
+
+The one-pass load must store exactly what the staged path stores; it must step aside for any
+file with a row to quarantine or a blank line; keys interned before schema 013 keep their ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import duckdb
+import pytest
+
+from connectors.base import Options
+from connectors.generic import GenericConnector
+from correlate import ingest as ingest_mod
+from correlate.engine import correlate
+from correlate.errors import StoreError
+from correlate.ingest import ingest
+from correlate.store import Store, schema_files
+
+COLS = ("event_id", "ts", "account", "target", "action", "detail", "session_id", "actor")
+ROWS = [
+    {"event_id": "e1", "ts": "2026-11-16T10:00:00Z", "account": "Alice", "target": "web-01",
+     "action": "ssh.command", "detail": "mysql -pS3cret -u root", "session_id": "s1",
+     "actor": "alice"},
+    {"event_id": "e2", "ts": "2026-11-16T10:00:05+05:30", "account": "alice", "target": "WEB-01",
+     "action": "ssh.command", "detail": " ls ", "session_id": "s1", "actor": ""},
+    {"event_id": "e3", "ts": "1794823200000", "account": "bob", "target": "db-01",
+     "action": "", "detail": "", "session_id": "", "actor": "bob"},
+    {"event_id": "e1", "ts": "2026-11-16T11:00:00Z", "account": "carol", "target": "web-02",
+     "action": "x", "detail": "repeat of e1: the first line wins", "session_id": "",
+     "actor": ""},
+    {"event_id": "", "ts": "2026-11-16T12:00:00Z", "account": "dave", "target": "web-03",
+     "action": "x", "detail": "no id: a content hash", "session_id": "", "actor": ""},
+]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _csv(path, rows):
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _ingest(store, path):
+    (r,) = ingest(store, GenericConnector(), "activity", [str(path)], Options())
+    assert r.balanced, r
+    return r
+
+
+def _spy(monkeypatch):
+    """Records whether each ingest took the one-pass path."""
+    taken = []
+    real = ingest_mod._ingest_direct
+
+    def spy(*args):
+        result = real(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(ingest_mod, "_ingest_direct", spy)
+    return taken
+
+
+ROW_SQL = ("SELECT act_id, event_id, ts, account, target, action, detail, session_id, actor, "
+           "key_id, line FROM activity ORDER BY act_id")
+
+
+def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
+    taken = _spy(monkeypatch)
+    direct, staged = Store(":memory:"), Store(":memory:")
+    r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", ROWS))
+    r2 = _ingest(staged, _csv(tmp_path / "a.csv", ROWS))
+    assert taken == [True]                     # JSON lines one pass; CSV is staged
+    assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (5, 4, 1, 0)
+    assert (r2.read, r2.accepted, r2.duplicates) == (5, 4, 1)
+    rows = direct.query(ROW_SQL)
+    staged_rows = staged.query(ROW_SQL)
+    assert [r[:10] for r in rows] == [r[:10] for r in staged_rows]
+    assert [r[10] + 1 for r in rows] == [r[10] for r in staged_rows]     # CSV: header is line 1
+    by_id = {r[1]: r for r in rows}
+    assert by_id["e1"][3] == "Alice" and by_id["e1"][10] == 1        # first line of e1 kept
+    assert "S3cret" not in by_id["e1"][6] and "[REDACTED]" in by_id["e1"][6]
+    assert by_id["e2"][6] == "ls" and by_id["e2"][8] is None           # trimmed, '' -> NULL
+    assert by_id["e1"][9] == by_id["e2"][9]                            # same key, any case
+    assert [r[10] for r in rows] == [1, 2, 3, 5]
+    assert direct.query("SELECT * FROM activity_keys ORDER BY 1") == \
+        staged.query("SELECT * FROM activity_keys ORDER BY 1")
+
+
+def test_one_pass_steps_aside_for_quarantine_and_blank_lines(tmp_path, monkeypatch):
+    taken = _spy(monkeypatch)
+    store = Store(":memory:")
+    bad = _jsonl(tmp_path / "bad.jsonl", ROWS[:2] + [{"event_id": "x", "ts": "2026-11-16T10:00:00",
+                                                       "account": "a", "target": "h"}])
+    r = _ingest(store, bad)
+    assert (r.read, r.accepted, r.quarantined) == (3, 2, 1)
+    assert store.query("SELECT line FROM quarantine") == [(3,)]
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text(json.dumps(ROWS[2]) + "\n\n" + json.dumps(ROWS[4]) + "\n")
+    r = _ingest(store, blank)
+    assert r.accepted == 2
+    assert store.query("SELECT line FROM activity WHERE ingest_id = 2 ORDER BY 1") == [(1,), (3,)]
+    assert taken == [False, False]
+    assert store.scalar("SELECT count(*) FROM ingest_log") == 2        # nothing left behind
+
+
+def test_one_pass_counts_rows_stored_before_as_duplicates(tmp_path, monkeypatch):
+    taken = _spy(monkeypatch)
+    store = Store(":memory:")
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS[:3]))
+    r = _ingest(store, _jsonl(tmp_path / "b.jsonl", ROWS[1:]))
+    assert taken == [True, True]
+    assert (r.read, r.accepted, r.duplicates) == (4, 1, 3)   # e2, e3 stored; e1 again
+    assert store.scalar("SELECT count(*) FROM activity") == 4
+    assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 4
+    again = _ingest(store, tmp_path / "b.jsonl")
+    assert again.skipped
+
+
+def test_keys_interned_before_013_keep_their_ids(tmp_path):
+    store = Store(":memory:")
+    store.con.execute("INSERT INTO activity_keys VALUES (7, 'alice', 'web-01')")
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS[:3]))
+    keys = dict(store.query("SELECT event_id, key_id FROM activity"))
+    assert keys["e1"] == keys["e2"] == 7
+    assert keys["e3"] > 2 ** 20
+    assert store.scalar("SELECT count(*) FROM activity_keys") == 2
+
+
+def test_a_key_collision_is_refused_and_nothing_is_stored(tmp_path):
+    store = Store(":memory:")
+    (h,) = store.con.execute("SELECT (hash('bob', 'db-01') >> 1)::BIGINT").fetchone()
+    store.con.execute("INSERT INTO activity_keys VALUES (?, 'someone', 'else')", [h])
+    with pytest.raises(StoreError, match="key collision"):
+        _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS[:3]))
+    assert store.scalar("SELECT count(*) FROM activity") == 0
+    assert store.scalar("SELECT count(*) FROM ingest_log") == 0
+
+
+def _old_store(path, upto: int):
+    """A database at schema version `upto`, as an older pamcorr left it."""
+    con = duckdb.connect(str(path))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied TIMESTAMPTZ NOT NULL)")
+    for version, name, sql in schema_files():
+        if version <= upto:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, ?, now())", [version, name])
+    return con
+
+
+def test_findings_of_runs_before_012_stay_readable(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = _old_store(db, 11)
+    con.execute("INSERT INTO findings VALUES (1, 10, 'unapproved', 'FAIL', NULL, NULL, NULL, NULL, "
+                "'no applicable approval', NULL)")
+    con.execute("INSERT INTO activity_keys VALUES (3, 'alice', 'web-01')")
+    con.close()
+    store = Store(str(db))
+    assert store.query("SELECT run_id, act_id, verdict, status, reason FROM findings") == [
+        (1, 10, "unapproved", "FAIL", "no applicable approval")]
+    assert store.query("SELECT * FROM activity_keys") == [(3, "alice", "web-01")]
+    assert dict(store.query("SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_name = 'activity' AND column_name = 'key_id'")) == {
+        "key_id": "BIGINT"}
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS[:2]))
+    run = correlate(store)
+    assert store.query("SELECT DISTINCT verdict FROM findings WHERE run_id = ?", [run]) == [
+        ("unapproved",)]
+    assert store.scalar("SELECT count(*) FROM findings") == 3
