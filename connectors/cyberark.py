@@ -14,8 +14,11 @@ Checkouts -> approvals: 295 Retrieve Password, 308 Use Password, 428 Retrieve SS
   approval_id = ``ca:`` + a hash of MessageID, IsoTimestamp, Issuer, Safe, File, Station.
   Window: from the checkout for options.extra['checkout_minutes'] (60). PSM sessions of the
   same Issuer + account + address that CONNECT inside that window are linked to it; when every
-  linked session's Disconnect is in the file the window ends at the last Disconnect (PSM held
-  the password for exactly that long), otherwise at the later of the two.
+  linked session's Disconnect is known the window ends at the last Disconnect (PSM held the
+  password for exactly that long), otherwise at the later of the two.
+  Checkouts are staged as approval events (connectors/approval_events.py) and folded by the
+  store with the stored PSM rows (CHECKOUT_FOLD_SQL), so a checkout in one file and its session
+  in the next (or files read in any order) link as in one stream.
   ticket = first match of options.extra['ticket_regex'] (group 1 if it has groups) in Reason;
   Reason itself -> approval_reason (approvals.reason).
 PSM -> activity, session_id = SessionID, actor = Issuer, account = ExtraDetails User,
@@ -23,20 +26,20 @@ PSM -> activity, session_id = SessionID, actor = Issuer, account = ExtraDetails 
   300 PSM Connect -> ``session.start``, 302 PSM Disconnect -> ``session.end`` (attrs.duration_s),
   361/412 Keystroke logging -> ``psm.command``, 359 SQL Command -> ``psm.sql``, 411 Window
   title -> ``psm.window``; any other record whose ExtraDetails carries SessionID and Command ->
-  ``psm.command``. Linking is within one file (a Vault syslog stream holds all of them).
+  ``psm.command``. The store sets approval_ref (CHECKOUT_LINKS_SQL) across files.
 Every other MessageID is ignored (event_type = "<id> <Desc>").
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from connectors.approval_events import Fold, event_row, events_batch
 from connectors.base import Options, Staged
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
                                local_to_utc, parse_iso, quarantined_row, read_lines,
@@ -53,6 +56,70 @@ _LEGACY = re.compile(r"\s*(?:<\d{1,3}>)?" + BSD_TS + r" \S+ ")
 _BSD = re.compile(BSD_TS)
 _SPLIT = re.compile(r"(?<!\\);")
 _KEYVAL = re.compile(r"((?:[^=\\]|\\.)*)=(.*)", re.S)
+
+
+def _key_sql(issuer: str, account: str, target: str) -> str:
+    """The fold key: who checked out which account on which address (lower case)."""
+    return (f"coalesce(lower({issuer}), '') || chr(31) || lower({account}) || chr(31) "
+            f"|| lower({target})")
+
+
+CHECKOUT_KEY_SQL = _key_sql("fields->>'issuer'", "fields->>'account'", "fields->>'target'")
+ACTIVITY_KEY_SQL = _key_sql("actor", "account", "target")
+
+# Checkouts (fold_events) and the PSM rows of the same issuer, account and address
+# (fold_activity), wherever they were read. A session is linked to the latest checkout at or
+# before its start (its Connect, else its Disconnect minus SessionDuration) whose window
+# (checkout_minutes, kept per checkout) covers that start; of checkouts at the same instant the
+# last one read. A checkout ends at the last Disconnect of its linked sessions when every one
+# has its Disconnect, else at the later of its window end and those Disconnects.
+_CHECKOUT_CTES = f"""
+WITH c AS (
+    SELECT approval_id, fold_key, ts, struct_pack(t := ts, i := ingest_id, l := line) AS ord,
+        fields->>'account' AS account, fields->>'target' AS target,
+        fields->>'issuer' AS issuer, fields->>'ticket' AS ticket, fields->>'reason' AS reason,
+        to_seconds(CAST(fields->>'window_s' AS DOUBLE)) AS window
+    FROM fold_events WHERE event IN ({", ".join(f"'{m}'" for m in CHECKOUTS)})),
+c_at AS (SELECT * FROM c QUALIFY row_number() OVER (PARTITION BY fold_key, ts ORDER BY ord DESC) = 1),
+s AS (
+    SELECT session_id, arg_min(fold_key, action <> 'session.start') AS fold_key,
+        min(ts) FILTER (WHERE action = 'session.start') AS connect_ts,
+        max(ts) FILTER (WHERE action = 'session.end') AS disconnect_ts,
+        max(TRY_CAST(attrs->>'duration_s' AS DOUBLE)) FILTER (WHERE action = 'session.end')
+            AS duration_s
+    FROM fold_activity
+    WHERE session_id IS NOT NULL AND action IN ('session.start', 'session.end')
+    GROUP BY session_id),
+sl AS (
+    SELECT s.session_id, s.disconnect_ts,
+        CASE WHEN s.start <= c.ts + c.window THEN c.approval_id END AS checkout
+    FROM (SELECT *, coalesce(connect_ts, disconnect_ts - to_seconds(coalesce(duration_s, 0)))
+                    AS start FROM s) s
+    ASOF LEFT JOIN c_at c ON c.fold_key = s.fold_key AND s.start >= c.ts)
+"""
+
+CHECKOUT_FOLD_SQL = _CHECKOUT_CTES + """
+SELECT c.approval_id, c.fold_key, c.account, c.target, c.ts AS start_ts,
+    CASE WHEN e.n = e.closed THEN e.last_end
+         ELSE greatest(c.ts + c.window, e.last_end) END AS end_ts,
+    c.ticket, c.issuer AS requester, NULL::VARCHAR AS approver, 'standard' AS kind,
+    'approved' AS status, NULL::TIMESTAMPTZ AS revoked_at, c.reason AS approval_reason,
+    NULL::VARCHAR[] AS targets, NULL::VARCHAR AS problem
+FROM c LEFT JOIN (
+    SELECT checkout, count(*) AS n, count(disconnect_ts) AS closed, max(disconnect_ts) AS last_end
+    FROM sl WHERE checkout IS NOT NULL GROUP BY checkout) e ON e.checkout = c.approval_id
+"""
+
+# Every PSM row cites its session's checkout; a row of no known session, the checkout found for
+# its own time (the same rule).
+CHECKOUT_LINKS_SQL = _CHECKOUT_CTES + """,
+t AS (
+    SELECT a.act_id, CASE WHEN a.ts <= c.ts + c.window THEN c.approval_id END AS by_time
+    FROM fold_activity a ASOF LEFT JOIN c_at c ON c.fold_key = a.fold_key AND a.ts >= c.ts)
+SELECT a.act_id, CASE WHEN sl.session_id IS NOT NULL THEN sl.checkout ELSE t.by_time END
+    AS approval_ref
+FROM fold_activity a JOIN t USING (act_id) LEFT JOIN sl ON sl.session_id = a.session_id
+"""
 
 
 def extra_details(text: str | None) -> dict[str, str]:
@@ -122,6 +189,7 @@ class CyberArkConnector:
 
     name = "cyberark"
     kinds = ("auto",)
+    approval_fold = Fold(CHECKOUT_FOLD_SQL, activity_key=ACTIVITY_KEY_SQL, links=CHECKOUT_LINKS_SQL)
     description = ("CyberArk PAS Vault audit syslog: password checkouts (approvals), PSM sessions "
                    "and commands (activity)")
 
@@ -141,23 +209,27 @@ class CyberArkConnector:
                 entry["ts"], problem = self._time(entry, year, tz)
                 if problem:
                     entry["rec"] = problem
-        rows: dict[str, list[dict]] = {"approvals": [], "activity": [], "ignored": []}
-        checkouts, sessions = self._index(entries)
-        self._link(checkouts, sessions, timedelta(minutes=minutes))
+        rows: dict[str, list[dict]] = {"activity": [], "ignored": []}
+        checkouts: list[dict] = []
+        self._index(entries)
         for e in entries:
             rec = e["rec"]
             if isinstance(rec, str):
-                table = "approvals" if e.get("mid") in CHECKOUTS else "activity"
-                rows[table].append(quarantined_row(e["line"], e["raw"], rec))
+                if e.get("mid") in CHECKOUTS:
+                    checkouts.append(quarantined_row(e["line"], e["raw"], rec))
+                else:
+                    rows["activity"].append(quarantined_row(e["line"], e["raw"], rec))
             elif e["mid"] in CHECKOUTS:
-                rows["approvals"].append(self._approval(e, ticket_re))
+                checkouts.append(self._checkout(e, ticket_re, minutes * 60))
             elif e.get("psm"):
-                rows["activity"].append(self._activity(e, sessions, checkouts,
-                                                       timedelta(minutes=minutes)))
+                rows["activity"].append(self._activity(e))
             else:
                 label = f"{e['mid']} {rec.get('Desc') or rec.get('Action') or ''}".strip()
                 rows["ignored"].append(ignored_row(e["line"], e["raw"], label))
-        return staged_frames(rows)
+        # Checkouts last: the store folds them with the file's PSM rows already stored.
+        activity, ignored = staged_frames({"activity": rows["activity"]}), \
+            staged_frames({"ignored": rows["ignored"]})
+        return activity + [events_batch(checkouts, CHECKOUT_KEY_SQL)] + ignored
 
     # -- reading -------------------------------------------------------------------------
 
@@ -224,10 +296,8 @@ class CyberArkConnector:
 
     # -- linking -------------------------------------------------------------------------
 
-    def _index(self, entries: list[dict]) -> tuple[dict, dict]:
-        """Checkouts by (issuer, account, target) sorted by time; PSM sessions by SessionID."""
-        checkouts: dict[tuple, list] = {}
-        sessions: dict[str, dict] = {}
+    def _index(self, entries: list[dict]) -> None:
+        """Account, target and issuer of every record; checkout ids; PSM records marked."""
         for e in entries:
             rec = e["rec"]
             if not isinstance(rec, dict):
@@ -248,70 +318,30 @@ class CyberArkConnector:
                     continue
                 e["approval_id"] = "ca:" + _hash(e["mid"], e["ts"].isoformat(), e["issuer"],
                                                   rec.get("Safe"), rec.get("File"), rec.get("Station"))
-                e["linked"] = []
-                checkouts.setdefault(self._key(e), []).append(e)
             elif e["mid"] in ("300", "302") or e["mid"] in COMMANDS or (
                     extra.get("SessionID") and extra.get("Command")):
                 e["psm"] = True
                 if not e["account"] or not e["target"]:
                     e["rec"] = "missing required field: User or DstHost (account / target)"
                     e["psm"] = False
-                    continue
-                sid = extra.get("SessionID")
-                if sid and e["mid"] in ("300", "302"):
-                    sessions.setdefault(sid, {})["connect" if e["mid"] == "300" else "disconnect"] = e
-        for key, items in checkouts.items():
-            items.sort(key=lambda c: c["ts"])
-            checkouts[key] = ([c["ts"] for c in items], items)
-        return checkouts, sessions
-
-    @staticmethod
-    def _key(e: dict) -> tuple:
-        return (e["issuer"] or "").lower(), e["account"].lower(), e["target"].lower()
-
-    def _find(self, checkouts: dict, e: dict, at: datetime, window: timedelta) -> dict | None:
-        """The latest checkout by the same issuer for the same account+target covering `at`."""
-        times, items = checkouts.get(self._key(e), ((), ()))
-        i = bisect.bisect_right(times, at) - 1
-        return items[i] if i >= 0 and at <= items[i]["ts"] + window else None
-
-    def _link(self, checkouts: dict, sessions: dict, window: timedelta) -> None:
-        for sid, pair in sessions.items():
-            first = pair.get("connect") or pair["disconnect"]
-            start = first["ts"]
-            if "connect" not in pair:
-                start -= timedelta(seconds=_duration_s(first["extra"].get("SessionDuration")) or 0)
-            pair["start"] = start
-            pair["checkout"] = self._find(checkouts, first, start, window)
-            if pair["checkout"] is not None:
-                pair["checkout"]["linked"].append(pair)
-        for _, items in checkouts.values():
-            for c in items:
-                ends = [p["disconnect"]["ts"] for p in c["linked"] if "disconnect" in p]
-                default = c["ts"] + window
-                if c["linked"] and len(ends) == len(c["linked"]):
-                    c["end"] = max(ends)
-                else:
-                    c["end"] = max([default] + ends)
 
     # -- rows ----------------------------------------------------------------------------
 
     @staticmethod
-    def _approval(e: dict, ticket_re: re.Pattern) -> dict:
+    def _checkout(e: dict, ticket_re: re.Pattern, window_s: float) -> dict:
         reason = (e["rec"].get("Reason") or "").strip() or None
         m = ticket_re.search(reason or "")
         ticket = (m.group(1) if m and ticket_re.groups else m.group(0) if m else None)
-        return {"line": e["line"], "raw": e["raw"], "reason": None,
-                "approval_id": e["approval_id"], "account": e["account"], "target": e["target"],
-                "start_ts": e["ts"], "end_ts": e["end"], "ticket": ticket,
-                "requester": e["issuer"], "approver": None, "kind": "standard",
-                "status": "approved", "revoked_at": None, "approval_reason": reason}
+        # fold_key is computed in SQL (CHECKOUT_KEY_SQL) so it equals ACTIVITY_KEY_SQL exactly.
+        return event_row(e["line"], e["raw"], None, e["approval_id"], e["approval_id"], e["mid"],
+                         e["ts"], {"account": e["account"], "target": e["target"],
+                                   "issuer": e["issuer"], "ticket": ticket, "reason": reason,
+                                   "window_s": window_s})
 
-    def _activity(self, e: dict, sessions: dict, checkouts: dict, window: timedelta) -> dict:
+    def _activity(self, e: dict) -> dict:
+        """A PSM row; its approval_ref is the store's to set (CHECKOUT_LINKS_SQL)."""
         rec, extra, mid = e["rec"], e["extra"], e["mid"]
         sid = extra.get("SessionID")
-        pair = sessions.get(sid) if sid else None
-        checkout = pair["checkout"] if pair else self._find(checkouts, e, e["ts"], window)
         action = SESSION.get(mid) or COMMANDS.get(mid, "psm.command")
         if mid in SESSION:
             event_id = f"psm:{sid}:{'connect' if mid == '300' else 'disconnect'}" if sid else None
@@ -331,5 +361,5 @@ class CyberArkConnector:
         return {"line": e["line"], "raw": e["raw"], "reason": None, "event_id": event_id,
                 "ts": e["ts"], "account": e["account"], "target": e["target"], "action": action,
                 "detail": detail or None, "session_id": sid, "actor": e["issuer"],
-                "approval_ref": checkout["approval_id"] if checkout else None,
+                "approval_ref": None,
                 "actor_kind": None, "read_only": None, "attrs": attrs_json(attrs)}

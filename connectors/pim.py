@@ -17,16 +17,21 @@ roleAssignmentScheduleRequest -> one approval per activation-type request (selfA
   approved; Denied/Failed/Canceled -> denied; Revoked -> revoked (revoked_at =
   completedDateTime). Pending* requests are not in force: ignored.
   selfDeactivate / adminRemove requests revoke the activation they end (same targetScheduleId,
-  else the latest one of the same principal, role and scope in force at that time) and are
-  counted as ignored. Eligibility requests (context or @odata.type ``Eligibility``) grant
+  else the latest one of the same principal, role and scope in force at that time); those not in
+  effect (pending, denied, no time) are ignored. Eligibility requests (context or @odata.type ``Eligibility``) grant
   nothing by themselves: ignored.
 directoryAudit (AuditLogs) -> "Add member to role completed (PIM activation)" is an approval;
   fields come from additionalDetails BY KEY (case-insensitive: RequestId, StartTime,
   ExpirationTime, TicketNumber, TicketSystem, Justification, RoleDefinitionOriginId,
   DirectoryScopeId) and targetResources by type (User, Role), never by position.
   "... request approved (PIM activation)" sets the approver of the activation with the same
-  RequestId / correlationId; "Remove member from role ... (PIM deactivate)" revokes it. Both
-  are counted as ignored; every other audit event is ignored (event_type = its name).
+  RequestId / correlationId; "Remove member from role ... (PIM deactivate)" revokes it. Every
+  other audit event is ignored (event_type = its name).
+
+Activations, deactivations and approval records are staged as approval events
+(connectors/approval_events.py, fold key = principal + role + scope) and folded by the store
+over every file ingested (APPROVAL_FOLD_SQL): a deactivation or approval in a later file, or in
+an earlier one, applies as within one file; one matching no activation stays pending.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 from json.decoder import scanstring
 from pathlib import Path
 
+from connectors.approval_events import Fold, event_key, event_row, events_batch, field_ts, iso_sql
 from connectors.base import Options, Staged
 from connectors.textlog import ignored_row, parse_iso, quarantined_row, staged_frames, zone_of
 from correlate.errors import InputError
@@ -160,48 +166,134 @@ def _get(d, *path):
     return d
 
 
+def _key(principal, target) -> str:
+    """The fold key: the principal and the role + scope (lower case)."""
+    return f"{str(principal).lower()}\x1f{str(target).lower()}"
+
+
+# Activations, deactivations and approval records of the same principal and role + scope
+# (fold_events), wherever they were read. The latest record of a request id wins (by time, then
+# ingest order, then line). A deactivation ends the activation of its targetScheduleId that
+# started last at or before it (else the first of that schedule); without one, the latest
+# approved activation in force at that time; the earliest deactivation counts. An approval
+# record sets the approver of the activation with the same RequestId / correlationId. A
+# deactivation or approval matching no activation stays pending until the activation arrives.
+APPROVAL_FOLD_SQL = f"""
+WITH ev AS (SELECT *, struct_pack(t := ts, i := ingest_id, l := line) AS ord FROM fold_events),
+a AS (
+    SELECT approval_id, fold_key, ord, fields->>'account' AS account,
+        fields->>'target' AS target, {field_ts('start_ts')} AS start_ts,
+        {field_ts('end_ts')} AS end_ts, fields->>'ticket' AS ticket,
+        fields->>'requester' AS requester, fields->>'status' AS status,
+        {field_ts('revoked_at')} AS revoked_at, fields->>'approval_reason' AS approval_reason,
+        fields->>'schedule' AS schedule, from_json(fields->'ids', '["VARCHAR"]') AS ids
+    FROM ev WHERE event = 'activation'
+    QUALIFY row_number() OVER (PARTITION BY approval_id ORDER BY ord DESC) = 1),
+d AS (
+    SELECT approval_id AS ender, fold_key, {field_ts('at')} AS ended, fields->>'schedule' AS schedule,
+        fields->>'principal' AS principal, fields->>'target' AS target
+    FROM ev WHERE event = 'deactivation'),
+by_schedule AS (
+    SELECT d.ender, d.ended, coalesce(
+        arg_max(a.approval_id, struct_pack(s := a.start_ts, o := a.ord))
+            FILTER (WHERE a.start_ts <= d.ended),
+        arg_min(a.approval_id, a.ord)) AS approval_id
+    FROM d JOIN a ON a.schedule = d.schedule GROUP BY d.ender, d.ended),
+by_time AS (
+    SELECT d.ender, d.ended, arg_max(a.approval_id, struct_pack(s := a.start_ts, o := a.ord))
+        AS approval_id
+    FROM d JOIN a ON a.fold_key = d.fold_key AND a.status = 'approved'
+                 AND a.start_ts <= d.ended AND d.ended < a.end_ts
+    WHERE d.ender NOT IN (SELECT ender FROM by_schedule)
+    GROUP BY d.ender, d.ended),
+ends AS (SELECT approval_id, min(ended) AS ended
+         FROM (SELECT * FROM by_schedule UNION ALL SELECT * FROM by_time) e GROUP BY approval_id),
+p AS (
+    SELECT approval_id AS approval, fold_key, ord, fields->>'approver' AS approver,
+        from_json(fields->'ids', '["VARCHAR"]') AS ids
+    FROM ev WHERE event = 'approval'),
+who AS (
+    SELECT a.approval_id, arg_max(p.approver, p.ord) AS approver
+    FROM a JOIN p ON list_has_any(a.ids, p.ids) GROUP BY a.approval_id)
+SELECT a.approval_id, a.fold_key, a.account, a.target, a.start_ts, a.end_ts, a.ticket,
+    a.requester, who.approver, 'standard' AS kind,
+    CASE WHEN ends.ended IS NOT NULL AND a.status IN ('approved', 'revoked') THEN 'revoked'
+         ELSE a.status END AS status,
+    CASE WHEN ends.ended IS NOT NULL AND a.status IN ('approved', 'revoked')
+         THEN least(a.revoked_at, ends.ended) ELSE a.revoked_at END AS revoked_at,
+    a.approval_reason, NULL::VARCHAR[] AS targets, NULL::VARCHAR AS problem
+FROM a LEFT JOIN ends USING (approval_id) LEFT JOIN who USING (approval_id)
+UNION ALL
+SELECT ender, fold_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'revoked', ended, NULL, NULL,
+    'deactivation of ' || coalesce(principal, '?') || ' on ' || coalesce(target, '?') || ' at '
+        || coalesce({iso_sql('ended')}, '?') || ' matches no stored activation'
+FROM d WHERE ender NOT IN (SELECT ender FROM by_schedule UNION ALL SELECT ender FROM by_time)
+UNION ALL
+SELECT approval, fold_key, NULL, NULL, NULL, NULL, NULL, NULL, approver, NULL, 'approved', NULL,
+    NULL, NULL, 'approval of request ' || array_to_string(ids, ' / ')
+        || ' matches no stored activation'
+FROM p WHERE NOT EXISTS (SELECT 1 FROM a WHERE list_has_any(a.ids, p.ids))
+"""
+
+
 class PimConnector:
     """Microsoft Entra PIM activations (Graph requests or AuditLogs)."""
 
     name = "pim"
     kinds = ("auto",)
+    approval_fold = Fold(APPROVAL_FOLD_SQL)
     description = ("Microsoft Entra PIM: roleAssignmentScheduleRequests and directory AuditLogs "
                    "(approvals: role activations)")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         tz = zone_of(options)
-        rows: dict[str, list[dict]] = {"approvals": [], "ignored": []}
-        approvals, enders = [], []          # activation dicts; (line, raw, record, kind)
+        events: list[dict] = []
+        ignored: list[dict] = []
         for line, raw, value, context in read_records(path):
             if value is None:
-                rows["approvals"].append(quarantined_row(line, raw, "invalid JSON"))
+                events.append(quarantined_row(line, raw, "invalid JSON"))
             elif not isinstance(value, dict):
-                rows["approvals"].append(quarantined_row(line, raw, "JSON value is not an object"))
+                events.append(quarantined_row(line, raw, "JSON value is not an object"))
             elif "Eligibility" in context or "Eligibility" in str(value.get("@odata.type", "")):
-                rows["ignored"].append(ignored_row(line, raw, "eligibility request"))
+                ignored.append(ignored_row(line, raw, "eligibility request"))
             elif "activityDisplayName" in value:
-                self._audit(line, raw, value, tz, approvals, enders, rows)
+                self._audit(line, raw, value, tz, events, ignored)
             elif "action" in value and ("roleDefinitionId" in value or "groupId" in value):
-                self._request(line, raw, value, tz, approvals, enders, rows)
+                self._request(line, raw, value, tz, events, ignored)
             else:
-                rows["approvals"].append(quarantined_row(
+                events.append(quarantined_row(
                     line, raw, "unrecognised record: neither a roleAssignmentScheduleRequest "
                                "nor a directoryAudit"))
-        self._apply_enders(approvals, enders, rows)
-        rows["approvals"].extend(a["row"] for a in approvals)
-        rows["approvals"].sort(key=lambda r: r["line"])
-        return staged_frames(rows)
+        return [events_batch(events)] + staged_frames({"ignored": ignored})
+
+    @staticmethod
+    def _event(line, raw, rec, fold_key, approval_id, event, ts, fields) -> dict:
+        key = event_key("pim", json.dumps(rec, sort_keys=True, default=str))
+        return event_row(line, raw, fold_key, approval_id, key, event, ts, fields)
 
     # -- Graph requests ------------------------------------------------------------------
 
-    def _request(self, line, raw, rec, tz, approvals, enders, rows) -> None:
+    def _request(self, line, raw, rec, tz, events, ignored) -> None:
         action = str(rec.get("action") or "").lower()
         status = str(rec.get("status") or "").lower()
+        label = f"{rec.get('action')}:{rec.get('status')}"
         if action in END:
-            enders.append((line, raw, rec, f"{rec.get('action')}:{rec.get('status')}"))
+            when = None
+            if not (status.startswith("pending") or STATUS.get(status) == "denied"):
+                when, _ = parse_iso(str(rec.get("completedDateTime") or rec.get("createdDateTime")
+                                        or _get(rec, "scheduleInfo", "startDateTime")),
+                                    timezone.utc)
+            if when is None:            # not in effect (pending, denied) or no time
+                ignored.append(ignored_row(line, raw, label))
+                return
+            principal, target = rec.get("principalId"), self._target(rec)
+            events.append(self._event(
+                line, raw, rec, _key(principal, target), f"deactivation:{rec.get('id')}",
+                "deactivation", when, {"at": when, "schedule": rec.get("targetScheduleId"),
+                                       "principal": principal, "target": target}))
             return
         if action not in ACTIVATE or status.startswith("pending") or status not in STATUS:
-            rows["ignored"].append(ignored_row(line, raw, f"{rec.get('action')}:{rec.get('status')}"))
+            ignored.append(ignored_row(line, raw, label))
             return
         principal = _get(rec, "principal", "userPrincipalName") or rec.get("principalId")
         target = self._target(rec)
@@ -221,20 +313,19 @@ class PimConnector:
         if problem is None and end < start:
             problem = "end before start"
         if problem:
-            rows["approvals"].append(quarantined_row(line, raw, problem))
+            events.append(quarantined_row(line, raw, problem))
             return
         reason = _reason(rec.get("justification"), _get(rec, "ticketInfo", "ticketSystem"))
-        approvals.append({
-            "key": (str(rec.get("principalId") or principal).lower(), target.lower()),
-            "schedule": rec.get("targetScheduleId"), "corr": None,
-            "row": {"line": line, "raw": raw, "reason": None, "approval_id": str(rec["id"]),
-                    "account": principal, "target": target, "start_ts": start, "end_ts": end,
-                    "ticket": _get(rec, "ticketInfo", "ticketNumber") or None,
-                    "requester": (_get(rec, "createdBy", "user", "userPrincipalName")
-                                  or _get(rec, "createdBy", "user", "id")
-                                  or _get(rec, "createdBy", "application", "displayName")),
-                    "approver": None, "kind": "standard", "status": STATUS[status],
-                    "revoked_at": revoked_at, "approval_reason": reason}})
+        events.append(self._event(
+            line, raw, rec, _key(rec.get("principalId") or principal, target), str(rec["id"]),
+            "activation", start, {
+                "account": principal, "target": target, "start_ts": start, "end_ts": end,
+                "ticket": _get(rec, "ticketInfo", "ticketNumber") or None,
+                "requester": (_get(rec, "createdBy", "user", "userPrincipalName")
+                              or _get(rec, "createdBy", "user", "id")
+                              or _get(rec, "createdBy", "application", "displayName")),
+                "status": STATUS[status], "revoked_at": revoked_at, "approval_reason": reason,
+                "schedule": rec.get("targetScheduleId"), "ids": None}))
 
     @staticmethod
     def _target(rec: dict) -> str | None:
@@ -262,27 +353,44 @@ class PimConnector:
 
     # -- AuditLogs -----------------------------------------------------------------------
 
-    def _audit(self, line, raw, rec, tz, approvals, enders, rows) -> None:
+    def _audit(self, line, raw, rec, tz, events, ignored) -> None:
         name = str(rec.get("activityDisplayName"))
         low = name.lower()
         details = {str(d.get("key", "")).lower(): d.get("value")
                    for d in rec.get("additionalDetails") or [] if isinstance(d, dict)}
-        rec = dict(rec, _details=details)
-        if "(pim activation)" in low and "request approved" in low:
-            enders.append((line, raw, rec, name))
-            return
-        if low.startswith("remove member from role") and "deactivat" in low:
-            enders.append((line, raw, rec, name))
-            return
-        if not ("(pim activation)" in low and low.startswith("add member to role completed")):
-            rows["ignored"].append(ignored_row(line, raw, name))
-            return
         user = _resource(rec, "user", "serviceprincipal", "group")
         role_res = _resource(rec, "role")
+        role = details.get("roledefinitionoriginid") or role_res.get("id")
+        target = f"{role}{details.get('directoryscopeid') or '/'}"
+        ids = sorted({str(v) for v in (details.get("requestid"), rec.get("correlationId")) if v})
+        if "(pim activation)" in low and "request approved" in low:
+            when, _ = parse_iso(str(rec.get("activityDateTime")), timezone.utc)
+            if not (user.get("id") or user.get("userPrincipalName")) or not role or not ids \
+                    or when is None:
+                ignored.append(ignored_row(line, raw, f"{name} (no User, Role, RequestId or "
+                                                      f"time: matches no activation)"))
+                return
+            events.append(self._event(
+                line, raw, rec, _key(user.get("id") or user.get("userPrincipalName"), target),
+                f"approval:{ids[0]}", "approval", when,
+                {"approver": _get(rec, "initiatedBy", "user", "userPrincipalName"), "ids": ids}))
+            return
+        if low.startswith("remove member from role") and "deactivat" in low:
+            when, _ = parse_iso(str(rec.get("activityDateTime")), timezone.utc)
+            if when is None:
+                ignored.append(ignored_row(line, raw, name))
+                return
+            principal = user.get("id") or user.get("userPrincipalName")
+            events.append(self._event(
+                line, raw, rec, _key(principal, target),
+                f"deactivation:{rec.get('id') or rec.get('correlationId')}", "deactivation", when,
+                {"at": when, "schedule": None, "principal": principal, "target": target}))
+            return
+        if not ("(pim activation)" in low and low.startswith("add member to role completed")):
+            ignored.append(ignored_row(line, raw, name))
+            return
         principal = (user.get("userPrincipalName") or user.get("id")
                      or _get(rec, "initiatedBy", "user", "userPrincipalName"))
-        role = details.get("roledefinitionoriginid") or role_res.get("id")
-        scope = details.get("directoryscopeid") or "/"
         request = details.get("requestid") or rec.get("correlationId") or rec.get("id")
         start_text = details.get("starttime") or rec.get("activityDateTime")
         problem = next((f"missing required field: {n}" for n, v in (
@@ -297,55 +405,18 @@ class PimConnector:
         if problem is None and end < start:
             problem = "end before start"
         if problem:
-            rows["approvals"].append(quarantined_row(line, raw, problem))
+            events.append(quarantined_row(line, raw, problem))
             return
         reason = _reason(details.get("justification") or rec.get("resultReason"),
                          details.get("ticketsystem"))
-        target = f"{role}{scope}"
-        approvals.append({
-            "key": (str(user.get("id") or principal).lower(), target.lower()),
-            "schedule": None, "corr": {str(request), str(rec.get("correlationId"))},
-            "row": {"line": line, "raw": raw, "reason": None, "approval_id": str(request),
-                    "account": principal, "target": target, "start_ts": start, "end_ts": end,
-                    "ticket": details.get("ticketnumber") or None,
-                    "requester": _get(rec, "initiatedBy", "user", "userPrincipalName"),
-                    "approver": None, "kind": "standard",
-                    "status": "approved" if str(rec.get("result", "success")).lower() == "success"
-                    else "denied",
-                    "revoked_at": None, "approval_reason": reason}})
-
-    # -- deactivations and approvals that refer to an activation -------------------------
-
-    def _apply_enders(self, approvals: list, enders: list, rows: dict) -> None:
-        for line, raw, rec, label in enders:
-            rows["ignored"].append(ignored_row(line, raw, label))
-            details = rec.get("_details")
-            if details is not None and "request approved" in label.lower():
-                ids = {str(details.get("requestid")), str(rec.get("correlationId"))} - {"None"}
-                for a in approvals:
-                    if a["corr"] and a["corr"] & ids:
-                        a["row"]["approver"] = _get(rec, "initiatedBy", "user", "userPrincipalName")
-                continue
-            if details is not None:
-                user, role_res = _resource(rec, "user"), _resource(rec, "role")
-                role = details.get("roledefinitionoriginid") or role_res.get("id")
-                key = (str(user.get("id") or user.get("userPrincipalName")).lower(),
-                       f"{role}{details.get('directoryscopeid') or '/'}".lower())
-                when, _ = parse_iso(str(rec.get("activityDateTime")), timezone.utc)
-            else:
-                status = str(rec.get("status") or "").lower()
-                if status.startswith("pending") or STATUS.get(status) == "denied":
-                    continue
-                key = (str(rec.get("principalId")).lower(), str(self._target(rec)).lower())
-                when, _ = parse_iso(str(rec.get("completedDateTime") or rec.get("createdDateTime")
-                                        or _get(rec, "scheduleInfo", "startDateTime")), timezone.utc)
-            if when is None:
-                continue
-            target = next((a for a in approvals if rec.get("targetScheduleId")
-                           and a["schedule"] == rec.get("targetScheduleId")), None)
-            if target is None:
-                live = [a for a in approvals if a["key"] == key and a["row"]["status"] == "approved"
-                        and a["row"]["start_ts"] <= when < a["row"]["end_ts"]]
-                target = max(live, key=lambda a: a["row"]["start_ts"], default=None)
-            if target is not None:
-                target["row"].update(status="revoked", revoked_at=when)
+        events.append(self._event(
+            line, raw, rec, _key(user.get("id") or principal, target), str(request), "activation",
+            start, {
+                "account": principal, "target": target, "start_ts": start, "end_ts": end,
+                "ticket": details.get("ticketnumber") or None,
+                "requester": _get(rec, "initiatedBy", "user", "userPrincipalName"),
+                "status": "approved" if str(rec.get("result", "success")).lower() == "success"
+                else "denied",
+                "revoked_at": None, "approval_reason": reason, "schedule": None,
+                "ids": sorted({str(request)} | ({str(rec["correlationId"])}
+                                                if rec.get("correlationId") else set()))}))

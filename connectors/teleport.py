@@ -2,18 +2,22 @@
 
 Three batches per file, so every line lands in exactly one of them:
 
-* approvals - `access_request.create/update/review/delete/expire`, folded per
-  request `id` into one approval. Every event of the request is staged with the
-  folded values, so the store keeps one row and counts the other events as
-  duplicates. approved when a review or update set state APPROVED (start = that
-  time, or `assume_start_time` if later; end = latest `expires`, else
-  `max_duration`, else the delete time); revoked when deleted after approval
-  and before its end (revoked_at = delete time); denied when set DENIED.
-  target = requested resource names (`resource_ids[].name`) joined by ",", else
-  the roles joined by ","; requester = the creating user; approver = the
-  approving `updated_by`, else the reviewers who proposed APPROVED; ticket = the
-  first match of `ticket_regex` (options.extra, default `[A-Z][A-Z0-9]+-\\d+`)
-  in the request reason, else the resolve reason.
+* approval_events - `access_request.create/update/review/delete/expire`, one event
+  per line (connectors/approval_events.py), fold key = the request `id`. The store
+  keeps them and folds ALL stored events of a request with APPROVAL_FOLD_SQL, so a
+  request created in one daily log and approved in the next gives the approval one
+  file with both would. The fold: approved when a review or update set state
+  APPROVED (start = that time, or `assume_start_time` if later; end = latest
+  `expires`, else `max_duration`, else the delete time); revoked when deleted
+  after approval and before its end (revoked_at = delete time); denied when set
+  DENIED. target = requested resource names (`resource_ids[].name`) joined by
+  ",", else the roles joined by ","; requester = the creating user; approver =
+  the approving `updated_by`, else the reviewers who proposed APPROVED; ticket =
+  the first match of `ticket_regex` (options.extra, default `[A-Z][A-Z0-9]+-\\d+`)
+  in the request reason, else the resolve reason. Events are ordered by time
+  (ties: ingest order, then line). A request without its create, neither
+  approved nor denied yet, or without a window end stays in approvals_pending
+  with that reason until the missing event arrives.
 * activity - SSH/Kubernetes/database/app/desktop session events (ACTIVITY_EVENTS
   and ACTIVITY_PREFIXES). account = `login` (else db_user, windows_user, user),
   actor = `user`, target = kubernetes_cluster / db_service / app_name /
@@ -24,8 +28,7 @@ Three batches per file, so every line lands in exactly one of them:
   event_id = `uid`, else sid:ei, else a content hash.
   Unparseable lines and lines without `event` are quarantined here.
 * ignored (store table "ignored": line, raw, reason NULL, event_type) - every
-  other event type (user.login, cert.create, access_request.search, ...), and
-  the events of requests that were never approved or denied in this file.
+  other event type (user.login, cert.create, access_request.search, ...).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from connectors.approval_events import TABLE, Fold, field_ts, iso_sql
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
     Fields, attrs_sql, content_id_sql, host_sql, json_list_sql, staged_pair, ts_fast_sql,
@@ -55,7 +59,7 @@ _ACTIVITY_NAMES = (
     "desktop_name", "desktop_addr", "windows_user", "path", "argv", "return_code", "command",
     "verb", "request_path", "response_code", "status_code", "method", "cluster_name", "success",
     "error")
-_REQUEST_NAMES = ("event", "id", "time", "user", "state", "proposed_state", "reason", "roles",
+_REQUEST_NAMES = ("event", "id", "uid", "time", "user", "state", "proposed_state", "reason", "roles",
                   "resource_ids", "expires", "max_duration", "assume_start_time", "updated_by",
                   "reviewer")
 # Each batch reads only the fields it needs (the reader's cost grows with the columns).
@@ -168,7 +172,7 @@ _TARGET = (f"coalesce(nullif(array_to_string({_RESOURCE_NAMES}, ','), ''), "
 def _request_rows(source: str) -> str:
     return f"""
 SELECT line, raw, parse_error, f_event AS event, cls, nullif(trim(f_id), '') AS id,
-    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_time')} END AS ts, f_user,
+    CASE WHEN cls = 'request' THEN {ts_fast_sql('f_time')} END AS ts, f_user, f_uid,
     upper(f_state) AS state, upper(f_proposed_state) AS proposed, nullif(f_reason, '') AS reason,
     nullif(f_updated_by, '') AS updated_by, nullif(f_reviewer, '') AS reviewer,
     CASE WHEN cls = 'request' THEN {_TARGET} END AS target,
@@ -183,30 +187,67 @@ FROM (SELECT *, {CLASS_SQL} AS cls FROM ({source}) s)
 """
 
 
-def _requests_cte(rows: str) -> str:
-    """CTEs `src`, `r` (request events) and `f` (one folded row per request id)."""
+# The fields the fold reads, per event; times as ISO text, the ticket pattern applied here (so the
+# fold needs no options): `ticket` is NULL without a reason, '' when the reason cites none.
+_EVENT_FIELDS = (
+    "json_object('user', f_user, 'state', state, 'proposed', proposed, 'reason', reason, "
+    "'ticket', regexp_extract(reason, $ticket_re), 'updated_by', updated_by, "
+    "'reviewer', reviewer, 'target', target, "
+    f"'expires', {iso_sql('expires')}, 'max_duration', {iso_sql('max_duration')}, "
+    f"'assume_start', {iso_sql('assume_start')})"
+)
+
+
+def _events_final(rows: str) -> str:
+    """One approval event per access_request.* line (uid alone is not unique in every log:
+    the key is a hash of the event's values)."""
     return f"""
-WITH src AS ({rows}),
-r AS (SELECT * FROM src WHERE cls = 'request'),
+SELECT line, raw, own_problem AS reason, id AS fold_key, id AS approval_id,
+    'tp:' || left(sha256(concat_ws(chr(31), event, coalesce(f_uid, ''), coalesce(id, ''),
+                                   coalesce({iso_sql('ts')}, ''), fields)), 32) AS event_key,
+    event, ts, fields
+FROM (SELECT *, {_EVENT_FIELDS} AS fields FROM ({rows}) r WHERE cls = 'request') e
+"""
+
+
+def _ignored_final(rows: str) -> str:
+    return f"""
+SELECT line, raw, NULL::VARCHAR AS reason, event AS event_type FROM ({rows}) r WHERE cls = 'other'
+"""
+
+
+# One row per request id over all its stored events (fold_events), in time order (ties: ingest
+# order, then line), wherever they were read: the connector's rules, run by the store.
+APPROVAL_FOLD_SQL = f"""
+WITH r AS (
+    SELECT approval_id AS id, fold_key, event, ts,
+        struct_pack(t := ts, i := ingest_id, l := line) AS ord,
+        fields->>'user' AS f_user, fields->>'state' AS state, fields->>'proposed' AS proposed,
+        fields->>'reason' AS reason, fields->>'ticket' AS ticket,
+        fields->>'updated_by' AS updated_by, fields->>'reviewer' AS reviewer,
+        fields->>'target' AS target, {field_ts('expires')} AS expires,
+        {field_ts('max_duration')} AS max_duration, {field_ts('assume_start')} AS assume_start
+    FROM fold_events),
 g AS (
-    SELECT id,
-        arg_min(f_user, line) FILTER (WHERE event = 'access_request.create') AS requester,
+    SELECT id, any_value(fold_key) AS fold_key,
+        arg_min(f_user, ord) FILTER (WHERE event = 'access_request.create') AS requester,
         min(ts) FILTER (WHERE event = 'access_request.create') AS created_at,
-        arg_min(reason, line) FILTER (WHERE event = 'access_request.create') AS request_reason,
-        arg_max(reason, line) FILTER (WHERE event <> 'access_request.create') AS resolve_reason,
-        arg_min(target, line) AS target,
+        arg_min(reason, ord) FILTER (WHERE event = 'access_request.create') AS request_reason,
+        arg_min(ticket, ord) FILTER (WHERE event = 'access_request.create') AS request_ticket,
+        arg_max(ticket, ord) FILTER (WHERE event <> 'access_request.create') AS resolve_ticket,
+        arg_min(target, ord) AS target,
         min(ts) FILTER (WHERE state = 'APPROVED' AND event IN
             ('access_request.update', 'access_request.review')) AS approved_at,
         min(ts) FILTER (WHERE state = 'DENIED' AND event IN
             ('access_request.update', 'access_request.review')) AS denied_at,
         min(ts) FILTER (WHERE event = 'access_request.delete') AS deleted_at,
-        arg_max(expires, line) AS expires,
-        arg_max(max_duration, line) AS max_duration,
+        arg_max(expires, ord) AS expires,
+        arg_max(max_duration, ord) AS max_duration,
         max(assume_start) AS assume_start,
-        arg_min(updated_by, ts) FILTER (WHERE state = 'APPROVED') AS updated_by,
+        arg_min(updated_by, ord) FILTER (WHERE state = 'APPROVED') AS updated_by,
         string_agg(DISTINCT reviewer, ',' ORDER BY reviewer) FILTER (WHERE proposed = 'APPROVED')
             AS reviewers
-    FROM r WHERE own_problem IS NULL GROUP BY id),
+    FROM r GROUP BY id),
 f AS (
     SELECT *,
         CASE WHEN approved_at IS NOT NULL AND deleted_at >= approved_at
@@ -215,47 +256,32 @@ f AS (
              WHEN approved_at IS NOT NULL THEN 'approved'
              WHEN denied_at IS NOT NULL THEN 'denied'
              ELSE 'pending' END AS status
-    FROM g)
-"""
-
-
-def _approvals_final(rows: str) -> str:
-    return _requests_cte(rows) + """
-SELECT line, raw,
-    CASE WHEN own_problem IS NOT NULL THEN own_problem
-         WHEN requester IS NULL THEN 'access request ' || id || ' has no access_request.create '
-              || 'in this file (requester unknown)'
+    FROM g),
+w AS (
+    SELECT *,
+        CASE WHEN status = 'denied' THEN coalesce(created_at, denied_at)
+             ELSE greatest(approved_at, assume_start) END AS start_ts,
+        CASE WHEN status = 'denied' THEN denied_at
+             ELSE coalesce(expires, max_duration, deleted_at) END AS end_ts
+    FROM f)
+SELECT id AS approval_id, fold_key, requester AS account, target, start_ts, end_ts,
+    nullif(coalesce(nullif(request_ticket, ''), resolve_ticket), '') AS ticket,
+    requester, coalesce(updated_by, reviewers) AS approver, 'standard' AS kind, status,
+    CASE WHEN status = 'revoked' THEN deleted_at END AS revoked_at,
+    request_reason AS approval_reason,
+    -- target joins the resource names (or roles) with ','; each one is granted
+    CASE WHEN contains(target, ',') THEN string_split(target, ',') END AS targets,
+    CASE WHEN requester IS NULL THEN 'access request ' || id || ' has no access_request.create '
+              || '(requester unknown)'
+         WHEN status = 'pending' THEN 'access request ' || id || ' is neither approved nor '
+              || 'denied yet'
          WHEN target IS NULL THEN 'access request ' || id || ' names neither roles nor '
               || 'resource_ids'
          WHEN end_ts IS NULL THEN 'approved access request ' || id || ' has neither expires, '
               || 'max_duration nor a delete (window end unknown)'
          WHEN end_ts < start_ts THEN 'access request ' || id || ' ends before it starts'
-    END AS reason,
-    id AS approval_id, requester AS account, target, start_ts, end_ts,
-    nullif(coalesce(nullif(regexp_extract(request_reason, $ticket_re), ''),
-                    regexp_extract(resolve_reason, $ticket_re)), '') AS ticket,
-    requester, coalesce(updated_by, reviewers) AS approver, 'standard' AS kind, status,
-    CASE WHEN status = 'revoked' THEN deleted_at END AS revoked_at,
-    request_reason AS approval_reason,
-    -- target joins the resource names (or roles) with ','; each one is granted
-    CASE WHEN contains(target, ',') THEN string_split(target, ',') END AS targets
-FROM (
-    SELECT r.line, r.raw, r.own_problem, r.id, f.* EXCLUDE (id),
-        CASE WHEN f.status = 'denied' THEN coalesce(f.created_at, f.denied_at)
-             ELSE greatest(f.approved_at, f.assume_start) END AS start_ts,
-        CASE WHEN f.status = 'denied' THEN f.denied_at
-             ELSE coalesce(f.expires, f.max_duration, f.deleted_at) END AS end_ts
-    FROM r LEFT JOIN f ON f.id = r.id
-    WHERE r.own_problem IS NOT NULL OR f.status <> 'pending')
-"""
-
-
-def _ignored_final(rows: str) -> str:
-    return _requests_cte(rows) + """
-SELECT line, raw, NULL::VARCHAR AS reason, event AS event_type FROM src WHERE cls = 'other'
-UNION ALL
-SELECT r.line, r.raw, NULL::VARCHAR, r.event
-FROM r JOIN f ON f.id = r.id WHERE r.own_problem IS NULL AND f.status = 'pending'
+    END AS problem
+FROM w
 """
 
 
@@ -274,15 +300,16 @@ class TeleportConnector:
 
     name = "teleport"
     kinds = ("auto",)
+    approval_fold = Fold(APPROVAL_FOLD_SQL)
     description = ("Teleport audit log JSON lines: access_request.* -> approvals; session, exec, "
                    "kube, db, app and desktop events -> activity; other events counted as ignored")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         params = {"tz": options.tz}
         return [
-            staged_pair("approvals", REQUEST_FIELDS, path,
+            staged_pair(TABLE, REQUEST_FIELDS, path,
                         {**params, "ticket_re": ticket_regex(options)},
-                        _approvals_final, _request_rows),
+                        _events_final, _request_rows),
             staged_pair("activity", ACTIVITY_FIELDS, path, params, _activity_final,
                         _activity_rows),
             staged_pair("ignored", REQUEST_FIELDS, path, params, _ignored_final, _request_rows,

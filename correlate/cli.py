@@ -112,7 +112,22 @@ def ingest_cmd(source, paths, kind, tz, year, extra, db):
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"))
+        pending = queries.pending_approvals(store, connector.name)
     print_results(results)
+    print_pending(connector.name, pending)
+
+
+def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
+    """Approvals whose missing event (a create, a decision, an activation) has not arrived."""
+    if not pending:
+        return
+    n = len(pending)
+    _err(f"{source}: {n} approval{'' if n == 1 else 's'} pending (kept, not in force until "
+         f"the missing event is ingested):")
+    for p in pending[:shown]:
+        _err(f"    {p['approval_id']}: {p['reason']}")
+    if n > shown:
+        _err(f"    ... and {n - shown} more (table approvals_pending)")
 
 
 @main.command("correlate")

@@ -84,6 +84,12 @@ def run_info(store: Store, run_id: int) -> dict:
     return rows[0]
 
 
+def pending_approvals(store: Store, source: str) -> list[dict]:
+    """A source's approvals kept but not in force: an event is missing (approvals_pending)."""
+    return store.query_dicts("SELECT approval_id, status, reason FROM approvals_pending "
+                             "WHERE source = ? ORDER BY approval_id", [source])
+
+
 def check_count(store: Store, run_id: int) -> int:
     """How many ticket-check warnings a run raised."""
     return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])

@@ -59,8 +59,9 @@ def test_denied_kept_pending_ignored_permanent_runs_to_9999(requests_page):
     assert rows["9f1b2c3d-0003-4a5b-8c9d-000000000003"]["status"] == "denied"
     assert "9f1b2c3d-0004-4a5b-8c9d-000000000004" not in rows
     assert rows["9f1b2c3d-0007-4a5b-8c9d-000000000007"]["end_ts"].year == 9999
+    # the deactivation is an approval event now (it revokes 0005), not ignored
     assert dict(store.query("SELECT event_type, count FROM ignored_counts")) == {
-        "selfActivate:PendingApproval": 1, "selfDeactivate:Revoked": 1}
+        "selfActivate:PendingApproval": 1}
 
 
 def test_self_deactivation_revokes_the_activation_it_ends(requests_page):
@@ -71,7 +72,7 @@ def test_self_deactivation_revokes_the_activation_it_ends(requests_page):
 
 def test_unsupported_duration_quarantined_with_its_line(requests_page):
     store, r = requests_page
-    assert (r.read, r.accepted, r.quarantined, r.ignored) == (8, 5, 1, 2)
+    assert (r.read, r.accepted, r.quarantined, r.ignored, r.duplicates) == (8, 5, 1, 1, 1)
     ((line, reason),) = store.query("SELECT line, reason FROM quarantine")
     assert line == 268 and reason.startswith("unsupported expiration.duration P1M")
 
@@ -96,7 +97,8 @@ def test_json_lines_bad_line_unknown_record_and_repeat():
 
 def test_audit_log_activation_read_by_key_with_approver_and_deactivation():
     store, r = _ingest(FIXTURES / "audit_logs.json")
-    assert (r.read, r.accepted, r.quarantined, r.ignored) == (5, 1, 1, 3)
+    # the approval and deactivation records fold into the one accepted activation
+    assert (r.read, r.accepted, r.quarantined, r.ignored, r.duplicates) == (5, 1, 1, 1, 2)
     a = _approvals(store)["a7c9e1f3-1111-4222-8333-944455566677"]
     assert (a["account"], a["target"], a["ticket"]) == ("alice@contoso.example", f"{GA}/", "SEC-101")
     assert (a["start_ts"], a["end_ts"]) == (_utc(2026, 3, 8, 8, 0), _utc(2026, 3, 8, 12, 0))

@@ -81,7 +81,9 @@ def test_vendor_sample_fast_and_exact_readers_agree():
 
 def test_create_approve_delete_is_a_revoked_approval_with_its_window():
     store, r = _ingest(FIXTURES / "requests.jsonl")
-    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (10, 3, 5, 2, 0)
+    # accepted: req-1..3 and the undecided req-4 (pending); the other request events are folded
+    # into those (duplicates); access_request.search is ignored
+    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (10, 4, 5, 1, 0)
     cols = ["approval_id", "account", "target", "start_ts", "end_ts", "ticket", "requester",
             "approver", "kind", "status", "revoked_at", "reason", "line"]
     req1, req2, req3 = _rows(store, "approvals", cols, "approval_id")
@@ -103,14 +105,17 @@ def test_resource_request_starts_at_assume_start_and_ends_at_max_duration():
     assert (req2["status"], req2["ticket"], req2["approver"]) == ("approved", "CHG-77", "dave")
 
 
-def test_denied_request_is_denied_and_pending_request_is_ignored():
+def test_denied_request_is_denied_and_undecided_request_is_pending():
     store, _ = _ingest(FIXTURES / "requests.jsonl")
     (req3,) = store.query_dicts("SELECT * FROM approvals WHERE approval_id = 'req-3'")
     assert (req3["status"], req3["start_ts"], req3["end_ts"]) == (
         "denied", _utc(2026, 3, 2, 12, 0), _utc(2026, 3, 2, 12, 5))
     assert not store.query("SELECT 1 FROM approvals WHERE approval_id = 'req-4'")
+    # kept (a later file may approve it), never in force
+    assert store.query("SELECT approval_id, status, reason FROM approvals_pending") == [
+        ("req-4", "pending", "access request req-4 is neither approved nor denied yet")]
     assert dict(store.query("SELECT event_type, count FROM ignored_counts")) == {
-        "access_request.create": 1, "access_request.search": 1}
+        "access_request.search": 1}
 
 
 def test_ticket_regex_option_and_bad_pattern():
@@ -121,14 +126,17 @@ def test_ticket_regex_option_and_bad_pattern():
                                   Options(extra={"ticket_regex": "(["}))
 
 
-def test_approval_without_create_in_file_is_quarantined_with_reason(tmp_path):
+def test_approval_without_create_is_pending_with_reason(tmp_path):
+    """Its create may be in a file not ingested yet: kept, not quarantined, never in force."""
     lines = (FIXTURES / "requests.jsonl").read_text().splitlines()
     path = tmp_path / "later.jsonl"
     path.write_text("\n".join(lines[5:6]) + "\n")                  # req-2's approval only
     store, r = _ingest(path)
-    assert (r.read, r.quarantined) == (1, 1)
-    assert store.query("SELECT line, reason FROM quarantine") == [
-        (1, "access request req-2 has no access_request.create in this file (requester unknown)")]
+    assert (r.read, r.accepted, r.quarantined) == (1, 1, 0)
+    assert not store.query("SELECT 1 FROM approvals")
+    assert store.query("SELECT approval_id, status, reason, line FROM approvals_pending") == [
+        ("req-2", "approved", "access request req-2 has no access_request.create "
+                              "(requester unknown)", 1)]
 
 
 def test_session_start_links_its_commands_to_the_access_request():
@@ -177,9 +185,9 @@ def test_fast_and_exact_readers_agree_on_fixtures(tmp_path):
     clean = tmp_path / "clean.jsonl"
     clean.write_text("\n".join(ln for ln in (FIXTURES / "session.jsonl").read_text().splitlines()
                                if "a-broken" not in ln) + "\n")
-    assert dict(_both_paths(clean)) == {"approvals": 0, "activity": 8, "ignored": 2}
+    assert dict(_both_paths(clean)) == {"approval_events": 0, "activity": 8, "ignored": 2}
     assert dict(_both_paths(FIXTURES / "requests.jsonl")) == {
-        "approvals": 8, "activity": 0, "ignored": 2}
+        "approval_events": 9, "activity": 0, "ignored": 1}
 
 
 def test_reingest_in_a_new_file_counts_duplicates(tmp_path):
@@ -195,7 +203,7 @@ def test_blank_lines_are_skipped_not_counted(tmp_path):
     path = tmp_path / "gappy.jsonl"
     path.write_text("\n".join(lines[:4]) + "\n\n   \n" + "\n".join(lines[4:]) + "\n\n")
     _, r = _ingest(path)
-    assert (r.read, r.accepted, r.duplicates, r.ignored) == (10, 3, 5, 2)
+    assert (r.read, r.accepted, r.duplicates, r.ignored) == (10, 4, 5, 1)
 
 
 def test_blank_lines_do_not_shift_stored_line_numbers(tmp_path):

@@ -3,8 +3,19 @@
 CREATE OR REPLACE TEMP TABLE used_approvals AS
 SELECT a.source, a.approval_id, a.requester, a.target, t.ticket_id, t.assignee, t.reporter,
        t.components
-FROM (SELECT DISTINCT approval_source, approval_id FROM findings
-      WHERE run_id = $run_id AND approval_id IS NOT NULL) u
+-- The approvals the run's findings name (as the findings view names them, read from its two
+-- tables: 1e7 actions share far fewer segments): a covered segment's window, and for
+-- out_of_window actions the nearest window before (gap > 0) or after (gap < 0).
+FROM (SELECT DISTINCT approval_source, approval_id FROM (
+        SELECT approval_source, approval_id FROM run_segments
+        WHERE run_id = $run_id AND verdict IS NOT NULL
+        UNION ALL
+        SELECT CASE WHEN r.after THEN s.prev_src ELSE s.next_src END,
+               CASE WHEN r.after THEN s.prev_id ELSE s.next_id END
+        FROM (SELECT DISTINCT sid, gap_seconds > 0 AS after FROM finding_refs
+              WHERE run_id = $run_id AND gap_seconds IS NOT NULL) r
+        JOIN run_segments s ON s.run_id = $run_id AND s.sid = r.sid)
+      WHERE approval_id IS NOT NULL) u
 JOIN approvals a ON a.source = u.approval_source AND a.approval_id = u.approval_id
 JOIN tickets t ON t.ticket_id = a.ticket
 ;
