@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import re
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,12 +68,32 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return unique
 
 
-def sha256_file(path: Path) -> str:
+def scan_file(path: Path, count_lines: bool) -> tuple[str, int | None]:
+    """(sha256 of the file's bytes, number of lines of its text, .gz decompressed), one pass.
+
+    The line count lets the one-pass load prove that every line gave one row (no blank line
+    skipped), so row positions are line numbers, without a second scan of the file.
+    """
     h = hashlib.sha256()
+    lines, last = 0, b"\n"
+    gz = path.suffix == ".gz"
+    inflate = zlib.decompressobj(wbits=47) if gz and count_lines else None
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
-    return h.hexdigest()
+            if not count_lines:
+                continue
+            text = chunk
+            if inflate is not None:
+                text = inflate.decompress(chunk)
+                while inflate.eof and inflate.unused_data:     # concatenated gzip members
+                    rest = inflate.unused_data
+                    inflate = zlib.decompressobj(wbits=47)
+                    text += inflate.decompress(rest)
+            if text:
+                lines += text.count(b"\n")
+                last = text[-1:]
+    return h.hexdigest(), (lines + (last != b"\n") if count_lines else None)
 
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
@@ -132,18 +153,22 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
     with ThreadPoolExecutor(max_workers=2) as pool:
         # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
         # file (name and size) was ingested before, when the hash decides first.
-        hashing = pool.submit(sha256_file, path)
+        # Counting lines costs nothing beside the hash, except in a .gz file.
+        scanning = pool.submit(scan_file, path, path.suffix != ".gz")
         if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
-            if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
-                return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
+            if store.scalar(SEEN_SQL, [scanning.result()[0], connector.name, kind]):
+                return FileResult(str(path), connector.name, kind, scanning.result()[0],
+                                  skipped=True)
         staged = connector.stage(path, kind, options)
-        blanks = (pool.submit(has_blank_lines, path)
-                  if any(b.skips_blank_lines for b in staged) else None)
         if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
+            if path.suffix == ".gz":
+                scanning = pool.submit(scan_file, path, True)
             result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
-                                    hashing, blanks)
+                                    scanning)
             if result is not None:
                 return result
+        blanks = (pool.submit(has_blank_lines, path)
+                  if any(b.skips_blank_lines for b in staged) else None)
         # Parse first, outside the transaction: a failed fast read must not abort it.
         used = [_stage_batch(con, batch, f"stage_{i}", str(path))
                 for i, batch in enumerate(staged)]
@@ -154,7 +179,7 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                     _stage(con, batch.exact, f"stage_{i}")
                     used[i] = batch.exact
         numbered = [u.number_lines for u in used]
-        digest = hashing.result()
+        digest = scanning.result()[0]
     result = FileResult(str(path), connector.name, kind, digest)
     if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
         result.skipped = True      # same content under another name
@@ -184,7 +209,7 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
 
 
 def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, batch: Staged,
-                   hashing, blanks) -> FileResult | None:
+                   scanning) -> FileResult | None:
     """A JSON-lines activity file parsed and stored in one pass (correlate/ingest_activity.py).
 
     None when that cannot be used (a row to quarantine, a blank line, a failed read): nothing
@@ -198,8 +223,8 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
         read, accepted = load_direct(con, batch.sql, {k: v for k, v in batch.params.items()
                                                       if f"${k}" in batch.sql},
                                      source, ingest_id)
-        digest = hashing.result()
-        if blanks is not None and blanks.result():
+        digest, lines = scanning.result()
+        if read != lines:
             raise NotDirect("blank lines: row positions are not line numbers")
         result = FileResult(str(path), source, kind, digest, read=read, accepted=accepted,
                             duplicates=read - accepted)

@@ -178,3 +178,21 @@ def test_findings_of_runs_before_012_stay_readable(tmp_path):
     assert store.query("SELECT DISTINCT verdict FROM findings WHERE run_id = ?", [run]) == [
         ("unapproved",)]
     assert store.scalar("SELECT count(*) FROM findings") == 3
+
+
+def test_one_pass_reads_gzip_and_a_last_line_without_newline(tmp_path, monkeypatch):
+    import gzip
+
+    taken = _spy(monkeypatch)
+    store = Store(":memory:")
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in ROWS[:3]).encode()))
+    last = tmp_path / "b.jsonl"
+    last.write_text(json.dumps(ROWS[4]) + "\n" + json.dumps({**ROWS[4], "event_id": "e9"}))
+    trailing = tmp_path / "c.jsonl"
+    trailing.write_text(json.dumps({**ROWS[4], "event_id": "e10"}) + "\n\n")
+    assert _ingest(store, gz).accepted == 3
+    assert _ingest(store, last).accepted == 2
+    assert _ingest(store, trailing).accepted == 1
+    assert taken == [True, True, False]        # a blank line at the end: the staged path
+    assert store.query("SELECT line FROM activity WHERE ingest_id = 2 ORDER BY 1") == [(1,), (2,)]
