@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import os
 import re
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,32 +67,12 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return unique
 
 
-def scan_file(path: Path, count_lines: bool) -> tuple[str, int | None]:
-    """(sha256 of the file's bytes, number of lines of its text, .gz decompressed), one pass.
-
-    The line count lets the one-pass load prove that every line gave one row (no blank line
-    skipped), so row positions are line numbers, without a second scan of the file.
-    """
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
-    lines, last = 0, b"\n"
-    gz = path.suffix == ".gz"
-    inflate = zlib.decompressobj(wbits=47) if gz and count_lines else None
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
-            if not count_lines:
-                continue
-            text = chunk
-            if inflate is not None:
-                text = inflate.decompress(chunk)
-                while inflate.eof and inflate.unused_data:     # concatenated gzip members
-                    rest = inflate.unused_data
-                    inflate = zlib.decompressobj(wbits=47)
-                    text += inflate.decompress(rest)
-            if text:
-                lines += text.count(b"\n")
-                last = text[-1:]
-    return h.hexdigest(), (lines + (last != b"\n") if count_lines else None)
+    return h.hexdigest()
 
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
@@ -153,18 +132,14 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
     with ThreadPoolExecutor(max_workers=2) as pool:
         # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
         # file (name and size) was ingested before, when the hash decides first.
-        # Counting lines costs nothing beside the hash, except in a .gz file.
-        scanning = pool.submit(scan_file, path, path.suffix != ".gz")
+        hashing = pool.submit(sha256_file, path)
         if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
-            if store.scalar(SEEN_SQL, [scanning.result()[0], connector.name, kind]):
-                return FileResult(str(path), connector.name, kind, scanning.result()[0],
-                                  skipped=True)
+            if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
+                return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
         staged = connector.stage(path, kind, options)
         if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
-            if path.suffix == ".gz":
-                scanning = pool.submit(scan_file, path, True)
             result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
-                                    scanning)
+                                    hashing)
             if result is not None:
                 return result
         blanks = (pool.submit(has_blank_lines, path)
@@ -179,7 +154,7 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                     _stage(con, batch.exact, f"stage_{i}")
                     used[i] = batch.exact
         numbered = [u.number_lines for u in used]
-        digest = scanning.result()[0]
+        digest = hashing.result()
     result = FileResult(str(path), connector.name, kind, digest)
     if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
         result.skipped = True      # same content under another name
@@ -209,23 +184,20 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
 
 
 def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, batch: Staged,
-                   scanning) -> FileResult | None:
+                   hashing) -> FileResult | None:
     """A JSON-lines activity file parsed and stored in one pass (correlate/ingest_activity.py).
 
-    None when that cannot be used (a row to quarantine, a blank line, a failed read): nothing
-    is kept and the caller takes the staged path.
+    None when that cannot be used (a row to quarantine, an event_id repeated in the file, a
+    failed read): nothing is kept and the caller takes the staged path.
     """
     con = store.con
-    con.execute("SET preserve_insertion_order = true")
     con.execute("BEGIN TRANSACTION")
     try:
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
         read, accepted = load_direct(con, batch.sql, {k: v for k, v in batch.params.items()
                                                       if f"${k}" in batch.sql},
                                      source, ingest_id)
-        digest, lines = scanning.result()
-        if read != lines:
-            raise NotDirect("blank lines: row positions are not line numbers")
+        digest = hashing.result()
         result = FileResult(str(path), source, kind, digest, read=read, accepted=accepted,
                             duplicates=read - accepted)
         if store.scalar(SEEN_SQL, [digest, source, kind]):
@@ -244,8 +216,6 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.execute("SET preserve_insertion_order = false")
     con.execute("COMMIT")
     return result
 

@@ -184,16 +184,17 @@ def test_memory_limit_from_environment(monkeypatch):
 
 
 def test_fast_path_line_numbers_follow_the_file(tmp_path):
-    """Clean JSON lines take the parallel fast path; stored lines must still be file lines."""
+    """JSON lines with a repeated event_id take the staged fast path (the one-pass load steps
+    aside, tests/test_ingest_direct.py); its stored lines must still be file lines."""
     import duckdb
     path = tmp_path / "big.jsonl"
-    duckdb.sql(f"COPY (SELECT 'e' || i AS event_id, '2026-11-16T10:00:00Z' AS ts, 'u' || (i % 7) "
-               f"AS account, 'h' || (i % 11) AS target, "
+    duckdb.sql(f"COPY (SELECT 'e' || least(i, 300000) AS event_id, '2026-11-16T10:00:00Z' AS ts, "
+               f"'u' || (i % 7) AS account, 'h' || (i % 11) AS target, "
                f"CASE WHEN i % 1000 = 0 THEN 'mysql -pSecret' ELSE repeat('x', 100) END AS detail "
-               f"FROM range(1, 300001) t(i)) TO '{path}' (FORMAT JSON)")
+               f"FROM range(1, 300002) t(i)) TO '{path}' (FORMAT JSON)")
     store = Store(":memory:")
     r = _ingest(store, "activity", path)
-    assert (r.accepted, r.quarantined) == (300000, 0)
+    assert (r.accepted, r.quarantined, r.duplicates) == (300000, 0, 1)
     wrong = store.scalar("SELECT count(*) FROM activity WHERE line <> substr(event_id, 2)::BIGINT")
     assert wrong == 0      # also for the rows whose detail was redacted in place
     assert store.scalar("SELECT count(*) FROM activity WHERE detail LIKE '%[REDACTED]'") == 300
@@ -238,9 +239,11 @@ def test_clean_file_with_blank_lines_keeps_true_line_numbers(tmp_path):
     rows = [json.dumps({"event_id": f"e{i}", "ts": "2026-11-16T10:00:00Z", "account": "a",
                         "target": "h"}) for i in range(1, 6)]
     path = tmp_path / "a.jsonl"
-    path.write_text(rows[0] + "\n\n" + rows[1] + "\n   \n" + "\n".join(rows[2:]) + "\n")
+    # the repeat of e1 at the end makes it take the staged path, which numbers lines
+    path.write_text(rows[0] + "\n\n" + rows[1] + "\n   \n" + "\n".join(rows[2:]) + "\n"
+                    + rows[0] + "\n")
     store = Store(":memory:")
     r = _ingest(store, "activity", path)
-    assert (r.read, r.accepted, r.quarantined) == (5, 5, 0)
+    assert (r.read, r.accepted, r.quarantined, r.duplicates) == (6, 5, 0, 1)
     assert store.query("SELECT event_id, line FROM activity ORDER BY line") == [
         ("e1", 1), ("e2", 3), ("e3", 5), ("e4", 6), ("e5", 7)]

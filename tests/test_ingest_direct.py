@@ -74,29 +74,48 @@ ROW_SQL = ("SELECT act_id, event_id, ts, account, target, action, detail, sessio
            "key_id, line FROM activity ORDER BY act_id")
 
 
+UNIQUE = [r for r in ROWS if r["detail"] != "repeat of e1: the first line wins"]
+ROW_COLS = "event_id, ts, account, target, action, detail, session_id, actor, key_id"
+
+
 def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
     taken = _spy(monkeypatch)
     direct, staged = Store(":memory:"), Store(":memory:")
-    r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", ROWS))
-    r2 = _ingest(staged, _csv(tmp_path / "a.csv", ROWS))
+    r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", UNIQUE))
+    r2 = _ingest(staged, _csv(tmp_path / "a.csv", UNIQUE))
     assert taken == [True]                     # JSON lines one pass; CSV is staged
-    assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (5, 4, 1, 0)
-    assert (r2.read, r2.accepted, r2.duplicates) == (5, 4, 1)
-    rows = direct.query(ROW_SQL)
-    staged_rows = staged.query(ROW_SQL)
-    assert [r[:10] for r in rows] == [r[:10] for r in staged_rows]
-    assert [r[10] + 1 for r in rows] == [r[10] for r in staged_rows]     # CSV: header is line 1
-    by_id = {r[1]: r for r in rows}
-    assert by_id["e1"][3] == "Alice" and by_id["e1"][10] == 1        # first line of e1 kept
-    assert "S3cret" not in by_id["e1"][6] and "[REDACTED]" in by_id["e1"][6]
-    assert by_id["e2"][6] == "ls" and by_id["e2"][8] is None           # trimmed, '' -> NULL
-    assert by_id["e1"][9] == by_id["e2"][9]                            # same key, any case
-    assert [r[10] for r in rows] == [1, 2, 3, 5]
+    assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (4, 4, 0, 0)
+    assert (r2.read, r2.accepted, r2.duplicates) == (4, 4, 0)
+    sql = f"SELECT {ROW_COLS} FROM activity ORDER BY event_id"
+    rows = direct.query(sql)
+    assert rows == staged.query(sql)
+    by_id = {r[0]: r for r in rows}
+    assert "S3cret" not in by_id["e1"][5] and "[REDACTED]" in by_id["e1"][5]
+    assert by_id["e2"][5] == "ls" and by_id["e2"][7] is None           # trimmed, '' -> NULL
+    assert by_id["e1"][8] == by_id["e2"][8]                            # same key, any case
     assert direct.query("SELECT * FROM activity_keys ORDER BY 1") == \
         staged.query("SELECT * FROM activity_keys ORDER BY 1")
+    # one-pass rows: no line, an id hashed from (source, event_id) above the counted ones
+    ids = direct.query("SELECT act_id, line FROM activity")
+    assert all(i >= 1 << 62 and line is None for i, line in ids) and len({i for i, _ in ids}) == 4
+    assert staged.query("SELECT min(act_id), max(act_id) FROM activity") == [(1, 4)]
+    # staged rows added after hashed ones still count up from the counted ids
+    _ingest(direct, _csv(tmp_path / "b.csv", [{**UNIQUE[0], "event_id": "c1"}]))
+    assert direct.scalar("SELECT act_id FROM activity WHERE event_id = 'c1'") == 1
 
 
-def test_one_pass_steps_aside_for_quarantine_and_blank_lines(tmp_path, monkeypatch):
+def test_a_repeated_event_id_takes_the_staged_path_where_the_first_line_wins(tmp_path,
+                                                                             monkeypatch):
+    taken = _spy(monkeypatch)
+    store = Store(":memory:")
+    r = _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS))
+    assert taken == [False]
+    assert (r.read, r.accepted, r.duplicates) == (5, 4, 1)
+    assert store.query("SELECT account, line FROM activity WHERE event_id = 'e1'") == [
+        ("Alice", 1)]
+
+
+def test_one_pass_steps_aside_for_quarantine(tmp_path, monkeypatch):
     taken = _spy(monkeypatch)
     store = Store(":memory:")
     bad = _jsonl(tmp_path / "bad.jsonl", ROWS[:2] + [{"event_id": "x", "ts": "2026-11-16T10:00:00",
@@ -104,26 +123,33 @@ def test_one_pass_steps_aside_for_quarantine_and_blank_lines(tmp_path, monkeypat
     r = _ingest(store, bad)
     assert (r.read, r.accepted, r.quarantined) == (3, 2, 1)
     assert store.query("SELECT line FROM quarantine") == [(3,)]
-    blank = tmp_path / "blank.jsonl"
-    blank.write_text(json.dumps(ROWS[2]) + "\n\n" + json.dumps(ROWS[4]) + "\n")
-    r = _ingest(store, blank)
-    assert r.accepted == 2
-    assert store.query("SELECT line FROM activity WHERE ingest_id = 2 ORDER BY 1") == [(1,), (3,)]
-    assert taken == [False, False]
-    assert store.scalar("SELECT count(*) FROM ingest_log") == 2        # nothing left behind
+    assert taken == [False]
+    assert store.scalar("SELECT count(*) FROM ingest_log") == 1        # nothing left behind
 
 
 def test_one_pass_counts_rows_stored_before_as_duplicates(tmp_path, monkeypatch):
     taken = _spy(monkeypatch)
     store = Store(":memory:")
-    _ingest(store, _jsonl(tmp_path / "a.jsonl", ROWS[:3]))
-    r = _ingest(store, _jsonl(tmp_path / "b.jsonl", ROWS[1:]))
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", UNIQUE[:3]))
+    r = _ingest(store, _jsonl(tmp_path / "b.jsonl", UNIQUE[1:]))
     assert taken == [True, True]
-    assert (r.read, r.accepted, r.duplicates) == (4, 1, 3)   # e2, e3 stored; e1 again
+    assert (r.read, r.accepted, r.duplicates) == (3, 1, 2)   # e2, e3 stored before
     assert store.scalar("SELECT count(*) FROM activity") == 4
     assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 4
     again = _ingest(store, tmp_path / "b.jsonl")
     assert again.skipped
+
+
+def test_one_pass_leaves_a_clashing_id_to_the_staged_path(tmp_path, monkeypatch):
+    taken = _spy(monkeypatch)
+    store = Store(":memory:")
+    (h,) = store.con.execute("SELECT ((hash('generic', 'e3') >> 2) | (1::BIGINT << 62))"
+                             "::BIGINT").fetchone()
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", UNIQUE[:1]))
+    store.con.execute("UPDATE activity SET act_id = ?", [h])           # a forged clash
+    r = _ingest(store, _jsonl(tmp_path / "b.jsonl", UNIQUE[1:3]))
+    assert taken == [True, False] and r.accepted == 2
+    assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 3
 
 
 def test_keys_interned_before_013_keep_their_ids(tmp_path):
@@ -180,19 +206,16 @@ def test_findings_of_runs_before_012_stay_readable(tmp_path):
     assert store.scalar("SELECT count(*) FROM findings") == 3
 
 
-def test_one_pass_reads_gzip_and_a_last_line_without_newline(tmp_path, monkeypatch):
+def test_one_pass_reads_gzip_and_blank_lines(tmp_path, monkeypatch):
     import gzip
 
     taken = _spy(monkeypatch)
     store = Store(":memory:")
     gz = tmp_path / "a.jsonl.gz"
-    gz.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in ROWS[:3]).encode()))
-    last = tmp_path / "b.jsonl"
-    last.write_text(json.dumps(ROWS[4]) + "\n" + json.dumps({**ROWS[4], "event_id": "e9"}))
-    trailing = tmp_path / "c.jsonl"
-    trailing.write_text(json.dumps({**ROWS[4], "event_id": "e10"}) + "\n\n")
+    gz.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in UNIQUE[:3]).encode()))
+    blank = tmp_path / "b.jsonl"
+    blank.write_text(json.dumps(UNIQUE[3]) + "\n\n \n" + json.dumps({**UNIQUE[3], "event_id": "e9"}))
     assert _ingest(store, gz).accepted == 3
-    assert _ingest(store, last).accepted == 2
-    assert _ingest(store, trailing).accepted == 1
-    assert taken == [True, True, False]        # a blank line at the end: the staged path
-    assert store.query("SELECT line FROM activity WHERE ingest_id = 2 ORDER BY 1") == [(1,), (2,)]
+    r = _ingest(store, blank)
+    assert (r.read, r.accepted) == (2, 2)          # blank lines are not records
+    assert taken == [True, True]
