@@ -72,6 +72,8 @@ class Staged:
     # The SQL yields line = NULL and the store numbers rows in file order itself (a window
     # function would serialise the parallel reader). For one-record-per-line input only.
     number_lines: bool = False
+    # The line of the first row when the store numbers them (2 in a CSV file after its header).
+    first_line: int = 1
     # The fast SQL reads one record per line with a reader that skips blank lines, so its row
     # positions are line numbers only when the file has none: the store checks and re-reads
     # such a file with `exact`.

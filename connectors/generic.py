@@ -202,6 +202,44 @@ def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
                         dtype=object)
 
 
+def _csv_header(path: Path, kind: str) -> list[str]:
+    """The header's field names (stripped, lower case); InputError when a required one lacks."""
+    try:
+        with _open_text(path) as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason})", str(path)) from None
+    except csv.Error as exc:
+        raise InputError(f"CSV error: {exc}", str(path), 1) from None
+    header = [h.strip().lower() for h in header or []]
+    missing = [f for f, _, req, _ in SPEC[kind] if req and f not in header]
+    if header and missing:
+        raise InputError(f"header lacks required column(s) {', '.join(missing)} "
+                         f"for kind {kind}; header is: {', '.join(header)}", str(path), 1)
+    return header
+
+
+def _csv_fast_sql(kind: str, header: list[str]) -> str:
+    """Every CSV record read by DuckDB, fields by header position; `line` numbered by the store.
+
+    Only right when every record is one physical line: a field holding a line break stops the
+    statement (error()), and so does a record with the wrong number of fields (strict mode);
+    the store then takes the exact reader (_csv_frame), as it does for blank lines.
+    """
+    index = {h: i for i, h in enumerate(header)}
+    cols = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header))) + "}"
+    fields = [f for f, *_ in SPEC[kind]]
+    select = ", ".join(f"coalesce(c{index[f]}, '') AS f_{f}" if f in index  # as csv does
+                       else f"NULL::VARCHAR AS f_{f}"
+                       for f in fields)
+    breaks = " OR ".join(f"contains(c{i}, chr(10)) OR contains(c{i}, chr(13))"
+                         for i in range(len(header)))
+    return (f"SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, CASE WHEN {breaks} THEN "
+            f"error('pamcorr: a record spans lines') END AS parse_error, {select} "
+            f"FROM read_csv($path, header=false, skip=1, columns={cols}, delim=',', quote='\"', "
+            f"escape='\"', auto_detect=false, strict_mode=true, null_padding=false)")
+
+
 def _is_jsonl(path: Path) -> bool:
     name = path.name.lower().removesuffix(".gz")
     return name.endswith((".jsonl", ".ndjson", ".json"))
@@ -226,6 +264,11 @@ class GenericConnector:
             return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
                            params={**params, "path": str(path)}, exact=exact,
                            number_lines=True, skips_blank_lines=True)]
-        frame = _csv_frame(path, kind)
-        return [Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
-                       frame=frame)]
+        exact = Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
+                       frame=lambda: _csv_frame(path, kind))
+        header = _csv_header(path, kind)
+        if not header:
+            return [exact]
+        return [Staged(kind, sql=mapping_sql(kind, _csv_fast_sql(kind, header)),
+                       params={**params, "path": str(path)}, exact=exact, number_lines=True,
+                       first_line=2, skips_blank_lines=True)]

@@ -113,6 +113,10 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
                          f"not {kind!r}")
     results = []
     files = expand_paths(paths)
+    if getattr(connector, "stage_arrays", None) is not None:
+        # Records files read many at a time, with this function's results (issue #3).
+        from correlate.ingest_many import ingest_many
+        return ingest_many(store, connector, kind, files, options, progress)
     for n, path in enumerate(files, 1):
         if progress:
             progress(f"[{n}/{len(files)}] {path}")
@@ -153,7 +157,7 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
                 if used[i].skips_blank_lines and batch.exact is not None:
                     _stage(con, batch.exact, f"stage_{i}")
                     used[i] = batch.exact
-        numbered = [u.number_lines for u in used]
+        numbered = [u.first_line if u.number_lines else None for u in used]
         digest = hashing.result()
     result = FileResult(str(path), connector.name, kind, digest)
     if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
@@ -222,7 +226,9 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
 
 def _stage(con, batch: Staged, name: str) -> None:
     if batch.frame is not None:
-        con.register("src", batch.frame)
+        # a callable frame is parsed only when this (exact) batch is needed. register() refuses
+        # to run while a result is half-read (fetchone), so callers fetch results whole.
+        con.register("src", batch.frame() if callable(batch.frame) else batch.frame)
     try:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
         params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
@@ -242,7 +248,7 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
     try:
         _stage(con, batch, name)
         if batch.exact is not None and con.execute(
-                f"SELECT count(*) FROM {name} WHERE reason IS NOT NULL").fetchone()[0]:
+                f"SELECT count(*) FROM {name} WHERE reason IS NOT NULL").fetchall()[0][0]:
             used = batch.exact
             _stage(con, used, name)
     except duckdb.Error as exc:
@@ -257,10 +263,10 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
 
 
 def _load(con, table: str, name: str, source: str, ingest_id: int, path: str,
-          numbered: bool = False) -> dict:
+          numbered: int | None = None) -> dict:
     # rid: the row's position in the staged table, which keeps the file's order
     # (preserve_insertion_order); with `numbered` it is also the line (Staged.number_lines).
-    line = "* REPLACE (rowid + 1 AS line)" if numbered else "*"
+    line = f"* REPLACE (rowid + {int(numbered)} AS line)" if numbered is not None else "*"
     con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT {line}, rowid AS rid FROM {name}")
     for (kind,) in con.execute("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
                                "FROM information_schema.tables WHERE table_name = 'fresh' "

@@ -80,15 +80,17 @@ ROW_COLS = "event_id, ts, account, target, action, detail, session_id, actor, ke
 
 def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
     taken = _spy(monkeypatch)
-    direct, staged = Store(":memory:"), Store(":memory:")
+    direct, from_csv, staged = Store(":memory:"), Store(":memory:"), Store(":memory:")
     r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", UNIQUE))
-    r2 = _ingest(staged, _csv(tmp_path / "a.csv", UNIQUE))
-    assert taken == [True]                     # JSON lines one pass; CSV is staged
+    r3 = _ingest(from_csv, _csv(tmp_path / "a.csv", UNIQUE))
+    assert taken == [True, True]               # JSON lines and CSV: one pass
+    monkeypatch.setattr(ingest_mod, "_ingest_direct", lambda *args: None)
+    r2 = _ingest(staged, tmp_path / "a.jsonl")
     assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (4, 4, 0, 0)
-    assert (r2.read, r2.accepted, r2.duplicates) == (4, 4, 0)
+    assert (r2.read, r2.accepted, r2.duplicates) == (r3.read, r3.accepted, r3.duplicates) == (4, 4, 0)
     sql = f"SELECT {ROW_COLS} FROM activity ORDER BY event_id"
     rows = direct.query(sql)
-    assert rows == staged.query(sql)
+    assert rows == staged.query(sql) == from_csv.query(sql)
     by_id = {r[0]: r for r in rows}
     assert "S3cret" not in by_id["e1"][5] and "[REDACTED]" in by_id["e1"][5]
     assert by_id["e2"][5] == "ls" and by_id["e2"][7] is None           # trimmed, '' -> NULL
@@ -100,7 +102,7 @@ def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
     assert all(i >= 1 << 62 and line is None for i, line in ids) and len({i for i, _ in ids}) == 4
     assert staged.query("SELECT min(act_id), max(act_id) FROM activity") == [(1, 4)]
     # staged rows added after hashed ones still count up from the counted ids
-    _ingest(direct, _csv(tmp_path / "b.csv", [{**UNIQUE[0], "event_id": "c1"}]))
+    _ingest(direct, _jsonl(tmp_path / "b.jsonl", [{**UNIQUE[0], "event_id": "c1"}]))
     assert direct.scalar("SELECT act_id FROM activity WHERE event_id = 'c1'") == 1
 
 
@@ -219,3 +221,26 @@ def test_one_pass_reads_gzip_and_blank_lines(tmp_path, monkeypatch):
     r = _ingest(store, blank)
     assert (r.read, r.accepted) == (2, 2)          # blank lines are not records
     assert taken == [True, True]
+
+
+def test_csv_read_by_duckdb_keeps_physical_lines(tmp_path):
+    """CSV goes through DuckDB's reader unless a record spans lines or a line is blank; either
+    way stored and quarantined lines are the file's."""
+    head = "approval_id,account,target,start,end,ticket\n"
+    good = "A{0},alice,web-0{0},2026-11-16T10:00:00Z,2026-11-16T12:00:00Z,CHG-{0}\n"
+    store = Store(":memory:")
+    plain = tmp_path / "a.csv"
+    plain.write_text(head + "".join(good.format(i) for i in range(1, 4))
+                     + "A9,bob,web-09,2026-11-16T10:00:00,2026-11-16T12:00:00Z,\n")
+    (r,) = ingest(store, GenericConnector(), "approvals", [str(plain)], Options())
+    assert (r.read, r.accepted, r.quarantined) == (4, 3, 1)
+    assert store.query("SELECT approval_id, line FROM approvals ORDER BY line") == [
+        ("A1", 2), ("A2", 3), ("A3", 4)]
+    assert store.query("SELECT line FROM quarantine") == [(5,)]
+    spans = tmp_path / "b.csv"
+    spans.write_text(head + good.format(4) + '"A5",carol,web-05,2026-11-16T10:00:00Z,'
+                     '2026-11-16T12:00:00Z,"CHG-5\nsee above"\n\n' + good.format(6))
+    (r,) = ingest(store, GenericConnector(), "approvals", [str(spans)], Options())
+    assert (r.read, r.accepted) == (3, 3)
+    assert store.query("SELECT approval_id, line FROM approvals WHERE ingest_id = 2 "
+                       "ORDER BY line") == [("A4", 2), ("A5", 3), ("A6", 6)]
