@@ -23,6 +23,8 @@ Layouts, found from the first line: one record per line (read by DuckDB's
 read_json, exact line-by-line fallback); one `{"Records": [...]}` document per
 line; one pretty-printed document or top-level array (up to 256 MiB) for the
 whole file. For the Records layouts `line` is the record's ordinal in the file.
+Many S3 files at once: `records_array` says where a file's Records array lies and
+`stage_arrays` reads many such arrays in one statement (correlate/ingest_many.py).
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from pathlib import Path
 
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
-    Fields, attrs_sql, content_id_sql, peek, records_fast_sql, records_sql, staged_pair,
-    ts_fast_sql,
+    Fields, array_files_sql, attrs_sql, content_id_sql, peek, records_array, records_fast_sql,
+    records_sql, staged_pair, ts_fast_sql,
 )
 
 _UI = "userIdentity"
@@ -87,9 +89,10 @@ _ATTRS = attrs_sql([
 ])
 
 
-def _rows(source: str) -> str:
+def _rows(source: str, keep: str = "") -> str:
+    """Per-record expressions over `source`; `keep` carries more of its columns ("filename, ")."""
     return f"""
-SELECT line, raw, parse_error, f_event_time, f_event_source, f_event_name,
+SELECT {keep}line, raw, parse_error, f_event_time, f_event_source, f_event_name, f_event_type,
     {IGNORED_SQL} AS ignored, {ts_fast_sql('f_event_time')} AS ts,
     coalesce(nullif(f_event_id, ''), {content_id_sql(
         ['f_event_time', 'f_event_source', 'f_event_name', 'f_ui_arn', 'f_ui_principal',
@@ -107,16 +110,22 @@ FROM ({source}) s
 """
 
 
-def _activity_final(rows: str) -> str:
-    return f"""
-SELECT line, raw,
-    CASE WHEN parse_error IS NOT NULL THEN parse_error
+# Why a record is quarantined (NULL: it is good).
+_REASON = f"""CASE WHEN parse_error IS NOT NULL THEN parse_error
          WHEN ts IS NULL THEN {ts_problem_sql('f_event_time', 'eventTime')}
          WHEN nullif(f_event_name, '') IS NULL OR nullif(f_event_source, '') IS NULL
          THEN 'not a CloudTrail record: missing eventSource or eventName'
          WHEN account IS NULL THEN 'no identity: userIdentity has no arn, userName, invokedBy '
               || 'or principalId'
-    END AS reason,
+    END"""
+# The type an ignored record is counted under.
+_IGNORED_TYPE = ("CASE WHEN f_event_type = 'AwsCloudTrailInsight' THEN 'AwsCloudTrailInsight' "
+                 "ELSE 'CloudTrail digest' END")
+
+
+def _activity_final(rows: str) -> str:
+    return f"""
+SELECT line, raw, {_REASON} AS reason,
     event_id, ts, account, target, action, detail, session_id, actor, actor_kind, read_only,
     attrs
 FROM ({rows}) r WHERE parse_error IS NOT NULL OR NOT ignored
@@ -130,11 +139,23 @@ def _ignored_rows(source: str) -> str:
 
 def _ignored_final(rows: str) -> str:
     return f"""
-SELECT line, raw, NULL::VARCHAR AS reason,
-    CASE WHEN f_event_type = 'AwsCloudTrailInsight' THEN 'AwsCloudTrailInsight'
-         ELSE 'CloudTrail digest' END AS event_type
+SELECT line, raw, NULL::VARCHAR AS reason, {_IGNORED_TYPE} AS event_type
 FROM ({rows}) r WHERE parse_error IS NULL AND ignored
 """
+
+
+def _arrays_final(rows: str) -> str:
+    """Every record of the staged arrays, ignored ones flagged (and typed) instead of dropped."""
+    return f"""
+SELECT filename, ignored, CASE WHEN NOT ignored THEN {_REASON} END AS reason,
+    CASE WHEN ignored THEN {_IGNORED_TYPE} END AS event_type,
+    event_id, ts, account, target, action, detail, session_id, actor, actor_kind, read_only,
+    attrs
+FROM ({rows}) r
+"""
+
+
+_LEADING_SPACE = re.compile(rb"[ \t\r\n]*")
 
 
 def layout(path: Path) -> str:
@@ -182,3 +203,29 @@ class CloudTrailConnector:
             out.append(Staged(table, sql=final(rows(records_fast_sql(fields, whole, only))),
                               params=p, exact=exact))
         return out
+
+    # Many S3 files at once (correlate/ingest_many.py): the store cuts each document's
+    # Records array out and reads all of them with one statement.
+    def records_array(self, doc) -> tuple[int, int] | None:
+        """(start, end) of the Records array of `doc`, a whole file's bytes (or an mmap of
+        them), when reading that array gives the records `stage` would: the file is exactly
+        one `{"Records": [...]}` document that `layout` reads whole (one line, or a first
+        line not ending in `}`). None for anything else; `stage` then reads the file."""
+        span = records_array(doc)
+        if span is None:
+            return None
+        first = _LEADING_SPACE.match(doc).end()
+        newline = doc.find(b"\n", first, span[1])
+        if newline < 0:
+            return span         # one line: 'records' and 'document' read it alike
+        if newline < 60_000 and not doc[first:newline].rstrip().endswith(b"}"):
+            return span         # 'document': the whole file is the one document
+        return None             # 'records' would read each line as a document
+
+    def stage_arrays(self, options: Options) -> Staged:
+        """Every record of the files $paths, each one JSON array of records (a cut-out
+        Records array), in file order: `filename, ignored, reason, event_type` and the
+        activity columns. Rows are numbered by the store (their order is the files')."""
+        return Staged("activity", sql=_arrays_final(_rows(array_files_sql(FIELDS),
+                                                          keep="filename, ")),
+                      params={"tz": options.tz})

@@ -14,6 +14,8 @@ SELECTs give the same columns `line, raw, parse_error, f_<name>` (all text):
 For documents holding many records (CloudTrail `{"Records": [...]}`),
 `records_fast_sql` (typed parse, `raw` NULL) and `records_sql` (record by record,
 with `raw`) are the same pair, `line` being the record's ordinal in the file.
+`array_files_sql` reads the records of many such arrays, cut out of their documents
+(`records_array`), with one typed `read_json` (correlate/ingest_many.py).
 
 The store runs the fast SELECT first and the exact one when the fast one fails
 or quarantines anything (connectors/base.py `Staged.exact`), so quarantined rows
@@ -23,6 +25,7 @@ Needs DuckDB >= 1.3 (`try()`, `lambda x:` syntax).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from connectors.base import Staged, ts_sql
@@ -85,8 +88,8 @@ def _struct_type(tree: dict) -> str:
         f"{_ident(k)} {'VARCHAR' if v is None else _struct_type(v)}" for k, v in tree.items()) + ")"
 
 
-def fast_sql(fields: Fields) -> str:
-    """`line` (NULL: numbered later), `raw` (NULL), `parse_error` (NULL), `f_*` from read_json.
+def _typed_read(fields: Fields) -> tuple[str, str]:
+    """(read_json `columns=` map, select list of `f_*`) for the fields.
 
     A top-level key read for nested fields is typed as a STRUCT of exactly those
     fields (no JSON text made and parsed again); a value of another shape makes
@@ -112,11 +115,66 @@ def fast_sql(fields: Fields) -> str:
             columns.append(f"{_lit(top)}: 'JSON'")
             for name, s in subs:
                 select.append(f"json_extract_string({_ident(top)}, {_lit(jpath(s))}) AS f_{name}")
+    return "{" + ", ".join(columns) + "}", ", ".join(select)
+
+
+def fast_sql(fields: Fields) -> str:
+    """`line` (NULL: numbered later), `raw` (NULL), `parse_error` (NULL), `f_*` from read_json
+    (typed as `_typed_read` says)."""
+    columns, select = _typed_read(fields)
     return (
         f"SELECT NULL::BIGINT AS line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, "
-        f"{', '.join(select)} FROM read_json($path, format='newline_delimited', "
-        f"columns={{{', '.join(columns)}}}, maximum_object_size={MAX_OBJECT})"
+        f"{select} FROM read_json($path, format='newline_delimited', "
+        f"columns={columns}, maximum_object_size={MAX_OBJECT})"
     )
+
+
+def array_files_sql(fields: Fields) -> str:
+    """`filename, line` (NULL), `raw` (NULL), `parse_error` (NULL), `f_*` for every record
+    of the files $paths (a list), each holding one JSON array of records: in one
+    statement, in file order (with preserve_insertion_order). Typed as fast_sql; a
+    file that is not such an array, or a value of another shape, fails the read.
+    """
+    columns, select = _typed_read(fields)
+    return (
+        f"SELECT filename, NULL::BIGINT AS line, NULL::VARCHAR AS raw, "
+        f"NULL::VARCHAR AS parse_error, {select} FROM read_json($paths, format='array', "
+        f"columns={columns}, filename=true, maximum_object_size={MAX_OBJECT})"
+    )
+
+
+_WS = b" \t\r\n"
+_RECORDS_HEAD = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"Records"[ \t\r\n]*:[ \t\r\n]*\[')
+
+
+def records_head(head: bytes) -> bool:
+    """True when a document's first bytes open `{"Records": [`."""
+    return _RECORDS_HEAD.match(head) is not None
+
+
+def records_array(doc) -> tuple[int, int] | None:
+    """(start, end) of the array in `doc` (bytes, or an mmap of them), a document that is
+    exactly `{"Records": [...]}`.
+
+    Strict about what lies outside the brackets: only whitespace around the braces; else
+    None (the caller reads the file the usual way). What lies between them is left to
+    the JSON reader, which rejects text after the array's end (`[...], "more": 1` or a
+    second document), so such a file fails the read and is read the usual way too.
+    """
+    head = _RECORDS_HEAD.match(doc)
+    if head is None:
+        return None
+    end = len(doc)
+    while end and doc[end - 1] in _WS:
+        end -= 1
+    if not end or doc[end - 1] != ord("}"):
+        return None
+    end -= 1
+    while end and doc[end - 1] in _WS:
+        end -= 1
+    if end <= head.end() - 1 or doc[end - 1] != ord("]"):
+        return None
+    return head.end() - 1, end
 
 
 def extract_sql(fields: Fields, doc: str = "raw") -> tuple[str, str]:
