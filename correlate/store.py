@@ -68,6 +68,9 @@ class Store:
                     f"or use another file with --db") from None
             raise StoreError(f"cannot open {self.path}: {text}") from None
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB draws a progress bar on stdout for long statements, even into a pipe, where it
+        # would corrupt `pamcorr findings --format csv`.
+        self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
         limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
         if limit:

@@ -244,3 +244,9 @@ def test_csv_read_by_duckdb_keeps_physical_lines(tmp_path):
     assert (r.read, r.accepted) == (3, 3)
     assert store.query("SELECT approval_id, line FROM approvals WHERE ingest_id = 2 "
                        "ORDER BY line") == [("A4", 2), ("A5", 3), ("A6", 6)]
+
+
+def test_store_draws_no_progress_bar_on_stdout():
+    """Long statements must not write DuckDB's progress bar into piped CSV/JSON output."""
+    store = Store(":memory:")
+    assert store.scalar("SELECT current_setting('enable_progress_bar')") is False
