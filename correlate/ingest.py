@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import os
 import re
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,15 @@ LIKELY_SEEN_SQL = ("SELECT count(*) FROM ingest_log WHERE size_bytes = ? AND fil
 
 
 def ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
+    """Ingest one file; a file that cannot be read (a cut or false .gz, an I/O error) is an
+    InputError naming it, not a traceback. Nothing of it is stored then."""
+    try:
+        return _ingest_file(store, connector, kind, path, options)
+    except (EOFError, OSError, zlib.error) as exc:   # gzip.BadGzipFile is an OSError
+        raise InputError(f"cannot read: {exc or type(exc).__name__}", str(path)) from None
+
+
+def _ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
     con = store.con
     size = path.stat().st_size
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -250,3 +250,24 @@ def test_store_draws_no_progress_bar_on_stdout():
     """Long statements must not write DuckDB's progress bar into piped CSV/JSON output."""
     store = Store(":memory:")
     assert store.scalar("SELECT current_setting('enable_progress_bar')") is False
+
+
+@pytest.mark.parametrize("source", ["cloudtrail", "generic"])
+def test_a_cut_or_false_gzip_is_an_error_naming_the_file(tmp_path, source):
+    import gzip
+
+    from connectors.registry import get_connector
+    from correlate.errors import InputError
+
+    data = gzip.compress(json.dumps({"Records": [{"eventTime": "2026-11-16T10:00:00Z"}] * 200})
+                         .encode())
+    cut, false = tmp_path / "cut.json.gz", tmp_path / "false.json.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    false.write_bytes(b"not gzip at all")
+    store = Store(":memory:")
+    kind = "activity" if source == "generic" else None
+    for path in (cut, false):
+        with pytest.raises(InputError, match="cannot read") as err:
+            ingest(store, get_connector(source), kind, [str(path)], Options())
+        assert path.name in str(err.value)
+    assert store.scalar("SELECT count(*) FROM ingest_log") == 0
