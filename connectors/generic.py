@@ -168,18 +168,13 @@ def _open_text(path: Path):
 def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
     """Every CSV record with its physical line; short/long rows get a parse_error."""
     fields = [f for f, *_ in SPEC[kind]]
-    required = [f for f, _, req, _ in SPEC[kind] if req]
     try:
         with _open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
                 return pd.DataFrame(columns=["line", "raw", "parse_error"] + [f"f_{f}" for f in fields])
-            header = [h.strip().lower() for h in header]
-            missing = [f for f in required if f not in header]
-            if missing:
-                raise InputError(f"header lacks required column(s) {', '.join(missing)} "
-                                 f"for kind {kind}; header is: {', '.join(header)}", str(path), 1)
+            header = _checked_header(header, kind, path)
             index = {h: i for i, h in enumerate(header)}
             rows = []
             start = reader.line_num + 1
@@ -211,9 +206,14 @@ def _csv_header(path: Path, kind: str) -> list[str]:
         raise InputError(f"not UTF-8 text ({exc.reason})", str(path)) from None
     except csv.Error as exc:
         raise InputError(f"CSV error: {exc}", str(path), 1) from None
-    header = [h.strip().lower() for h in header or []]
+    return _checked_header(header, kind, path) if header else []
+
+
+def _checked_header(header: list[str], kind: str, path: Path) -> list[str]:
+    """The field names stripped and in lower case; InputError when a required one lacks."""
+    header = [h.strip().lower() for h in header]
     missing = [f for f, _, req, _ in SPEC[kind] if req and f not in header]
-    if header and missing:
+    if missing:
         raise InputError(f"header lacks required column(s) {', '.join(missing)} "
                          f"for kind {kind}; header is: {', '.join(header)}", str(path), 1)
     return header

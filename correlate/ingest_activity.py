@@ -31,12 +31,13 @@ def _count(con, sql: str, params: list | dict) -> int:
     return con.execute(sql, params).fetchone()[0]
 
 
-def _columns(optional: list[str], prefix: str) -> tuple[str, str]:
-    """(column list, select list) for the optional columns; attrs are redacted like detail."""
-    names = "".join(f", {c}" for c in optional)
-    values = "".join(f", {redact_sql(prefix + 'attrs')}" if c == "attrs" else f", {prefix}{c}"
-                     for c in optional)
-    return names, values
+def optional_columns(present, prefix: str) -> tuple[str, str]:
+    """(column list, select list) of the optional activity columns among `present`; attrs are
+    redacted like detail."""
+    cols = [c for c in OPTIONAL_COLUMNS["activity"] if c in present]
+    return ("".join(f", {c}" for c in cols),
+            "".join(f", {redact_sql(prefix + c)}" if c == "attrs" else f", {prefix}{c}"
+                    for c in cols))
 
 
 # Within a file the first line of an event_id wins; across files the stored row wins.
@@ -77,7 +78,7 @@ def load_staged(con, source: str, ingest_id: int) -> int:
     else:
         con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {good}")
     present = {r[0] for r in con.execute("DESCRIBE fresh").fetchall()}
-    names, values = _columns([c for c in OPTIONAL_COLUMNS["activity"] if c in present], "f.")
+    names, values = optional_columns(present, "f.")
     inserted = con.execute(STAGED_INSERT.format(
         names=names, values=values, detail=redact_sql("f.detail"), hashed=HASHED_IDS,
         key=key_sql("f.account", "f.target")), {"source": source, "ingest_id": ingest_id}
@@ -128,7 +129,7 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tup
     ids clash; the caller must then roll back.
     """
     cols = [d[0] for d in con.execute(f"SELECT * FROM ({sql}) s LIMIT 0", params).description]
-    names, values = _columns([c for c in OPTIONAL_COLUMNS["activity"] if c in cols], "s.")
+    names, values = optional_columns(cols, "s.")
     ids = {"ingest_id": ingest_id}
     try:
         read = con.execute(DIRECT_INSERT.format(
@@ -155,7 +156,7 @@ CREATE OR REPLACE TEMP TABLE new_keys AS
 SELECT key_id, min(lower(account)) AS a, min(lower(target)) AS t,
        max(lower(account)) <> min(lower(account)) OR max(lower(target)) <> min(lower(target))
          AS collides
-FROM activity WHERE ingest_id = ? GROUP BY key_id
+FROM activity WHERE ingest_id BETWEEN ? AND ? GROUP BY key_id
 """
 # Pairs interned before 64-bit keys (or by another hash function) keep their stored id.
 KEY_REMAP = """
@@ -173,13 +174,16 @@ LIMIT 1
 """
 
 
-def intern_keys(con, ingest_id: int) -> None:
-    """Record the (account, target) pairs of ingest `ingest_id` in activity_keys."""
-    con.execute(NEW_KEYS, [ingest_id])
+def intern_keys(con, first_id: int, last_id: int | None = None) -> None:
+    """Record the (account, target) pairs of ingests `first_id` to `last_id` (default: that one
+    ingest) in activity_keys."""
+    ids = [first_id, first_id if last_id is None else last_id]
+    con.execute(NEW_KEYS, ids)
     con.execute(KEY_REMAP)
     if _count(con, "SELECT count(*) FROM key_remap", []):
         con.execute("UPDATE activity SET key_id = r.old_id FROM key_remap r "
-                    "WHERE activity.ingest_id = ? AND activity.key_id = r.new_id", [ingest_id])
+                    "WHERE activity.ingest_id BETWEEN ? AND ? AND activity.key_id = r.new_id",
+                    ids)
     clash = con.execute(KEY_COLLISIONS).fetchone()
     if clash:
         raise StoreError(f"64-bit key collision for account/target {clash[1]!r}/{clash[2]!r} "

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import duckdb
 
-from correlate.ingest_activity import key_sql
-from correlate.ingest_many_load import (
-    ID, MAX_DENSE, MINE, STORED, ArraysLoad, optional_columns, in_file_order,
-)
+from correlate.ingest_activity import intern_keys, key_sql, optional_columns
+from correlate.ingest_many_load import ID, MAX_DENSE, MINE, STORED, ArraysLoad, in_file_order
 from correlate.redact import redact_sql
 
 INSERT = f"""
@@ -114,7 +112,7 @@ class DirectLoad:
                 if first_id + k in kept:    # the next file starts past its last act_id
                     base += kept[first_id + k][1] - first + 1
             con.execute(NUMBER, {**span, "firsts": firsts, "bases": bases})
-            self.load.intern(first_id, span["last"])
+            intern_keys(self.con, first_id, span["last"])
             counts = [(n, kept.get(first_id + k, (0,))[0], 0)
                       for k, (_, _, n) in enumerate(stats)]
             self.load.log(self.files, first_id, counts)

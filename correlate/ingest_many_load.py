@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import duckdb
 
-from connectors.base import OPTIONAL_COLUMNS
 from correlate.clock import now_utc
-from correlate.ingest_activity import HASHED_IDS, intern_keys, key_sql
+from correlate.ingest_activity import HASHED_IDS, intern_keys, key_sql, optional_columns
 from correlate.redact import redact_sql
 
 FILE_INDEX = "(parse_filename(s.filename, true)::INTEGER - $base + 1)"
@@ -61,15 +60,6 @@ SELECT {ID}, coalesce(s.event_type, '?'), count(*)
 FROM many_stage s WHERE s.rowid BETWEEN $lo AND $hi AND s.ignored GROUP BY ALL
 """
 
-# The first file from $first on with a row whose pair (and key) is not in activity_keys
-# exactly so: intern_keys has nothing to do (record, map back or refuse a collision) for the
-# files before it, so it runs only for files that bring new pairs, in order.
-NEW_PAIRS = f"""
-SELECT min(a.ingest_id) FROM activity a
-WHERE a.{MINE} AND NOT EXISTS (
-    SELECT 1 FROM activity_keys k WHERE k.key_id = a.key_id
-    AND k.account_norm = lower(a.account) AND k.target_norm = lower(a.target))
-"""
 # The staged path's dense act_ids count up from here (hashed ids of one-pass loads lie above).
 MAX_DENSE = f"SELECT coalesce(max(act_id) FILTER (WHERE act_id < {HASHED_IDS}), 0) FROM activity"
 LOG = """
@@ -79,14 +69,6 @@ SELECT unnest($ids), $source, $kind, unnest($files), unnest($shas), unnest($size
        unnest($reads), unnest($accepted), 0, unnest($duplicates), unnest($ignored), $started,
        $finished
 """
-
-
-def optional_columns(present: set[str], prefix: str) -> tuple[str, str]:
-    """(column list, select list) of the optional activity columns; attrs redacted like detail."""
-    cols = [c for c in OPTIONAL_COLUMNS["activity"] if c in present]
-    return ("".join(f", {c}" for c in cols),
-            "".join(f", {redact_sql(prefix + c)}" if c == "attrs" else f", {prefix}{c}"
-                    for c in cols))
 
 
 def in_file_order(stats: list[tuple]) -> bool:
@@ -192,19 +174,11 @@ class ArraysLoad:
             fresh=fresh, names=names, values=values, detail=redact_sql("f.detail"),
             key=key_sql("f.account", "f.target")),
             {**bound, "bases": bases, "first": first_id, "source": self.source})
-        self.intern(first_id, last_id)
+        intern_keys(con, first_id, last_id)
         if any(st[3] for _, st in full):
             con.execute(IGNORED, {k: params[k] for k in ("lo", "hi", "base", "ids")})
         con.execute("DROP TABLE IF EXISTS many_new")
         return {i: n for i, (n, _) in spans.items()}
-
-    def intern(self, first_id: int, last_id: int) -> None:
-        """intern_keys for each ingest from `first_id` to `last_id` that brings a new pair."""
-        ingest_id = first_id
-        while (ingest_id := self.con.execute(NEW_PAIRS, {"first": ingest_id, "last": last_id})
-               .fetchone()[0]) is not None:
-            intern_keys(self.con, ingest_id)
-            ingest_id += 1
 
     def log(self, files, first_id: int, counts) -> None:
         """One finished ingest_log row per file, ids from `first_id`."""
