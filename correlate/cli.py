@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -268,7 +269,9 @@ SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
 
 
 def sample_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "sample_data"
+    """The bundled sample week: package data `correlate.sample_data` (sample_data/ in the source
+    tree, inside site-packages when installed from a wheel)."""
+    return Path(str(resources.files("correlate.sample_data")))
 
 
 @main.command()
