@@ -8,7 +8,9 @@ object or as JSON text); Elastic's `kubernetes.audit` object; a shipper's
 
 One activity row per request: the stages of one `auditID` (GKE: `operation.id`)
 are staged with the values of its ResponseComplete / Panic stage (else its last
-line), so the store keeps one row and counts the other stages as duplicates.
+line), so the store keeps one row and counts the other stages as duplicates. A
+line that reuses an auditID of the file for another verb or request URI is a
+clash and is quarantined (it is another request, not a stage of the first).
 
 * account = `impersonatedUser.username` when impersonating, else `user.username`
   (GKE: authenticationInfo.principalEmail); actor = `user.username`;
@@ -127,7 +129,7 @@ def _mapped(rows: str) -> str:
         ("impersonated_by", "CASE WHEN impersonated IS NOT NULL THEN username END"),
         ("sensitive", sensitive)])
     return f"""
-SELECT line, raw, parse_error, shape, ts_text, {ts_fast_sql('ts_text')} AS ts,
+SELECT line, raw, parse_error, shape, ts_text, {ts_fast_sql('ts_text')} AS ts, verb,
     CASE stage WHEN 'ResponseComplete' THEN 3 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2
                WHEN 'RequestReceived' THEN 1 ELSE 3 END AS stage_rank,
     coalesce(nullif(audit_id, ''), {content_id_sql(['ts_text', 'username', 'verb', 'uri'])})
@@ -148,14 +150,29 @@ _COLS = "event_id, ts, account, target, action, detail, actor, actor_kind, read_
 
 
 def _activity_final(rows: str) -> str:
+    # The stages of one request share its auditID, verb and request URI. A line whose auditID
+    # the file's first line with that auditID used for another verb or URI is a clash, not a
+    # stage of the same request: it is quarantined, never folded into the first as a duplicate.
     return f"""
-WITH a AS MATERIALIZED (
+WITH a0 AS MATERIALIZED (
     SELECT *, CASE WHEN parse_error IS NOT NULL THEN parse_error
         WHEN shape = 'unknown' THEN 'not a Kubernetes audit event (no auditID, protoPayload, '
              || 'properties.log, kubernetes.audit or message)'
         WHEN ts IS NULL THEN {ts_problem_sql('ts_text', 'requestReceivedTimestamp')}
         WHEN account IS NULL THEN 'missing required field: user.username'
     END AS reason FROM ({_mapped(rows)}) m WHERE shape <> 'ignored'),
+first AS (SELECT event_id, min(line) AS first_line,
+                 arg_min(struct_pack(verb, detail), line) AS request
+          FROM a0 WHERE reason IS NULL GROUP BY event_id),
+a AS MATERIALIZED (
+    SELECT a0.* REPLACE (CASE
+        WHEN a0.reason IS NULL AND struct_pack(verb := a0.verb, detail := a0.detail)
+                                   IS DISTINCT FROM f.request
+        THEN 'auditID ' || a0.event_id || ' is already used at line ' || f.first_line
+             || ' by a different request (' || coalesce(f.request.verb, '?') || ' '
+             || coalesce(f.request.detail, '?') || ')'
+        ELSE a0.reason END AS reason)
+    FROM a0 LEFT JOIN first f ON f.event_id = a0.event_id),
 pick AS (SELECT arg_max(line, stage_rank * 1000000000000 + line) AS line
          FROM a WHERE reason IS NULL GROUP BY event_id),
 chosen AS (SELECT a.* FROM a SEMI JOIN pick ON pick.line = a.line)

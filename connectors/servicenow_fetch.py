@@ -10,7 +10,13 @@ Table API, with ``requests``:
   allow-list, and ``sysparm_limit`` / ``sysparm_offset`` paging until the
   ``X-Total-Count`` header is reached;
 * ``GET /api/now/table/sysapproval_approver`` with
-  ``sysparm_query=sysapprovalIN<change sys_ids>`` for the approval records.
+  ``sysparm_query=sysapprovalIN<change sys_ids>`` for the approval records;
+* ``GET /api/now/table/sys_audit`` with ``tablename=change_request^fieldname=state^
+  documentkeyIN<change sys_ids>`` for the state history. When it cannot be used the
+  ticket carries ``history_note`` (why) and is judged by its current state.
+
+A ticket carries ``aliases``: the other references that cited the change (its
+sys_id when asked for by sys_id), under which the store keeps it too.
 
 User names come from dot-walked fields (``assigned_to.user_name`` ...) so no
 display values (which are in the caller's time zone) are needed.  A 404 from
@@ -44,6 +50,8 @@ ALLOWLIST = (
 )
 REQUIRED_FIELDS = ("sys_id", "number", "state")
 APPROVAL_FIELDS = ("sys_id", "sysapproval", "approver.user_name", "state", "sys_updated_on")
+AUDIT_FIELDS = ("documentkey", "fieldname", "oldvalue", "newvalue", "sys_created_on",
+                "record_checkpoint")
 
 #: change_request.state codes (Change Management state model) -> our statuses.
 STATE_MAP = {
@@ -185,6 +193,7 @@ class _Run:
             records = self.table("change_request", _ref_query(refs), self.fields)
         except _NotFound:
             self.result.missing.extend(refs)
+            self.result.missing_why.update({r: "not found (HTTP 404 No Record found)" for r in refs})
             return
         except _Failure as exc:
             self.result.failed.update({r: str(exc) for r in refs})
@@ -205,14 +214,38 @@ class _Run:
         approvals = self.approvals(found)
         if approvals is None:
             return
-        done: set[str] = set()
-        for rec in found.values():
+        changes: dict[str, tuple[dict, list[str]]] = {}   # sys_id -> (record, refs citing it)
+        for ref, rec in found.items():
+            changes.setdefault(_value(rec, "sys_id"), (rec, []))[1].append(ref)
+        histories = self.histories({sys_id: rec for sys_id, (rec, _) in changes.items()})
+        for sys_id, (rec, cited) in changes.items():
             ticket = self.ticket(rec)
-            if ticket["ticket_id"] in done:
-                continue  # the same change asked for by number and by sys_id
-            done.add(ticket["ticket_id"])
+            # stored under its number and under every other form that cites it (a sys_id)
+            ticket["aliases"] = [r for r in cited if r != ticket["ticket_id"]]
+            history = histories[sys_id]
+            if isinstance(history, str):
+                ticket["history_note"] = f"state history unavailable ({history}); judged by the current state"
+            else:
+                self.result.history.extend({"ticket_id": ticket["ticket_id"], **h} for h in history)
             self.result.tickets.append(ticket)
-            self.result.approvals.extend(approvals.get(_value(rec, "sys_id"), []))
+            self.result.approvals.extend(approvals.get(sys_id, []))
+
+    def histories(self, changes: dict[str, dict]) -> dict[str, list[dict] | str]:
+        """sys_id -> the change's state history (``ts``, ``status`` rows, oldest first) from
+        ``sys_audit``, or why it cannot be told (the change is then judged by its current state)."""
+        query = ("tablename=change_request^fieldname=state^documentkeyIN" + ",".join(sorted(changes))
+                 + "^ORDERBYsys_created_on")
+        try:
+            records = self.table("sys_audit", query, AUDIT_FIELDS)
+        except _NotFound:
+            records = []
+        except _Failure as exc:
+            return {sys_id: f"sys_audit unreadable: {exc}" for sys_id in changes}
+        audit: dict[str, list[dict]] = {}
+        for rec in records:
+            if _value(rec, "documentkey") in changes and _value(rec, "fieldname") in ("", "state"):
+                audit.setdefault(_value(rec, "documentkey"), []).append(rec)
+        return {sys_id: _state_history(rec, audit.get(sys_id, [])) for sys_id, rec in changes.items()}
 
     def approvals(self, found: dict[str, dict]) -> dict[str, list[dict]] | None:
         by_sys_id = {_value(rec, "sys_id"): _value(rec, "number") for rec in found.values()}
@@ -240,8 +273,7 @@ class _Run:
 
     def ticket(self, rec: dict) -> dict:
         number, sys_id = _value(rec, "number"), _value(rec, "sys_id")
-        state = _value(rec, "state")
-        status = STATE_MAP.get(state, f"unknown:{state}")
+        status = _status(_value(rec, "state"))
         if _value(rec, "approval") == "rejected":
             status = "rejected"
         ticket: dict[str, Any] = {"ticket_id": number or sys_id, "status": status}
@@ -261,6 +293,42 @@ class _Run:
             "url": f"{self.base}/nav_to.do?uri=change_request.do%3Fsys_id%3D{sys_id}",
         })
         return ticket
+
+
+def _status(state: str) -> str:
+    """Our status for a change_request.state code; codes outside the map stay ``unknown:<code>``
+    and never permit work."""
+    return STATE_MAP.get(state, f"unknown:{state}")
+
+
+def _state_history(change: dict, audit: list[dict]) -> list[dict] | str:
+    """The state history of one change from its ``sys_audit`` rows (field ``state``): the state
+    before the first audited move holds from ``opened_at``, then one row per move. A string says
+    why there is no usable history: no audited move, an unreadable time, or an audit trail that
+    does not end in the change's current state (rows missing)."""
+    if not audit:
+        return "no state changes in sys_audit"
+    moves = []
+    for rec in audit:
+        raw = _value(rec, "sys_created_on")
+        ts = parse_servicenow_utc(raw)
+        if ts is None:
+            return f"sys_audit time {raw[:40]!r} is not 'YYYY-MM-DD HH:MM:SS'"
+        checkpoint = _value(rec, "record_checkpoint")
+        moves.append((ts, int(checkpoint) if checkpoint.isdigit() else 0,
+                      _value(rec, "oldvalue"), _value(rec, "newvalue")))
+    moves.sort(key=lambda m: m[:2])
+    if moves[-1][3] != _value(change, "state"):
+        return (f"sys_audit ends in state {moves[-1][3]!r}, the change is in "
+                f"{_value(change, 'state')!r}")
+    first_ts, _, first_old, _ = moves[0]
+    opened = parse_servicenow_utc(_value(change, "opened_at"))
+    rows = []
+    if first_old:
+        start = opened if opened is not None and opened <= first_ts else first_ts
+        rows.append({"ts": start, "status": _status(first_old)})
+    rows.extend({"ts": ts, "status": _status(new)} for ts, _, _, new in moves)
+    return rows
 
 
 def _error_message(resp: requests.Response) -> str:

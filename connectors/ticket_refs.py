@@ -53,6 +53,7 @@ class TicketFetch:
     approvals: list[dict] = field(default_factory=list)
     raw: list[tuple[str, bytes]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    missing_why: dict[str, str] = field(default_factory=dict)   # ref -> detail ("not found")
     failed: dict[str, str] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
 

@@ -79,9 +79,9 @@ def print_results(results) -> None:
         if r.skipped:
             _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped")
             continue
-        ignored = f" + {r.ignored} ignored" if r.ignored else ""
-        click.echo(f"{r.file}: read {r.read} = accepted {r.accepted}{ignored} + quarantined "
-                   f"{r.quarantined} + duplicates {r.duplicates}")
+        # every term as `name N`, ignored too (also when 0), so people and scripts read it alike
+        click.echo(f"{r.file}: read {r.read} = accepted {r.accepted} + ignored {r.ignored} + "
+                   f"quarantined {r.quarantined} + duplicates {r.duplicates}")
         for reason, n in list(r.reasons.items())[:5]:
             click.echo(f"    quarantined {n}: {reason}")
         if not r.balanced:
@@ -149,10 +149,15 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
                            Policy(grace, lookaround))
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
+        no_history = queries.tickets_without_history(store, run_id)
     click.echo(f"run {run_id}")
     for t in totals:
         click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
     click.echo(f"  ticket checks (WARN): {checks}")
+    if no_history:
+        shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
+        click.echo(f"  tickets judged by their current state only (state history unreadable): "
+                   f"{len(no_history)} ({shown})")
     _exit_on(totals, fail_on)
 
 
@@ -240,7 +245,7 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
                                 planned_end_field=planned_end_field)
         except TicketFetchError as exc:
             raise CliError(str(exc)) from None
-        _print_fetch(store_fetch(store, result, "jira", url), "jira")
+        _print_fetch(store_fetch(store, result, "jira", url, asked=keys), "jira")
 
 
 @fetch.command("servicenow")
@@ -251,17 +256,19 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
 def fetch_servicenow_cmd(url, start, end, db):
     """Fetch change requests (PAMCORR_SNOW_USER / PAMCORR_SNOW_TOKEN) and their approvers."""
     from connectors.servicenow_fetch import fetch_servicenow, servicenow_credentials_from_env
-    from connectors.ticket_refs import TicketFetchError, is_servicenow_ref
+    from connectors.ticket_refs import TicketFetchError, is_jira_key
     from correlate.fetch import store_fetch, ticket_refs
     user, token = servicenow_credentials_from_env()
     with open_store(db) as store:
+        # Jira keys belong to `fetch jira`; CHG numbers, sys_ids and malformed references are
+        # tried here (malformed ones become invalid_ticket_ref, never sent).
         refs = [r for r in ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
-                if is_servicenow_ref(r)]
+                if not is_jira_key(r)]
         try:
             result = fetch_servicenow(url, refs, user=user, token=token)
         except TicketFetchError as exc:
             raise CliError(str(exc)) from None
-        _print_fetch(store_fetch(store, result, "servicenow", url), "servicenow")
+        _print_fetch(store_fetch(store, result, "servicenow", url, asked=refs), "servicenow")
 
 
 SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),

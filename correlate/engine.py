@@ -52,8 +52,8 @@ STORE_STATEMENTS = _statements(read_sql("verdicts_store.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 
 _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win",
-            "ticket_points", "seg", "hits", "seg_used", "cand", "cand_status", "judged", "best",
-            "nearest", "win_end", "win_start")
+            "ticket_points", "seg", "hits", "seg_used", "cand", "ticket_appr", "cand_status",
+            "judged", "best", "nearest", "win_end", "win_start")
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,

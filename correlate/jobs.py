@@ -225,7 +225,7 @@ def fetch_tickets(store: Store, settings: Settings, week: Week) -> str:
                                               timeout=cfg.timeout, max_retries=cfg.max_retries)
     except TicketFetchError as exc:
         raise PamcorrError(f"{cfg.system} at {cfg.url}: {exc}") from None
-    s = keeper.store_fetch(store, result, cfg.system, cfg.url)
+    s = keeper.store_fetch(store, result, cfg.system, cfg.url, asked=refs)
     return (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
             f"invalid refs {s.invalid}")
 

@@ -93,3 +93,10 @@ def pending_approvals(store: Store, source: str) -> list[dict]:
 def check_count(store: Store, run_id: int) -> int:
     """How many ticket-check warnings a run raised."""
     return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])
+
+
+def tickets_without_history(store: Store, run_id: int) -> list[str]:
+    """Tickets a run judged by their current state only (their state history could not be read)."""
+    return [t for (t,) in store.query(
+        "SELECT DISTINCT ticket_id FROM approval_checks WHERE run_id = ? "
+        "AND check_id = 'ticket_state_without_history' ORDER BY 1", [run_id])]

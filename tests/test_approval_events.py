@@ -198,7 +198,7 @@ def test_cli_ingest_reports_pending_approvals(teleport, tmp_path):
     res = CliRunner().invoke(main, ["ingest", "teleport", "--db", str(tmp_path / "p.duckdb"),
                                     str(update)])
     assert res.exit_code == 0, res.output
-    assert "read 1 = accepted 1 + quarantined 0 + duplicates 0" in res.stdout
+    assert "read 1 = accepted 1 + ignored 0 + quarantined 0 + duplicates 0" in res.stdout
     assert "teleport: 1 approval pending" in res.stderr
     assert "req-2: access request req-2 has no access_request.create" in res.stderr
 

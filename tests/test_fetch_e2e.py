@@ -57,3 +57,27 @@ def test_fetched_history_and_unverifiable_tickets_decide_verdicts(world, ticket_
     assert got["missing"] == "ticket_invalid/ticket_unverifiable"
     assert got["inject"] == "ticket_invalid/invalid_ticket_ref"
     assert raw >= 1
+
+
+def test_a_jira_status_that_cannot_be_mapped_never_permits_work(world, ticket_server, tmp_path,
+                                                                 monkeypatch):
+    db = tmp_path / "u.duckdb"
+    monkeypatch.setenv("PAMCORR_DB", str(db))
+    monkeypatch.setenv("PAMCORR_JIRA_TOKEN", "not-a-real-token")
+    custom = jira_status("Waiting for CAB", "20001", None)     # a custom status, no category
+    ticket_server.jira_statuses = []
+    ticket_server.strict_keys = False
+    ticket_server.add_issues(jira_issue("OPS-7", custom, created="2026-11-16T08:00:00.000+0000"))
+    world.tickets.clear()
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T13:00:00Z", ticket="OPS-7")
+    world.action("during", "2026-11-16T11:00:00Z")
+    runner = CliRunner()
+    for kind, path in world.write().items():
+        assert runner.invoke(main, ["ingest", "generic", "--kind", kind, str(path)]).exit_code == 0
+    res = runner.invoke(main, ["fetch", "jira", "--url", ticket_server.url, "--flavour", "cloud"])
+    assert res.exit_code == 0, res.output
+    assert runner.invoke(main, ["correlate"]).exit_code == 0
+    with Store(str(db)) as store:
+        assert store.scalar("SELECT status FROM tickets") == "unknown:Waiting for CAB"
+        got = store.scalar("SELECT f.verdict || '/' || f.reason FROM findings f")
+    assert got == "ticket_invalid/ticket_status_unknown:Waiting for CAB"

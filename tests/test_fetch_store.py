@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from connectors.ticket_refs import TicketFetch
-from correlate.fetch import store_fetch
+from correlate.fetch import store_fetch, ticket_refs
 from correlate.store import Store
 
 T0 = datetime(2026, 11, 16, 9, tzinfo=timezone.utc)
@@ -38,3 +38,24 @@ def test_tickets_history_raw_and_unverifiable_refs_are_stored():
     assert dict(store.query("SELECT ticket_id, reason FROM ticket_unverifiable")) == {
         "OPS-2": "ticket_unverifiable", "OPS-3": "ticket_unverifiable",
         "OPS-4": "ticket_unverifiable", "x) OR 1=1": "invalid_ticket_ref"}
+
+
+def test_cited_references_are_fetched_as_cited_never_trimmed():
+    store = Store(":memory:")
+    store.con.execute("INSERT INTO approvals (source, approval_id, account, target, start_ts, end_ts, "
+                      "ticket) VALUES ('x', 'A', 'a', 't', ?, ?, 'CHG0000001 '), "
+                      "('x', 'B', 'a', 't', ?, ?, 'OPS-1'), ('x', 'C', 'a', 't', ?, ?, '')",
+                      [T0, T0, T0, T0, T0, T0])
+    assert ticket_refs(store) == ["CHG0000001 ", "OPS-1"]
+
+
+def test_a_reference_asked_for_but_not_accounted_for_is_unverifiable_and_counted():
+    store = Store(":memory:")
+    result = TicketFetch(tickets=[{"ticket_id": "CHG0000001", "status": "approved", "opened": T0,
+                                   "aliases": ["0" * 32]}])
+    summary = store_fetch(store, result, "servicenow", "https://snow.example",
+                          asked=["CHG0000001", "0" * 32, "CHG0000002"])
+    assert summary.missing == 1
+    assert store.query("SELECT ticket_id, reason FROM ticket_unverifiable") == [
+        ("CHG0000002", "ticket_unverifiable")]
+    assert sorted(t for (t,) in store.query("SELECT ticket_id FROM tickets")) == ["0" * 32, "CHG0000001"]

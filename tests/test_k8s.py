@@ -30,12 +30,41 @@ def test_vendor_sample_counts_balance_and_wrappers_name_the_cluster():
                     "beside the repo)")
     store, r = _ingest(SAMPLE)
     assert r.read == len(SAMPLE.read_text().splitlines()) == 5
-    assert (r.quarantined, r.ignored) == (0, 0)
-    # The sample reuses one auditID for four events: one row (the last complete stage).
-    assert (r.accepted, r.duplicates) == (2, 3)
+    # The sample reuses one auditID for four events of three different requests: the first
+    # keeps it, the other three are clashes, quarantined with the line that owns the id.
+    assert (r.accepted, r.quarantined, r.duplicates, r.ignored) == (2, 3, 0, 0)
+    assert set(r.reasons) == {"auditID abcde12345 is already used at line 1 by a different "
+                              "request (get /api/v1/namespaces/default/pods)"}
     got = _by_id(store)
     assert (got["1234abcd"]["target"], got["1234abcd"]["action"]) == ("test-cluster", "get readyz")
-    assert (got["abcde12345"]["target"], got["abcde12345"]["account"]) == ("TEST-AKS", "aksService")
+    assert (got["abcde12345"]["action"], got["abcde12345"]["detail"]) == (
+        "get pods", "/api/v1/namespaces/default/pods")
+
+
+def _event(audit_id, stage, verb, uri, ts="2026-11-16T10:00:00.000000Z"):
+    return json.dumps({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+                       "auditID": audit_id, "stage": stage, "requestURI": uri, "verb": verb,
+                       "user": {"username": "alice"}, "requestReceivedTimestamp": ts,
+                       "stageTimestamp": ts})
+
+
+def test_one_audit_id_for_different_requests_is_a_clash_not_a_duplicate(tmp_path):
+    path = tmp_path / "audit.log"
+    path.write_text("\n".join([
+        _event("A", "RequestReceived", "delete", "/api/v1/namespaces/prod"),
+        _event("A", "ResponseComplete", "delete", "/api/v1/namespaces/prod"),   # same request
+        _event("A", "ResponseComplete", "get", "/api/v1/namespaces/prod"),      # other verb
+        _event("A", "ResponseComplete", "delete", "/api/v1/namespaces/dev"),    # other URI
+        _event("B", "ResponseComplete", "get", "/api/v1/pods"),
+    ]) + "\n")
+    store, r = _ingest(path)
+    assert (r.read, r.accepted, r.duplicates, r.quarantined) == (5, 2, 1, 2)
+    assert store.query("SELECT line, reason FROM quarantine ORDER BY line") == [
+        (3, "auditID A is already used at line 1 by a different request "
+            "(delete /api/v1/namespaces/prod)"),
+        (4, "auditID A is already used at line 1 by a different request "
+            "(delete /api/v1/namespaces/prod)")]
+    assert _by_id(store)["A"]["action"] == "delete /api/v1/namespaces/prod"
 
 
 def test_stages_of_one_request_are_one_row_with_the_complete_stage():

@@ -86,7 +86,10 @@ def test_fields_times_are_utc_and_people_are_user_names(ticket_server):
         "work_start": utc(2024, 3, 2, 22, 5), "work_end": utc(2024, 3, 3, 1, 30),
         "assignee": "alice", "reporter": "bob", "title": "change 1", "components": ["db01.example.com"],
         "system": "servicenow",
-        "url": f"{ticket_server.url}/nav_to.do?uri=change_request.do%3Fsys_id%3D{sys_id(1)}"}
+        "url": f"{ticket_server.url}/nav_to.do?uri=change_request.do%3Fsys_id%3D{sys_id(1)}",
+        "aliases": [],
+        "history_note": "state history unavailable (no state changes in sys_audit); judged by the "
+                        "current state"}
     assert all(v.tzinfo is timezone.utc for k, v in t.items() if isinstance(v, datetime))
     assert res.history == []
 
@@ -298,3 +301,35 @@ def test_unreachable_server_fails_each_ref():
     closed.stop()
     res = fetch_servicenow(url, ["CHG0000001"], **FAST)
     assert res.failed == {"CHG0000001": "ConnectionError after 2 retries"}
+
+
+def _audit(n: int, change_n: int, old: str, new: str, at: str, checkpoint: int) -> dict:
+    return {"documentkey": sys_id(change_n), "fieldname": "state", "tablename": "change_request",
+            "oldvalue": old, "newvalue": new, "sys_created_on": at,
+            "record_checkpoint": str(checkpoint), "sys_id": sys_id(50_000 + n)}
+
+
+def test_state_history_from_sys_audit(ticket_server):
+    ticket_server.snow_changes = [change(1, state="-1")]
+    ticket_server.snow_audit = [   # same second for two moves: record_checkpoint orders them
+        _audit(1, 1, "-3", "-2", "2024-03-02 21:00:00", 7),
+        _audit(2, 1, "-5", "-3", "2024-03-02 21:00:00", 4),
+        _audit(3, 1, "-2", "-1", "2024-03-02 22:05:00", 9)]
+    res = fetch_servicenow(ticket_server.url, ["CHG0000001"], **FAST)
+    assert [(h["ticket_id"], h["ts"], h["status"]) for h in res.history] == [
+        ("CHG0000001", utc(2024, 3, 1, 8), "requested"),          # New from opened_at
+        ("CHG0000001", utc(2024, 3, 2, 21), "requested"),         # Authorize
+        ("CHG0000001", utc(2024, 3, 2, 21), "approved"),          # Scheduled
+        ("CHG0000001", utc(2024, 3, 2, 22, 5), "in_progress")]    # Implement
+    assert "history_note" not in res.tickets[0]
+    [req] = table_requests(ticket_server, "/api/now/table/sys_audit")
+    assert req.query["sysparm_query"] == [
+        f"tablename=change_request^fieldname=state^documentkeyIN{sys_id(1)}^ORDERBYsys_created_on"]
+
+
+def test_an_audit_insert_row_starts_the_history(ticket_server):
+    ticket_server.snow_changes = [change(1, state="7")]
+    ticket_server.snow_audit = [_audit(1, 1, "", "-5", "2024-03-01 08:00:00", 1),
+                                _audit(2, 1, "-5", "7", "2024-03-01 09:00:00", 2)]
+    res = fetch_servicenow(ticket_server.url, ["CHG0000001"], **FAST)
+    assert [h["status"] for h in res.history] == ["requested", "unknown:7"]

@@ -11,8 +11,8 @@ over real HTTP.  It serves, from in-memory data set up by each test:
   ``deploymentType: Server``, ``/search`` paged by ``startAt``/``total``,
   404 on ``/search/jql`` and ``/issue/{key}/changelog`` (as DC 9 does), and
   the complete changelog on ``/issue/{key}?expand=changelog``;
-* ServiceNow Table API ``change_request`` and ``sysapproval_approver`` with
-  ``sysparm_query`` (``xIN``, ``^OR``, ``^ORDERBY``), ``sysparm_fields``,
+* ServiceNow Table API ``change_request``, ``sysapproval_approver`` and ``sys_audit`` with
+  ``sysparm_query`` (``xIN``, ``x=v``, ``^`` AND, ``^OR``, ``^ORDERBY``), ``sysparm_fields``,
   ``sysparm_limit``/``sysparm_offset`` and ``X-Total-Count``; 404 "No Record
   found" when nothing matches.
 
@@ -130,6 +130,7 @@ class TicketServer:
         self.changelog_page_max = 100
         self.snow_changes: list[dict] = []
         self.snow_approvals: list[dict] = []
+        self.snow_audit: list[dict] = []   # sys_audit rows (documentkey, fieldname, oldvalue, ...)
         self._scripts: list[tuple[re.Pattern[str], deque[Reply]]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
@@ -264,23 +265,33 @@ class TicketServer:
 
     # --- ServiceNow ---------------------------------------------------------
     def snow(self, table: str, q: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
-        rows = {"change_request": self.snow_changes, "sysapproval_approver": self.snow_approvals}.get(table)
+        rows = {"change_request": self.snow_changes, "sysapproval_approver": self.snow_approvals,
+                "sys_audit": self.snow_audit}.get(table)
         if rows is None:
             return 400, {"error": {"message": "Invalid table", "detail": table}, "status": "failure"}, {}
         query = (q.get("sysparm_query") or [""])[0]
-        ors: list[tuple[str, set[str]]] = []
+        # An encoded query: terms joined by ^ (AND) or ^OR (OR with the term before), each
+        # `nameINa,b` or `name=value`, and a final ^ORDERBYfield.
+        groups: list[list[tuple[str, set[str]]]] = []
         order = None
         for term in query.split("^"):
             if term.startswith("ORDERBY"):
                 order = term[len("ORDERBY"):]
                 continue
-            term = term[2:] if term.startswith("OR") else term
-            if "IN" in term:
-                name, values = term.split("IN", 1)
-                ors.append((name, set(values.split(","))))
-            elif term:
-                return 400, {"error": {"message": f"unsupported query {term}"}, "status": "failure"}, {}
-        hits = [r for r in rows if any(str(r.get(n, "")) in vals for n, vals in ors)] if ors else list(rows)
+            is_or = term.startswith("OR")
+            term = term[2:] if is_or else term
+            m = re.fullmatch(r"([a-z_.]+)(IN|=)(.*)", term)
+            if not m:
+                if term:
+                    return 400, {"error": {"message": f"unsupported query {term}"}, "status": "failure"}, {}
+                continue
+            cond = (m.group(1), set(m.group(3).split(",")) if m.group(2) == "IN" else {m.group(3)})
+            if is_or and groups:
+                groups[-1].append(cond)
+            else:
+                groups.append([cond])
+        hits = [r for r in rows
+                if all(any(str(r.get(n, "")) in vals for n, vals in g) for g in groups)]
         if order:
             hits.sort(key=lambda r: str(r.get(order, "")))
         if not hits:

@@ -2,7 +2,7 @@
 -- Statements are separated by lines holding only ';'.
 CREATE OR REPLACE TEMP TABLE used_approvals AS
 SELECT a.source, a.approval_id, a.requester, a.target, t.ticket_id, t.assignee, t.reporter,
-       t.components
+       t.components, t.history_note
 -- The approvals the run's findings name (as the findings view names them, read from its two
 -- tables: 1e7 actions share far fewer segments): a covered segment's window, and for
 -- out_of_window actions the nearest window before (gap > 0) or after (gap < 0).
@@ -45,5 +45,12 @@ WHERE len(u.components) > 0
   AND NOT list_bool_or(list_transform(u.components, lambda c:
         lower(c) = lower(u.target) OR lower(u.target) GLOB lower(c)
         OR lower(c) GLOB lower(u.target)))
+;
+-- A ticket judged by its current state only (its state history could not be read): never silent.
+INSERT INTO approval_checks
+SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'ticket_state_without_history', 'WARN',
+       u.ticket_id || ': ' || u.history_note
+FROM used_approvals u
+WHERE u.history_note IS NOT NULL
 ;
 DROP TABLE used_approvals

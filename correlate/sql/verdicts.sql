@@ -137,6 +137,14 @@ JOIN win w ON w.key_id = s.key_id
           AND s.p <= w.we + to_seconds($grace)
 LEFT JOIN tickets t ON t.ticket_id = w.ticket
 ;
+-- A change's approval records (ServiceNow sysapproval_approver, as last fetched): one rejected,
+-- or one still requested, and the change does not permit work, whatever its state.
+CREATE OR REPLACE TEMP TABLE ticket_appr AS
+SELECT ticket_id, bool_or(lower(state) = 'rejected') AS rejected,
+       bool_or(lower(state) = 'requested') AS pending
+FROM ticket_approvals WHERE ticket_id IN (SELECT ticket FROM win)
+GROUP BY ticket_id
+;
 CREATE OR REPLACE TEMP TABLE cand_status AS
 SELECT c.key_id, c.p, c.ticket,
        bool_or(h.ticket_id IS NOT NULL) AS has_history,
@@ -164,13 +172,18 @@ FROM (
       WHEN NOT coalesce(cs.has_history, false) AND c.p < c.opened THEN 'ticket_not_open_yet'
       WHEN NOT coalesce(cs.has_history, false) AND c.closed IS NOT NULL AND c.p > c.closed
         THEN 'ticket_closed'
-      WHEN NOT coalesce(cs.has_history, false) AND c.t_status IN ('requested', 'cancelled', 'rejected')
+      -- fail closed: a status not known to permit work (unknown:*, a custom state) never does
+      WHEN NOT coalesce(cs.has_history, false)
+           AND c.t_status NOT IN ('approved', 'in_progress', 'resolved', 'closed')
         THEN 'ticket_status_' || c.t_status
+      WHEN ta.rejected THEN 'ticket_approval_rejected'
+      WHEN ta.pending THEN 'ticket_approval_pending'
       WHEN c.planned_start IS NOT NULL AND c.p < c.planned_start THEN 'outside_planned_window'
       WHEN c.planned_end IS NOT NULL AND c.p > c.planned_end THEN 'outside_planned_window'
     END AS ticket_problem
   FROM cand c
   LEFT JOIN cand_status cs ON cs.key_id = c.key_id AND cs.p = c.p AND cs.ticket = c.ticket
+  LEFT JOIN ticket_appr ta ON ta.ticket_id = c.t_id
 ) c,
 LATERAL (SELECT
   CASE
