@@ -147,6 +147,8 @@ class WeeklySummary:
     previous: dict | None         # {run_id, week} of the run compared with
     changes: list[Change]
     coverage: list[Coverage]
+    # tickets judged by their current state only (state history unreadable), never silent
+    tickets_without_history: list[str] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -305,7 +307,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             ingest=ingested, tickets=tickets, totals=queries.verdict_totals(store, run_id),
             previous=previous,
             changes=compare_runs(store, previous["run_id"] if previous else None, run_id),
-            coverage=coverage(store, settings, week))
+            coverage=coverage(store, settings, week),
+            tickets_without_history=queries.tickets_without_history(store, run_id))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -328,6 +331,11 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         for pattern in i.unmatched:
             lines.append(f"  {i.name}: nothing matches {pattern}")
     lines.append(s.tickets)
+    if s.tickets_without_history:
+        shown = ", ".join(s.tickets_without_history[:5])
+        lines.append(f"  {len(s.tickets_without_history)} ticket(s) judged by their current state "
+                     f"only (state history unreadable): {shown}"
+                     + (", ..." if len(s.tickets_without_history) > 5 else ""))
     verdicts = ", ".join(f"{t['verdict']} {t['n']:,}" for t in s.totals) or "no actions"
     lines.append(f"verdicts: {verdicts}")
     if s.previous:

@@ -252,3 +252,25 @@ def test_configured_tickets_are_fetched_before_correlating(job, monkeypatch, req
     res = job("--week", "2026-W47")
     assert res.exit_code == 0, res.output
     assert "tickets: jira fetched 1" in res.output and "not-a-real-token" not in res.output
+
+
+def test_weekly_run_says_which_servicenow_tickets_were_judged_without_history(job, monkeypatch,
+                                                                              request):
+    if ticket_server is None:
+        pytest.skip("tests/ticket_server.py (the local Jira/ServiceNow server) is not present")
+    server = request.getfixturevalue("ticket_server")
+    server.snow_changes = [{"sys_id": "a" * 32, "number": "CHG0000007", "state": "-1",
+                            "approval": "approved", "opened_at": "2026-11-01 08:00:00"}]
+    (job.drop / "approvals-ops.csv").write_text(
+        "approval_id,account,target,start,end,ticket\n"
+        "S,erin,web-09,2026-11-20T10:00:00Z,2026-11-20T12:00:00Z,CHG0000007\n")
+    (job.drop / "activity-ops.jsonl").write_text(json.dumps(
+        {"event_id": "erin-1", "ts": "2026-11-20T11:00:00Z", "account": "erin",
+         "target": "web-09"}) + "\n")
+    monkeypatch.setenv("PAMCORR_SNOW_TOKEN", "not-a-real-token")
+    job.configure(extra=f'[tickets]\nsystem = "servicenow"\nurl = "{server.url}"')
+    res = job("--week", "2026-W47")
+    assert res.exit_code in (0, 3), res.output
+    assert "tickets: servicenow fetched 1" in res.output
+    assert ("1 ticket(s) judged by their current state only (state history unreadable): "
+            "CHG0000007") in res.output
