@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from typing import IO, Iterable
 
+from correlate.errors import printable
 from correlate.findings import FINDING_FIELDS, Finding
 from reports.visible import reveal
 
@@ -79,8 +80,9 @@ def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
 
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
+    """A plain table for a terminal: control characters in a cell shown escaped."""
     cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds")
-    rows = [[formula_safe(getattr(f, c)) for c in cols] for f in findings]
+    rows = [[printable(formula_safe(getattr(f, c))) for c in cols] for f in findings]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
     for r in rows:

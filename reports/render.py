@@ -10,6 +10,7 @@ from pathlib import Path
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from correlate.errors import OutputError
 from reports.visible import INVISIBLE, reveal
 
 
@@ -63,15 +64,19 @@ def render(template: str, context: dict, user_templates=None) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write to a temp file beside `path`, then rename: no half-written reports."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write to a temp file beside `path`, then rename: no half-written reports. OutputError
+    naming `path` when it cannot be written."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):    # full disk, quota, ulimit -f, read-only folder
+            raise OutputError(path, exc) from None
         raise
     return path
