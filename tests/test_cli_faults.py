@@ -4,7 +4,7 @@ file name holding a newline, and the exit codes of `correlate --fail-on`."""
 from __future__ import annotations
 
 import errno
-import json
+import os
 import resource
 import signal
 import subprocess
@@ -54,7 +54,8 @@ def test_correlate_fail_on_exit_codes(cli, world, only, fail_on, code):
     world.action("e1", CASES[only])
     load(cli, world)
     res = cli("correlate", *(["--fail-on", fail_on] if fail_on else []))
-    statuses = {line.split()[1] for line in res.output.splitlines()[1:] if "ticket checks" not in line}
+    statuses = {line.split()[1] for line in res.output.splitlines()[1:]
+                if "ticket checks" not in line}
     assert statuses == {only}                     # the case is what it says
     assert res.exit_code == code, res.output
 
@@ -182,7 +183,7 @@ def pamcorr_limited(args, limit: int, env_db):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     return subprocess.run([sys.executable, "-c", "from correlate.cli import main; main()",
                            *map(str, args)], preexec_fn=limit_files, capture_output=True,
-                          text=True, env={**__import__("os").environ, "PAMCORR_DB": str(env_db)},
+                          text=True, env={**os.environ, "PAMCORR_DB": str(env_db)},
                           timeout=300)
 
 
