@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import re
 import sys
 from importlib import resources
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+import duckdb
 
 from connectors.base import Options
 from connectors.registry import available, get_connector
 from correlate import __version__, queries
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
-from correlate.errors import PamcorrError
+from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
 from correlate.findings import VERDICTS
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
@@ -25,8 +28,13 @@ class CliError(click.ClickException):
     exit_code = 1
 
 
+def _say(msg: str) -> None:
+    """One line to stdout; control characters from file names or data shown escaped."""
+    click.echo(printable(msg))
+
+
 def _err(msg: str) -> None:
-    click.echo(msg, err=True)
+    click.echo(printable(msg), err=True)
 
 
 def parse_when(value: str | None, name: str) -> datetime | None:
@@ -40,14 +48,48 @@ def parse_when(value: str | None, name: str) -> datetime | None:
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
+# How DuckDB reports a file it could not write (the database, its WAL, a spill file).
+DUCKDB_WRITE_FAILED = re.compile(r'[Cc]ould not write[^"]*"([^"]+)"\W*(.*)')
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an OSError that reached the CLI, naming the file when it is known."""
+    why = exc.strerror or str(exc)
+    if exc.errno in NO_ROOM:
+        why += " (disk full or file-size limit)"
+    return f"{printable(exc.filename)}: {why}" if exc.filename else f"error: {why}"
+
+
+def duckdb_write_failure(exc: Exception) -> str | None:
+    """The one-line message for a DuckDB error that is a failed write, else None."""
+    found = DUCKDB_WRITE_FAILED.search(str(exc))
+    if not found:
+        return None
+    path, why = found.groups()
+    why = why.strip() or "write failed"
+    if re.search(r"too large|no space|quota", why, re.IGNORECASE):
+        why += " (disk full or file-size limit)"
+    return str(OutputError(path, RuntimeError(why)))
+
+
 class PamcorrGroup(click.Group):
-    """Turns pamcorr errors into one-line messages with exit code 1."""
+    """Turns pamcorr errors, and files that could not be written (a full disk, a quota, a file-size
+    limit), into one-line messages with exit code 1; the one place the CLI maps errors."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except PamcorrError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(duckdb_write_failure(exc) or printable(str(exc))) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:     # `pamcorr findings | head`: click's own handling
+                raise
+            raise CliError(os_error_message(exc)) from None
+        except duckdb.Error as exc:
+            message = duckdb_write_failure(exc)
+            if message is None:
+                raise
+            raise CliError(message) from None
 
 
 db_option = click.option("--db", "db", default=None, envvar="PAMCORR_DB", show_envvar=True,
@@ -80,12 +122,13 @@ def print_results(results) -> None:
             _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped")
             continue
         # every term as `name N`, ignored too (also when 0), so people and scripts read it alike
-        click.echo(f"{r.file}: read {r.read} = accepted {r.accepted} + ignored {r.ignored} + "
-                   f"quarantined {r.quarantined} + duplicates {r.duplicates}")
+        _say(f"{r.file}: read {r.read} = accepted {r.accepted} + ignored {r.ignored} + "
+             f"quarantined {r.quarantined} + duplicates {r.duplicates}")
         for reason, n in list(r.reasons.items())[:5]:
-            click.echo(f"    quarantined {n}: {reason}")
+            _say(f"    quarantined {n}: {reason}")
         if not r.balanced:
-            raise CliError(f"{r.file}: counts do not add up; this is a bug, please report it")
+            raise CliError(printable(f"{r.file}: counts do not add up; this is a bug, please "
+                                     f"report it"))
 
 
 @main.command("ingest")
@@ -156,8 +199,8 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
     click.echo(f"  ticket checks (WARN): {checks}")
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
-        click.echo(f"  tickets judged by their current state only (state history unreadable): "
-                   f"{len(no_history)} ({shown})")
+        _say(f"  tickets judged by their current state only (state history unreadable): "
+             f"{len(no_history)} ({shown})")
     _exit_on(totals, fail_on)
 
 
@@ -203,7 +246,7 @@ def report_gaps(output, run_id, db):
     from reports.gaps import write_gap_report
     with open_store(db, read_only=True) as store:
         path = write_gap_report(store, Path(output), run_id)
-    click.echo(str(path))
+    _say(str(path))
 
 
 @main.group()
@@ -244,7 +287,7 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
                                 planned_start_field=planned_start_field,
                                 planned_end_field=planned_end_field)
         except TicketFetchError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(printable(str(exc))) from None
         _print_fetch(store_fetch(store, result, "jira", url, asked=keys), "jira")
 
 
@@ -267,7 +310,7 @@ def fetch_servicenow_cmd(url, start, end, db):
         try:
             result = fetch_servicenow(url, refs, user=user, token=token)
         except TicketFetchError as exc:
-            raise CliError(str(exc)) from None
+            raise CliError(printable(str(exc))) from None
         _print_fetch(store_fetch(store, result, "servicenow", url, asked=refs), "servicenow")
 
 
@@ -301,7 +344,7 @@ def demo(db, output):
         for t in queries.verdict_totals(store, run_id):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
         path = write_gap_report(store, Path(output), run_id)
-    click.echo(str(Path(path).resolve()))
+    _say(str(Path(path).resolve()))
 
 
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)

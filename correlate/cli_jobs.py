@@ -8,14 +8,21 @@ from pathlib import Path
 
 import click
 
+from correlate.errors import printable
+
 EXIT_FINDINGS = 3
 
 db_option = click.option("--db", "db", default=None, envvar="PAMCORR_DB", show_envvar=True,
                          help="DuckDB file (default ./pamcorr.duckdb).")
 
 
+def _say(msg: str) -> None:
+    """One line to stdout; control characters from file names or data shown escaped."""
+    click.echo(printable(msg))
+
+
 def _err(msg: str) -> None:
-    click.echo(msg, err=True)
+    click.echo(printable(msg), err=True)
 
 
 def _when(value, name):
@@ -40,7 +47,7 @@ def run_cmd(config_path, week, fail_on, db):
     period = parse_week(week) if week else last_full_week()
     result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
     for line in summary_lines(result):
-        click.echo(line)
+        _say(line)
     fail_on = fail_on or settings.fail_on
     if fail_on:
         bad = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}[fail_on]
@@ -76,7 +83,7 @@ def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
     path = write_scope(ctx, Path(output or "scope.html"), fmt)
     _err(f"{ctx.subject}: {len(ctx.approvals)} approval(s), {ctx.actions_total} action(s), "
          f"{len(ctx.sessions)} session(s), {len(ctx.tickets)} ticket(s)")
-    click.echo(str(path))
+    _say(str(path))
 
 
 @click.command("export")
@@ -93,8 +100,8 @@ def export_cmd(start, end, run_id, output, previous, db):
     from correlate.store import Store, default_db_path
     from reports.evidence import write_bundle
     if db != ":memory:" and not Path(db or default_db_path()).exists():
-        raise click.ClickException(f"no pamcorr database at {db or default_db_path()}; run "
-                                   f"`pamcorr ingest` and `pamcorr correlate` first")
+        raise click.ClickException(printable(f"no pamcorr database at {db or default_db_path()}; "
+                                             f"run `pamcorr ingest` and `pamcorr correlate` first"))
     with Store(db) as store:
         bundle = write_bundle(store, output, run_id, _when(start, "--from"), _when(end, "--to"),
                               previous=previous)
@@ -103,7 +110,7 @@ def export_cmd(start, end, run_id, output, previous, db):
          f"{bundle.manifest['findings']} finding(s); "
          + (f"follows {prev['bundle']} ({prev['manifest_sha256'][:16]}...)" if prev
             else "first bundle of its chain"))
-    click.echo(f"{bundle.path}  manifest sha256 {bundle.manifest_sha256}")
+    _say(f"{bundle.path}  manifest sha256 {bundle.manifest_sha256}")
 
 
 @click.command("verify")
@@ -115,8 +122,8 @@ def verify_cmd(bundle, chain_dirs):
     """Recompute a bundle's hashes and walk its chain; exit 1 on any changed, missing or extra file."""
     from reports.evidence import verify_bundle
     result = verify_bundle(bundle, chain_dirs)
-    for line in result.lines():
-        click.echo(line)
+    for line in result.lines():      # member names of a hostile zip cannot forge an "OK" line
+        _say(line)
     if not result.ok:
         sys.exit(1)
 

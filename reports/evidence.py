@@ -11,13 +11,14 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from correlate import __version__, queries
 from correlate.clock import now_utc
-from correlate.errors import PamcorrError
+from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports.export import iso, write_csv, write_jsonl
 from reports.gaps import FRAMEWORKS, write_gap_report
@@ -104,13 +105,27 @@ def _dumps(obj) -> bytes:
             + "\n").encode("utf-8")
 
 
+# What a damaged zip raises: a cut or foreign file, a flipped byte in a member's deflate stream or
+# its CRC-32, a member cut short, a compression method zipfile cannot read.
+ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError)
+
+
+class DamagedBundle(PamcorrError):
+    """A bundle .zip (or one of its members) that cannot be read back."""
+
+
 class BundleReader:
     """A bundle folder or .zip, read the same way."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.zip = zipfile.ZipFile(self.path) if self.path.is_file() else None
-        if self.zip is None and not self.path.is_dir():
+        self.zip = None
+        if self.path.is_file():
+            try:
+                self.zip = zipfile.ZipFile(self.path)
+            except ZIP_ERRORS as exc:
+                raise DamagedBundle(f"damaged: {self.path} is not a readable zip ({exc})") from None
+        elif not self.path.is_dir():
             raise PamcorrError(f"{self.path}: no such bundle (a folder or .zip)")
 
     def names(self) -> set[str]:
@@ -119,10 +134,13 @@ class BundleReader:
         return {p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file()}
 
     def read(self, name: str) -> bytes | None:
+        """The member's bytes; None when absent; DamagedBundle when it cannot be read back."""
         try:
             return self.zip.read(name) if self.zip else (self.path / name).read_bytes()
         except (KeyError, FileNotFoundError, IsADirectoryError):
             return None
+        except ZIP_ERRORS as exc:
+            raise DamagedBundle(f"damaged: {name} in {self.path} ({exc})") from None
 
     def close(self) -> None:
         if self.zip:
@@ -180,9 +198,10 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
                if siblings else store.query(LAST_EXPORT_SQL, [str(out)]))
         prev = {"bundle": row[0][0], "manifest_sha256": row[0][1]} if row else None
     created = now_utc()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         with open(work / "findings.csv", "w", encoding="utf-8", newline="") as fh:
             write_csv(findings, fh)
         with open(work / "findings.jsonl", "w", encoding="utf-8") as fh:
@@ -227,8 +246,13 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         data = _dumps(manifest)
         (work / MANIFEST).write_bytes(data)
         _publish(work, out)
+    except OSError as exc:      # full disk, quota, ulimit -f: name the bundle, not a temp file
+        raise OutputError(out, exc) from None
+    except OutputError as exc:  # the gap report inside it
+        raise OutputError(out, exc.cause) from None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
     digest = sha256_bytes(data)
     with store.transaction() as con:
         con.execute(RECORD_EXPORT_SQL, [created, run_id, str(out), out.name, digest,
@@ -258,10 +282,14 @@ def _publish(work: Path, out: Path) -> None:
     """Move the finished bundle into place: a .zip, or a folder replacing any older one."""
     if out.suffix.lower() == ".zip":
         tmp = out.with_name(f".{out.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for p in sorted(work.iterdir()):
-                zf.write(p, p.name)
-        os.replace(tmp, out)
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for p in sorted(work.iterdir()):
+                    zf.write(p, p.name)
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return
     umask = os.umask(0)
     os.umask(umask)
@@ -303,7 +331,11 @@ def _check_files(reader: BundleReader, manifest: dict, v: Verification) -> None:
     listed = {o["path"]: o for o in manifest.get("outputs", [])}
     v.files_total = len(listed)
     for name, entry in sorted(listed.items()):
-        data = reader.read(name)
+        try:
+            data = reader.read(name)
+        except DamagedBundle as exc:
+            v.problems.append(str(exc))
+            continue
         if data is None:
             v.problems.append(f"missing: {name}")
         elif sha256_bytes(data) != entry["sha256"] or len(data) != entry["size"]:
@@ -341,11 +373,15 @@ def _walk_chain(bundle: Path, manifest: dict, places: list[Path], v: Verificatio
         seen.add(path.resolve())
         if path.resolve().parent not in places:   # its own predecessor is most likely beside it
             places = places + [path.resolve().parent]
-        reader = BundleReader(path)
         try:
-            data = reader.read(MANIFEST)
-        finally:
-            reader.close()
+            reader = BundleReader(path)
+            try:
+                data = reader.read(MANIFEST)
+            finally:
+                reader.close()
+        except DamagedBundle as exc:
+            v.problems.append(f"chain: {exc}")
+            return
         if data is None:
             v.problems.append(f"chain: {prev['bundle']} has no {MANIFEST}")
             return
@@ -371,9 +407,17 @@ def verify_bundle(path: str | os.PathLike, chain_dirs=()) -> Verification:
     """
     path = Path(path)
     v = Verification(path)
-    reader = BundleReader(path)
     try:
-        data = reader.read(MANIFEST)
+        reader = BundleReader(path)
+    except DamagedBundle as exc:
+        v.problems.append(str(exc))
+        return v
+    try:
+        try:
+            data = reader.read(MANIFEST)
+        except DamagedBundle as exc:
+            v.problems.append(str(exc))
+            return v
         if data is None:
             v.problems.append(f"missing: {MANIFEST} (not a pamcorr bundle?)")
             return v

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 from datetime import datetime, timezone
 from typing import IO, Iterable
 
+from correlate.errors import printable
 from correlate.findings import FINDING_FIELDS, Finding
+from reports.visible import reveal
 
 CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "approval_id",
                "ticket_id", "gap_seconds", "reason", "source", "action", "detail", "session_id",
@@ -15,17 +17,20 @@ CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "appr
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
+_LEADING_BLANKS = re.compile(r"[^\S\t\r\n]*")   # spaces of any kind, but not TAB, CR or LF
+
 
 def formula_safe(value) -> str:
-    """Text a spreadsheet will not run: cells starting like a formula get a leading quote."""
+    """Text a spreadsheet will not run and a reader can see: cells starting like a formula (also
+    after leading spaces) get a leading quote; bidi and invisible characters become `<U+XXXX>`."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, (int, float)):
         return repr(value) if isinstance(value, float) else str(value)
-    text = str(value)
-    if text.startswith(_FORMULA_START) or text.lstrip().startswith(_FORMULA_START[:4]):
+    text = reveal(str(value))
+    if text[_LEADING_BLANKS.match(text).end():].startswith(_FORMULA_START):
         return "'" + text
     return text
 
@@ -37,12 +42,25 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+_QUOTE_WHEN = (",", '"', "\r", "\n")
+
+
+def csv_cell(text: str) -> str:
+    """RFC 4180: a cell holding a comma, a quote, CR or LF is quoted, its quotes doubled.
+
+    (The csv module with a "\n" line end leaves a bare CR unquoted, and a spreadsheet then starts
+    a new row there.)"""
+    if any(c in text for c in _QUOTE_WHEN):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def write_csv(findings: Iterable[Finding], out: IO[str]) -> int:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    """Formula-safe CSV, one finding a line ("\n" line ends; CR and LF inside cells quoted)."""
+    out.write(",".join(CSV_COLUMNS) + "\n")
     n = 0
     for f in findings:
-        writer.writerow([formula_safe(getattr(f, c)) for c in CSV_COLUMNS])
+        out.write(",".join(csv_cell(formula_safe(getattr(f, c))) for c in CSV_COLUMNS) + "\n")
         n += 1
     return n
 
@@ -62,8 +80,9 @@ def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
 
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
+    """A plain table for a terminal: control characters in a cell shown escaped."""
     cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds")
-    rows = [[formula_safe(getattr(f, c)) for c in cols] for f in findings]
+    rows = [[printable(formula_safe(getattr(f, c))) for c in cols] for f in findings]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
     for r in rows:

@@ -8,6 +8,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
+
+from correlate.errors import OutputError
+from reports.visible import INVISIBLE, reveal
 
 
 def _ts(value) -> str:
@@ -32,12 +36,22 @@ def _gap(value) -> str:
     return f"{sign}{s}s"
 
 
+def _visible(value):
+    """Finalize hook: every template value shows bidi and invisible characters as `<U+XXXX>`."""
+    if isinstance(value, Markup):   # already HTML (a user template's |safe): escape the marker
+        return Markup(INVISIBLE.sub(lambda m: escape(reveal(m.group())), value))
+    if isinstance(value, str):
+        return reveal(value)        # autoescape then turns the marker into &lt;U+XXXX&gt;
+    return value
+
+
 def environment(user_templates: str | os.PathLike | None = None) -> Environment:
-    """Autoescaping environment; a user template folder is checked before the built-ins."""
+    """Autoescaping environment that shows invisible characters; a user template folder is
+    checked before the built-ins."""
     loaders = [PackageLoader("reports", "templates")]
     if user_templates:
         loaders.insert(0, FileSystemLoader(str(user_templates)))
-    env = Environment(loader=ChoiceLoader(loaders), autoescape=True,
+    env = Environment(loader=ChoiceLoader(loaders), autoescape=True, finalize=_visible,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["ts"] = _ts
     env.filters["gap"] = _gap
@@ -50,15 +64,19 @@ def render(template: str, context: dict, user_templates=None) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write to a temp file beside `path`, then rename: no half-written reports."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write to a temp file beside `path`, then rename: no half-written reports. OutputError
+    naming `path` when it cannot be written."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):    # full disk, quota, ulimit -f, read-only folder
+            raise OutputError(path, exc) from None
         raise
     return path
