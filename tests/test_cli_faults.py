@@ -71,7 +71,7 @@ def test_file_name_with_newline_cannot_forge_a_summary_line(cli):
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
     assert not any(line.startswith("fake.jsonl") for line in lines + res.stderr.splitlines())
-    assert lines[0] == (f"{cli.tmp}/act\\n{FORGED}\\n.jsonl: read 2 = accepted 1 + quarantined 1 "
+    assert lines[0] == (f"{cli.tmp}/act\\n{FORGED}\\n.jsonl: read 2 = accepted 1 + ignored 0 + quarantined 1 "
                         f"+ duplicates 0")
     assert len(lines) == 2 and lines[1].startswith("    quarantined 1: ")
     assert "act\\nfake.jsonl" in res.stderr        # the progress line too
