@@ -11,6 +11,7 @@ import duckdb
 
 from correlate import __version__
 from correlate.clock import now_utc
+from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
 from correlate.store import Store, read_sql
 
@@ -57,8 +58,10 @@ _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
-              policy: Policy = Policy(), parameters: dict | None = None) -> int:
-    """Judge every activity row with start <= ts < end (all when both None). Returns run_id."""
+              policy: Policy = Policy(), parameters: dict | None = None,
+              detections: DetectionSettings = DetectionSettings()) -> int:
+    """Judge every activity row with start <= ts < end (all when both None), then run the
+    detections over the same actions (correlate/detect). Returns run_id."""
     con = store.con
     params = {"start": start, "end": end, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
@@ -80,6 +83,7 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
             params["run_id"] = run_id
             for statement in [*STORE_STATEMENTS, *CHECK_STATEMENTS]:
                 _run(con, statement, params)
+            run_detections(con, run_id, start, end, started, detections)
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
     except duckdb.Error as exc:
         raise StoreError(str(exc)) from exc

@@ -1,0 +1,131 @@
+"""Run a run's detections: event rules in one scan, sequences, approval context, mutes.
+
+Called by the engine after the verdicts of the run are stored, inside the same transaction:
+every detection carries the verdict, approval and ticket of its action (the findings view).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import pandas as pd
+
+from correlate.detect.rules import Rule, load_rules
+from correlate.detect.sequences import sequence_sql
+
+# One scan of the period's actions; each event rule is a CASE over its view's rows.
+HITS_SQL = """
+CREATE OR REPLACE TEMP TABLE det_hits AS
+SELECT act_id, rule_id FROM (
+    SELECT a.act_id, unnest({cases}) AS rule_id
+    FROM activity a
+    WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end) AND ({views})
+) WHERE rule_id IS NOT NULL
+"""
+
+EVENTS_SQL = """
+CREATE OR REPLACE TEMP TABLE det_events AS
+SELECT h.rule_id, a.act_id, a.ts, lower(a.account) AS account, lower(a.target) AS target,
+       a.session_id, lower(a.actor) AS actor, a.detail, a.source, f.approval_id
+FROM det_hits h JOIN activity a USING (act_id)
+LEFT JOIN findings f ON f.run_id = $run_id AND f.act_id = h.act_id
+"""
+
+# A mute covers a detection when every pattern it sets matches (globs, case-insensitive) and it
+# has not expired at the run's time; the first matching entry names the reason.
+INSERT_SQL = """
+INSERT INTO detections
+SELECT $run_id, d.act_id, d.rule_id, d.sequence_id, d.position,
+       CASE WHEN m.reason IS NOT NULL THEN 'MUTED'
+            WHEN f.status = 'FAIL' OR f.status IS NULL THEN 'FAIL'
+            ELSE 'needs_review' END,
+       m.reason
+FROM det_all d
+JOIN activity a USING (act_id)
+LEFT JOIN findings f ON f.run_id = $run_id AND f.act_id = d.act_id
+LEFT JOIN LATERAL (
+    SELECT arg_min(x.reason, x.n) AS reason FROM det_mutes x
+    WHERE lower(d.rule_id) GLOB lower(x.rule)
+      AND (x.account IS NULL OR lower(a.account) GLOB lower(x.account))
+      AND (x.target IS NULL OR lower(a.target) GLOB lower(x.target))
+      AND (x.ticket IS NULL OR lower(f.ticket_id) GLOB lower(x.ticket))
+      AND (x.expires IS NULL OR x.expires > $now)
+) m ON true
+"""
+
+MUTE_COLUMNS = ("n", "rule", "account", "target", "ticket", "reason", "expires")
+
+
+@dataclass(frozen=True)
+class Mute:
+    """An allow entry: the rule (glob) muted for an account, target or ticket pattern."""
+
+    rule: str
+    reason: str
+    account: str | None = None
+    target: str | None = None
+    ticket: str | None = None
+    expires: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """Which rules run (shipped + user folders) and what is muted."""
+
+    rule_dirs: tuple[str, ...] = ()
+    mutes: tuple[Mute, ...] = ()
+    enabled: bool = True
+
+
+@lru_cache(maxsize=8)
+def cached_rules(rule_dirs: tuple[str, ...]) -> tuple[Rule, ...]:
+    return tuple(load_rules(rule_dirs))
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def hits_sql(rules: list[Rule]) -> str:
+    events = [r for r in rules if not r.is_sequence]
+    cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
+                            for r in events) + "]::VARCHAR[]"
+    views = " OR ".join(sorted({f"({r.view.where})" for r in events})) or "false"
+    return HITS_SQL.format(cases=cases if events else "[]::VARCHAR[]", views=views)
+
+
+def run_detections(con, run_id: int, start, end, now: datetime,
+                   settings: DetectionSettings = DetectionSettings()) -> int:
+    """Store the run's detections and the rules it ran; returns how many rows were stored."""
+    if not settings.enabled:
+        return 0
+    rules = list(cached_rules(tuple(settings.rule_dirs)))
+    con.execute(hits_sql(rules), {"start": start, "end": end})
+    con.execute(EVENTS_SQL, {"run_id": run_id})
+    parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
+             "FROM det_hits"]
+    parts += [f"SELECT act_id, {_lit(r.id)}, sequence_id, position::INTEGER "
+              f"FROM ({sequence_sql(r.id, r.sequence)}) s" for r in rules if r.is_sequence]
+    con.execute("CREATE OR REPLACE TEMP TABLE det_all AS " + "\nUNION ALL\n".join(parts))
+    mutes = pd.DataFrame([(i, m.rule, m.account, m.target, m.ticket, m.reason, m.expires)
+                          for i, m in enumerate(settings.mutes)], columns=list(MUTE_COLUMNS))
+    mutes = mutes.astype({"n": "int64"}).astype(
+        {c: object for c in MUTE_COLUMNS if c not in ("n", "expires")})
+    mutes["expires"] = pd.to_datetime(mutes["expires"], utc=True)
+    con.register("det_mutes", mutes)
+    try:
+        before = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        con.execute(INSERT_SQL, {"run_id": run_id, "now": now})
+        con.executemany(
+            "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
+              r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path, r.sha256]
+             for r in rules]) if rules else None
+        after = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
+    finally:
+        con.unregister("det_mutes")
+        for name in ("det_hits", "det_events", "det_all"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    return after - before

@@ -1,0 +1,70 @@
+"""Every detection rule parses, is registered under its file name, and its examples hold.
+
+Each event rule's `match` examples must match and its `no_match` examples must not, evaluated
+by the same SQL the engine runs (the rule's view filter and compiled condition) over activity
+rows built from the examples.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from correlate.detect.rules import CLASSES, SHIPPED, load_rules, shipped_dir
+from correlate.detect.views import VIEWS
+
+RULES = load_rules()
+EVENT_RULES = [r for r in RULES if not r.is_sequence]
+DEFAULTS = {"source": "generic", "account": "alice", "target": "web-01", "actor": None,
+            "action": "exec", "detail": None, "session_id": None, "actor_kind": None,
+            "approval_ref": None, "read_only": None, "attrs": None}
+
+
+def _rows(examples: list[dict]) -> list[dict]:
+    out = []
+    for i, ex in enumerate(examples):
+        row = {**DEFAULTS, **ex, "act_id": i}
+        if isinstance(row["attrs"], dict):
+            row["attrs"] = json.dumps(row["attrs"])
+        out.append(row)
+    return out
+
+
+def matching(rule, examples: list[dict]) -> list[int]:
+    con = duckdb.connect()
+    cols = ["act_id", *DEFAULTS]
+    con.execute("CREATE TABLE a (act_id INTEGER, source VARCHAR, account VARCHAR, target VARCHAR, "
+                "actor VARCHAR, action VARCHAR, detail VARCHAR, session_id VARCHAR, "
+                "actor_kind VARCHAR, approval_ref VARCHAR, read_only BOOLEAN, attrs VARCHAR)")
+    con.executemany(f"INSERT INTO a ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                    [[r[c] for c in cols] for r in _rows(examples)])
+    return [i for (i,) in con.execute(
+        f"SELECT act_id FROM a WHERE ({rule.view.where}) AND ({rule.sql}) ORDER BY 1").fetchall()]
+
+
+def test_registry_lists_exactly_the_rule_files():
+    files = sorted(p.stem for p in shipped_dir().glob("*.yml"))
+    assert files == sorted(SHIPPED)
+    assert [r.id for r in RULES] == list(SHIPPED)
+
+
+def test_every_class_has_rules_and_every_rule_has_what_a_reader_needs():
+    assert {r.cls for r in RULES} >= {"destructive", "log_tamper", "priv_escalation",
+                                      "secret_access"}
+    for r in RULES:
+        assert r.cls in CLASSES and r.title and r.description and r.attack, r.id
+
+
+@pytest.mark.parametrize("rule", EVENT_RULES, ids=lambda r: r.id)
+def test_rule_examples(rule):
+    ex = rule.examples
+    assert ex.get("match") and ex.get("no_match"), f"{rule.id}: needs match and no_match examples"
+    assert matching(rule, ex["match"]) == list(range(len(ex["match"])))
+    assert matching(rule, ex["no_match"]) == []
+
+
+def test_every_view_is_served_by_a_rule_or_documented():
+    used = {r.view.key for r in EVENT_RULES}
+    assert used <= {v.key for v in VIEWS}
