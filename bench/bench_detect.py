@@ -3,7 +3,9 @@
 N actions in the generic format (bench_core's generator; one action in 1000 is a risky command,
 every action is a command line, so every process_creation rule runs on every row), ingested
 once; then `correlate` without detections and with all shipped rules, each in its own process.
-Usage: python bench/bench_detect.py [N ...]   (default 1000000)
+Usage: python bench/bench_detect.py [--unique] [N ...]   (default 1000000)
+--unique makes every command line distinct (a number appended), the worst case for the
+distinct-values evaluation.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ print(json.dumps({"seconds": time.perf_counter() - t, "rules": n}))
 """
 
 
-def generate(n: int) -> Path:
-    folder = bench_core.DATA / f"detect-n{n}"
+def generate(n: int, unique: bool = False) -> Path:
+    folder = bench_core.DATA / f"detect-n{n}{'-unique' if unique else ''}"
     if (folder / "activity.jsonl").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    gen = bench_core.GEN_ACTIVITY.replace("'systemctl restart nginx --now' AS detail", RISKY)
+    risky = RISKY.replace(" END AS detail", " END || ' #' || i AS detail") if unique else RISKY
+    gen = bench_core.GEN_ACTIVITY.replace("'systemctl restart nginx --now' AS detail", risky)
     assert gen != bench_core.GEN_ACTIVITY
     con = duckdb.connect()
     m = max(n // 100, 1)
@@ -62,13 +65,13 @@ def generate(n: int) -> Path:
     return folder
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], unique: bool = False) -> None:
     rules = bench_core.child(LOAD_RULES)
     print(f"loading {rules['rules']} rules: {rules['seconds']:.2f} s")
     print(f"{'N':>10} {'corr off s':>11} {'MiB':>6} {'corr on s':>10} {'MiB':>6} {'added':>7} "
           f"{'detections':>11}")
     for n in sizes:
-        folder = generate(n)
+        folder = generate(n, unique)
         db = folder / "bench.duckdb"
         for suffix in ("", ".wal"):
             Path(str(db) + suffix).unlink(missing_ok=True)
@@ -83,4 +86,5 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1_000_000])
+    args = sys.argv[1:]
+    main([int(a) for a in args if a != "--unique"] or [1_000_000], "--unique" in args)
