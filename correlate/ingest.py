@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import gzip
-import hashlib
-import os
 import re
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -19,6 +16,7 @@ from correlate.clock import now_utc
 from correlate.errors import InputError
 from correlate.ingest_activity import NotDirect, load_direct, load_staged
 from correlate.ingest_events import load_approval_events
+from correlate.ingest_files import expand_paths, is_gzip, literal_path, sha256_file
 from correlate.redact import redact_sql
 from correlate.store import Store
 
@@ -42,38 +40,6 @@ class FileResult:
     @property
     def balanced(self) -> bool:
         return self.read == self.accepted + self.ignored + self.quarantined + self.duplicates
-
-
-def expand_paths(paths: list[str]) -> list[Path]:
-    """Files named directly, under a directory (recursively), or matched by a glob; sorted."""
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            out.extend(sorted(f for f in path.rglob("*") if f.is_file()
-                              and not f.name.startswith(".")))
-        elif path.is_file():
-            out.append(path)
-        else:
-            matches = sorted(Path(m) for m in glob.glob(p, recursive=True) if os.path.isfile(m))
-            if not matches:
-                raise InputError("no such file, directory or glob match", p)
-            out.extend(matches)
-    seen, unique = set(), []
-    for f in out:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
@@ -102,8 +68,10 @@ def has_blank_lines(path: Path) -> bool:
 
 
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
-           progress=None) -> list[FileResult]:
-    """Ingest files with one connector. Files already ingested (same sha256) are skipped."""
+           progress=None, warn=None) -> list[FileResult]:
+    """Ingest files with one connector. Files already ingested (same sha256) are skipped;
+    `warn(message)` hears of files a folder holds that are not read (correlate/ingest_files.py
+    `expand_paths`)."""
     if kind is None:
         if len(connector.kinds) != 1 and "auto" not in connector.kinds:
             raise InputError(f"source {connector.name} needs --kind, one of "
@@ -113,7 +81,7 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
         raise InputError(f"source {connector.name} reads kinds {', '.join(connector.kinds)}, "
                          f"not {kind!r}")
     results = []
-    files = expand_paths(paths)
+    files = expand_paths(paths, warn)
     if getattr(connector, "stage_arrays", None) is not None:
         # Records files read many at a time, with this function's results (issue #3).
         from correlate.ingest_many import ingest_many
@@ -143,14 +111,17 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
 def _ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
     con = store.con
     size = path.stat().st_size
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool, literal_path(path) as literal:
         # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
         # file (name and size) was ingested before, when the hash decides first.
         hashing = pool.submit(sha256_file, path)
+        if is_gzip(path):
+            hashing.result()    # CRC-32 and expansion limit checked before anything reads it
         if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
                 return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
-        staged = connector.stage(path, kind, options)
+        staged = [_read_as(batch, str(path), literal)
+                  for batch in connector.stage(path, kind, options)]
         if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
             result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
                                     hashing)
@@ -208,9 +179,7 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
     con.execute("BEGIN TRANSACTION")
     try:
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
-        read, accepted = load_direct(con, batch.sql, {k: v for k, v in batch.params.items()
-                                                      if f"${k}" in batch.sql},
-                                     source, ingest_id)
+        read, accepted = load_direct(con, batch.sql, bound(batch), source, ingest_id)
         digest = hashing.result()
         result = FileResult(str(path), source, kind, digest, read=read, accepted=accepted,
                             duplicates=read - accepted)
@@ -234,6 +203,20 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
     return result
 
 
+def bound(batch: Staged) -> dict:
+    """The batch's parameters its SQL uses."""
+    return {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
+
+
+def _read_as(batch: Staged, path: str, literal: str) -> Staged:
+    """The batch reading `literal` where it read `path` (see ingest_files.literal_path)."""
+    if path == literal:
+        return batch
+    exact = batch.exact and _read_as(batch.exact, path, literal)
+    params = {k: literal if k == "path" and v == path else v for k, v in batch.params.items()}
+    return replace(batch, params=params, exact=exact)
+
+
 def _stage(con, batch: Staged, name: str) -> None:
     if batch.frame is not None:
         # a callable frame is parsed only when this (exact) batch is needed. register() refuses
@@ -241,8 +224,7 @@ def _stage(con, batch: Staged, name: str) -> None:
         con.register("src", batch.frame() if callable(batch.frame) else batch.frame)
     try:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
-        params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", bound(batch))
     finally:
         con.execute("SET preserve_insertion_order = false")
         if batch.frame is not None:
