@@ -8,6 +8,7 @@ import glob
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import zlib
 from contextlib import contextmanager
@@ -211,3 +212,30 @@ def _why(exc: zlib.error) -> str:
     if "incorrect length check" in text:
         return "length check failed"
     return text.split(": ", 1)[-1]
+
+
+def head_of(path: Path, size: int) -> tuple[str, int, bool]:
+    """(sha256, line ends, ends at a line end) of the first `size` bytes of `path`."""
+    h, lines, last, left = hashlib.sha256(), 0, b"", size
+    with open(path, "rb") as fh:
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 22))
+            if not chunk:
+                break
+            h.update(chunk)
+            lines += chunk.count(b"\n")
+            last, left = chunk[-1:], left - len(chunk)
+    return h.hexdigest(), lines, last == b"\n"
+
+
+@contextmanager
+def tail_copy(path: Path, offset: int):
+    """A copy of `path` from byte `offset` on, under the same name (connectors look at names)
+    and modification time (syslog infers years from it), kept as long as the context."""
+    with tempfile.TemporaryDirectory(prefix="pamcorr-tail-") as tmp:
+        copy = Path(tmp) / path.name
+        with open(path, "rb") as src, open(copy, "wb") as dst:
+            src.seek(offset)
+            shutil.copyfileobj(src, dst, 1 << 22)
+        shutil.copystat(path, copy)
+        yield copy
