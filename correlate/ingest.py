@@ -233,7 +233,8 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
         now = now_utc()
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
                     "read, accepted, quarantined, duplicates, ignored, started, finished, "
-                    "offset_bytes, first_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?)",
+                    "offset_bytes, first_line) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?)",
                     [ingest_id, source, kind, str(path), digest, size, read, accepted,
                      read - accepted, now, now, tail.offset, tail.lines + 1])
     except NotDirect:

@@ -33,6 +33,8 @@ _UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 100
 # name (tests/test_ingest_hostile.py checks what DuckDB does).
 _GLOB = re.compile(r"[*?\[]")
 _PLAIN_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}")
+
+
 def shown(name: str | os.PathLike) -> str:
     """A file name printable on one line: bytes that are not UTF-8 as \\xNN, control
     characters escaped."""
