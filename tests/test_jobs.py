@@ -274,3 +274,16 @@ def test_weekly_run_says_which_servicenow_tickets_were_judged_without_history(jo
     assert "tickets: servicenow fetched 1" in res.output
     assert ("1 ticket(s) judged by their current state only (state history unreadable): "
             "CHG0000007") in res.output
+
+
+def test_weekly_run_says_which_files_it_did_not_read(job):
+    extra = job.drop / "extra"
+    extra.mkdir()
+    (extra / ".hidden.jsonl").write_text("{}\n")
+    (extra / "more.jsonl").write_text(json.dumps(
+        {"event_id": "x-1", "ts": "2026-11-18T10:00:00Z", "account": "erin", "target": "web-09"})
+        + "\n")
+    job.configure(extra='[[sources]]\nname = "extra"\nconnector = "generic"\nkind = "activity"\n'
+                        'paths = ["drop/extra/"]')
+    res = job("--week", "2026-W47")
+    assert "  extra: " in res.output and "1 hidden file not read" in res.output, res.output
