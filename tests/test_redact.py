@@ -32,78 +32,158 @@ M = "[REDACTED]"
 # (id, command as run, as stored, the secret that must not be stored)
 SHAPES = [
     # command-line password flags and tools
-    ("password-space", "mysqldump --password S3cr3tpw prod", f"mysqldump --password {M} prod", "S3cr3tpw"),
-    ("password-equals", "mysqldump --password=S3cr3tpw prod", f"mysqldump --password={M} prod", "S3cr3tpw"),
-    ("token-flag", "vault login -token=s.abcdef123", f"vault login -token={M}", "s.abcdef123"),
-    ("mysql-p", "mysql -u root -pS3cr3t! prod", f"mysql -u root -p{M} prod", "S3cr3t"),
-    ("mysql-p-quoted", "mysqldump -u root -p'S3 cr3t' prod", f"mysqldump -u root -p'{M}' prod", "cr3t"),
-    ("curl-u", "curl -u admin:Hunter2pw https://api.example/x", f"curl -u admin:{M} https://api.example/x",
+    ("password-space",
+     "mysqldump --password S3cr3tpw prod",
+     "mysqldump --password [REDACTED] prod",
+     "S3cr3tpw"),
+    ("password-equals",
+     "mysqldump --password=S3cr3tpw prod",
+     "mysqldump --password=[REDACTED] prod",
+     "S3cr3tpw"),
+    ("token-flag",
+     "vault login -token=s.abcdef123",
+     "vault login -token=[REDACTED]",
+     "s.abcdef123"),
+    ("mysql-p",
+     "mysql -u root -pS3cr3t! prod",
+     "mysql -u root -p[REDACTED] prod",
+     "S3cr3t"),
+    ("mysql-p-quoted",
+     "mysqldump -u root -p'S3 cr3t' prod",
+     "mysqldump -u root -p'[REDACTED]' prod",
+     "cr3t"),
+    ("curl-u",
+     "curl -u admin:Hunter2pw https://api.example/x",
+     "curl -u admin:[REDACTED] https://api.example/x",
      "Hunter2pw"),
-    ("sshpass-p", "sshpass -p Hunter2pw ssh -p 2222 root@db1", f"sshpass -p {M} ssh -p 2222 root@db1",
+    ("sshpass-p",
+     "sshpass -p Hunter2pw ssh -p 2222 root@db1",
+     "sshpass -p [REDACTED] ssh -p 2222 root@db1",
      "Hunter2pw"),
-    ("aws-configure-set", "aws configure set aws_secret_access_key wJalrXUtnFEMIK7MDENGbPxRfiCY",
-     f"aws configure set aws_secret_access_key {M}", "wJalrXUtnFEMI"),
-    ("redis-cli-a", "redis-cli -h cache1 -p 6379 -a Hunter2pw ping", f"redis-cli -h cache1 -p 6379 -a {M} ping",
-     "Hunter2pw"),
-    ("docker-login-p", "docker login -u ci -p dckr_pat_2b3e36beeb386dfd registry.example.com",
-     f"docker login -u ci -p {M} registry.example.com", "dckr_pat_2b3e"),
-    ("ldapsearch-w", "ldapsearch -x -D cn=admin,dc=corp -w Hunter2pw -b dc=corp",
-     f"ldapsearch -x -D cn=admin,dc=corp -w {M} -b dc=corp", "Hunter2pw"),
-    # vendor token formats
-    ("aws-akia", "echo AKIAIOSFODNN7EXAMPLE", f"echo {M}", "AKIAIOSFODNN7"),
-    ("aws-asia", "echo ASIAY34FZKBOKMUTVV7A", f"echo {M}", "ASIAY34FZKBOK"),
-    ("github-ghp", "git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r",
-     f"git clone https://ghp_{M}@github.com/o/r", "16C7e42F292c"),
-    ("github-gho", "gh api user gho_16C7e42F292c6912E7710c838347Ae178B4a",
-     f"gh api user gho_{M}", "16C7e42F292c"),
-    ("github-ghs", "echo ghs_16C7e42F292c6912E7710c838347Ae178B4a", f"echo ghs_{M}", "16C7e42F292c"),
-    ("github-pat", "echo github_pat_11ABCDEFG0_abcdefghijklmnopqrstuvwxyz0123", f"echo github_pat_{M}",
-     "abcdefghijklmnop"),
-    ("slack-xoxb", "slack-cli send xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
-     f"slack-cli send xoxb-{M}", "AbCdEfGhIjKl"),
-    ("slack-xoxp", "slack-cli send xoxp-123456789012-1234567890123-AbCdEfGhIjKlMn",
-     f"slack-cli send xoxp-{M}", "AbCdEfGhIjKl"),
-    ("slack-webhook", "curl -X POST -d @m.json https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx",
-     f"curl -X POST -d @m.json https://hooks.slack.com/services/{M}", "abcdefghijklmnopqrstuvwx"),
-    ("stripe", "STRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc ./charge.sh", f"STRIPE_KEY=sk_live_{M} ./charge.sh",
-     "4eC39HqLyjWD"),
-    ("jwt", "echo eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c | jwt -",
-     f"echo {M} | jwt -", "SflKxwRJSMeK"),
-    ("openssh-private-key", "printf '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
-                            "-----END OPENSSH PRIVATE KEY-----\n' > /root/.ssh/id_ed25519",
-     f"printf '-----BEGIN OPENSSH PRIVATE KEY-----{M}-----END OPENSSH PRIVATE KEY-----\n' > /root/.ssh/id_ed25519",
-     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
-    ("rsa-private-key-no-end", "echo '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq' >> k",
-     f"echo '-----BEGIN RSA PRIVATE KEY-----{M}' >> k", "MIIEpAIBAAKCAQEA7bq"),
-    # key=value, connection strings, headers
-    ("env-secret", "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG", f"export AWS_SECRET_ACCESS_KEY={M}",
+    ("aws-configure-set",
+     "aws configure set aws_secret_access_key wJalrXUtnFEMIK7MDENGbPxRfiCY",
+     "aws configure set aws_secret_access_key [REDACTED]",
      "wJalrXUtnFEMI"),
-    ("azure-accountkey", "az storage container list --connection-string 'DefaultEndpointsProtocol=https;"
-                         "AccountName=acct1;AccountKey=Zm9vYmFyYmF6cXV4+/0123456789==;EndpointSuffix=core.windows.net'",
-     f"az storage container list --connection-string 'DefaultEndpointsProtocol=https;AccountName=acct1;"
-     f"AccountKey={M};EndpointSuffix=core.windows.net'", "Zm9vYmFyYmF6cXV4"),
-    ("gcp-private-key-id", "echo '{\"type\": \"service_account\", \"private_key_id\": \"8f2b1c3d4e5f60718293a4b5\", "
-                           "\"client_email\": \"sa@p.iam.gserviceaccount.com\"}' > sa.json",
-     f"echo '{{\"type\": \"service_account\", \"private_key_id\": \"{M}\", "
-     f"\"client_email\": \"sa@p.iam.gserviceaccount.com\"}}' > sa.json", "8f2b1c3d4e5f"),
-    ("gcp-private-key", "echo '{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkq\\n"
-                        "-----END PRIVATE KEY-----\\n\"}' > sa.json",
-     f"echo '{{\"private_key\": \"{M}\"}}' > sa.json", "MIIEvQIBADANBgkq"),
-    ("url-userinfo", "psql postgres://app:Hunter2pw@db1/app", f"psql postgres://app:{M}@db1/app", "Hunter2pw"),
-    ("bearer", "curl -H 'Authorization: Bearer abcdef0123456789' https://api/x",
-     f"curl -H 'Authorization: Bearer {M}' https://api/x", "abcdef0123456789"),
-    ("basic", "curl -H \"Authorization: Basic YWRtaW46aHVudGVyMg==\" https://api/x",
-     f"curl -H \"Authorization: Basic {M}\" https://api/x", "YWRtaW46aHVudGVyMg"),
-    ("cookie", "curl -H 'Cookie: sessionid=abc123def456; csrftoken=xyz789' https://app/admin",
-     f"curl -H 'Cookie: {M}' https://app/admin", "abc123def456"),
+    ("redis-cli-a",
+     "redis-cli -h cache1 -p 6379 -a Hunter2pw ping",
+     "redis-cli -h cache1 -p 6379 -a [REDACTED] ping",
+     "Hunter2pw"),
+    ("docker-login-p",
+     "docker login -u ci -p dckr_pat_2b3e36beeb386dfd registry.example.com",
+     "docker login -u ci -p [REDACTED] registry.example.com",
+     "dckr_pat_2b3e"),
+    ("ldapsearch-w",
+     "ldapsearch -x -D cn=admin,dc=corp -w Hunter2pw -b dc=corp",
+     "ldapsearch -x -D cn=admin,dc=corp -w [REDACTED] -b dc=corp",
+     "Hunter2pw"),
+    # vendor token formats
+    ("aws-akia",
+     "echo AKIAIOSFODNN7EXAMPLE",
+     "echo [REDACTED]",
+     "AKIAIOSFODNN7"),
+    ("aws-asia",
+     "echo ASIAY34FZKBOKMUTVV7A",
+     "echo [REDACTED]",
+     "ASIAY34FZKBOK"),
+    ("github-ghp",
+     "git clone https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/o/r",
+     "git clone https://ghp_[REDACTED]@github.com/o/r",
+     "16C7e42F292c"),
+    ("github-gho",
+     "gh api user gho_16C7e42F292c6912E7710c838347Ae178B4a",
+     "gh api user gho_[REDACTED]",
+     "16C7e42F292c"),
+    ("github-ghs",
+     "echo ghs_16C7e42F292c6912E7710c838347Ae178B4a",
+     "echo ghs_[REDACTED]",
+     "16C7e42F292c"),
+    ("github-pat",
+     "echo github_pat_11ABCDEFG0_abcdefghijklmnopqrstuvwxyz0123",
+     "echo github_pat_[REDACTED]",
+     "abcdefghijklmnop"),
+    ("slack-xoxb",
+     "slack-cli send xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+     "slack-cli send xoxb-[REDACTED]",
+     "AbCdEfGhIjKl"),
+    ("slack-xoxp",
+     "slack-cli send xoxp-123456789012-1234567890123-AbCdEfGhIjKlMn",
+     "slack-cli send xoxp-[REDACTED]",
+     "AbCdEfGhIjKl"),
+    ("slack-webhook",
+     "curl -X POST -d @m.json "
+     "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx",
+     "curl -X POST -d @m.json https://hooks.slack.com/services/[REDACTED]",
+     "abcdefghijklmnopqrstuvwx"),
+    ("stripe",
+     "STRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc ./charge.sh",
+     "STRIPE_KEY=sk_live_[REDACTED] ./charge.sh",
+     "4eC39HqLyjWD"),
+    ("jwt",
+     "echo "
+     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+      "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c "
+     "| jwt -",
+     "echo [REDACTED] | jwt -",
+     "SflKxwRJSMeK"),
+    ("openssh-private-key",
+     "printf '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+     "-----END OPENSSH PRIVATE KEY-----\n' > /root/.ssh/id_ed25519",
+     "printf '-----BEGIN OPENSSH PRIVATE KEY-----[REDACTED]-----END OPENSSH PRIVATE KEY-----\n' "
+     "> /root/.ssh/id_ed25519",
+     "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ"),
+    ("rsa-private-key-no-end",
+     "echo '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7bq' >> k",
+     "echo '-----BEGIN RSA PRIVATE KEY-----[REDACTED]' >> k",
+     "MIIEpAIBAAKCAQEA7bq"),
+    # key=value, connection strings, headers
+    ("env-secret",
+     "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG",
+     "export AWS_SECRET_ACCESS_KEY=[REDACTED]",
+     "wJalrXUtnFEMI"),
+    ("azure-accountkey",
+     "az storage container list --connection-string "
+     "'DefaultEndpointsProtocol=https;AccountName=acct1;"
+     "AccountKey=Zm9vYmFyYmF6cXV4+/0123456789==;EndpointSuffix=core.windows.net'",
+     "az storage container list --connection-string "
+     "'DefaultEndpointsProtocol=https;AccountName=acct1;"
+     "AccountKey=[REDACTED];EndpointSuffix=core.windows.net'",
+     "Zm9vYmFyYmF6cXV4"),
+    ("gcp-private-key-id",
+     "echo '{\"type\": \"service_account\", \"private_key_id\": \"8f2b1c3d4e5f60718293a4b5\", "
+     "\"client_email\": \"sa@p.iam.gserviceaccount.com\"}' > sa.json",
+     "echo '{\"type\": \"service_account\", \"private_key_id\": \"[REDACTED]\", "
+     "\"client_email\": \"sa@p.iam.gserviceaccount.com\"}' > sa.json",
+     "8f2b1c3d4e5f"),
+    ("gcp-private-key",
+     "echo '{\"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkq\\n-----END "
+     "PRIVATE KEY-----\\n\"}' > sa.json",
+     "echo '{\"private_key\": \"[REDACTED]\"}' > sa.json",
+     "MIIEvQIBADANBgkq"),
+    ("url-userinfo",
+     "psql postgres://app:Hunter2pw@db1/app",
+     "psql postgres://app:[REDACTED]@db1/app",
+     "Hunter2pw"),
+    ("bearer",
+     "curl -H 'Authorization: Bearer abcdef0123456789' https://api/x",
+     "curl -H 'Authorization: Bearer [REDACTED]' https://api/x",
+     "abcdef0123456789"),
+    ("basic",
+     "curl -H \"Authorization: Basic YWRtaW46aHVudGVyMg==\" https://api/x",
+     "curl -H \"Authorization: Basic [REDACTED]\" https://api/x",
+     "YWRtaW46aHVudGVyMg"),
+    ("cookie",
+     "curl -H 'Cookie: sessionid=abc123def456; csrftoken=xyz789' https://app/admin",
+     "curl -H 'Cookie: [REDACTED]' https://app/admin",
+     "abc123def456"),
 ]
 
 NEAR_MISSES = [
     "ssh -p 2222 root@db1", "docker run -p 8080:80 nginx", "scp -P 22 backup.tgz root@db2:/srv",
     "redis-cli -h cache1 -p 6379 ping", "mysql -u root -p prod", "curl -u admin https://api/x",
     "docker run -u 1000:1000 img", "ldapsearch -x -W -b dc=corp", "sudo -u postgres psql",
-    "aws configure set region eu-west-1", "mkdir -p /var/lib/app", "ssh -o StrictHostKeyChecking=no db1",
-    "psql --no-password -h db1", "curl http://example.com:8080/a@b", "kubectl get secret db-creds -n prod",
+    "aws configure set region eu-west-1", "mkdir -p /var/lib/app",
+    "ssh -o StrictHostKeyChecking=no db1", "psql --no-password -h db1",
+    "curl http://example.com:8080/a@b", "kubectl get secret db-creds -n prod",
     "grep -i authorization /var/log/nginx/access.log", "env PWD=/home/alice OLDPWD=/tmp ls",
     "echo pk_live_51H8abcdefghij", "cat ~/.ssh/id_ed25519.pub", "ls -la /etc",
     "mysql -u root -p", "sshpass -p", "psql --password",     # a flag last: nothing to mask
@@ -149,7 +229,7 @@ def test_examples_of_the_data_file(given, stored):
     assert json.loads(_redact(json.dumps([given]), json_text=True)) == [stored]
 
 
-def test_every_rule_has_an_example_and_a_near_miss_or_a_reason():
+def test_every_rule_has_an_example_that_its_anchor_lets_through():
     for rule in redact.rules():
         assert rule.examples, rule.id
         assert re.search(rule.anchor, rule.examples[0][0]), rule.id
@@ -167,14 +247,15 @@ def test_redaction_stays_a_few_passes_of_sql():
     assert sql.count("regexp_replace(") <= 8 and sql.count("regexp_matches(") == 1
 
 
-# ---- end to end: what the store keeps, on each path ------------------------------------------------
+# ---- end to end: what the store keeps, on each path ---------------------------------------------
 
 def _activity_file(path: Path, bad_line: bool) -> Path:
     lines = [json.dumps({"event_id": shape_id, "ts": "2026-11-16T10:00:00Z", "account": "alice",
                          "target": "db1", "detail": command})
              for shape_id, command, _, _ in SHAPES]
     lines += [json.dumps({"event_id": f"near{i}", "ts": "2026-11-16T10:00:00Z", "account": "alice",
-                          "target": "db1", "detail": command}) for i, command in enumerate(NEAR_MISSES)]
+                          "target": "db1", "detail": command})
+              for i, command in enumerate(NEAR_MISSES)]
     if bad_line:    # one record to quarantine per shape: the staged path, raw lines kept
         lines += [json.dumps({"event_id": f"bad-{shape_id}", "ts": "not-a-time", "account": "alice",
                               "target": "db1", "detail": command})
@@ -200,7 +281,8 @@ def generic_stores(tmp_path_factory):
 
 @pytest.mark.parametrize("path", ["one-pass", "staged"])
 @pytest.mark.parametrize("shape_id, command, stored, secret", SHAPES, ids=SHAPE_IDS)
-def test_generic_activity_stores_detail_redacted(generic_stores, path, shape_id, command, stored, secret):
+def test_generic_activity_stores_detail_redacted(generic_stores, path, shape_id, command, stored,
+                                                 secret):
     store, result = generic_stores[path]
     lines = store.scalar("SELECT count(line) FROM activity")
     assert (lines == 0) if path == "one-pass" else (lines > 0)        # the path meant
@@ -227,8 +309,9 @@ def test_generic_activity_keeps_near_misses(generic_stores, path, command):
 def teleport_store(tmp_path_factory):
     """Teleport exec events: the command is the detail, its error message lands in attrs."""
     path = tmp_path_factory.mktemp("teleport") / "audit.jsonl"
-    events = [{"code": "T3002I", "event": "exec", "uid": f"u-{name}", "time": "2026-03-02T09:30:00Z",
-               "user": "alice", "login": "root", "server_hostname": "web-01", "command": command,
+    events = [{"code": "T3002I", "event": "exec", "uid": f"u-{name}",
+               "time": "2026-03-02T09:30:00Z", "user": "alice", "login": "root",
+               "server_hostname": "web-01", "command": command,
                "error": f"exit 1: {command}", "bot_name": "ci"}   # a key after the error
               for name, command in [(s[0], s[1]) for s in SHAPES]
               + [(f"near{i}", c) for i, c in enumerate(NEAR_MISSES)]]
@@ -238,7 +321,8 @@ def teleport_store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("shape_id, command, stored, secret", SHAPES, ids=SHAPE_IDS)
-def test_teleport_exec_stores_detail_and_attrs_redacted(teleport_store, shape_id, command, stored, secret):
+def test_teleport_exec_stores_detail_and_attrs_redacted(teleport_store, shape_id, command, stored,
+                                                        secret):
     detail, attrs = teleport_store.query("SELECT detail, attrs FROM activity WHERE event_id = ?",
                                          [f"u-{shape_id}"])[0]
     assert detail == stored
@@ -261,8 +345,9 @@ def test_sudo_commands_from_syslog_are_redacted(tmp_path):
     path = tmp_path / "secure"
     commands = [s[1] for s in ONE_LINE] + NEAR_MISSES
     path.write_text("".join(
-        f"<86>1 2026-02-10T08:{i // 60:02d}:{i % 60:02d}+01:00 web02 sudo 4242 - - alice : TTY=pts/1 ; "
-        f"PWD=/srv ; USER=root ; COMMAND=/usr/bin/{c}\n" for i, c in enumerate(commands)))
+        f"<86>1 2026-02-10T08:{i // 60:02d}:{i % 60:02d}+01:00 web02 sudo 4242 - - "
+        f"alice : TTY=pts/1 ; PWD=/srv ; USER=root ; COMMAND=/usr/bin/{c}\n"
+        for i, c in enumerate(commands)))
     store, result = ingest_one(SyslogConnector(), path)
     assert result.accepted == len(commands)
     stored = {d for (d,) in store.query("SELECT detail FROM activity")}
