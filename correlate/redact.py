@@ -64,31 +64,37 @@ def rules() -> tuple[Rule, ...]:
 MASK = _data()["mask"]
 
 
-def _passes(json: bool) -> list[tuple[str, str]]:
-    """(regex, replacement) per pass over the text, in file order of the families."""
-    value = _data()["value"]["json" if json else "plain"]
-    pairs = _groups(value)
-    if pairs % 2:
-        raise ValueError("secret_patterns.toml: <VALUE> groups come in (open, close) pairs")
-    # 1. rules of a family with the same secret and after share one alternation of keeps
+def _packed(value_groups: int) -> list[list[tuple[list[str], str, str]]]:
+    """Rules grouped into passes: within a family, rules with the same secret and `after` share
+    one alternation of keeps; a family's groups are packed side by side up to MAX_GROUPS."""
     merged: dict[tuple[str, str, str], list[str]] = {}
     for r in rules():
         merged.setdefault((r.family, r.secret, r.after), []).append(r.keep)
-    # 2. pack a family's merged rules into regexes of at most MAX_GROUPS groups
     passes, current, family, used = [], [], None, 0
     for (fam, secret, after), keeps in merged.items():
-        secret_groups = pairs if secret == VALUE else _groups(secret)
-        need = (1 if any(keeps) else 0) + secret_groups + (1 if after else 0)
+        need = ((1 if any(keeps) else 0) + (1 if after else 0)
+                + (value_groups if secret == VALUE else _groups(secret)))
         if current and (fam != family or used + need > MAX_GROUPS):
             passes.append(current)
             current, used = [], 0
         family = fam
         current.append((keeps, secret, after))
         used += need
-    if current:
-        passes.append(current)
+    return passes + [current] if current else passes
+
+
+def _passes(json: bool) -> list[tuple[str, str]]:
+    """(regex, replacement) per pass over the text, in file order of the families.
+
+    The replacement is every group kept before the secret (keeps, opening quotes), the mask,
+    then every group kept after it (closing quotes, groups of the secret, `after`): in one
+    match only one alternative's groups are set, the others rewrite to nothing."""
+    value = _data()["value"]["json" if json else "plain"]
+    value_groups = _groups(value)
+    if value_groups % 2:
+        raise ValueError("secret_patterns.toml: <VALUE> groups come in (open, close) pairs")
     out = []
-    for group in passes:
+    for group in _packed(value_groups):
         parts, before, behind, n = [], [], [], 0
         for keeps, secret, after in group:
             keep = "|".join(f"(?:{k})" for k in keeps if k)
@@ -98,10 +104,9 @@ def _passes(json: bool) -> list[tuple[str, str]]:
                 n += 1
                 before.append(n)
             if secret == VALUE:
-                for i in range(pairs // 2):
-                    before.append(n + 2 * i + 1)
-                    behind.append(n + 2 * i + 2)
-                n += pairs
+                before.extend(range(n + 1, n + value_groups, 2))
+                behind.extend(range(n + 2, n + value_groups + 1, 2))
+                n += value_groups
                 body = value
             else:
                 behind.extend(range(n + 1, n + 1 + _groups(secret)))
