@@ -304,11 +304,9 @@ def staged_pair(table: str, fields: Fields, path: Path, params: dict, final, row
 
 
 def ts_fast_sql(col: str) -> str:
-    """connectors.base.ts_sql with a cheap first branch for ISO 8601 UTC ('...T...Z'), and
-    Go's zero time (0001-01-01, written for unset timestamps) as NULL."""
-    return (f"(CASE WHEN {col} LIKE '0001-01-01%' THEN NULL "
-            f"WHEN {col} LIKE '____-__-__T%Z' THEN try_cast({col} AS TIMESTAMPTZ) "
-            f"ELSE {ts_sql(col)} END)")
+    """connectors.base.ts_sql (whose first branch is the cheap one for ISO 8601 UTC), with Go's
+    zero time (0001-01-01, written for unset timestamps) as NULL."""
+    return f"(CASE WHEN {col} LIKE '0001-01-01%' THEN NULL ELSE {ts_sql(col)} END)"
 
 
 def json_list_sql(col: str, sep: str = ",") -> str:

@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from connectors.base import OPTIONAL_COLUMNS, TABLE_COLUMNS, Options, Staged
+from connectors.base import (
+    OPTIONAL_COLUMNS, TABLE_COLUMNS, TS_MAX, TS_MIN, TS_RANGE, Options, Staged, ts_problem,
+)
 
 _SQL_TYPES = {"ts": "TIMESTAMPTZ", "start_ts": "TIMESTAMPTZ", "end_ts": "TIMESTAMPTZ",
               "revoked_at": "TIMESTAMPTZ", "read_only": "BOOLEAN", "line": "BIGINT",
@@ -44,6 +46,13 @@ def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
         for c in cols:
             if _SQL_TYPES.get(c) == "TIMESTAMPTZ":
                 frame[c] = pd.to_datetime(frame[c], utc=True)
+                # a last guard (connectors check as they parse): nothing outside the range
+                # every output renders is stored
+                bad = frame[c].notna() & ((frame[c] < TS_MIN) | (frame[c] > TS_MAX))
+                if bad.any():
+                    frame.loc[bad & frame["reason"].isna(), "reason"] = (
+                        f"{c} out of range ({TS_RANGE})")
+                    frame.loc[bad, c] = pd.NaT
         select = ", ".join(f'CAST("{c}" AS {_SQL_TYPES.get(c, "VARCHAR")}) AS "{c}"' for c in cols)
         out.append(Staged(table, sql=f"SELECT {select} FROM src", frame=frame))
     return out
@@ -104,18 +113,33 @@ def local_to_utc(naive: datetime, tz: ZoneInfo | None) -> datetime | None:
     return naive.replace(tzinfo=tz).astimezone(timezone.utc)
 
 
+_BAD_YEAR = re.compile(r"[+-]|0000-|[0-9]{5,}-")
+
+
 def parse_iso(text: str, tz: ZoneInfo | None) -> tuple[datetime | None, str | None]:
-    """(UTC datetime, None) or (None, why not) for an ISO 8601 timestamp."""
+    """(UTC datetime, None) or (None, why not) for an ISO 8601 timestamp in TS_MIN..TS_MAX."""
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip())   # fromisoformat takes microseconds
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
+        if _BAD_YEAR.match(text):      # a year Python cannot hold: 0000, 10000, -2024
+            return None, f"timestamp out of range ({TS_RANGE}): {text[:60]}"
         return None, f"unparseable timestamp: {text[:60]}"
     if value.tzinfo is None:
         if tz is None:
             return None, f"timestamp without time zone: {text} (set the source zone with --tz)"
         value = value.replace(tzinfo=tz)
-    return value.astimezone(timezone.utc), None
+    try:
+        value = value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):   # 9999-12-31T23:00-05:00 is in the year 10000
+        return None, f"timestamp out of range ({TS_RANGE}): {text[:60]}"
+    problem = ts_problem(value, text)
+    return (None, problem) if problem else (value, None)
+
+
+def in_range(value: datetime | None) -> bool:
+    """True for None and for timestamps every output can render (connectors.base.TS_MIN..)."""
+    return value is None or TS_MIN <= value <= TS_MAX
 
 
 MONTHS = {m: i for i, m in enumerate(
