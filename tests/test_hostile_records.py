@@ -1,0 +1,155 @@
+"""Hostile records in every connector: out-of-range timestamps, deep JSON, wrong types, bad
+UTF-8. One such record is quarantined with its line and reason; the others are kept."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from connectors.base import Options
+from connectors.registry import get_connector
+from correlate.cli import main
+from correlate.ingest import ingest
+from correlate.store import Store
+
+# One record per connector with {ID} (distinct per record) and {TS} (its time) to fill in.
+_CT = ('{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDA1",'
+       '"arn":"arn:aws:iam::111122223333:user/carol","accountId":"111122223333",'
+       '"userName":"carol"},"eventTime":"{TS}","eventSource":"iam.amazonaws.com",'
+       '"eventName":"CreateUser","awsRegion":"eu-west-1","eventID":"{ID}","readOnly":false,'
+       '"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333"}')
+_CA = ('{"syslog":{"audit_record":{"IsoTimestamp":"{TS}","Hostname":"VAULT01","MessageID":"300",'
+       '"Desc":"PSM Connect","Issuer":"jdoe","Action":"PSM Connect","Safe":"LinuxRoot",'
+       '"Station":"10.1.0.5","Reason":"","ExtraDetails":"DstHost=db01;Protocol=SSH;'
+       'SessionID=s{ID};User=root;","CAProperties":{"CAProperty":[{"Name":"UserName","Value":'
+       '"root"},{"Name":"Address","Value":"db01.example.com"}]}}}}')
+TEMPLATES = {
+    "generic": ('{"event_id":"{ID}","ts":"{TS}","account":"alice","target":"db1"}', ".jsonl"),
+    "teleport": ('{"code":"T4000I","event":"session.command","sid":"s1","uid":"{ID}",'
+                 '"time":"{TS}","user":"alice","login":"root","server_id":"srv-1",'
+                 '"path":"/usr/bin/id","argv":[],"return_code":0}', ".log"),
+    "cloudtrail": (_CT, ".jsonl"),
+    "k8s": ('{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{ID}",'
+            '"stage":"ResponseComplete","requestURI":"/api/v1/namespaces/p/pods","verb":"list",'
+            '"user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"p"},'
+            '"requestReceivedTimestamp":"{TS}","stageTimestamp":"{TS}"}', ".log"),
+    "vault": ('{"time":"{TS}","type":"request","auth":{"client_token":"hmac-sha256:aa",'
+              '"display_name":"alice","entity_id":"ent-a"},"request":{"id":"{ID}",'
+              '"operation":"update","namespace":{"id":"root"},"path":"secret/data/x",'
+              '"mount_point":"secret/"}}', ".log"),
+    "pim": ('{"id":"{ID}","status":"Provisioned","createdDateTime":"{TS}","action":"selfActivate",'
+            '"principalId":"p1","roleDefinitionId":"r1","directoryScopeId":"/",'
+            '"scheduleInfo":{"startDateTime":"{TS}","expiration":{"type":"afterDuration",'
+            '"duration":"PT2H"}}}', ".jsonl"),
+    "cyberark": ("<5>1 {TS} VAULT01 " + _CA, ".log"),
+    "syslog": ("{TS} web02 sshd[{ID}]: Accepted password for carol from 192.0.2.10 port 22 ssh2",
+               ".log"),
+    "auditd": ('node=web01 type=SYSCALL msg=audit({TS}:{ID}): arch=c000003e syscall=59 '
+               'success=yes exit=0 ppid=1 pid=2 auid=1001 uid=0 euid=0 comm="id" exe="/usr/bin/id"'
+               '\nnode=web01 type=EXECVE msg=audit({TS}:{ID}): argc=1 a0="id"', ".log"),
+}
+GOOD_TS = {"auditd": "1767225600.123"}
+KIND = {"generic": "activity"}
+
+
+def record(source: str, ident: int, ts: str | None = None) -> str:
+    template = TEMPLATES[source][0]
+    ts = ts if ts is not None else GOOD_TS.get(source, "2026-03-02T10:00:00Z")
+    return template.replace("{ID}", str(100 + ident)).replace("{TS}", ts)
+
+
+def ingest_lines(tmp_path, source: str, lines: list[str], name: str | None = None,
+                 data: bytes | None = None, **opts):
+    """(store, result) for a file of `lines` (or raw `data`) through the real ingest."""
+    path = tmp_path / (name or f"in{TEMPLATES[source][1]}")
+    path.write_bytes(data if data is not None else ("\n".join(lines) + "\n").encode())
+    store = Store(":memory:")
+    (result,) = ingest(store, get_connector(source), KIND.get(source), [str(path)],
+                       Options(**opts))
+    assert result.balanced, result
+    return store, result
+
+
+def quarantine(store) -> list[tuple[int, str]]:
+    return [tuple(r) for r in store.con.execute(
+        "SELECT line, reason FROM quarantine ORDER BY line").fetchall()]
+
+
+def _check_one_quarantined(store, result, line: int, words: str):
+    assert result.quarantined == 1, (result, quarantine(store))
+    ((qline, reason),) = quarantine(store)
+    assert qline == line and words in reason, (qline, reason)
+    assert result.accepted + result.ignored + result.duplicates == result.read - 1
+
+
+# -- item 4: timestamps outside 1970..9999 ----------------------------------------------------
+
+SQL_SOURCES = ("generic", "teleport", "cloudtrail", "k8s", "vault")
+BAD_TIMES = [("10000-01-01T00:00:00Z", "out of range"), ("0000-01-01T00:00:00Z", "out of range"),
+             ("-62135596800001", "out of range"), ("9999999999999999", "out of range"),
+             ("1969-12-31T23:59:59Z", "out of range"),
+             ("9999-12-31T23:59:59-05:00", "out of range"),
+             ("1700000000", "looks like epoch seconds")]
+
+
+@pytest.mark.parametrize("source", SQL_SOURCES)
+@pytest.mark.parametrize("bad,words", BAD_TIMES)
+def test_out_of_range_time_is_quarantined_with_line(tmp_path, source, bad, words):
+    store, r = ingest_lines(tmp_path, source, [record(source, 1), record(source, 2, bad),
+                                               record(source, 3)])
+    _check_one_quarantined(store, r, 2, words)
+    assert r.read == 3
+
+
+@pytest.mark.parametrize("source", ("syslog", "pim", "cyberark"))
+@pytest.mark.parametrize("bad", ["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+                                 "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+01:00"])
+def test_out_of_range_iso_time_in_python_connectors(tmp_path, source, bad):
+    store, r = ingest_lines(tmp_path, source, [record(source, 1), record(source, 2, bad),
+                                               record(source, 3)])
+    _check_one_quarantined(store, r, 2, "out of range")
+
+
+def test_pim_activation_ending_after_9999_is_quarantined(tmp_path):
+    store, r = ingest_lines(tmp_path, "pim", [record("pim", 1),
+                                              record("pim", 2, "9999-12-31T23:00:00Z")])
+    _check_one_quarantined(store, r, 2, "out of range")
+
+
+@pytest.mark.parametrize("stamp", ["99999999999999.123", "1700000000000.000"])
+def test_auditd_stamp_out_of_range_is_quarantined(tmp_path, stamp):
+    lines = [record("auditd", 1), record("auditd", 2, stamp), record("auditd", 3)]
+    store, r = ingest_lines(tmp_path, "auditd", lines)
+    _check_one_quarantined(store, r, 3, "out of range")   # the event's first line
+
+
+def test_range_bounds_are_accepted_and_every_output_renders_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAMCORR_DB", str(tmp_path / "t.duckdb"))
+    acts = tmp_path / "act.jsonl"
+    acts.write_text("\n".join(record("generic", i, ts) for i, ts in enumerate(
+        ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z", "1700000000000",
+         "10000-01-01T00:00:00Z", "-62135596800001", "1700000000"])) + "\n")
+    approvals = tmp_path / "approvals.csv"
+    approvals.write_text("approval_id,account,target,start,end\n"
+                         "A1,alice,db1,9999-12-31T20:00:00Z,9999-12-31T23:59:59Z\n")
+    cli = CliRunner()
+
+    def run(*args):
+        res = cli.invoke(main, list(args), catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res.output
+    out = run("ingest", "generic", "--kind", "activity", str(acts))
+    assert "read 6 = accepted 3 + quarantined 3" in out
+    run("ingest", "generic", "--kind", "approvals", str(approvals))
+    run("correlate")
+    rows = list(csv.DictReader(io.StringIO(run("findings", "--format", "csv"))))
+    assert sorted(r["ts"] for r in rows) == ["1970-01-01T00:00:00Z", "2023-11-14T22:13:20Z",
+                                             "9999-12-31T23:59:59.999000Z"]
+    run("report", "gaps", "-o", str(tmp_path / "gaps.html"))
+    run("scope", "alice", "-o", str(tmp_path / "scope.html"))
+    run("export", "-o", str(tmp_path / "bundle"))
+    assert (tmp_path / "bundle" / "findings.csv").is_file()
