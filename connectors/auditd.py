@@ -138,7 +138,7 @@ def _laurel_event(line: int, text: str, host: str) -> _Event | str:
     """An _Event from one laurel JSON line, or why it is bad."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):     # RecursionError: nested too deeply
         return "invalid JSON"
     if not isinstance(doc, dict):
         return "JSON value is not an object"

@@ -159,7 +159,7 @@ def _from_xml(text: str) -> dict | str:
 def _from_json(text: str) -> dict | str:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):     # RecursionError: nested too deeply
         return "invalid JSON"
     if not isinstance(doc, dict):
         return "JSON value is not an object"

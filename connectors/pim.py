@@ -118,6 +118,8 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
     lines = text.split("\n")
     try:
         json.loads(text)
+    except RecursionError:
+        pass    # nested too deeply for a document: read line by line, the deep line quarantined
     except ValueError as exc:
         # JSON lines (several values) also land here: they are read line by line below.
         if not any(_is_object(ln) for ln in [ln for ln in lines if ln.strip()][:5]):
@@ -133,7 +135,7 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):     # RecursionError: nested too deeply
             out.append((n, line, None, ""))
             continue
         if isinstance(value, dict) and isinstance(value.get("value"), list):
@@ -147,7 +149,7 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
 def _is_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

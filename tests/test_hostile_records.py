@@ -153,3 +153,31 @@ def test_range_bounds_are_accepted_and_every_output_renders_them(tmp_path, monke
     run("scope", "alice", "-o", str(tmp_path / "scope.html"))
     run("export", "-o", str(tmp_path / "bundle"))
     assert (tmp_path / "bundle" / "findings.csv").is_file()
+
+
+# -- item 9: JSON nested 5000 deep -------------------------------------------------------------
+
+LAUREL = ('{"ID":"1767225600.123:{ID}","SYSCALL":{"syscall":"execve","success":"yes","uid":"0",'
+          '"auid":"1001","euid":"0","exe":"/usr/bin/id"},"EXECVE":{"argc":1,"ARGV":["id"]}}')
+DEEP = {"open [": "[" * 5000, "open {": '{"a":' * 5000,
+        "closed [": "[" * 5000 + "]" * 5000, "closed {": '{"a":' * 5000 + "1" + "}" * 5000}
+JSON_SOURCES = ("generic", "teleport", "cloudtrail", "k8s", "vault", "pim", "cyberark", "auditd")
+
+
+@pytest.mark.parametrize("source", JSON_SOURCES)
+@pytest.mark.parametrize("deep", DEEP)
+def test_deeply_nested_json_line_is_quarantined(tmp_path, source, deep):
+    good = ((lambda i: LAUREL.replace("{ID}", str(i))) if source == "auditd"
+            else (lambda i: record(source, i)))
+    store, r = ingest_lines(tmp_path, source, [good(1), DEEP[deep], good(3)])
+    assert r.read == 3
+    _check_one_quarantined(store, r, 2, "")
+
+
+def test_cloudtrail_records_document_with_a_deep_record(tmp_path):
+    recs = [json.loads(record("cloudtrail", i)) for i in (1, 3)]
+    doc = ('{"Records": [' + json.dumps(recs[0]) + ", " + DEEP["closed ["] + ", "
+           + json.dumps(recs[1]) + "]}")
+    store, r = ingest_lines(tmp_path, "cloudtrail", [], name="doc.json", data=doc.encode())
+    assert (r.read, r.accepted, r.quarantined) == (3, 2, 1)
+    assert quarantine(store)[0][0] == 2
