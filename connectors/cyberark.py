@@ -139,9 +139,13 @@ def _props(value) -> dict[str, str]:
     return {str(p.get("Name")): str(p.get("Value", "")) for p in items if isinstance(p, dict)}
 
 
+_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.I)
+_DTD_REASON = "XML with a DTD or entity declaration is not accepted"
+
+
 def _from_xml(text: str) -> dict | str:
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        return "XML with a DTD or entity declaration is not accepted"
+    if _DTD.search(text):
+        return _DTD_REASON
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as exc:
@@ -253,7 +257,8 @@ class CyberArkConnector:
                     parts.append(nxt[1])
                     n += 1
                 raw = "\n".join([prefix + parts[0]] + parts[1:])
-                rec = (_from_xml("\n".join(parts)) if closing in parts[-1]
+                rec = (_DTD_REASON if _DTD.search(prefix)      # a DTD before <syslog> too
+                       else _from_xml("\n".join(parts)) if closing in parts[-1]
                        else f"unterminated XML record (no {closing} within {n} lines)")
             elif json_at >= 0:
                 prefix, rec = text[:json_at], _from_json(text[json_at:])

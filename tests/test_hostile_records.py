@@ -181,3 +181,24 @@ def test_cloudtrail_records_document_with_a_deep_record(tmp_path):
     store, r = ingest_lines(tmp_path, "cloudtrail", [], name="doc.json", data=doc.encode())
     assert (r.read, r.accepted, r.quarantined) == (3, 2, 1)
     assert quarantine(store)[0][0] == 2
+
+
+# -- item 15: a DTD before <syslog> on the record's line ---------------------------------------
+
+XML_RECORD = ("<syslog><audit_record><IsoTimestamp>2026-03-02T10:00:00Z</IsoTimestamp>"
+              "<MessageID>300</MessageID><Desc>PSM Connect</Desc><Issuer>jdoe</Issuer>"
+              "<Safe>LinuxRoot</Safe><ExtraDetails>DstHost=db01;Protocol=SSH;SessionID=s{ID};"
+              "User=root;</ExtraDetails><CAProperties><CAProperty Name=\"UserName\" "
+              "Value=\"root\"/><CAProperty Name=\"Address\" Value=\"db01\"/></CAProperties>"
+              "</audit_record></syslog>")
+
+
+@pytest.mark.parametrize("dtd", ['<!DOCTYPE syslog [<!ENTITY x "boom">]>',
+                                 '<5>1 2026-03-02T10:00:00Z VAULT01 <!doctype syslog>',
+                                 '<!ENTITY x SYSTEM "file:///etc/passwd">'])
+def test_cyberark_dtd_before_the_record_on_its_line_is_quarantined(tmp_path, dtd):
+    lines = [XML_RECORD.replace("{ID}", "1"), dtd + XML_RECORD.replace("{ID}", "2"),
+             XML_RECORD.replace("{ID}", "3")]
+    store, r = ingest_lines(tmp_path, "cyberark", lines)
+    assert r.read == 3
+    _check_one_quarantined(store, r, 2, "DTD or entity")
