@@ -309,6 +309,20 @@ def ts_fast_sql(col: str) -> str:
     return f"(CASE WHEN {col} LIKE '0001-01-01%' THEN NULL ELSE {ts_sql(col)} END)"
 
 
+def wrong_type_sql(keys: tuple[str, ...], doc: str = "raw") -> str:
+    """SQL: why record `doc` (JSON text, or NULL on a fast path, which fails on such records)
+    is unusable because one of the top-level `keys` holds something other than an object
+    (NULL when none does)."""
+    kinds = ("CASE t WHEN 'VARCHAR' THEN 'a string' WHEN 'ARRAY' THEN 'an array' "
+             "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END")
+    whens = " ".join(
+        f"WHEN json_type({doc}, {_lit(jpath((k,)))}) NOT IN ('OBJECT', 'NULL') THEN "
+        f"{_lit('wrong type: ' + k + ' is ')} || "
+        f"{kinds.replace('CASE t', f'CASE json_type({doc}, {_lit(jpath((k,)))})')} "
+        f"|| ', a JSON object expected'" for k in keys)
+    return f"(CASE WHEN {doc} IS NULL THEN NULL {whens} END)"
+
+
 def json_list_sql(col: str, sep: str = ",") -> str:
     """A JSON array of strings held as text in `col` -> its items joined by `sep` (NULL if none)."""
     return f"nullif(array_to_string(try(from_json({col}, '[\"VARCHAR\"]')), {_lit(sep)}), '')"

@@ -35,6 +35,7 @@ from pathlib import Path
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
     Fields, attrs_sql, content_id_sql, extract_sql, json_list_sql, staged_pair, ts_fast_sql,
+    wrong_type_sql,
 )
 
 # The native Event's fields, relative to the Event.
@@ -154,7 +155,8 @@ WITH a AS MATERIALIZED (
         WHEN shape = 'unknown' THEN 'not a Kubernetes audit event (no auditID, protoPayload, '
              || 'properties.log, kubernetes.audit or message)'
         WHEN ts IS NULL THEN {ts_problem_sql('ts_text', 'requestReceivedTimestamp')}
-        WHEN account IS NULL THEN 'missing required field: user.username'
+        WHEN account IS NULL THEN coalesce(CASE WHEN shape = 'native' THEN {wrong_type_sql(('user',))} END,
+             'missing required field: user.username')
     END AS reason FROM ({_mapped(rows)}) m WHERE shape <> 'ignored'),
 pick AS (SELECT arg_max(line, stage_rank * 1000000000000 + line) AS line
          FROM a WHERE reason IS NULL GROUP BY event_id),

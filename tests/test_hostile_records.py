@@ -202,3 +202,41 @@ def test_cyberark_dtd_before_the_record_on_its_line_is_quarantined(tmp_path, dtd
     store, r = ingest_lines(tmp_path, "cyberark", lines)
     assert r.read == 3
     _check_one_quarantined(store, r, 2, "DTD or entity")
+
+
+# -- item 12: a field of the wrong JSON type -------------------------------------------------
+
+WRONG_TYPES = [("vault", ("request",), '"database/creds/x"', "wrong type: request is a string"),
+               ("vault", ("request",), "5", "wrong type: request is a number"),
+               ("vault", ("auth",), '["alice"]', "wrong type: auth is an array"),
+               ("vault", ("request", "path"), None, "missing required field: request.mount_point"),
+               ("cloudtrail", ("userIdentity",), '"carol"', "wrong type: userIdentity is a string"),
+               ("k8s", ("user",), '"alice"', "wrong type: user is a string"),
+               ("teleport", ("time",), "1772445600", "looks like epoch seconds"),
+               ("generic", ("ts",), '{"a": 1}', "unparseable timestamp")]
+
+
+@pytest.mark.parametrize("source,keys,value,words", WRONG_TYPES)
+def test_field_of_the_wrong_type_quarantines_the_record_only(tmp_path, source, keys, value,
+                                                            words):
+    rec = json.loads(record(source, 2))
+    node = rec
+    for key in keys[:-1]:
+        node = node[key]
+    if value is None:                       # no path and no mount point
+        del node[keys[-1]]
+        rec["request"].pop("mount_point")
+    else:
+        node[keys[-1]] = json.loads(value)
+    store, r = ingest_lines(tmp_path, source, [record(source, 1), json.dumps(rec),
+                                               record(source, 3)])
+    assert r.read == 3
+    _check_one_quarantined(store, r, 2, words)
+
+
+def test_teleport_numbers_in_text_fields_are_read_as_text(tmp_path):
+    rec = json.loads(record("teleport", 2))
+    rec["login"], rec["server_id"] = 0, 42
+    store, r = ingest_lines(tmp_path, "teleport", [json.dumps(rec)])
+    assert (r.read, r.accepted) == (1, 1)
+    assert store.con.execute("SELECT account, target FROM activity").fetchall() == [("0", "42")]
