@@ -170,3 +170,15 @@ def ts_problem(value: datetime | None, text: str) -> str | None:
     if value is not None and not TS_MIN <= value <= TS_MAX:
         return f"timestamp out of range ({TS_RANGE}): {text[:60]}"
     return None
+
+
+NOT_UTF8 = "invalid UTF-8: bytes shown as U+FFFD"
+
+
+def quarantine_not_utf8(frame) -> None:
+    """Quarantine the rows of a Python connector's DataFrame whose `raw` holds U+FFFD (or its
+    JSON escape): bytes that were not UTF-8, replaced when the file was read as text."""
+    if len(frame):
+        bad = frame["raw"].astype(str).str.contains("\ufffd|\\\\u[fF]{3}[dD]", regex=True)
+        if bad.any():
+            frame.loc[bad, "reason"] = NOT_UTF8     # the first cause of any other problem

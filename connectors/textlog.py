@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from connectors.base import (
-    OPTIONAL_COLUMNS, TABLE_COLUMNS, TS_MAX, TS_MIN, TS_RANGE, Options, Staged, ts_problem,
+    OPTIONAL_COLUMNS, TABLE_COLUMNS, TS_MAX, TS_MIN, TS_RANGE, Options, Staged, quarantine_not_utf8,
+    ts_problem,
 )
 
 _SQL_TYPES = {"ts": "TIMESTAMPTZ", "start_ts": "TIMESTAMPTZ", "end_ts": "TIMESTAMPTZ",
@@ -26,10 +27,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without the line end) for every line of a text or .gz file.
 
     Lines end at '\\n' only: auditd's enriched format puts '\\x1d' inside a line, which
-    str.splitlines() would treat as a line break. Bad UTF-8 is replaced, never fatal.
+    str.splitlines() would treat as a line break. Bad UTF-8 is replaced by U+FFFD (the record
+    is then quarantined: staged_frames), never fatal; a UTF-8 byte order mark is dropped.
     """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as fh:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="\n") as fh:
         for n, text in enumerate(fh, 1):
             yield n, text.rstrip("\r\n")
 
@@ -43,6 +45,7 @@ def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
         cols = (("line", "raw", "reason") + TABLE_COLUMNS.get(table, ())
                 + tuple(OPTIONAL_COLUMNS.get(table, {})))
         frame = pd.DataFrame(records, columns=list(cols))
+        quarantine_not_utf8(frame)
         for c in cols:
             if _SQL_TYPES.get(c) == "TIMESTAMPTZ":
                 frame[c] = pd.to_datetime(frame[c], utc=True)

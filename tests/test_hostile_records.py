@@ -240,3 +240,74 @@ def test_teleport_numbers_in_text_fields_are_read_as_text(tmp_path):
     store, r = ingest_lines(tmp_path, "teleport", [json.dumps(rec)])
     assert (r.read, r.accepted) == (1, 1)
     assert store.con.execute("SELECT account, target FROM activity").fetchall() == [("0", "42")]
+
+
+# -- item 14: bytes that are not UTF-8; a byte order mark --------------------------------------
+
+ALL_SOURCES = ("generic", "teleport", "cloudtrail", "k8s", "vault", "pim", "cyberark", "syslog",
+               "auditd")
+
+
+def _with_bad_byte(text: str) -> bytes:
+    """The record with the byte 0xff in place of its first 'a' of a value (not in the time)."""
+    data = text.encode()
+    at = data.index(b"alice" if b"alice" in data else b"carol" if b"carol" in data
+                    else b"jdoe" if b"jdoe" in data else b"id")
+    return data[:at] + b"\xff" + data[at + 1:]
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("source", ALL_SOURCES)
+def test_record_with_bytes_not_utf8_is_quarantined_and_the_others_kept(tmp_path, source, gz):
+    import gzip
+    data = (record(source, 1).encode() + b"\n" + _with_bad_byte(record(source, 2)) + b"\n"
+            + record(source, 3).encode() + b"\n")
+    name = "in" + TEMPLATES[source][1] + (".gz" if gz else "")
+    store, r = ingest_lines(tmp_path, source, [], name=name,
+                            data=gzip.compress(data) if gz else data)
+    assert r.read == 3
+    _check_one_quarantined(store, r, 3 if source == "auditd" else 2, "invalid UTF-8")
+    (raw,) = store.con.execute("SELECT raw FROM quarantine").fetchone()
+    assert "\ufffd" in raw
+
+
+def test_generic_csv_record_not_utf8_names_its_line(tmp_path):
+    data = (b"event_id,ts,account,target\nE1,2026-03-02T10:00:00Z,alice,db1\n"
+            b"E2,2026-03-02T10:00:00Z,al\xffce,db1\n\nE3,2026-03-02T10:00:00Z,bob,db1\n")
+    store, r = ingest_lines(tmp_path, "generic", [], name="act.csv", data=data)
+    assert (r.read, r.accepted) == (3, 2)
+    _check_one_quarantined(store, r, 3, "invalid UTF-8: byte 0xff in field 3")
+
+
+def test_generic_jsonl_not_utf8_after_a_blank_line_keeps_line_numbers(tmp_path):
+    data = (record("generic", 1).encode() + b"\n\n" + _with_bad_byte(record("generic", 2))
+            + b"\n" + record("generic", 3).encode() + b"\n")
+    store, r = ingest_lines(tmp_path, "generic", [], data=data)
+    _check_one_quarantined(store, r, 3, "invalid UTF-8: byte 0xff at column")
+    assert sorted(x[0] for x in store.con.execute("SELECT line FROM activity").fetchall()) == [1, 4]
+
+
+@pytest.mark.parametrize("pretty", [False, True])
+def test_cloudtrail_records_document_not_utf8_quarantines_that_record(tmp_path, pretty):
+    recs = [record("cloudtrail", i) for i in (1, 2, 3)]
+    sep = b",\n  " if pretty else b", "
+    data = (b'{"Records": [' + (b"\n  " if pretty else b"") + recs[0].encode() + sep
+            + _with_bad_byte(recs[1]) + sep + recs[2].encode() + b"]}\n")
+    store, r = ingest_lines(tmp_path, "cloudtrail", [], name="doc.json", data=data)
+    assert (r.read, r.accepted) == (3, 2)
+    _check_one_quarantined(store, r, 2, "invalid UTF-8")
+
+
+@pytest.mark.parametrize("source", ALL_SOURCES)
+def test_byte_order_mark_costs_no_record(tmp_path, source):
+    lines = [record(source, 1), record(source, 2)]
+    data = b"\xef\xbb\xbf" + ("\n".join(lines) + "\n").encode()
+    store, r = ingest_lines(tmp_path, source, [], name="bom" + TEMPLATES[source][1], data=data)
+    assert r.quarantined == 0, quarantine(store)
+    assert r.read == 2 and r.accepted + r.ignored == 2
+
+
+def test_generic_csv_with_byte_order_mark(tmp_path):
+    data = b"\xef\xbb\xbfevent_id,ts,account,target\nE1,2026-03-02T10:00:00Z,alice,db1\n"
+    store, r = ingest_lines(tmp_path, "generic", [], name="bom.csv", data=data)
+    assert (r.read, r.accepted, r.quarantined) == (1, 1, 0)
