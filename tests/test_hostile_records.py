@@ -311,3 +311,32 @@ def test_generic_csv_with_byte_order_mark(tmp_path):
     data = b"\xef\xbb\xbfevent_id,ts,account,target\nE1,2026-03-02T10:00:00Z,alice,db1\n"
     store, r = ingest_lines(tmp_path, "generic", [], name="bom.csv", data=data)
     assert (r.read, r.accepted, r.quarantined) == (1, 1, 0)
+
+
+def test_cloudtrail_folder_with_a_file_not_utf8_keeps_the_other_files_and_records(tmp_path):
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    docs = {"a.json": [record("cloudtrail", 1).encode()],
+            "b.json": [record("cloudtrail", 2).encode(), _with_bad_byte(record("cloudtrail", 3))],
+            "c.json": [record("cloudtrail", 4).encode()]}
+    for name, recs in docs.items():
+        (folder / name).write_bytes(b'{"Records": [' + b", ".join(recs) + b"]}")
+    store = Store(":memory:")
+    results = ingest(store, get_connector("cloudtrail"), None, [str(folder)], Options())
+    assert [(r.read, r.accepted, r.quarantined) for r in results] == [(1, 1, 0), (2, 1, 1),
+                                                                      (1, 1, 0)]
+    assert quarantine(store)[0][0] == 2 and "invalid UTF-8" in quarantine(store)[0][1]
+
+
+# -- a cross-account CloudTrail call -----------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["lines", "records"])
+def test_cloudtrail_cross_account_call_targets_the_recipient_account(tmp_path, layout):
+    rec = json.loads(record("cloudtrail", 1))
+    rec["recipientAccountId"] = "444455556666"        # the caller is in 111122223333
+    assert rec["userIdentity"]["accountId"] == "111122223333"
+    data = (json.dumps(rec) if layout == "lines" else json.dumps({"Records": [rec]})) + "\n"
+    store, r = ingest_lines(tmp_path, "cloudtrail", [], name=f"{layout}.json", data=data.encode())
+    assert (r.read, r.accepted) == (1, 1)
+    assert store.con.execute("SELECT account, target FROM activity").fetchall() == [
+        ("carol", "444455556666")]
