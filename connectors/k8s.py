@@ -155,7 +155,8 @@ WITH a AS MATERIALIZED (
         WHEN shape = 'unknown' THEN 'not a Kubernetes audit event (no auditID, protoPayload, '
              || 'properties.log, kubernetes.audit or message)'
         WHEN ts IS NULL THEN {ts_problem_sql('ts_text', 'requestReceivedTimestamp')}
-        WHEN account IS NULL THEN coalesce(CASE WHEN shape = 'native' THEN {wrong_type_sql(('user',))} END,
+        WHEN account IS NULL THEN coalesce(
+             CASE WHEN shape = 'native' THEN {wrong_type_sql(('user',))} END,
              'missing required field: user.username')
     END AS reason FROM ({_mapped(rows)}) m WHERE shape <> 'ignored'),
 pick AS (SELECT arg_max(line, stage_rank * 1000000000000 + line) AS line
