@@ -91,6 +91,7 @@ def _check_one_quarantined(store, result, line: int, words: str):
 SQL_SOURCES = ("generic", "teleport", "cloudtrail", "k8s", "vault")
 BAD_TIMES = [("10000-01-01T00:00:00Z", "out of range"), ("0000-01-01T00:00:00Z", "out of range"),
              ("-62135596800001", "out of range"), ("9999999999999999", "out of range"),
+             ("253402300800000", "out of range"),                # 10000-01-01 in epoch ms
              ("1969-12-31T23:59:59Z", "out of range"),
              ("9999-12-31T23:59:59-05:00", "out of range"),
              ("1700000000", "looks like epoch seconds")]
@@ -103,6 +104,13 @@ def test_out_of_range_time_is_quarantined_with_line(tmp_path, source, bad, words
                                                record(source, 3)])
     _check_one_quarantined(store, r, 2, words)
     assert r.read == 3
+
+
+@pytest.mark.parametrize("source", SQL_SOURCES)
+def test_epoch_milliseconds_up_to_the_last_of_9999_are_accepted(tmp_path, source):
+    store, r = ingest_lines(tmp_path, source, [record(source, 1, "253402300799999"),
+                                               record(source, 2, "10000000000")])
+    assert (r.read, r.accepted, r.quarantined) == (2, 2, 0), quarantine(store)
 
 
 @pytest.mark.parametrize("source", ("syslog", "pim", "cyberark"))
