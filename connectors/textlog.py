@@ -140,11 +140,6 @@ def parse_iso(text: str, tz: ZoneInfo | None) -> tuple[datetime | None, str | No
     return (None, problem) if problem else (value, None)
 
 
-def in_range(value: datetime | None) -> bool:
-    """True for None and for timestamps every output can render (connectors.base.TS_MIN..)."""
-    return value is None or TS_MIN <= value <= TS_MAX
-
-
 MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
 BSD_TS = r"([A-Z][a-z]{2}) {1,2}(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
