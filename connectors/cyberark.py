@@ -297,7 +297,7 @@ class CyberArkConnector:
         if tz is None:
             return None, ("timestamp without time zone (Vault Timestamp carries none): "
                           "set the source zone with --tz")
-        return local_to_utc(naive, tz), None
+        return local_to_utc(naive, tz)
 
     # -- linking -------------------------------------------------------------------------
 

@@ -348,3 +348,16 @@ def test_cloudtrail_cross_account_call_targets_the_recipient_account(tmp_path, l
     assert (r.read, r.accepted) == (1, 1)
     assert store.con.execute("SELECT account, target FROM activity").fetchall() == [
         ("carol", "444455556666")]
+
+
+@pytest.mark.parametrize("source", ["syslog", "cyberark"])
+def test_year_less_time_past_9999_in_utc_is_quarantined(tmp_path, source):
+    if source == "syslog":
+        lines = [f"Dec 31 {t} web01 sudo:    alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/id"
+                 for t in ("10:00:00", "23:58:01")]
+    else:
+        lines = [_CA.replace('"IsoTimestamp":"{TS}"', f'"Timestamp":"Dec 31 {t}"')
+                 .replace("{ID}", str(i)) for i, t in enumerate(("10:00:00", "23:58:01"))]
+    store, r = ingest_lines(tmp_path, source, lines, year=9999, tz="America/New_York")
+    assert r.read == 2
+    _check_one_quarantined(store, r, 2, "out of range")
