@@ -36,11 +36,11 @@ import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.approval_events import Fold, event_row, events_batch
-from connectors.base import Options, Staged
+from connectors.base import TS_MAX, TS_RANGE, Options, Staged
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
                                local_to_utc, parse_iso, quarantined_row, read_lines,
                                staged_frames, zone_of)
@@ -334,6 +334,14 @@ class CyberArkConnector:
 
     @staticmethod
     def _checkout(e: dict, ticket_re: re.Pattern, window_s: float) -> dict:
+        try:
+            ends = e["ts"] + timedelta(seconds=window_s)
+        except OverflowError:
+            ends = None
+        if ends is None or ends > TS_MAX:       # the approval's end must be a storable time
+            return quarantined_row(e["line"], e["raw"], f"checkout window ends after "
+                                   f"9999-12-31T23:59:59Z ({TS_RANGE}): {e['ts'].isoformat()} "
+                                   f"+ {window_s:g} s")
         reason = (e["rec"].get("Reason") or "").strip() or None
         m = ticket_re.search(reason or "")
         ticket = (m.group(1) if m and ticket_re.groups else m.group(0) if m else None)

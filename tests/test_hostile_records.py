@@ -361,3 +361,13 @@ def test_year_less_time_past_9999_in_utc_is_quarantined(tmp_path, source):
     store, r = ingest_lines(tmp_path, source, lines, year=9999, tz="America/New_York")
     assert r.read == 2
     _check_one_quarantined(store, r, 2, "out of range")
+
+
+def test_cyberark_checkout_whose_window_ends_after_9999_is_quarantined(tmp_path):
+    checkout = _CA.replace('"MessageID":"300"', '"MessageID":"308"')
+    lines = [checkout.replace("{TS}", ts).replace("{ID}", str(i))
+             for i, ts in enumerate(("9999-12-31T22:00:00Z", "9999-12-31T23:30:00Z"))]
+    store, r = ingest_lines(tmp_path, "cyberark", lines)
+    _check_one_quarantined(store, r, 2, "checkout window ends after 9999-12-31")
+    assert store.con.execute("SELECT max(end_ts) < TIMESTAMPTZ '10000-01-01' FROM approvals"
+                             ).fetchone() == (True,)
