@@ -33,7 +33,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from connectors.base import Staged
+from connectors.base import Staged, quarantine_not_utf8
 
 TABLE = "approval_events"
 EVENT_COLUMNS = ("fold_key", "approval_id", "event_key", "event", "ts", "fields")
@@ -87,6 +87,7 @@ def events_batch(rows: list[dict], fold_key_sql: str | None = None) -> Staged:
                       + ") src WHERE false")
     frame = pd.DataFrame(rows, columns=list(cols))
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    quarantine_not_utf8(frame)
     return Staged(TABLE, sql=f"SELECT {select} FROM src", frame=frame)
 
 

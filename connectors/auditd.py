@@ -37,7 +37,7 @@ import shlex
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from connectors.base import Options, Staged
+from connectors.base import TS_RANGE, Options, Staged, ts_problem
 from connectors.textlog import (attrs_json, ignored_row, quarantined_row, read_lines,
                                staged_frames)
 from correlate.errors import InputError
@@ -138,7 +138,7 @@ def _laurel_event(line: int, text: str, host: str) -> _Event | str:
     """An _Event from one laurel JSON line, or why it is bad."""
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):     # RecursionError: nested too deeply
         return "invalid JSON"
     if not isinstance(doc, dict):
         return "JSON value is not an object"
@@ -229,9 +229,15 @@ class AuditdConnector:
             return (enriched.get(kind.upper()) or passwd.get(value)
                     or ("root" if value == "0" else value))
 
-        ts = (datetime.fromtimestamp(int(ev.sec), timezone.utc)
-              + timedelta(microseconds=int(ev.frac.ljust(6, "0")[:6])))
         stamp = f"{ev.sec}.{ev.frac}:{ev.serial}"
+        try:
+            ts = (datetime.fromtimestamp(int(ev.sec), timezone.utc)
+                  + timedelta(microseconds=int(ev.frac.ljust(6, "0")[:6])))
+        except (OverflowError, OSError, ValueError):
+            ts = None
+        problem = ts_problem(ts, stamp) if ts else f"timestamp out of range ({TS_RANGE}): {stamp}"
+        if problem:
+            return "activity", quarantined_row(ev.line, raw, problem)
         base = {"line": ev.line, "raw": raw, "reason": None,
                 "event_id": f"{ev.host}:{stamp}", "ts": ts, "target": ev.host}
         if "EXECVE" in by_type:

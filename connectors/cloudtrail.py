@@ -35,7 +35,7 @@ from pathlib import Path
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
     Fields, array_files_sql, attrs_sql, content_id_sql, peek, records_array, records_fast_sql,
-    records_sql, staged_pair, ts_fast_sql,
+    decoded_staged, records_sql, staged_pair, ts_fast_sql, wrong_type_sql,
 )
 
 _UI = "userIdentity"
@@ -115,8 +115,8 @@ _REASON = f"""CASE WHEN parse_error IS NOT NULL THEN parse_error
          WHEN ts IS NULL THEN {ts_problem_sql('f_event_time', 'eventTime')}
          WHEN nullif(f_event_name, '') IS NULL OR nullif(f_event_source, '') IS NULL
          THEN 'not a CloudTrail record: missing eventSource or eventName'
-         WHEN account IS NULL THEN 'no identity: userIdentity has no arn, userName, invokedBy '
-              || 'or principalId'
+         WHEN account IS NULL THEN coalesce({wrong_type_sql((_UI,))},
+              'no identity: userIdentity has no arn, userName, invokedBy or principalId')
     END"""
 # The type an ignored record is counted under.
 _IGNORED_TYPE = ("CASE WHEN f_event_type = 'AwsCloudTrailInsight' THEN 'AwsCloudTrailInsight' "
@@ -199,7 +199,9 @@ class CloudTrailConnector:
                 ("ignored", IGNORED_FIELDS, _ignored_final, _ignored_rows, {}, IGNORED_DOCS)):
             p = {**p, "path": str(path)}
             # Typed parse first; the record-by-record JSON path when anything is quarantined.
-            exact = Staged(table, sql=final(rows(records_sql(fields, whole))), params=p)
+            exact = Staged(table, sql=final(rows(records_sql(fields, whole))), params=p,
+                           exact=decoded_staged(table, final(rows(records_sql(fields, whole,
+                                                                              True))), path, p))
             out.append(Staged(table, sql=final(rows(records_fast_sql(fields, whole, only))),
                               params=p, exact=exact))
         return out

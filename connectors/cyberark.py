@@ -36,11 +36,11 @@ import hashlib
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.approval_events import Fold, event_row, events_batch
-from connectors.base import Options, Staged
+from connectors.base import TS_MAX, TS_RANGE, Options, Staged
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
                                local_to_utc, parse_iso, quarantined_row, read_lines,
                                staged_frames, zone_of)
@@ -139,9 +139,13 @@ def _props(value) -> dict[str, str]:
     return {str(p.get("Name")): str(p.get("Value", "")) for p in items if isinstance(p, dict)}
 
 
+_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.I)
+_DTD_REASON = "XML with a DTD or entity declaration is not accepted"
+
+
 def _from_xml(text: str) -> dict | str:
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        return "XML with a DTD or entity declaration is not accepted"
+    if _DTD.search(text):
+        return _DTD_REASON
     try:
         root = ET.fromstring(text.strip())
     except ET.ParseError as exc:
@@ -159,7 +163,7 @@ def _from_xml(text: str) -> dict | str:
 def _from_json(text: str) -> dict | str:
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):     # RecursionError: nested too deeply
         return "invalid JSON"
     if not isinstance(doc, dict):
         return "JSON value is not an object"
@@ -253,7 +257,8 @@ class CyberArkConnector:
                     parts.append(nxt[1])
                     n += 1
                 raw = "\n".join([prefix + parts[0]] + parts[1:])
-                rec = (_from_xml("\n".join(parts)) if closing in parts[-1]
+                rec = (_DTD_REASON if _DTD.search(prefix)      # a DTD before <syslog> too
+                       else _from_xml("\n".join(parts)) if closing in parts[-1]
                        else f"unterminated XML record (no {closing} within {n} lines)")
             elif json_at >= 0:
                 prefix, rec = text[:json_at], _from_json(text[json_at:])
@@ -292,7 +297,7 @@ class CyberArkConnector:
         if tz is None:
             return None, ("timestamp without time zone (Vault Timestamp carries none): "
                           "set the source zone with --tz")
-        return local_to_utc(naive, tz), None
+        return local_to_utc(naive, tz)
 
     # -- linking -------------------------------------------------------------------------
 
@@ -329,6 +334,14 @@ class CyberArkConnector:
 
     @staticmethod
     def _checkout(e: dict, ticket_re: re.Pattern, window_s: float) -> dict:
+        try:
+            ends = e["ts"] + timedelta(seconds=window_s)
+        except OverflowError:
+            ends = None
+        if ends is None or ends > TS_MAX:       # the approval's end must be a storable time
+            return quarantined_row(e["line"], e["raw"], f"checkout window ends after "
+                                   f"9999-12-31T23:59:59Z ({TS_RANGE}): {e['ts'].isoformat()} "
+                                   f"+ {window_s:g} s")
         reason = (e["rec"].get("Reason") or "").strip() or None
         m = ticket_re.search(reason or "")
         ticket = (m.group(1) if m and ticket_re.groups else m.group(0) if m else None)

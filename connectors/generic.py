@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ import pandas as pd
 from connectors.base import (
     TICKET_STATUSES, Options, Staged, nonblank_sql, ts_problem_sql, ts_sql,
 )
+from connectors.jsonsql import MAX_OBJECT, decoded_staged, lines_sql
 from correlate.errors import InputError
 
 # input field -> (table column, required, is timestamp)
@@ -142,27 +144,46 @@ def _json_fast_sql(kind: str) -> str:
             f"maximum_object_size=16777216)")
 
 
-def _json_exact_sql(kind: str) -> str:
+def _json_exact_sql(kind: str, decoded: bool = False) -> str:
+    """Every JSON line by its physical line (from $path, or `decoded` from the frame `src` of
+    connectors.jsonsql.decoded_lines: a file with bytes that are not UTF-8)."""
     fields = [f for f, *_ in SPEC[kind]]
     paths = "[" + ", ".join(f"'$.\"{f}\"'" for f in fields) + "]"
     select = ", ".join(f"j[{i + 1}] AS f_{f}" for i, f in enumerate(fields))
     return (
-        "SELECT line, raw, CASE WHEN NOT json_valid(raw) THEN 'invalid JSON' "
+        "SELECT line, raw, CASE WHEN bad IS NOT NULL THEN bad "
+        "WHEN NOT json_valid(raw) THEN 'invalid JSON' "
         "WHEN json_type(raw::JSON) <> 'OBJECT' THEN 'JSON value is not an object' END "
         f"AS parse_error, {select} FROM ("
-        f"  SELECT line, raw, CASE WHEN json_valid(raw) AND json_type(raw::JSON) = 'OBJECT' "
-        f"  THEN json_extract_string(raw, {paths}) END AS j FROM ("
-        "    SELECT row_number() OVER () AS line, raw FROM read_csv($path, "
-        "    columns={'raw': 'VARCHAR'}, header=false, delim=E'\\x01', quote='', escape='', "
-        "    auto_detect=false, strict_mode=false, max_line_size=16777216)"
-        "  ) WHERE raw IS NOT NULL AND trim(raw) <> '')"
+        f"  SELECT line, raw, bad, CASE WHEN bad IS NULL AND json_valid(raw) "
+        f"  AND json_type(raw::JSON) = 'OBJECT' THEN json_extract_string(raw, {paths}) END AS j "
+        f"  FROM ({lines_sql(MAX_OBJECT, decoded)}) WHERE raw IS NOT NULL AND trim(raw) <> '')"
     )
 
 
 def _open_text(path: Path):
+    # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate, found per record
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8-sig", newline="",
+                                errors="surrogateescape")
+    return open(path, encoding="utf-8-sig", newline="", errors="surrogateescape")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _not_utf8(rec: list[str]) -> str | None:
+    """Why a CSV record's text is unusable: the first byte that is not UTF-8 (None if none)."""
+    for text in rec:
+        m = _SURROGATE.search(text)
+        if m:
+            return (f"invalid UTF-8: byte 0x{ord(m.group()) - 0xdc00:02x} in field "
+                    f"{rec.index(text) + 1} (shown as U+FFFD)")
+    return None
+
+
+def _fffd(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
@@ -174,7 +195,7 @@ def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
             header = next(reader, None)
             if header is None:
                 return pd.DataFrame(columns=["line", "raw", "parse_error"] + [f"f_{f}" for f in fields])
-            header = _checked_header(header, kind, path)
+            header = _checked_header([_fffd(h) for h in header], kind, path)
             index = {h: i for i, h in enumerate(header)}
             rows = []
             start = reader.line_num + 1
@@ -182,15 +203,16 @@ def _csv_frame(path: Path, kind: str) -> pd.DataFrame:
                 line, start = start, reader.line_num + 1
                 if not rec or (len(rec) == 1 and not rec[0].strip()):
                     continue
-                raw = ",".join(rec)
                 error = None
                 if len(rec) != len(header):
                     error = f"expected {len(header)} fields, found {len(rec)}"
+                bad = _not_utf8(rec)
+                if bad:
+                    error, rec = bad, [_fffd(v) for v in rec]
+                raw = ",".join(rec)
                 values = [rec[index[f]] if f in index and index[f] < len(rec) else None
                           for f in fields]
                 rows.append([line, raw, error] + values)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", str(path)) from None
     except csv.Error as exc:
         raise InputError(f"CSV error: {exc}", str(path), reader.line_num) from None
     return pd.DataFrame(rows, columns=["line", "raw", "parse_error"] + [f"f_{f}" for f in fields],
@@ -202,11 +224,9 @@ def _csv_header(path: Path, kind: str) -> list[str]:
     try:
         with _open_text(path) as fh:
             header = next(csv.reader(fh), None)
-    except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", str(path)) from None
     except csv.Error as exc:
         raise InputError(f"CSV error: {exc}", str(path), 1) from None
-    return _checked_header(header, kind, path) if header else []
+    return _checked_header([_fffd(h) for h in header], kind, path) if header else []
 
 
 def _checked_header(header: list[str], kind: str, path: Path) -> list[str]:
@@ -259,8 +279,10 @@ class GenericConnector:
                              f"{', '.join(SPEC)}")
         params = {"tz": options.tz}
         if _is_jsonl(path):
+            decoded = decoded_staged(kind, mapping_sql(kind, _json_exact_sql(kind, True)), path,
+                                     params)
             exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind)),
-                           params={**params, "path": str(path)})
+                           params={**params, "path": str(path)}, exact=decoded)
             return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
                            params={**params, "path": str(path)}, exact=exact,
                            number_lines=True, skips_blank_lines=True)]

@@ -48,9 +48,44 @@ PARSE_ERROR_SQL = (
 )
 
 
-def lines_sql(max_line: int = MAX_OBJECT) -> str:
-    """Every physical line of $path with its 1-based number (blank lines are NULL)."""
-    return LINES_SQL.format(max_line=int(max_line))
+def lines_sql(max_line: int = MAX_OBJECT, decoded: bool = False) -> str:
+    """Every physical line of $path with its 1-based number (blank lines are NULL) and `bad`,
+    why its text is unusable (NULL). `decoded`: the lines come from the frame `src` that
+    `decoded_lines` made, for a file DuckDB cannot read because some bytes are not UTF-8."""
+    if decoded:
+        return "SELECT line, raw, bad FROM src"
+    return f"SELECT line, raw, NULL::VARCHAR AS bad FROM ({LINES_SQL.format(max_line=int(max_line))}) l"
+
+
+def decoded_lines(path: Path):
+    """DataFrame (line, raw, bad) of every line of `path` (.gz too) decoded in Python: a line
+    with bytes that are not UTF-8 gets them as U+FFFD and `bad` saying where. The fallback of
+    the exact readers only (slow: it holds the whole file)."""
+    import gzip
+
+    import pandas as pd
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    lines, raws, bads = [], [], []
+    for n, chunk in enumerate(data.split(b"\n"), 1):
+        chunk = chunk[:-1] if chunk.endswith(b"\r") else chunk
+        if not chunk.strip():
+            continue
+        try:
+            raw, bad = chunk.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            raw = chunk.decode("utf-8", "replace")
+            bad = (f"invalid UTF-8: byte 0x{chunk[exc.start]:02x} at column {exc.start + 1} "
+                   f"(shown as U+FFFD)")
+        lines.append(n)
+        raws.append(raw)
+        bads.append(bad)
+    return pd.DataFrame({"line": pd.Series(lines, dtype="int64"),
+                         "raw": pd.Series(raws, dtype=object), "bad": pd.Series(bads, dtype=object)})
 
 
 def jpath(keys: tuple[str, ...]) -> str:
@@ -184,54 +219,61 @@ def extract_sql(fields: Fields, doc: str = "raw") -> tuple[str, str]:
     return expr, ", ".join(f"j[{i + 1}] AS f_{n}" for i, n in enumerate(names))
 
 
-def exact_sql(fields: Fields) -> str:
-    """`line, raw, parse_error, f_*` for every non-blank physical line of $path."""
+def exact_sql(fields: Fields, decoded: bool = False) -> str:
+    """`line, raw, parse_error, f_*` for every non-blank physical line of $path (or of the
+    frame `src`: lines_sql `decoded`)."""
     expr, select = extract_sql(fields)
     # try(): text that is not JSON gives NULL instead of failing the whole statement.
     # MATERIALIZED: parse each line once; without it the optimizer copies the extraction
     # into every filter and CASE that uses a field (measured: 18 parses per line).
     return (
         f"(WITH x AS MATERIALIZED ("
-        f"  SELECT line, raw, CASE WHEN starts_with(ltrim(raw), '{{') THEN try({expr}) END AS j "
-        f"  FROM ({lines_sql()}) WHERE raw IS NOT NULL AND trim(raw) <> '') "
-        f"SELECT line, raw, {PARSE_ERROR_SQL} AS parse_error, {select} FROM x)"
+        f"  SELECT line, raw, bad, CASE WHEN bad IS NULL AND starts_with(ltrim(raw), '{{') "
+        f"  THEN try({expr}) END AS j "
+        f"  FROM ({lines_sql(decoded=decoded)}) WHERE raw IS NOT NULL AND trim(raw) <> '') "
+        f"SELECT line, raw, coalesce(bad, {PARSE_ERROR_SQL}) AS parse_error, {select} FROM x)"
     )
 
 
-def records_sql(fields: Fields, whole_file: bool) -> str:
+def records_sql(fields: Fields, whole_file: bool, decoded: bool = False) -> str:
     """`line, raw, parse_error, f_*` for each record of `{"Records": [...]}` documents.
 
     A document is one line of $path (`whole_file` False: JSON lines, each a Records
     document or a single record) or the whole file (`whole_file` True: pretty-printed,
     or a top-level array). `line` is the record's 1-based ordinal in the file and
     `raw` the record's JSON text. Documents that are not JSON count as one record.
+    `decoded`: lines from the frame `src` (lines_sql); a record of a document with bytes
+    that are not UTF-8 is quarantined when it holds one of them (U+FFFD).
     """
-    docs = (f"SELECT * FROM (SELECT 1 AS doc, string_agg(raw, chr(10) ORDER BY line) AS raw "
-            f"FROM ({lines_sql(MAX_DOCUMENT)}) WHERE raw IS NOT NULL) WHERE trim(raw) <> ''"
+    lines = lines_sql(MAX_DOCUMENT, decoded)
+    docs = (f"SELECT * FROM (SELECT 1 AS doc, string_agg(raw, chr(10) ORDER BY line) AS raw, "
+            f"min(bad) AS bad FROM ({lines}) WHERE raw IS NOT NULL) WHERE trim(raw) <> ''"
             if whole_file else
-            f"SELECT line AS doc, raw FROM ({lines_sql(MAX_DOCUMENT)}) "
+            f"SELECT line AS doc, raw, bad FROM ({lines}) "
             f"WHERE raw IS NOT NULL AND trim(raw) <> ''")
     expr, select = extract_sql(fields, "rec")
     # Every step MATERIALIZED: unnest over an expression re-evaluates it per output chunk
     # (quadratic on big documents), and the optimizer would copy the extraction around.
     return f"""(
 WITH d AS MATERIALIZED (
-    SELECT doc, raw, try(CASE
+    SELECT doc, raw, bad AS text_bad, try(CASE
         WHEN json_type(raw, '$.Records') = 'ARRAY' THEN json_extract(raw, '$.Records[*]')
         WHEN json_type(raw) = 'ARRAY' THEN json_extract(raw, '$[*]')
         ELSE [raw::JSON] END) AS recs
     FROM ({docs}) docs),
 n AS MATERIALIZED (
-    SELECT doc, raw, recs, coalesce(sum(coalesce(len(recs), 1)) OVER (ORDER BY doc ROWS
-           BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base FROM d),
+    SELECT doc, raw, text_bad, recs, coalesce(sum(coalesce(len(recs), 1)) OVER (ORDER BY doc
+           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base FROM d),
 r AS MATERIALIZED (
-    SELECT base + 1 AS line, raw AS bad, NULL::JSON AS rec FROM n WHERE recs IS NULL
+    SELECT base + 1 AS line, raw AS bad, text_bad, NULL::JSON AS rec FROM n WHERE recs IS NULL
     UNION ALL
-    SELECT base + unnest(range(1, len(recs) + 1)) AS line, NULL, unnest(recs) FROM n
+    SELECT base + unnest(range(1, len(recs) + 1)) AS line, NULL, text_bad, unnest(recs) FROM n
     WHERE recs IS NOT NULL),
 x AS MATERIALIZED (
     SELECT line, coalesce(rec::VARCHAR, bad) AS raw,
-        CASE WHEN bad IS NOT NULL THEN 'invalid JSON'
+        CASE WHEN text_bad IS NOT NULL AND (bad IS NOT NULL OR contains(rec::VARCHAR, '\ufffd'))
+             THEN text_bad
+             WHEN bad IS NOT NULL THEN 'invalid JSON'
              WHEN json_type(rec) <> 'OBJECT' THEN 'record is not a JSON object' END
             AS parse_error,
         CASE WHEN json_type(rec) = 'OBJECT' THEN {expr} END AS j
@@ -298,17 +340,37 @@ def staged_pair(table: str, fields: Fields, path: Path, params: dict, final, row
     numbered = rows(fast_sql(fields))
     if number_lines:
         numbered = f"SELECT row_number() OVER () AS line, * EXCLUDE (line) FROM ({numbered}) n"
-    exact = Staged(table, sql=final(rows(exact_sql(fields))), params=params)
+    exact = Staged(table, sql=final(rows(exact_sql(fields))), params=params,
+                   exact=decoded_staged(table, final(rows(exact_sql(fields, True))), path,
+                                        params))
     return Staged(table, sql=final(numbered), params=params, exact=exact,
                   skips_blank_lines=number_lines)
 
 
+def decoded_staged(table: str, sql: str, path: Path, params: dict) -> Staged:
+    """The exact reader's own fallback: `sql` over the lines of `path` decoded in Python
+    (decoded_lines), for a file with bytes that are not UTF-8, which DuckDB's readers refuse."""
+    return Staged(table, sql=sql, params=params, frame=lambda: decoded_lines(path))
+
+
 def ts_fast_sql(col: str) -> str:
-    """connectors.base.ts_sql with a cheap first branch for ISO 8601 UTC ('...T...Z'), and
-    Go's zero time (0001-01-01, written for unset timestamps) as NULL."""
-    return (f"(CASE WHEN {col} LIKE '0001-01-01%' THEN NULL "
-            f"WHEN {col} LIKE '____-__-__T%Z' THEN try_cast({col} AS TIMESTAMPTZ) "
-            f"ELSE {ts_sql(col)} END)")
+    """connectors.base.ts_sql (whose first branch is the cheap one for ISO 8601 UTC), with Go's
+    zero time (0001-01-01, written for unset timestamps) as NULL."""
+    return f"(CASE WHEN {col} LIKE '0001-01-01%' THEN NULL ELSE {ts_sql(col)} END)"
+
+
+def wrong_type_sql(keys: tuple[str, ...], doc: str = "raw") -> str:
+    """SQL: why record `doc` (JSON text, or NULL on a fast path, which fails on such records)
+    is unusable because one of the top-level `keys` holds something other than an object
+    (NULL when none does)."""
+    kinds = ("CASE t WHEN 'VARCHAR' THEN 'a string' WHEN 'ARRAY' THEN 'an array' "
+             "WHEN 'BOOLEAN' THEN 'a boolean' ELSE 'a number' END")
+    whens = " ".join(
+        f"WHEN json_type({doc}, {_lit(jpath((k,)))}) NOT IN ('OBJECT', 'NULL') THEN "
+        f"{_lit('wrong type: ' + k + ' is ')} || "
+        f"{kinds.replace('CASE t', f'CASE json_type({doc}, {_lit(jpath((k,)))})')} "
+        f"|| ', a JSON object expected'" for k in keys)
+    return f"(CASE WHEN {doc} IS NULL THEN NULL {whens} END)"
 
 
 def json_list_sql(col: str, sep: str = ",") -> str:

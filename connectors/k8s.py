@@ -37,6 +37,7 @@ from pathlib import Path
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
     Fields, attrs_sql, content_id_sql, extract_sql, json_list_sql, staged_pair, ts_fast_sql,
+    wrong_type_sql,
 )
 
 # The native Event's fields, relative to the Event.
@@ -159,7 +160,9 @@ WITH a0 AS MATERIALIZED (
         WHEN shape = 'unknown' THEN 'not a Kubernetes audit event (no auditID, protoPayload, '
              || 'properties.log, kubernetes.audit or message)'
         WHEN ts IS NULL THEN {ts_problem_sql('ts_text', 'requestReceivedTimestamp')}
-        WHEN account IS NULL THEN 'missing required field: user.username'
+        WHEN account IS NULL THEN coalesce(
+             CASE WHEN shape = 'native' THEN {wrong_type_sql(('user',))} END,
+             'missing required field: user.username')
     END AS reason FROM ({_mapped(rows)}) m WHERE shape <> 'ignored'),
 first AS (SELECT event_id, min(line) AS first_line,
                  arg_min(struct_pack(verb, detail), line) AS request

@@ -45,7 +45,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from connectors.approval_events import Fold, event_key, event_row, events_batch, field_ts, iso_sql
-from connectors.base import Options, Staged
+from connectors.base import TS_RANGE, Options, Staged, ts_problem
 from connectors.textlog import ignored_row, parse_iso, quarantined_row, staged_frames, zone_of
 from correlate.errors import InputError
 
@@ -66,7 +66,10 @@ def parse_duration(text: str) -> timedelta | None:
     if not m or not any(m.groups()) or text.strip().upper().endswith("T"):
         return None
     w, d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-    return timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    try:
+        return timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    except OverflowError:       # P99999999999W: no timestamp can end that late
+        return timedelta.max
 
 
 def _array(text: str, i: int, dec: json.JSONDecoder) -> tuple[list, int]:
@@ -115,6 +118,8 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
     lines = text.split("\n")
     try:
         json.loads(text)
+    except RecursionError:
+        pass    # nested too deeply for a document: read line by line, the deep line quarantined
     except ValueError as exc:
         # JSON lines (several values) also land here: they are read line by line below.
         if not any(_is_object(ln) for ln in [ln for ln in lines if ln.strip()][:5]):
@@ -130,7 +135,7 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):     # RecursionError: nested too deeply
             out.append((n, line, None, ""))
             continue
         if isinstance(value, dict) and isinstance(value.get("value"), list):
@@ -144,7 +149,7 @@ def read_records(path: Path) -> list[tuple[int, str, object, str]]:
 def _is_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
@@ -346,7 +351,11 @@ class PimConnector:
             if delta is None:
                 return None, (f"unsupported expiration.duration {str(exp['duration'])[:40]}: "
                               f"ISO 8601 weeks, days, hours, minutes, seconds only")
-            return start + delta, None
+            try:
+                return start + delta, ts_problem(start + delta, f"start + {exp['duration']}")
+            except OverflowError:
+                return None, (f"timestamp out of range ({TS_RANGE}): start + "
+                              f"{str(exp['duration'])[:40]}")
         if str(exp.get("type", "")).lower() == "noexpiration":
             return FOREVER, None
         return None, "missing required field: expiration.endDateTime or expiration.duration"

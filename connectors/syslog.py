@@ -201,4 +201,4 @@ class SyslogConnector:
         if tz is None:
             return None, ("timestamp without time zone (RFC 3164 syslog carries none): "
                           "set the source zone with --tz")
-        return local_to_utc(naive, tz), None
+        return local_to_utc(naive, tz)

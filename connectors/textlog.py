@@ -13,7 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from connectors.base import OPTIONAL_COLUMNS, TABLE_COLUMNS, Options, Staged
+from connectors.base import (
+    OPTIONAL_COLUMNS, TABLE_COLUMNS, TS_MAX, TS_MIN, TS_RANGE, Options, Staged, quarantine_not_utf8,
+    ts_problem,
+)
 
 _SQL_TYPES = {"ts": "TIMESTAMPTZ", "start_ts": "TIMESTAMPTZ", "end_ts": "TIMESTAMPTZ",
               "revoked_at": "TIMESTAMPTZ", "read_only": "BOOLEAN", "line": "BIGINT",
@@ -24,10 +27,11 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without the line end) for every line of a text or .gz file.
 
     Lines end at '\\n' only: auditd's enriched format puts '\\x1d' inside a line, which
-    str.splitlines() would treat as a line break. Bad UTF-8 is replaced, never fatal.
+    str.splitlines() would treat as a line break. Bad UTF-8 is replaced by U+FFFD (the record
+    is then quarantined: staged_frames), never fatal; a UTF-8 byte order mark is dropped.
     """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as fh:
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="\n") as fh:
         for n, text in enumerate(fh, 1):
             yield n, text.rstrip("\r\n")
 
@@ -41,9 +45,17 @@ def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
         cols = (("line", "raw", "reason") + TABLE_COLUMNS.get(table, ())
                 + tuple(OPTIONAL_COLUMNS.get(table, {})))
         frame = pd.DataFrame(records, columns=list(cols))
+        quarantine_not_utf8(frame)
         for c in cols:
             if _SQL_TYPES.get(c) == "TIMESTAMPTZ":
                 frame[c] = pd.to_datetime(frame[c], utc=True)
+                # a last guard (connectors check as they parse): nothing outside the range
+                # every output renders is stored
+                bad = frame[c].notna() & ((frame[c] < TS_MIN) | (frame[c] > TS_MAX))
+                if bad.any():
+                    frame.loc[bad & frame["reason"].isna(), "reason"] = (
+                        f"{c} out of range ({TS_RANGE})")
+                    frame.loc[bad, c] = pd.NaT
         select = ", ".join(f'CAST("{c}" AS {_SQL_TYPES.get(c, "VARCHAR")}) AS "{c}"' for c in cols)
         out.append(Staged(table, sql=f"SELECT {select} FROM src", frame=frame))
     return out
@@ -97,25 +109,40 @@ def assign_years(months: Sequence[int | None], path: Path,
     return out, rule
 
 
-def local_to_utc(naive: datetime, tz: ZoneInfo | None) -> datetime | None:
-    """A zone-less wall-clock time in `tz` as UTC; None when no zone is known."""
-    if tz is None:
-        return None
-    return naive.replace(tzinfo=tz).astimezone(timezone.utc)
+def local_to_utc(naive: datetime, tz: ZoneInfo | None) -> tuple[datetime | None, str | None]:
+    """(UTC datetime, None) for a zone-less wall-clock time in `tz` (which must be known), or
+    (None, why not) when it falls outside TS_MIN..TS_MAX."""
+    try:
+        value = naive.replace(tzinfo=tz).astimezone(timezone.utc)
+    except (OverflowError, ValueError):        # 9999-12-31 23:00 in New York
+        value = None
+    problem = ts_problem(value, naive.isoformat()) if value else (
+        f"timestamp out of range ({TS_RANGE}): {naive.isoformat()} in {tz}")
+    return (None, problem) if problem else (value, None)
+
+
+_BAD_YEAR = re.compile(r"[+-]|0000-|[0-9]{5,}-")
 
 
 def parse_iso(text: str, tz: ZoneInfo | None) -> tuple[datetime | None, str | None]:
-    """(UTC datetime, None) or (None, why not) for an ISO 8601 timestamp."""
+    """(UTC datetime, None) or (None, why not) for an ISO 8601 timestamp in TS_MIN..TS_MAX."""
     text = re.sub(r"(\.\d{6})\d+", r"\1", text.strip())   # fromisoformat takes microseconds
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
+        if _BAD_YEAR.match(text):      # a year Python cannot hold: 0000, 10000, -2024
+            return None, f"timestamp out of range ({TS_RANGE}): {text[:60]}"
         return None, f"unparseable timestamp: {text[:60]}"
     if value.tzinfo is None:
         if tz is None:
             return None, f"timestamp without time zone: {text} (set the source zone with --tz)"
         value = value.replace(tzinfo=tz)
-    return value.astimezone(timezone.utc), None
+    try:
+        value = value.astimezone(timezone.utc)
+    except (OverflowError, ValueError):   # 9999-12-31T23:00-05:00 is in the year 10000
+        return None, f"timestamp out of range ({TS_RANGE}): {text[:60]}"
+    problem = ts_problem(value, text)
+    return (None, problem) if problem else (value, None)
 
 
 MONTHS = {m: i for i, m in enumerate(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from connectors.base import Options, Staged, ts_problem_sql
 from connectors.jsonsql import (
-    Fields, attrs_sql, content_id_sql, json_list_sql, staged_pair, ts_fast_sql,
+    Fields, attrs_sql, content_id_sql, json_list_sql, staged_pair, ts_fast_sql, wrong_type_sql,
 )
 from correlate.errors import InputError
 
@@ -56,7 +56,8 @@ _ACCOUNT = ("coalesce(nullif(f_display_name, ''), nullif(f_accessor, ''), "
 # Only request/response records can have a time problem; other types are just counted.
 _PROBLEM = ("CASE WHEN parse_error IS NOT NULL THEN parse_error "
             "WHEN cls = 'bad' THEN 'not a Vault audit record: missing type' "
-            f"WHEN cls = 'activity' AND ts IS NULL THEN {ts_problem_sql('f_time', 'time')} END")
+            f"WHEN cls = 'activity' AND ts IS NULL THEN {ts_problem_sql('f_time', 'time')} "
+            f"WHEN cls = 'activity' THEN {wrong_type_sql(('auth', 'request'))} END")
 
 _HUMAN = ("oidc-", "ldap-", "userpass-", "okta-", "github-", "saml-", "radius-")
 _SERVICE = ("approle-", "kubernetes-", "aws-", "gcp-", "azure-", "cert-", "jwt-", "token-")
@@ -119,6 +120,10 @@ v AS (
 """
 
 
+# A request (or response) with an identity but nothing to name the target by.
+_NO_TARGET = "'missing required field: request.mount_point or request.path'"
+
+
 def _activity_final(rows: str) -> str:
     error = ("CASE WHEN request_id IS NULL THEN error "
              "ELSE coalesce(request_error, response_error) END")
@@ -129,7 +134,8 @@ def _activity_final(rows: str) -> str:
         ("status", f"CASE WHEN ({error}) IS NOT NULL THEN 'error' WHEN responded THEN 'ok' "
                    "WHEN request_id IS NOT NULL THEN 'no_response' END")])
     return _folded(rows) + f"""
-SELECT line, raw, problem AS reason, event_id, ts, account, target, action, detail,
+SELECT line, raw, coalesce(problem, CASE WHEN target IS NULL THEN {_NO_TARGET} END) AS reason,
+    event_id, ts, account, target, action, detail,
     session_id, actor,
     CASE WHEN {_prefixes('f_display_name', _HUMAN)} THEN 'human'
          WHEN {_prefixes('f_display_name', _SERVICE)} THEN 'service' END AS actor_kind,

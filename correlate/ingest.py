@@ -288,13 +288,16 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
             used = batch.exact
             _stage(con, used, name)
     except duckdb.Error as exc:
-        if batch.exact is None:
-            raise InputError(f"cannot read: {str(exc).splitlines()[0]}", path) from None
-        used = batch.exact
-        try:
-            _stage(con, used, name)
-        except duckdb.Error as exc2:
-            raise InputError(f"cannot read: {str(exc2).splitlines()[0]}", path) from None
+        used = batch
+        while True:     # down the fallbacks: exact, then its own (bytes that are not UTF-8)
+            if used.exact is None:
+                raise InputError(f"cannot read: {str(exc).splitlines()[0]}", path) from None
+            used = used.exact
+            try:
+                _stage(con, used, name)
+                break
+            except duckdb.Error as again:
+                exc = again
     return used
 
 
