@@ -151,7 +151,7 @@ def test_range_bounds_are_accepted_and_every_output_renders_them(tmp_path, monke
         assert res.exit_code == 0, res.output
         return res.output
     out = run("ingest", "generic", "--kind", "activity", str(acts))
-    assert "read 6 = accepted 3 + quarantined 3" in out
+    assert "read 6 = accepted 3 + ignored 0 + quarantined 3" in out
     run("ingest", "generic", "--kind", "approvals", str(approvals))
     run("correlate")
     rows = list(csv.DictReader(io.StringIO(run("findings", "--format", "csv"))))
