@@ -31,7 +31,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 # Columns a connector may stage beyond TABLE_COLUMNS: staged name -> table column. A staged
 # `reason` is why the row is quarantined, so an approval's justification is `approval_reason`.
 OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
-    "activity": {c: c for c in ("approval_ref", "actor_kind", "read_only", "attrs")},
+    "activity": {c: c for c in ("approval_ref", "actor_kind", "read_only", "attrs", "outcome")},
     "approvals": {"approval_reason": "reason", "targets": "targets"},
     "tickets": {c: c for c in ("reporter", "title", "components", "system", "url", "work_start",
                                "work_end")},
