@@ -155,11 +155,15 @@ def ingest_cmd(source, paths, kind, tz, year, extra, db):
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
         pairs[key.strip()] = value
     options = Options(tz=tz, year=year, extra=pairs)
+    not_read: list[str] = []     # files a folder holds that are not read: said now and at the end
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
-                         progress=lambda m: _err(f"ingesting {m}"))
+                         progress=lambda m: _err(f"ingesting {m}"),
+                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)))
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
+    for note in not_read:
+        click.echo(f"skipped: {note}")
     print_pending(connector.name, pending)
 
 

@@ -6,8 +6,10 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
+from correlate.detect.run import DetectionSettings, Mute
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
 from correlate.errors import InputError
 
@@ -22,7 +24,9 @@ _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|credential)s?$", r
 SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
               "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
 
-_TOP = {"db", "output", "policy", "sources", "tickets"}
+_TOP = {"db", "output", "policy", "sources", "tickets", "detections"}
+_DETECTIONS = {"rules", "enabled", "mute"}
+_MUTE = {"rule", "account", "target", "ticket", "reason", "expires"}
 _POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours", "change_window"}
 _SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity"}
 _TICKETS = {"system", "url", "flavour", "timeout", "max_retries"}
@@ -64,6 +68,7 @@ class Settings:
     coverage_gap_hours: float = DEFAULT_COVERAGE_GAP_HOURS
     sources: tuple[SourceConfig, ...] = ()
     tickets: TicketsConfig | None = None
+    detections: DetectionSettings = DetectionSettings()
 
 
 def _fail(path: Path, message: str, line: int | None = None) -> InputError:
@@ -130,6 +135,53 @@ def _tickets(path: Path, raw) -> TicketsConfig | None:
                          max_retries=int(raw.get("max_retries", 3)))
 
 
+def _expiry(path: Path, where: str, value) -> datetime:
+    """A mute's expiry: a TOML date (the mute holds through that UTC day) or a datetime with a
+    zone (a local datetime is refused: timestamps without a zone are errors)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise _fail(path, f"{where}.expires: give a zone (2027-01-31T18:00:00Z) or a date")
+        return value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    raise _fail(path, f"{where}.expires: a date (2027-01-31) or a datetime with a zone")
+
+
+def _detections(path: Path, base: Path, raw) -> DetectionSettings:
+    """`[detections]`: user rule folders, on/off, and `[[detections.mute]]` allow entries."""
+    if raw is None:
+        return DetectionSettings()
+    if not isinstance(raw, dict):
+        raise _fail(path, "[detections]: expected a table")
+    _check_keys(path, "detections", raw, _DETECTIONS)
+    folders = raw.get("rules", [])
+    if isinstance(folders, str):
+        folders = [folders]
+    if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+        raise _fail(path, "detections.rules: a folder or a list of folders of Sigma rule files")
+    mutes = []
+    for i, m in enumerate(raw.get("mute", [])):
+        where = f"detections.mute[{i}]"
+        if not isinstance(m, dict):
+            raise _fail(path, f"{where}: expected a table ([[detections.mute]])")
+        _check_keys(path, where, m, _MUTE)
+        for key in ("rule", "reason", "expires"):
+            if key not in m:
+                raise _fail(path, f"{where}: needs rule, reason and expires (a mute never lasts "
+                                  "forever and always says why)")
+        scope = {k: _typed(path, where, m[k], str, k) for k in ("account", "target", "ticket")
+                 if k in m}
+        if not scope:
+            raise _fail(path, f"{where}: name the account, target or ticket (glob) it covers; "
+                              'use account = "*" to mute the rule everywhere')
+        mutes.append(Mute(rule=_typed(path, where, m["rule"], str, "rule"),
+                          reason=_typed(path, where, m["reason"], str, "reason"),
+                          expires=_expiry(path, where, m["expires"]), **scope))
+    return DetectionSettings(
+        rule_dirs=tuple(str(base / os.path.expanduser(f)) for f in folders),
+        mutes=tuple(mutes), enabled=bool(raw.get("enabled", True)))
+
+
 def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings:
     """Settings from an already-parsed TOML document (`path` names it in errors)."""
     base = base or path.parent
@@ -162,7 +214,8 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
         path=path, db=db, output=base / os.path.expanduser(output),
         policy=Policy(grace, look, window), fail_on=fail_on, coverage_gap_hours=float(gap),
         sources=tuple(_source(path, base, i, s) for i, s in enumerate(sources)),
-        tickets=_tickets(path, data.get("tickets")))
+        tickets=_tickets(path, data.get("tickets")),
+        detections=_detections(path, base, data.get("detections")))
 
 
 def load_settings(path: str | os.PathLike) -> Settings:

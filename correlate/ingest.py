@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import gzip
-import hashlib
-import os
 import re
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -19,6 +17,8 @@ from correlate.clock import now_utc
 from correlate.errors import InputError
 from correlate.ingest_activity import NotDirect, load_direct, load_staged
 from correlate.ingest_events import load_approval_events
+from correlate.ingest_files import (expand_paths, head_of, is_gzip, literal_path, sha256_file,
+                                    tail_copy)
 from correlate.redact import redact_sql
 from correlate.store import Store
 
@@ -42,38 +42,6 @@ class FileResult:
     @property
     def balanced(self) -> bool:
         return self.read == self.accepted + self.ignored + self.quarantined + self.duplicates
-
-
-def expand_paths(paths: list[str]) -> list[Path]:
-    """Files named directly, under a directory (recursively), or matched by a glob; sorted."""
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            out.extend(sorted(f for f in path.rglob("*") if f.is_file()
-                              and not f.name.startswith(".")))
-        elif path.is_file():
-            out.append(path)
-        else:
-            matches = sorted(Path(m) for m in glob.glob(p, recursive=True) if os.path.isfile(m))
-            if not matches:
-                raise InputError("no such file, directory or glob match", p)
-            out.extend(matches)
-    seen, unique = set(), []
-    for f in out:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
@@ -102,8 +70,10 @@ def has_blank_lines(path: Path) -> bool:
 
 
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
-           progress=None) -> list[FileResult]:
-    """Ingest files with one connector. Files already ingested (same sha256) are skipped."""
+           progress=None, warn=None) -> list[FileResult]:
+    """Ingest files with one connector. Files already ingested (same sha256) are skipped;
+    `warn(message)` hears of files a folder holds that are not read (correlate/ingest_files.py
+    `expand_paths`)."""
     if kind is None:
         if len(connector.kinds) != 1 and "auto" not in connector.kinds:
             raise InputError(f"source {connector.name} needs --kind, one of "
@@ -113,7 +83,7 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
         raise InputError(f"source {connector.name} reads kinds {', '.join(connector.kinds)}, "
                          f"not {kind!r}")
     results = []
-    files = expand_paths(paths)
+    files = expand_paths(paths, warn)
     if getattr(connector, "stage_arrays", None) is not None:
         # Records files read many at a time, with this function's results (issue #3).
         from correlate.ingest_many import ingest_many
@@ -140,23 +110,66 @@ def ingest_file(store: Store, connector, kind: str, path: Path, options: Options
         raise InputError(f"cannot read: {exc or type(exc).__name__}", str(path)) from None
 
 
+@dataclass(frozen=True)
+class Tail:
+    """Where reading a grown file begins: the end of its last ingest (byte, lines before)."""
+
+    offset: int = 0
+    lines: int = 0
+
+
+# The file as last ingested, when it was smaller: a prefix of it now if it only grew.
+GROWN_SQL = ("SELECT sha256, size_bytes FROM ingest_log WHERE source = ? AND kind = ? "
+             "AND file = ? AND finished IS NOT NULL AND size_bytes < ? "
+             "ORDER BY size_bytes DESC LIMIT 1")
+
+
+def _one_record_a_line(batch: Staged) -> bool:
+    """The batch reads one record per line, no header, no Python reader: a tail of the file
+    is read as the same lines would be in the whole file."""
+    return (batch.skips_blank_lines and batch.first_line == 1 and batch.frame is None
+            and (batch.exact is None or batch.exact.frame is None))
+
+
+def _grown(store: Store, source: str, kind: str, path: Path, size: int,
+           staged: list[Staged]) -> Tail:
+    """Tail(offset, lines) when `path` only grew since it was last ingested (the content
+    logged then, ending at a line end, is its prefix): the old part is not read again."""
+    if is_gzip(path) or not all(_one_record_a_line(b) for b in staged):
+        return Tail()
+    row = store.query(GROWN_SQL, [source, kind, str(path), size])
+    if not row:
+        return Tail()
+    sha, old_size = row[0]
+    head, lines, at_line_end = head_of(path, old_size)
+    return Tail(old_size, lines) if head == sha and at_line_end else Tail()
+
+
 def _ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
     con = store.con
     size = path.stat().st_size
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool, ExitStack() as scratch:
         # hashlib and DuckDB both release the GIL: hash while DuckDB parses, unless the same
         # file (name and size) was ingested before, when the hash decides first.
         hashing = pool.submit(sha256_file, path)
+        if is_gzip(path):
+            hashing.result()    # CRC-32 and expansion limit checked before anything reads it
         if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
                 return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
         staged = connector.stage(path, kind, options)
+        tail, source = _grown(store, connector.name, kind, path, size, staged), path
+        if tail.offset:
+            source = scratch.enter_context(tail_copy(path, tail.offset))
+            staged = connector.stage(source, kind, options)
+        literal = scratch.enter_context(literal_path(source))
+        staged = [_read_as(batch, str(source), literal) for batch in staged]
         if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
             result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
-                                    hashing)
+                                    hashing, tail)
             if result is not None:
                 return result
-        blanks = (pool.submit(has_blank_lines, path)
+        blanks = (pool.submit(has_blank_lines, source)
                   if any(b.skips_blank_lines for b in staged) else None)
         # Parse first, outside the transaction: a failed fast read must not abort it.
         used = [_stage_batch(con, batch, f"stage_{i}", str(path))
@@ -176,11 +189,12 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
     with store.transaction():
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
-                    "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [ingest_id, connector.name, kind, str(path), digest, size, now_utc()])
+                    "started, offset_bytes, first_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [ingest_id, connector.name, kind, str(path), digest, size, now_utc(),
+                     tail.offset, tail.lines + 1])
         for i, batch in enumerate(staged):
             counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path),
-                           numbered[i])
+                           numbered[i], tail.lines)
             result.read += counts["read"]
             result.accepted += counts["accepted"]
             result.quarantined += counts["quarantined"]
@@ -198,7 +212,7 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
 
 
 def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, batch: Staged,
-                   hashing) -> FileResult | None:
+                   hashing, tail: Tail = Tail()) -> FileResult | None:
     """A JSON-lines activity file parsed and stored in one pass (correlate/ingest_activity.py).
 
     None when that cannot be used (a row to quarantine, an event_id repeated in the file, a
@@ -208,9 +222,7 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
     con.execute("BEGIN TRANSACTION")
     try:
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
-        read, accepted = load_direct(con, batch.sql, {k: v for k, v in batch.params.items()
-                                                      if f"${k}" in batch.sql},
-                                     source, ingest_id)
+        read, accepted = load_direct(con, batch.sql, bound(batch), source, ingest_id)
         digest = hashing.result()
         result = FileResult(str(path), source, kind, digest, read=read, accepted=accepted,
                             duplicates=read - accepted)
@@ -220,10 +232,11 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
             return result
         now = now_utc()
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
-                    "read, accepted, quarantined, duplicates, ignored, started, finished) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?)",
+                    "read, accepted, quarantined, duplicates, ignored, started, finished, "
+                    "offset_bytes, first_line) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?)",
                     [ingest_id, source, kind, str(path), digest, size, read, accepted,
-                     read - accepted, now, now])
+                     read - accepted, now, now, tail.offset, tail.lines + 1])
     except NotDirect:
         con.execute("ROLLBACK")
         return None
@@ -234,6 +247,20 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
     return result
 
 
+def bound(batch: Staged) -> dict:
+    """The batch's parameters its SQL uses."""
+    return {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
+
+
+def _read_as(batch: Staged, path: str, literal: str) -> Staged:
+    """The batch reading `literal` where it read `path` (see ingest_files.literal_path)."""
+    if path == literal:
+        return batch
+    exact = batch.exact and _read_as(batch.exact, path, literal)
+    params = {k: literal if k == "path" and v == path else v for k, v in batch.params.items()}
+    return replace(batch, params=params, exact=exact)
+
+
 def _stage(con, batch: Staged, name: str) -> None:
     if batch.frame is not None:
         # a callable frame is parsed only when this (exact) batch is needed. register() refuses
@@ -241,8 +268,7 @@ def _stage(con, batch: Staged, name: str) -> None:
         con.register("src", batch.frame() if callable(batch.frame) else batch.frame)
     try:
         con.execute("SET preserve_insertion_order = true")  # row_number() = file order
-        params = {k: v for k, v in batch.params.items() if f"${k}" in batch.sql}
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", params)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {batch.sql}", bound(batch))
     finally:
         con.execute("SET preserve_insertion_order = false")
         if batch.frame is not None:
@@ -273,10 +299,12 @@ def _stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
 
 
 def _load(con, table: str, name: str, source: str, ingest_id: int, path: str,
-          numbered: int | None = None) -> dict:
+          numbered: int | None = None, shift: int = 0) -> dict:
     # rid: the row's position in the staged table, which keeps the file's order
     # (preserve_insertion_order); with `numbered` it is also the line (Staged.number_lines).
-    line = f"* REPLACE (rowid + {int(numbered)} AS line)" if numbered is not None else "*"
+    # `shift`: lines of the file before the part read (a grown file's tail).
+    line = (f"* REPLACE (rowid + {int(numbered) + int(shift)} AS line)" if numbered is not None
+            else f"* REPLACE (line + {int(shift)} AS line)" if shift else "*")
     con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT {line}, rowid AS rid FROM {name}")
     for (kind,) in con.execute("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
                                "FROM information_schema.tables WHERE table_name = 'fresh' "

@@ -104,16 +104,19 @@ WHERE CASE WHEN s.reason IS NULL THEN true ELSE error('pamcorr: row to quarantin
 # Distinct ids prove distinct event_ids (and no hash collision) in the file.
 DIRECT_REPEATS = ("SELECT count(*) - count(DISTINCT act_id) FROM activity "
                   "WHERE ingest_id = $ingest_id")
-# Stored before: the same (source, event_id) has the same id. Another row with that id is a
-# hash collision, which the staged path (dense ids) handles.
+# Another stored row with a new row's id but not its (source, event_id) is a hash collision,
+# which the staged path (dense ids) handles.
 DIRECT_CLASHES = """
 SELECT count(*) FROM activity n JOIN activity o ON o.act_id = n.act_id
 WHERE n.ingest_id = $ingest_id AND o.ingest_id <> $ingest_id
   AND (o.source <> n.source OR o.event_id <> n.event_id)
 """
+# Stored before, by either path: one identity for a stored action on every path, its
+# (source, event_id), as the staged path (ACTIVITY_NEW) and the many-files path (DROP_STORED)
+# have it. Matching act_ids would miss rows the staged path stored under dense ids.
 DIRECT_STORED = """
-DELETE FROM activity WHERE ingest_id = $ingest_id AND act_id IN (
-    SELECT act_id FROM activity WHERE ingest_id <> $ingest_id)
+DELETE FROM activity WHERE ingest_id = $ingest_id AND event_id IN (
+    SELECT event_id FROM activity WHERE source = $source AND ingest_id <> $ingest_id)
 """
 
 
@@ -144,7 +147,7 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tup
                             "LIMIT 1)", [ingest_id]):
         if _count(con, DIRECT_CLASHES, ids):
             raise NotDirect("activity ids clash")
-        con.execute(DIRECT_STORED, ids)
+        con.execute(DIRECT_STORED, {**ids, "source": source})
     if read:
         intern_keys(con, ingest_id)
     accepted = _count(con, "SELECT count(*) FROM activity WHERE ingest_id = ?", [ingest_id])

@@ -34,6 +34,7 @@ from pathlib import Path
 from connectors.base import Options
 from connectors.jsonsql import MAX_DOCUMENT, records_head
 from correlate.ingest_many_direct import DirectLoad
+from correlate.ingest_files import inflate_limit
 from correlate.ingest_many_load import ArraysLoad, in_file_order
 from correlate.store import Store
 
@@ -63,7 +64,8 @@ class Prepared:
 
 def inflate_to(raw: bytes, fh, limit: int = MAX_DOCUMENT) -> bool:
     """Write the gzip members of `raw` decompressed to `fh`, a piece at a time (small pieces
-    stay in the CPU cache); False when corrupt or over `limit` bytes."""
+    stay in the CPU cache); False when corrupt (zlib checks each member's CRC-32 and length)
+    or over `limit` bytes: the per-file path then says why."""
     view, total = memoryview(raw), 0
     try:
         while view:
@@ -107,7 +109,7 @@ def prepare(connector, index: int, path: Path, folder: Path, known: frozenset) -
     out = folder / f"{index}.json"
     with open(out, "w+b") as fh:
         if path.name.endswith(".gz"):
-            written = inflate_to(raw, fh)
+            written = inflate_to(raw, fh, min(MAX_DOCUMENT, inflate_limit(len(raw))))
         else:
             written = bool(fh.write(raw))
         span = None

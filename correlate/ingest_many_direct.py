@@ -16,6 +16,7 @@ from __future__ import annotations
 import duckdb
 
 from correlate.ingest_activity import intern_keys, key_sql, optional_columns
+from correlate.ingest_files import duckdb_path
 from correlate.ingest_many_load import ID, MAX_DENSE, MINE, STORED, ArraysLoad, in_file_order
 from correlate.redact import redact_sql
 
@@ -60,7 +61,7 @@ class DirectLoad:
 
     def add(self, files) -> bool:
         """Insert `files` (after those added before); False: rolled back, nothing kept."""
-        con, paths = self.con, [str(p.array) for p in files]
+        con, paths = self.con, [duckdb_path(str(p.array)) for p in files]
         if self.first_id is None:
             try:
                 self.select = optional_columns(self.load.columns(paths), "s.")

@@ -16,6 +16,7 @@ import duckdb
 
 from correlate.clock import now_utc
 from correlate.ingest_activity import HASHED_IDS, intern_keys, key_sql, optional_columns
+from correlate.ingest_files import duckdb_path
 from correlate.redact import redact_sql
 
 FILE_INDEX = "(parse_filename(s.filename, true)::INTEGER - $base + 1)"
@@ -113,7 +114,7 @@ class ArraysLoad:
         con.execute("SET preserve_insertion_order = true")     # rowid = file, then record order
         try:
             con.execute(f"CREATE OR REPLACE TEMP TABLE many_stage AS {self.sql}",
-                        {**self.params, "paths": [str(p.array) for p in files]})
+                        {**self.params, "paths": [duckdb_path(str(p.array)) for p in files]})
         except duckdb.InvalidInputException:
             return None
         finally:

@@ -369,7 +369,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
         tickets = fetch_tickets(store, settings, week)
         run_id = correlate(store, week.start, week.end, settings.policy,
                            {"job": "weekly", "week": week.label,
-                            "config": str(settings.path) if settings.path else None})
+                            "config": str(settings.path) if settings.path else None},
+                           detections=settings.detections)
         previous = previous_weekly_run(store, run_id, week)
         summary = WeeklySummary(
             week=week, run_id=run_id, config=str(settings.path) if settings.path else None,

