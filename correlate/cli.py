@@ -280,7 +280,7 @@ def report():
 @click.option("--run", "run_id", type=int, default=None)
 @db_option
 def report_gaps(output, run_id, db):
-    """The gap report: sources, totals, accounts, failing findings, timeline."""
+    """The gap report: risky actions, totals, sources, accounts, timelines, failing findings."""
     from reports.gaps import write_gap_report
     with open_store(db, read_only=True) as store:
         path = write_gap_report(store, Path(output), run_id)
@@ -381,6 +381,7 @@ def demo(db, output):
         run_id = correlate(store)
         for t in queries.verdict_totals(store, run_id):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+        _err(detection_line(queries.detection_totals(store, run_id)))
         path = write_gap_report(store, Path(output), run_id)
     _say(str(Path(path).resolve()))
 
