@@ -33,10 +33,10 @@ def _count(con, sql: str, params: list | dict) -> int:
 
 def optional_columns(present, prefix: str) -> tuple[str, str]:
     """(column list, select list) of the optional activity columns among `present`; attrs are
-    redacted like detail."""
+    redacted like detail, as JSON text (it stays valid JSON)."""
     cols = [c for c in OPTIONAL_COLUMNS["activity"] if c in present]
     return ("".join(f", {c}" for c in cols),
-            "".join(f", {redact_sql(prefix + c)}" if c == "attrs" else f", {prefix}{c}"
+            "".join(f", {redact_sql(prefix + c, json=True)}" if c == "attrs" else f", {prefix}{c}"
                     for c in cols))
 
 

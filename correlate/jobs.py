@@ -122,6 +122,7 @@ class SourceIngest:
     accepted: int = 0
     quarantined: int = 0
     unmatched: list[str] = field(default_factory=list)
+    not_read: list[str] = field(default_factory=list)   # hidden or non-UTF-8 names, said why
 
 
 @dataclass
@@ -219,7 +220,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
         files = []
         for pattern in src.paths:
             try:
-                files.extend(expand_paths([pattern]))
+                files.extend(expand_paths([pattern], warn=done.not_read.append))
             except InputError:
                 done.unmatched.append(pattern)
         if files:
@@ -403,6 +404,8 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     for i in s.ingest:
         for pattern in i.unmatched:
             lines.append(f"  {i.name}: nothing matches {pattern}")
+        for message in i.not_read:
+            lines.append(f"  {i.name}: {message}")
     lines.append(s.tickets)
     if s.tickets_without_history:
         shown = ", ".join(s.tickets_without_history[:5])

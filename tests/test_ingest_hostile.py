@@ -329,13 +329,13 @@ def test_a_grown_file_is_read_from_where_it_was_left(cli, tmp_path, direct):
     path = tmp_path / "live.jsonl"
     _jsonl(path, [_rec("E1"), BAD, _rec("E2")])
     res = cli("ingest", "generic", "--kind", "activity", path)
-    assert "read 3 = accepted 2 + quarantined 1 + duplicates 0" in res.output
+    assert "read 3 = accepted 2 + ignored 0 + quarantined 1 + duplicates 0" in res.output
     old_size = path.stat().st_size
     # a clean tail takes the one-pass load, one with a bad record the staged path
     _append(path, [_rec("E3"), _rec("E1")] + ([] if direct else [{**BAD, "event_id": "BAD2"}]))
     res = cli("ingest", "generic", "--kind", "activity", path)
-    tail = "read 2 = accepted 1 + quarantined 0 + duplicates 1" if direct else \
-        "read 3 = accepted 1 + quarantined 1 + duplicates 1"
+    tail = "read 2 = accepted 1 + ignored 0 + quarantined 0 + duplicates 1" if direct else \
+        "read 3 = accepted 1 + ignored 0 + quarantined 1 + duplicates 1"
     assert tail in res.output, res.output
     assert cli.rows("SELECT line, reason LIKE 'unparseable%' FROM quarantine ORDER BY line") == \
         [(2, True)] + ([] if direct else [(6, True)])       # the first one kept once, lines true
@@ -353,7 +353,7 @@ def test_a_rewritten_file_is_read_whole(cli, tmp_path):
     cli("ingest", "generic", "--kind", "activity", path)
     _jsonl(path, [_rec("E0"), _rec("E1"), BAD, _rec("E2")])      # not a prefix any more
     res = cli("ingest", "generic", "--kind", "activity", path)
-    assert "read 4 = accepted 2 + quarantined 1 + duplicates 1" in res.output
+    assert "read 4 = accepted 2 + ignored 0 + quarantined 1 + duplicates 1" in res.output
     assert cli.rows("SELECT offset_bytes FROM ingest_log ORDER BY ingest_id") == [(0,), (0,)]
 
 
@@ -364,11 +364,11 @@ def test_a_grown_file_cut_mid_line_or_with_a_header_is_read_whole(cli, tmp_path)
     with open(path, "a") as fh:
         fh.write("\n" + json.dumps(_rec("E3")) + "\n")
     res = cli("ingest", "generic", "--kind", "activity", path)
-    assert "read 3 = accepted 1 + quarantined 0 + duplicates 2" in res.output
+    assert "read 3 = accepted 1 + ignored 0 + quarantined 0 + duplicates 2" in res.output
     csv_path = tmp_path / "live.csv"
     csv_path.write_text("event_id,ts,account,target\nC1,2026-11-16T10:00:00Z,a,h\n")
     cli("ingest", "generic", "--kind", "activity", csv_path)
     with open(csv_path, "a") as fh:
         fh.write("C2,2026-11-16T10:00:00Z,a,h\n")
     res = cli("ingest", "generic", "--kind", "activity", csv_path)
-    assert "read 2 = accepted 1 + quarantined 0 + duplicates 1" in res.output
+    assert "read 2 = accepted 1 + ignored 0 + quarantined 0 + duplicates 1" in res.output

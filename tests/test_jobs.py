@@ -333,3 +333,16 @@ def test_run_fail_on_severity(job):
                         'account = "alice"\nreason = "on-call shell"\nexpires = 2099-01-01\n')
     assert job("--week", "2026-W47", "--fail-on", "info").exit_code == 0
     assert job("--week", "2026-W47", "--fail-on", "fail").exit_code == 3
+
+
+def test_weekly_run_says_which_files_it_did_not_read(job):
+    extra = job.drop / "extra"
+    extra.mkdir()
+    (extra / ".hidden.jsonl").write_text("{}\n")
+    (extra / "more.jsonl").write_text(json.dumps(
+        {"event_id": "x-1", "ts": "2026-11-18T10:00:00Z", "account": "erin", "target": "web-09"})
+        + "\n")
+    job.configure(extra='[[sources]]\nname = "extra"\nconnector = "generic"\nkind = "activity"\n'
+                        'paths = ["drop/extra/"]')
+    res = job("--week", "2026-W47")
+    assert "  extra: " in res.output and "1 hidden file not read" in res.output, res.output
