@@ -15,11 +15,13 @@ import duckdb
 from connectors.base import Options
 from connectors.registry import available, get_connector
 from correlate import __version__, queries
+from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
 from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
 from correlate.findings import VERDICTS
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
+from reports.detections import REVIEWS
 
 EXIT_FINDINGS = 3
 
@@ -186,8 +188,10 @@ def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
 @click.option("--lookaround", type=click.IntRange(0), default=DEFAULT_LOOKAROUND_S,
               show_default=True, help="Seconds within which a window makes an action "
               "out_of_window rather than unapproved.")
-@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default=None,
-              help="Exit 3 when findings of this status (or worse) exist.")
+@click.option("--fail-on", type=click.Choice(queries.FAIL_ON_CHOICES), multiple=True,
+              help="Exit 3 when findings of this status (fail, warn) or worse exist, or a "
+              "detection of this severity (info..critical) or worse that is not muted. "
+              "Repeatable.")
 @db_option
 def correlate_cmd(start, end, grace, lookaround, fail_on, db):
     """Judge every action in the period (all activity when no range) and store the run."""
@@ -197,6 +201,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
         no_history = queries.tickets_without_history(store, run_id)
+        detections = queries.detection_totals(store, run_id)
     click.echo(f"run {run_id}")
     for t in totals:
         click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
@@ -205,15 +210,23 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
-    _exit_on(totals, fail_on)
-
-
-def _exit_on(totals, fail_on):
-    if not fail_on:
-        return
-    bad = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}[fail_on]
-    if any(t["status"] in bad and t["n"] for t in totals):
+    click.echo(detection_line(detections))
+    if queries.fails(fail_on, {t["status"] for t in totals if t["n"]}, detections):
         sys.exit(EXIT_FINDINGS)
+
+
+def detection_line(totals: list[dict]) -> str:
+    """`detections: 5 (critical 2, high 1, medium 2; FAIL 3, needs_review 1, MUTED 1)`."""
+    n = sum(t["n"] for t in totals)
+    if not n:
+        return "  detections: 0"
+    by_sev, by_review = {}, {}
+    for t in totals:
+        by_sev[t["severity"]] = by_sev.get(t["severity"], 0) + t["n"]
+        by_review[t["review"]] = by_review.get(t["review"], 0) + t["n"]
+    sev = ", ".join(f"{k} {v}" for k, v in by_sev.items())
+    rev = ", ".join(f"{k} {by_review.get(k, 0)}" for k in ("FAIL", "needs_review", "MUTED"))
+    return f"  detections: {n} ({sev}; {rev})"
 
 
 @main.command("findings")
@@ -235,6 +248,27 @@ def findings_cmd(verdict, status, account, kind, run_id, fmt, limit, db):
     WRITERS[fmt](rows, sys.stdout)
 
 
+@main.command("detections")
+@click.option("--run", "run_id", type=int, default=None, help="Run id (default: latest).")
+@click.option("--class", "cls", type=click.Choice(CLASSES), default=None,
+              help="Only this action class.")
+@click.option("--severity", type=click.Choice(SEVERITIES), default=None,
+              help="Only this severity or worse.")
+@click.option("--review", type=click.Choice(REVIEWS), default=None,
+              help="FAIL (no valid approval), needs_review (inside an approval) or MUTED.")
+@click.option("--account", default=None, help="Only this account or actor.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table")
+@click.option("--limit", type=click.IntRange(1), default=None)
+@db_option
+def detections_cmd(run_id, cls, severity, review, account, fmt, limit, db):
+    """Print a run's detections, worst first: one row per (action, rule), with the action's
+    verdict, approval and ticket (table, formula-safe CSV, or JSON lines)."""
+    from reports.detections import WRITERS, detections
+    with open_store(db, read_only=True) as store:
+        rows = detections(store, run_id, cls, severity, review, account, limit=limit)
+    WRITERS[fmt](rows, sys.stdout)
+
+
 @main.group()
 def report():
     """Render HTML reports."""
@@ -246,7 +280,7 @@ def report():
 @click.option("--run", "run_id", type=int, default=None)
 @db_option
 def report_gaps(output, run_id, db):
-    """The gap report: sources, totals, accounts, failing findings, timeline."""
+    """The gap report: risky actions, totals, sources, accounts, timelines, failing findings."""
     from reports.gaps import write_gap_report
     with open_store(db, read_only=True) as store:
         path = write_gap_report(store, Path(output), run_id)
@@ -347,6 +381,7 @@ def demo(db, output):
         run_id = correlate(store)
         for t in queries.verdict_totals(store, run_id):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+        _err(detection_line(queries.detection_totals(store, run_id)))
         path = write_gap_report(store, Path(output), run_id)
     _say(str(Path(path).resolve()))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from correlate.errors import printable
+from correlate.queries import FAIL_ON_CHOICES
 
 EXIT_FINDINGS = 3
 
@@ -35,24 +36,24 @@ def _when(value, name):
               type=click.Path(dir_okay=False), help="The TOML file (see pamcorr.example.toml).")
 @click.option("--week", default=None, help="ISO week such as 2026-W47 (default: the last full "
               "ISO week in UTC).")
-@click.option("--fail-on", type=click.Choice(["fail", "warn"]), default=None,
-              help="Exit 3 when findings (or coverage gaps) of this status or worse exist; "
-              "default from [policy] fail_on.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), multiple=True,
+              help="Exit 3 when findings (or coverage gaps) of this status (fail, warn) or worse "
+              "exist, or a detection of this severity (info..critical) or worse that is not "
+              "muted. Repeatable; default from [policy] fail_on.")
 @click.option("--db", "db", default=None, help="DuckDB file (overrides the config's db).")
 def run_cmd(config_path, week, fail_on, db):
     """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
     from correlate.config import load_settings
     from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
+    from correlate.queries import fails
     settings = load_settings(config_path)
     period = parse_week(week) if week else last_full_week()
     result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
     for line in summary_lines(result):
         _say(line)
-    fail_on = fail_on or settings.fail_on
-    if fail_on:
-        bad = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}[fail_on]
-        if worst_status(result.summary) & bad:
-            sys.exit(EXIT_FINDINGS)
+    fail_on = fail_on or ((settings.fail_on,) if settings.fail_on else ())
+    if fails(fail_on, worst_status(result.summary), result.summary.detections):
+        sys.exit(EXIT_FINDINGS)
 
 
 @click.command("scope")

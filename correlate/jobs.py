@@ -45,6 +45,21 @@ SELECT DISTINCT lower(a.account), lower(a.target)
 FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?
 """
 
+# One row per detection key: the same rule firing for the same account on the same target.
+# review: the worst of its rows (FAIL, then needs_review, then MUTED).
+DETECTION_KEYS_SQL = """
+SELECT lower(a.account) AS account_norm, lower(a.target) AS target_norm, d.rule_id,
+       min(a.account) AS account, min(a.target) AS target, any_value(r.title) AS title,
+       any_value(r.severity) AS severity, count(*) AS n,
+       ['FAIL', 'needs_review', 'MUTED'][min(CASE d.review WHEN 'FAIL' THEN 1
+                                                           WHEN 'needs_review' THEN 2
+                                                           ELSE 3 END)] AS review
+FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+JOIN activity a USING (act_id)
+WHERE d.run_id = ?
+GROUP BY ALL
+"""
+
 COVERAGE_SQL = """
 SELECT source,
        count(*) FILTER (WHERE ts >= $start AND ts < $end) AS rows,
@@ -124,6 +139,22 @@ class Change:
 
 
 @dataclass
+class DetectionChange:
+    """One detection key (account, target, rule) compared with the previous weekly run."""
+
+    state: str                    # new | still present | resolved | not seen
+    key: str
+    account: str
+    target: str
+    rule_id: str
+    title: str
+    severity: str
+    review: str                   # worst review this week (else last week's)
+    before: int                   # detections in the previous run
+    now: int                      # detections in this run
+
+
+@dataclass
 class Coverage:
     """One activity source in the period. status PASS, WARN (went quiet) or FAIL (sent nothing)."""
 
@@ -150,9 +181,14 @@ class WeeklySummary:
     coverage: list[Coverage]
     # tickets judged by their current state only (state history unreadable), never silent
     tickets_without_history: list[str] = field(default_factory=list)
+    detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
+    detection_changes: list[DetectionChange] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
+
+    def detection_count(self, state: str) -> int:
+        return sum(1 for c in self.detection_changes if c.state == state)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=_iso) + "\n"
@@ -269,6 +305,39 @@ def compare_runs(store: Store, previous: int | None, current: int) -> list[Chang
                                           c.target, c.verdict))
 
 
+def compare_detections(store: Store, previous: int | None,
+                       current: int) -> list[DetectionChange]:
+    """New, still present, resolved and not seen detections by key (account, target, rule_id).
+
+    Like failing issues: a key seen before is "resolved" only when the account acted on the
+    target in this run without that rule firing; with no such action at all it is "not seen".
+    Muted detections are compared too (their review says MUTED).
+    """
+    def keys(run):
+        if run is None:
+            return {}
+        return {(r["account_norm"], r["target_norm"], r["rule_id"]): r
+                for r in store.query_dicts(DETECTION_KEYS_SQL, [run])}
+    before, now = keys(previous), keys(current)
+    active = set(store.query(ACTIVE_PAIRS_SQL, [current])) if before else set()
+    changes = []
+    for k in sorted(set(before) | set(now)):
+        row = now.get(k) or before[k]
+        if k in now:
+            state = "still present" if k in before else "new"
+        else:
+            state = "resolved" if (k[0], k[1]) in active else "not seen"
+        changes.append(DetectionChange(
+            state, issue_key(*k), row["account"], row["target"], k[2], row["title"],
+            row["severity"], row["review"], before[k]["n"] if k in before else 0,
+            now[k]["n"] if k in now else 0))
+    order = {"new": 0, "still present": 1, "resolved": 2, "not seen": 3}
+    rank = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+    return sorted(changes, key=lambda c: (order[c.state], c.review == "MUTED",
+                                          rank.get(c.severity, 5), -c.now, c.account, c.target,
+                                          c.rule_id))
+
+
 def coverage(store: Store, settings: Settings, week: Week) -> list[Coverage]:
     """Per activity source: rows in the week, and whether it went quiet before the week ended."""
     rows = {r["source"]: r for r in store.query_dicts(COVERAGE_SQL, {"start": week.start,
@@ -310,7 +379,10 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             previous=previous,
             changes=compare_runs(store, previous["run_id"] if previous else None, run_id),
             coverage=coverage(store, settings, week),
-            tickets_without_history=queries.tickets_without_history(store, run_id))
+            tickets_without_history=queries.tickets_without_history(store, run_id),
+            detections=queries.detection_totals(store, run_id),
+            detection_changes=compare_detections(store, previous["run_id"] if previous else None,
+                                                 run_id))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -350,11 +422,30 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)")
     for c in [c for c in s.changes if c.state == "new"][:5]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
+    lines += detection_summary(s)
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
     lines.append(f"output: {result.out_dir}/index.html (manifest sha256 "
                  f"{result.manifest_sha256[:16]}...)")
+    return lines
+
+
+def detection_summary(s: WeeklySummary) -> list[str]:
+    """The detection lines of the weekly summary: totals, then changes since the previous run."""
+    total = sum(t["n"] for t in s.detections)
+    muted = sum(t["n"] for t in s.detections if t["review"] == "MUTED")
+    fail = sum(t["n"] for t in s.detections if t["review"] == "FAIL")
+    lines = [f"detections: {total:,} ({fail:,} FAIL, {total - fail - muted:,} needs_review, "
+             f"{muted:,} MUTED)"]
+    if s.previous:
+        lines.append(f"detections since {s.previous['week']}: {s.detection_count('new')} new, "
+                     f"{s.detection_count('still present')} still present, "
+                     f"{s.detection_count('resolved')} resolved, "
+                     f"{s.detection_count('not seen')} not seen this week")
+    for c in [c for c in s.detection_changes if c.state == "new"][:5]:
+        lines.append(f"  new detection: {c.severity} {c.rule_id} {c.account} on {c.target} "
+                     f"({c.review}, {c.now}x)")
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.findings import Finding
 from correlate.store import Store
@@ -100,3 +101,38 @@ def tickets_without_history(store: Store, run_id: int) -> list[str]:
     return [t for (t,) in store.query(
         "SELECT DISTINCT ticket_id FROM approval_checks WHERE run_id = ? "
         "AND check_id = 'ticket_state_without_history' ORDER BY 1", [run_id])]
+
+
+# Detections of a run by severity and review (correlate/detect): the correlate summary and
+# --fail-on read these; reports/detections.py lists the rows themselves.
+DETECTION_TOTALS_SQL = """
+SELECT r.severity, d.review, count(*) AS n
+FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+WHERE d.run_id = ? GROUP BY r.severity, d.review
+ORDER BY list_position(?, r.severity) DESC, d.review
+"""
+
+FAIL_ON_STATUS = {"fail": {"FAIL"}, "warn": {"FAIL", "WARN"}}
+# What --fail-on takes: a finding status, or a detection severity (that severity or worse).
+FAIL_ON_CHOICES = ("fail", "warn", *SEVERITIES)
+
+
+def detection_totals(store: Store, run_id: int) -> list[dict]:
+    """[{severity, review, n}] of a run's detections, most severe first."""
+    return store.query_dicts(DETECTION_TOTALS_SQL, [run_id, list(SEVERITIES)])
+
+
+def fails(fail_on, statuses: set[str], detections: list[dict]) -> list[str]:
+    """Which --fail-on levels are met (empty: none). A status level is met by a finding (or
+    coverage finding) of that status or worse; a severity level by a detection of that severity
+    or worse that no allow entry muted."""
+    met = []
+    for level in fail_on or ():
+        if level in FAIL_ON_STATUS:
+            if statuses & FAIL_ON_STATUS[level]:
+                met.append(level)
+        elif any(d["n"] and d["review"] != "MUTED"
+                 and SEVERITIES.index(d["severity"]) >= SEVERITIES.index(level)
+                 for d in detections):
+            met.append(level)
+    return met

@@ -20,6 +20,7 @@ from correlate import __version__, queries
 from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
+from reports import detections as det
 from reports.export import iso, write_csv, write_jsonl
 from reports.gaps import FRAMEWORKS, write_gap_report
 from reports.ocsf import write_ocsf
@@ -55,7 +56,11 @@ SELECT coalesce(max(export_id), 0) + 1, ?, ?, ?, ?, ?, ? FROM exports
 DESCRIPTIONS = {
     "findings.csv": "every finding of the period, formula-safe CSV",
     "findings.jsonl": "every finding of the period, JSON lines",
-    "findings.ocsf.json": "every finding as an OCSF 1.3 Detection Finding (class 2004)",
+    "findings.ocsf.json": "every finding, and every detection (a sequence as one), as an OCSF "
+                          "1.3 Detection Finding (class 2004)",
+    "detections.csv": "every detection of the period (one row per action and rule, worst "
+                      "first), formula-safe CSV",
+    "detections.jsonl": "every detection of the period, JSON lines",
     "gap-report.html": "the gap report of the run",
     "weekly.json": "the weekly run: ingest, coverage, changes since the previous week (JSON)",
 }
@@ -164,11 +169,11 @@ def _previous_from_path(path: Path) -> dict:
 
 
 def _rows_in(name: str, data: bytes) -> int | None:
-    if name == "findings.jsonl":
+    if name in ("findings.jsonl", "detections.jsonl"):
         return sum(1 for line in data.splitlines() if line.strip())
     if name == "findings.ocsf.json":
         return len(json.loads(data))
-    if name == "findings.csv":
+    if name in ("findings.csv", "detections.csv"):
         return max(0, sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1)
     return None
 
@@ -189,6 +194,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
     findings = queries.findings(store, run_id, start=start, end=end)
+    detections = det.detections(store, run_id, start=start, end=end)
     period_start = start or run["period_start"] or (findings[0].ts if findings else None)
     period_end = end or run["period_end"] or (findings[-1].ts if findings else None)
     if previous is not None:
@@ -207,7 +213,11 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         with open(work / "findings.jsonl", "w", encoding="utf-8") as fh:
             write_jsonl(findings, fh)
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            write_ocsf(findings, fh, run["finished"])
+            write_ocsf(findings, fh, run["finished"], detections)
+        with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
+            det.write_csv(detections, fh)
+        with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
+            det.write_jsonl(detections, fh)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
@@ -237,6 +247,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
             "period": {"start": period_start, "end": period_end},
             "findings": len(findings),
+            "detections": len(detections),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},
             "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],

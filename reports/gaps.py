@@ -8,11 +8,14 @@ from pathlib import Path
 
 from correlate import __version__, queries
 from correlate.clock import now_utc
+from correlate.detect.rules import SEVERITIES
 from correlate.findings import DESCRIPTIONS, VERDICTS
 from correlate.store import Store
+from reports.detections import detections, group_detections
 from reports.render import render, write_atomic
 
 WORST_LIMIT = 500
+RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
 
@@ -65,10 +68,31 @@ WHERE lower(account) = lower(?) AND status <> 'denied' AND end_ts >= ? AND start
 ORDER BY start_ts LIMIT 200
 """
 
+# An account's actions for its timeline; the ones a detection flagged come first (never cut),
+# with their rules, worst severity and review, and the sequences they belong to.
 TIMELINE_ACTIONS_SQL = """
-SELECT a.ts, f.verdict, f.status, a.target FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = ? AND a.account = ?
-ORDER BY f.status = 'PASS', a.ts LIMIT ?
+SELECT a.ts, f.verdict, f.status, a.target, dd.rules, dd.severity, dd.review, dd.sequences
+FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN (
+    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
+           $severities[max(list_position($severities, r.severity))] AS severity,
+           ['FAIL', 'needs_review', 'MUTED'][min(CASE d.review WHEN 'FAIL' THEN 1
+                                             WHEN 'needs_review' THEN 2 ELSE 3 END)] AS review,
+           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
+               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
+    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+    WHERE d.run_id = $run_id GROUP BY d.act_id
+) dd USING (act_id)
+WHERE f.run_id = $run_id AND a.account = $account
+ORDER BY dd.rules IS NULL, f.status = 'PASS', a.ts LIMIT $limit
+"""
+
+# Accounts whose actions are members of a sequence that no allow entry muted, most first.
+SEQUENCE_ACCOUNTS_SQL = """
+SELECT a.account, count(DISTINCT d.sequence_id) AS n
+FROM detections d JOIN activity a USING (act_id)
+WHERE d.run_id = ? AND d.sequence_id IS NOT NULL AND d.review <> 'MUTED'
+GROUP BY a.account ORDER BY n DESC, a.account LIMIT ?
 """
 
 CHECKS_SQL = """
@@ -98,6 +122,23 @@ class Timeline:
     bars: list[dict] = field(default_factory=list)
     marks: list[dict] = field(default_factory=list)
     omitted: int = 0
+    sequences: list[dict] = field(default_factory=list)   # {sequence_id, points, n}
+
+
+@dataclass
+class RiskyGroup:
+    """One detection (rows: one action) or one sequence (rows: its members in order) in the
+    Risky actions section; review is the worst of its rows."""
+
+    kind: str                     # event | sequence
+    rule_id: str
+    title: str
+    cls: str
+    severity: str
+    review: str
+    muted_by: str | None
+    sequence_id: str | None
+    rows: list[dict]
 
 
 @dataclass
@@ -127,6 +168,11 @@ class GapReportContext:
     descriptions: dict
     verdict_order: list[str]
     svg_width: int = 900
+    risky: list[RiskyGroup] = field(default_factory=list)         # FAIL, then needs_review
+    risky_muted: list[RiskyGroup] = field(default_factory=list)   # every member MUTED
+    risky_total: int = 0          # detection rows in the run (risky + muted, all of them)
+    risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
+    risky_counts: dict = field(default_factory=dict)   # review -> rows
 
 
 def _timeline(store: Store, run_id: int, account: str, total: int, start: datetime,
@@ -143,12 +189,36 @@ def _timeline(store: Store, run_id: int, account: str, total: int, start: dateti
         x0, x1 = x(ws), x(we)
         tl.bars.append({"x": x0, "w": max(x1 - x0, 1.5), "row": i % 4, "approval_id": aid,
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
-    actions = store.query(TIMELINE_ACTIONS_SQL, [run_id, account, TIMELINE_MARKS])
-    for ts, verdict, status, target in actions:
+    actions = store.query(TIMELINE_ACTIONS_SQL, {"run_id": run_id, "account": account,
+                                                 "limit": TIMELINE_MARKS,
+                                                 "severities": list(SEVERITIES)})
+    members: dict[str, list[float]] = {}
+    for ts, verdict, status, target, rules, severity, review, sequences in actions:
         tl.marks.append({"x": x(ts), "ts": ts, "verdict": verdict, "status": status,
-                         "target": target})
+                         "target": target, "rules": rules or [], "severity": severity,
+                         "review": review})
+        for sid in sequences or ():
+            members.setdefault(sid, []).append(x(ts))
+    for sid, xs in members.items():
+        tl.sequences.append({"sequence_id": sid, "n": len(xs),
+                             "points": " ".join(f"{v},63" for v in sorted(xs))})
     tl.omitted = total - len(actions)
     return tl
+
+
+def risky_groups(rows: list[dict]) -> tuple[list[RiskyGroup], list[RiskyGroup]]:
+    """Detection rows (worst first) as groups: (listed as risky, listed as MUTED). A sequence
+    is one group at the place of its worst member; it is MUTED only when every member is."""
+    order = {"FAIL": 0, "needs_review": 1, "MUTED": 2}
+    risky, muted = [], []
+    for members in group_detections(rows):
+        first = members[0]
+        review = min((m["review"] for m in members), key=order.__getitem__)
+        group = RiskyGroup("event" if first["sequence_id"] is None else "sequence",
+                           first["rule_id"], first["title"], first["class"], first["severity"],
+                           review, first["muted_by"], first["sequence_id"], members)
+        (muted if review == "MUTED" else risky).append(group)
+    return risky, muted
 
 
 def gap_report_context(store: Store, run_id: int | None = None) -> GapReportContext:
@@ -166,9 +236,20 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
     width = 900
     timelines = []
     if start and end:
-        for acc in [a for a in accounts if a["fail"]][:TIMELINE_ACCOUNTS]:
-            timelines.append(_timeline(store, run_id, acc["account"], acc["total"], start, end,
-                                       width))
+        # accounts with sequences first (their sequences are drawn), then the most failing
+        totals_by_account = {a["account"]: a["total"] for a in accounts}
+        chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
+        chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
+        for acc in chosen[:TIMELINE_ACCOUNTS]:
+            total = totals_by_account.get(acc) or store.scalar(
+                "SELECT count(*) FROM findings f JOIN activity a USING (act_id) "
+                "WHERE f.run_id = ? AND a.account = ?", [run_id, acc])
+            timelines.append(_timeline(store, run_id, acc, total, start, end, width))
+    rows = detections(store, run_id, limit=RISKY_LIMIT)
+    risky, risky_muted = risky_groups(rows)
+    counts: dict[str, int] = {}
+    for t in queries.detection_totals(store, run_id):
+        counts[t["review"]] = counts.get(t["review"], 0) + t["n"]
     return GapReportContext(
         title="pamcorr gap report", generated=now_utc(), tool_version=__version__, run=run,
         period_start=start, period_end=end, sources=queries.source_counts(store),
@@ -180,7 +261,8 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         timelines=timelines, checks=store.query_dicts(CHECKS_SQL, [run_id]),
         checks_total=queries.check_count(store, run_id),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
-        verdict_order=list(VERDICTS), svg_width=width)
+        verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
+        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:

@@ -1,14 +1,21 @@
-"""Findings as OCSF Detection Finding events (class 2004): one Finding in, one JSON object out."""
+"""Findings and detections as OCSF Detection Finding events (class 2004).
+
+A finding (an action's verdict) is one object; a detection of an event rule is one object per
+(action, rule); a sequence is one object listing every member action as evidence. Detections
+carry the rule as `finding_info.analytic` and its ATT&CK techniques in `finding_info.attacks`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from datetime import datetime, timezone
 from typing import IO, Iterable
 
 from correlate import __version__
 from correlate.findings import DESCRIPTIONS, Finding
+from reports.detections import group_detections
 from reports.export import iso
 
 OCSF_VERSION = "1.3.0"
@@ -61,13 +68,144 @@ def ocsf_finding(f: Finding, created: datetime | None = None) -> dict:
     }
 
 
-def write_ocsf(findings: Iterable[Finding], out: IO[str], created: datetime | None = None) -> int:
-    """A JSON array of Detection Findings, streamed one object per line."""
+def write_ocsf(findings: Iterable[Finding], out: IO[str], created: datetime | None = None,
+               detections: Iterable[dict] = ()) -> int:
+    """A JSON array of Detection Findings (the findings, then the detections), streamed one
+    object per line."""
     n = 0
     out.write("[")
-    for f in findings:
+    objects = itertools.chain((ocsf_finding(f, created) for f in findings),
+                              (ocsf_detection(g, created) for g in group_detections(detections)))
+    for obj in objects:
         out.write(",\n" if n else "\n")
-        out.write(json.dumps(ocsf_finding(f, created), ensure_ascii=False, sort_keys=True))
+        out.write(json.dumps(obj, ensure_ascii=False, sort_keys=True))
         n += 1
     out.write("\n]\n")
     return n
+
+
+# Detection severities (correlate/detect/rules.py SEVERITIES) -> OCSF severity_id, severity.
+DETECTION_SEVERITY = {"info": (1, "Informational"), "low": (2, "Low"), "medium": (3, "Medium"),
+                      "high": (4, "High"), "critical": (5, "Critical")}
+# review -> OCSF finding status_id, status: a muted detection is Suppressed, never dropped.
+REVIEW_STATUS = {"FAIL": (1, "New"), "needs_review": (1, "New"), "MUTED": (3, "Suppressed")}
+ATTACK_VERSION = "v15"
+
+
+def attacks(ids: Iterable[str]) -> list[dict]:
+    """OCSF attack objects for ATT&CK ids: T1562.012 -> technique T1562 + sub_technique
+    T1562.012, named (and with its tactic) when the id is one pamcorr's rules use."""
+    out = []
+    for aid in ids:
+        tech = aid.split(".")[0]
+        obj: dict = {"technique": _named(tech), "version": ATTACK_VERSION}
+        if tech != aid:
+            obj["sub_technique"] = _named(aid)
+        if tech in ATTACK_TACTICS:
+            uid, name = ATTACK_TACTICS[tech]
+            obj["tactic"] = {"uid": uid, "name": name}
+        out.append(obj)
+    return out
+
+
+def _named(uid: str) -> dict:
+    return {"uid": uid, **({"name": ATTACK_NAMES[uid]} if uid in ATTACK_NAMES else {})}
+
+
+def detection_uid(members: list[dict]) -> str:
+    """Stable id: of (source, event_id, rule) for one action, of the sequence for a sequence."""
+    first = members[0]
+    if first["sequence_id"] is None:
+        text = "\x1f".join((first["source"], first["event_id"], first["rule_id"]))
+    else:
+        text = "\x1f".join(["sequence", first["rule_id"]]
+                           + [f"{m['source']}\x1e{m['event_id']}" for m in members])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+_REVIEW_ORDER = {"FAIL": 0, "needs_review": 1, "MUTED": 2}
+
+
+def ocsf_detection(members: list[dict], created: datetime | None = None) -> dict:
+    """One Detection Finding for one detection (or one sequence: `members` in order)."""
+    first = members[0]
+    review = min((m["review"] for m in members), key=_REVIEW_ORDER.__getitem__)
+    severity_id, severity = DETECTION_SEVERITY.get(first["severity"], (0, "Unknown"))
+    status_id, status = REVIEW_STATUS[review]
+    start, end = min(m["ts"] for m in members), max(m["ts"] for m in members)
+    accounts = sorted({m["account"] for m in members})
+    targets = sorted({m["target"] for m in members})
+    return {
+        "class_uid": CLASS_UID, "class_name": "Detection Finding",
+        "category_uid": CATEGORY_UID, "category_name": "Findings",
+        "activity_id": ACTIVITY_CREATE, "activity_name": "Create",
+        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE, "type_name": "Detection Finding: Create",
+        "severity_id": severity_id, "severity": severity,
+        "status_id": status_id, "status": status, "status_code": review,
+        "status_detail": first["muted_by"] if review == "MUTED" else None,
+        "is_alert": review != "MUTED",
+        "time": _ms(end), "time_dt": iso(end),
+        "message": f"{first['title']}: {', '.join(accounts)} on {', '.join(targets)}",
+        "metadata": {"version": OCSF_VERSION,
+                     "product": {"name": "pamcorr", "vendor_name": "pamcorr",
+                                 "version": __version__},
+                     "original_uid": first["event_id"], "log_name": first["source"]},
+        "finding_info": {
+            "uid": detection_uid(members), "title": first["title"], "desc": first["description"],
+            "types": ["risky action", first["class"]],
+            "analytic": {"uid": first["rule_id"], "name": first["title"], "type_id": 1,
+                         "type": "Rule"},
+            "attacks": attacks(first["attack"]), "created_time": _ms(created or end),
+            "first_seen_time": _ms(start), "last_seen_time": _ms(end),
+            "related_events_count": len(members)},
+        "actor": {"user": {"name": first["account"]},
+                  **({"session": {"uid": first["session_id"]}} if first["session_id"] else {})},
+        "resources": [{"name": t, "type": "target"} for t in targets],
+        "evidences": [{"actor": {"user": {"name": m["account"]}},
+                       "data": {"event_id": m["event_id"], "source": m["source"],
+                                "time_dt": iso(m["ts"]), "target": m["target"],
+                                "action": m["action"], "detail": m["detail"],
+                                "position": m["position"], "verdict": m["verdict"],
+                                "approval_id": m["approval_id"], "ticket_id": m["ticket_id"],
+                                "review": m["review"]}}
+                      for m in members],
+        "unmapped": {"rule_id": first["rule_id"], "class": first["class"],
+                     "review": review, "muted_by": first["muted_by"],
+                     "verdict": first["verdict"], "approval_id": first["approval_id"],
+                     "ticket_id": first["ticket_id"], "ticket_title": first["ticket_title"],
+                     "sequence_id": first["sequence_id"], "run_id": first["run_id"]},
+    }
+
+
+# Names of the ATT&CK (Enterprise) techniques and their first tactic, for the ids pamcorr's
+# rules use; other ids are written with their uid only.
+ATTACK_NAMES = {
+    "T1048": "Exfiltration Over Alternative Protocol",
+    "T1053": "Scheduled Task/Job", "T1053.003": "Cron",
+    "T1070": "Indicator Removal", "T1070.002": "Clear Linux or Mac System Logs",
+    "T1070.003": "Clear Command History",
+    "T1078": "Valid Accounts", "T1078.004": "Cloud Accounts",
+    "T1098": "Account Manipulation", "T1098.001": "Additional Cloud Credentials",
+    "T1098.003": "Additional Cloud Roles", "T1098.004": "SSH Authorized Keys",
+    "T1110": "Brute Force", "T1136": "Create Account",
+    "T1485": "Data Destruction", "T1490": "Inhibit System Recovery",
+    "T1543": "Create or Modify System Process", "T1543.002": "Systemd Service",
+    "T1546": "Event Triggered Execution", "T1546.004": "Unix Shell Configuration Modification",
+    "T1548": "Abuse Elevation Control Mechanism", "T1548.001": "Setuid and Setgid",
+    "T1548.003": "Sudo and Sudo Caching",
+    "T1552": "Unsecured Credentials", "T1552.007": "Container API",
+    "T1555": "Credentials from Password Stores",
+    "T1562": "Impair Defenses", "T1562.001": "Disable or Modify Tools",
+    "T1562.004": "Disable or Modify System Firewall", "T1562.008": "Disable or Modify Cloud Logs",
+    "T1562.012": "Disable or Modify Linux Audit System",
+}
+ATTACK_TACTICS = {
+    "T1048": ("TA0010", "Exfiltration"), "T1053": ("TA0003", "Persistence"),
+    "T1070": ("TA0005", "Defense Evasion"), "T1078": ("TA0005", "Defense Evasion"),
+    "T1098": ("TA0003", "Persistence"), "T1110": ("TA0006", "Credential Access"),
+    "T1136": ("TA0003", "Persistence"), "T1485": ("TA0040", "Impact"),
+    "T1490": ("TA0040", "Impact"), "T1543": ("TA0003", "Persistence"),
+    "T1546": ("TA0003", "Persistence"), "T1548": ("TA0004", "Privilege Escalation"),
+    "T1552": ("TA0006", "Credential Access"), "T1555": ("TA0006", "Credential Access"),
+    "T1562": ("TA0005", "Defense Evasion"),
+}

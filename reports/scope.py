@@ -13,6 +13,7 @@ from pathlib import Path
 
 from correlate import __version__, queries
 from correlate.clock import now_utc
+from correlate.detect.rules import SEVERITIES
 from correlate.findings import VERDICTS
 from correlate.store import Store
 from reports.export import iso
@@ -78,11 +79,20 @@ _JUDGED = """
     SEMI JOIN acts USING (act_id)
     WHERE r.finished IS NOT NULL AND ($run_id IS NULL OR f.run_id = $run_id)
     QUALIFY row_number() OVER (PARTITION BY f.act_id ORDER BY f.run_id DESC) = 1
+), dets AS (      -- what the detection rules flagged in the run that judged the action
+    SELECT d.act_id,
+           list({'rule_id': d.rule_id, 'title': r.title, 'class': r.class,
+                 'severity': r.severity, 'review': d.review, 'muted_by': d.muted_by,
+                 'sequence_id': d.sequence_id, 'position': d.position}
+                ORDER BY list_position($severities, r.severity) DESC, d.rule_id) AS detections
+    FROM detections d JOIN judged j ON j.act_id = d.act_id AND j.run_id = d.run_id
+    JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+    GROUP BY d.act_id
 )
 SELECT acts.source, acts.event_id, acts.ts, acts.account, acts.target, acts.action, acts.detail,
        acts.session_id, acts.actor, j.verdict, j.status, j.approval_id, j.ticket_id, j.reason,
-       j.gap_seconds, j.run_id
-FROM acts LEFT JOIN judged j USING (act_id)
+       j.gap_seconds, j.run_id, coalesce(dets.detections, []) AS detections
+FROM acts LEFT JOIN judged j USING (act_id) LEFT JOIN dets USING (act_id)
 ORDER BY acts.ts, acts.source, acts.event_id
 LIMIT $limit
 """
@@ -128,6 +138,7 @@ class ScopeContext:
     quarantined_total: int = 0
     verdicts: list[str] = field(default_factory=list)
     svg: dict = field(default_factory=dict)
+    detections_total: int = 0            # detection rows on the listed actions
 
 
 def _has_table(store: Store, name: str) -> set[str]:
@@ -194,7 +205,7 @@ def _events(approvals, actions, tickets) -> list[dict]:
         ev.append({"ts": x["ts"], "kind": "action", "verdict": x["verdict"], "status": x["status"],
                    "text": f"{x['account']}{by} on {x['target']}: {what}",
                    "approval_id": x["approval_id"], "ticket_id": x["ticket_id"],
-                   "session_id": x["session_id"]})
+                   "session_id": x["session_id"], "detections": x["detections"]})
     for t in tickets:
         for h in t["transitions"]:
             ev.append({"ts": h["ts"], "kind": "ticket", "verdict": "-", "status": "",
@@ -203,6 +214,7 @@ def _events(approvals, actions, tickets) -> list[dict]:
         e.setdefault("approval_id", None)
         e.setdefault("ticket_id", None)
         e.setdefault("session_id", None)
+        e.setdefault("detections", [])
     return sorted(ev, key=lambda e: (e["ts"], e["kind"] != "approval", e["text"]))
 
 
@@ -226,14 +238,24 @@ def _svg(start, end, approvals, actions, tickets) -> dict:
         t1 = t["closed"] or (t["transitions"][-1]["ts"] if t["transitions"] else end)
         spans.append({"x": x(t0), "w": max(x(max(t1, t0)) - x(t0), 2.0), "y": 96 + (i % 4) * 10,
                       "label": f"ticket {t['ticket_id']} ({t['status'] or 'not on record'})"})
+    # flagged actions first, so they are always drawn; their detections as a dot above
     marks = [{"x": x(a["ts"]), "colour": COLOURS[a["status"]], "status": a["status"],
-              "label": f"{iso(a['ts'])} {a['target']}: {a['verdict']}"}
-             for a in sorted(actions, key=lambda a: a["status"] == "PASS")[:SVG_MARKS]]
+              "label": f"{iso(a['ts'])} {a['target']}: {a['verdict']}"
+                       + "".join(f"; {d['rule_id']} ({d['severity']}, {d['review']})"
+                                 for d in a["detections"]),
+              "review": _worst_review(a["detections"])}
+             for a in sorted(actions, key=lambda a: (not a["detections"],
+                                                     a["status"] == "PASS"))[:SVG_MARKS]]
     ticks = [{"x": round(SVG_WIDTH * i / 4, 1),
               "label": (start + (end - start) * i / 4).strftime("%Y-%m-%d %H:%M")}
              for i in range(5)]
     return {"width": SVG_WIDTH, "height": 180, "bars": bars, "spans": spans, "marks": marks,
             "ticks": ticks, "omitted": max(0, len(actions) - SVG_MARKS)}
+
+
+def _worst_review(detections: list[dict]) -> str | None:
+    order = {"FAIL": 0, "needs_review": 1, "MUTED": 2}
+    return min((d["review"] for d in detections), key=order.__getitem__, default=None)
 
 
 def scope_context(store: Store, account: str | None = None, approval_id: str | None = None,
@@ -244,7 +266,8 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         raise ValueError("give an account or an approval id")
     if run_id is not None:
         queries.resolve_run(store, run_id)
-    params = {"start": start, "end": end, "run_id": run_id, "limit": ACTION_LIMIT}
+    params = {"start": start, "end": end, "run_id": run_id, "limit": ACTION_LIMIT,
+              "severities": list(SEVERITIES)}
     approval: list[dict] = []
     if account is not None:
         names, note = identity_names(store, account)
@@ -290,7 +313,8 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine") or 0,
         verdicts=[v for v in list(VERDICTS) + [NOT_JUDGED] if any(x["verdict"] == v
                                                                     for x in actions)],
-        svg=_svg(lo, hi, approvals, actions, tickets))
+        svg=_svg(lo, hi, approvals, actions, tickets),
+        detections_total=sum(len(x["detections"]) for x in actions))
 
 
 def scope_json(ctx: ScopeContext) -> str:

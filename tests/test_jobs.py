@@ -128,13 +128,14 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     out = job.tmp / "out" / "2026-W47"
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
+        "detections.csv", "detections.jsonl",
         "manifest.json", "weekly.json"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["period"] == {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 6/6 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 8/8 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):
@@ -274,6 +275,64 @@ def test_weekly_run_says_which_servicenow_tickets_were_judged_without_history(jo
     assert "tickets: servicenow fetched 1" in res.output
     assert ("1 ticket(s) judged by their current state only (state history unreadable): "
             "CHG0000007") in res.output
+
+
+def risky(drop: Path, name: str, rows: list[tuple]) -> None:
+    """An extra activity file of (event_id, ts, account, target, action, detail)."""
+    (drop / name).write_text("".join(
+        json.dumps({"event_id": e, "ts": ts, "account": a, "target": t, "action": act,
+                    "detail": d}) + "\n" for e, ts, a, t, act, d in rows))
+
+
+def test_weekly_diff_includes_detections_by_account_target_rule(job):
+    risky(job.drop, "activity-r47.jsonl", [
+        ("r47-mallory", "2026-11-17T10:05:00Z", "mallory", "db-01", "exec", "rm -rf /var/lib/mysql"),
+        ("r47-bob", "2026-11-17T11:05:00Z", "bob", "web-01", "exec", "history -c"),
+        ("r47-carol", "2026-11-18T09:05:00Z", "carol", "web-02", "exec", "auditctl -D")])
+    res = job("--week", "2026-W47")
+    assert "detections: 3 (3 FAIL, 0 needs_review, 0 MUTED)" in res.output
+    assert "  new detection: critical recursive_delete_of_data mallory on db-01 (FAIL, 1x)" \
+        in res.output
+    add_week_48(job.drop)
+    risky(job.drop, "activity-r48.jsonl", [
+        ("r48-mallory", "2026-11-24T09:05:00Z", "mallory", "db-01", "exec", "rm -rf /srv/data"),
+        ("r48-dave", "2026-11-24T12:05:00Z", "dave", "db-02", "sudo.command", "/bin/bash")])
+    res = job("--week", "2026-W48")
+    assert res.exit_code == 0, res.output
+    # bob acted on web-01 in W48 (approved) without clearing the history: resolved; carol is quiet
+    assert ("detections since 2026-W47: 1 new, 1 still present, 1 resolved, 1 not seen this week"
+            in res.output)
+    changes = weekly_json(job, "2026-W48")["detection_changes"]
+    assert {(c["account"], c["rule_id"]): (c["state"], c["before"], c["now"]) for c in changes} == {
+        ("dave", "root_shell_via_sudo"): ("new", 0, 1),
+        ("mallory", "recursive_delete_of_data"): ("still present", 1, 1),
+        ("bob", "shell_history_cleared"): ("resolved", 1, 0),
+        ("carol", "auditctl_rules_deleted"): ("not seen", 1, 0)}
+    mallory = [c for c in changes if c["account"] == "mallory"][0]
+    assert mallory["key"] == issue_key("MALLORY", "db-01", "recursive_delete_of_data")
+    assert mallory["severity"] == "critical" and mallory["review"] == "FAIL"
+    assert weekly_json(job, "2026-W48")["detections"] == [
+        {"severity": "critical", "review": "FAIL", "n": 1},
+        {"severity": "medium", "review": "FAIL", "n": 1}]
+    soup = BeautifulSoup((job.tmp / "out" / "2026-W48" / "index.html").read_text(), "html.parser")
+    assert sorted(tr["data-state"] for tr in soup.select("#detection-changes tr.detection-change")
+                  ) == ["new", "not seen", "resolved", "still present"]
+    out = job.tmp / "out" / "2026-W48"
+    assert len((out / "detections.jsonl").read_text().splitlines()) == 2
+    assert CliRunner().invoke(main, ["verify", str(out)]).exit_code == 0
+
+
+def test_run_fail_on_severity(job):
+    risky(job.drop, "activity-r47.jsonl", [
+        ("r47-alice", "2026-11-22T11:05:00Z", "alice", "web-01", "sudo.command", "/bin/bash")])
+    # alice's root shell is inside approval A: needs_review, medium
+    assert job("--week", "2026-W47", "--fail-on", "high").exit_code == 0
+    assert job("--week", "2026-W47", "--fail-on", "medium").exit_code == 3
+    assert job("--week", "2026-W47", "--fail-on", "low", "--fail-on", "high").exit_code == 3
+    job.configure(extra='[detections]\n[[detections.mute]]\nrule = "root_shell_via_sudo"\n'
+                        'account = "alice"\nreason = "on-call shell"\nexpires = 2099-01-01\n')
+    assert job("--week", "2026-W47", "--fail-on", "info").exit_code == 0
+    assert job("--week", "2026-W47", "--fail-on", "fail").exit_code == 3
 
 
 def test_weekly_run_says_which_files_it_did_not_read(job):
