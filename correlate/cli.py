@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import re
 import sys
+from dataclasses import replace
 from importlib import resources
 from datetime import datetime, timezone
 from pathlib import Path
@@ -192,12 +193,25 @@ def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
               help="Exit 3 when findings of this status (fail, warn) or worse exist, or a "
               "detection of this severity (info..critical) or worse that is not muted. "
               "Repeatable.")
+@click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
+              help="A folder of your own Sigma rules, run besides the shipped ones. Repeatable.")
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="Take [detections] (rule folders, mutes) and policy.change_window from this "
+                   "pamcorr TOML file.")
 @db_option
-def correlate_cmd(start, end, grace, lookaround, fail_on, db):
+def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, db):
     """Judge every action in the period (all activity when no range) and store the run."""
+    from correlate.detect.run import DetectionSettings
+    detections, window = DetectionSettings(), "planned"
+    if config_path:
+        from correlate.config import load_settings
+        settings = load_settings(config_path)
+        detections, window = settings.detections, settings.policy.change_window
+    if rule_dirs:
+        detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     with open_store(db) as store:
         run_id = correlate(store, parse_when(start, "--from"), parse_when(end, "--to"),
-                           Policy(grace, lookaround))
+                           Policy(grace, lookaround, window), detections=detections)
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
         no_history = queries.tickets_without_history(store, run_id)

@@ -51,7 +51,7 @@ def run_cmd(config_path, week, fail_on, db):
     result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
     for line in summary_lines(result):
         _say(line)
-    fail_on = fail_on or ((settings.fail_on,) if settings.fail_on else ())
+    fail_on = fail_on or settings.fail_on or ()
     if fails(fail_on, worst_status(result.summary), result.summary.detections):
         sys.exit(EXIT_FINDINGS)
 

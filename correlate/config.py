@@ -11,6 +11,7 @@ from pathlib import Path
 
 from correlate.detect.run import DetectionSettings, Mute
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
+from correlate.queries import FAIL_ON_CHOICES
 from correlate.errors import InputError
 
 DEFAULT_COVERAGE_GAP_HOURS = 24
@@ -64,7 +65,7 @@ class Settings:
     db: str | None
     output: Path
     policy: Policy = Policy()
-    fail_on: str | None = None
+    fail_on: tuple[str, ...] | None = None   # statuses (fail, warn) and/or severities
     coverage_gap_hours: float = DEFAULT_COVERAGE_GAP_HOURS
     sources: tuple[SourceConfig, ...] = ()
     tickets: TicketsConfig | None = None
@@ -199,8 +200,12 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
     if window not in ("planned", "actual"):
         raise _fail(path, f"policy.change_window: planned or actual, not {window!r}")
     fail_on = policy.get("fail_on")
-    if fail_on not in (None, "fail", "warn"):
-        raise _fail(path, f"policy.fail_on: fail or warn, not {fail_on!r}")
+    levels = [fail_on] if isinstance(fail_on, str) else fail_on
+    if levels is not None and (not isinstance(levels, list)
+                               or any(level not in FAIL_ON_CHOICES for level in levels)):
+        raise _fail(path, f"policy.fail_on: one or a list of {', '.join(FAIL_ON_CHOICES)}, "
+                          f"not {fail_on!r}")
+    fail_on = tuple(levels) if levels else None
     gap = _typed(path, "policy", policy.get("coverage_gap_hours", DEFAULT_COVERAGE_GAP_HOURS),
                  (int, float), "coverage_gap_hours")
     sources = data.get("sources", [])

@@ -157,3 +157,31 @@ def test_detections_config_section(tmp_path):
                            "expires": datetime(2027, 1, 1, 9)}, "give a zone")]:
         with pytest.raises(InputError, match=message):
             parse_settings({"detections": {"mute": [bad]}}, tmp_path / "p.toml")
+
+
+def test_correlate_cli_takes_rule_folders_and_the_config_mutes(world, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from correlate.cli import main
+    monkeypatch.setenv("PAMCORR_DB", str(tmp_path / "c.duckdb"))
+    folder = tmp_path / "rules"
+    _rule(folder, "pkg_purged", USER_RULE.format(name="pkg_purged"))
+    world.action("purge", f"{DAY}T11:00:00Z", action="exec", detail="apt-get purge nginx")
+    world.action("wipe", f"{DAY}T11:00:00Z", action="exec", detail="auditctl -D")
+    runner = CliRunner()
+    for kind, path in world.write().items():
+        assert runner.invoke(main, ["ingest", "generic", "--kind", kind, str(path)]).exit_code == 0
+    config = tmp_path / "p.toml"
+    config.write_text('[policy]\nfail_on = ["critical"]\n[detections]\n[[detections.mute]]\n'
+                      'rule = "auditctl_*"\naccount = "alice"\nreason = "lab host"\n'
+                      'expires = 2100-01-01\n')
+    res = runner.invoke(main, ["correlate", "--rules", str(folder), "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["detections", "--format", "jsonl"])
+    import json
+    got = {(d["event_id"], d["rule_id"]): d["review"] for d in map(json.loads, res.output.splitlines())}
+    assert got == {("purge", "pkg_purged"): "FAIL", ("wipe", "auditctl_rules_deleted"): "MUTED"}
+    # without the mute the critical detection fails the run
+    res = runner.invoke(main, ["correlate", "--fail-on", "critical"])
+    assert res.exit_code == 3, res.output
+    assert parse_settings({"policy": {"fail_on": "high"}}, tmp_path / "p.toml").fail_on == ("high",)

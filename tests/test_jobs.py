@@ -228,7 +228,7 @@ def test_toml_syntax_error_names_the_line(tmp_path):
 
 def test_example_config_parses():
     settings = load_settings(ROOT / "pamcorr.example.toml")
-    assert settings.policy.grace_s == 300 and settings.fail_on == "fail"
+    assert settings.policy.grace_s == 300 and settings.fail_on == ("fail",)
     assert settings.output == ROOT / "evidence" and settings.tickets is None
     assert [s.kind for s in settings.sources] == ["approvals", "tickets", "ticket_history",
                                                   "activity"]
