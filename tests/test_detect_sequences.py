@@ -235,3 +235,13 @@ def test_new_account_then_login_same_host_only(new_world):
     w.action("login", at(3601), account="mallory", action="session.start")
     w.action("before", at(-5), account="mallory", action="session.start")
     assert sequences(w, "seq_account_command_then_login") == []
+
+
+def test_ordered_group_with_no_actor_on_either_side(new_world):
+    # sources without an actor (generic rows without it): NULL groups with NULL, per target
+    w = new_world()
+    w.action("shell", at(0), account="root", action="sudo.command", detail="/bin/bash")
+    w.action("tamper", at(60), account="root", action="exec", detail="auditctl -e 0")
+    w.action("elsewhere", at(90), account="root", target="db-01", action="exec",
+             detail="auditctl -D")
+    assert sequences(w, "seq_root_shell_then_audit_off") == [["shell", "tamper"]]
