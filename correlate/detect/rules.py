@@ -37,17 +37,41 @@ SEQUENCE_TYPES = ("temporal_ordered", "temporal", "event_count", "value_count")
 SHIPPED = (
     # log_tamper
     "auditctl_rules_deleted", "auditd_stopped", "shell_history_cleared",
-    "cloudtrail_logging_stopped", "vault_audit_disabled",
+    "cloudtrail_logging_stopped", "vault_audit_disabled", "audit_rules_removed_auditd",
+    "log_files_wiped", "journal_vacuumed", "aws_guardduty_disabled", "aws_config_disabled",
+    "aws_flow_logs_or_log_group_deleted", "k8s_audit_policy_changed",
     # destructive
-    "recursive_delete_of_data", "sql_drop_or_truncate",
+    "recursive_delete_of_data", "sql_drop_or_truncate", "disk_formatted_or_overwritten",
+    "aws_instances_terminated", "aws_bucket_or_database_deleted",
+    "k8s_namespace_or_volume_deleted", "kubectl_delete_namespace_or_volume",
+    "vault_secret_destroyed",
     # priv_escalation
-    "root_shell_via_sudo",
+    "root_shell_via_sudo", "setuid_or_capability_set", "sudoers_edited",
+    "aws_iam_permissions_granted", "aws_iam_self_escalation", "aws_role_passed_to_compute",
+    "k8s_cluster_admin_bound", "kubectl_bind_cluster_admin", "k8s_pod_exec",
+    "vault_root_token_generated", "service_account_shell",
+    # identity_change
+    "local_account_changed", "local_account_changed_audit",
+    "aws_iam_user_or_credentials_changed", "k8s_serviceaccount_token_created",
+    # policy_change
+    "aws_iam_policy_written", "aws_bucket_policy_changed", "aws_kms_key_policy_or_state_changed",
+    "aws_security_group_changed", "firewall_rules_changed", "vault_policy_written",
+    "k8s_rbac_changed",
     # secret_access
-    "k8s_secret_read", "vault_secret_read",
+    "k8s_secret_read", "vault_secret_read", "aws_secret_value_read", "aws_ssm_parameter_decrypted",
+    "aws_ec2_password_data_read", "shadow_file_read",
+    # persistence
+    "cron_modified", "systemd_unit_added", "shell_rc_modified", "ssh_authorized_keys_modified",
+    "aws_compute_code_or_userdata_changed",
     # exfiltration
     "network_egress_tool",
+    # credential_attack (building blocks of the login sequences)
+    "login_failed", "login_succeeded",
     # sequences
-    "seq_secret_then_egress",
+    "seq_secret_then_egress", "seq_root_shell_then_audit_off", "seq_root_shell_then_auditd_stopped",
+    "seq_root_shell_then_history_cleared", "seq_root_shell_then_logs_wiped",
+    "seq_destructive_on_many_hosts", "seq_login_failures_burst", "seq_failed_logins_then_success",
+    "seq_new_account_then_login", "seq_account_command_then_login",
 )
 
 

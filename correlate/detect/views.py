@@ -18,8 +18,10 @@ def attr(key: str) -> str:
 
 
 def _json_path(column: str, dotted: str) -> str:
+    """SQL: a value inside a JSON text column; NULL when the text is not JSON (CloudTrail's
+    requestParameters are cut at 256 characters, and a cut document must not stop the run)."""
     parts = ".".join(f'"{p}"' for p in dotted.split("."))
-    return f"json_extract_string({column}, '$.{parts}')"
+    return f"try(json_extract_string({column}, '$.{parts}'))"
 
 
 COMMON = {
@@ -67,7 +69,7 @@ VIEWS: tuple[View, ...] = (
         "User": "a.account", "CurrentDirectory": attr("cwd"), "LogonId": "a.session_id",
     }),
     View(("linux", "authentication", None), f"a.action IN {_in(LOGIN_ACTIONS)}", {
-        "User": "a.account", "SourceIp": attr("source_ip"),
+        "User": "a.account", "SourceIp": f"coalesce({attr('source_ip')}, {attr('src_ip')})",
         "Outcome": ("CASE WHEN a.action IN ('ssh.login_failed', 'login.failed') THEN 'failure' "
                     "ELSE 'success' END"),
     }),
@@ -77,7 +79,7 @@ VIEWS: tuple[View, ...] = (
         "userIdentity.type": attr("identity_type"), "userName": "a.account",
         "errorCode": attr("error_code"), "sourceIPAddress": attr("source_ip"),
         "awsRegion": attr("region"), "recipientAccountId": "a.target",
-        "readOnly": "a.read_only",
+        "readOnly": "a.read_only", "requestParameters": "a.detail",
     }, {"requestParameters.": "a.detail"}),
     View(("kubernetes", None, "audit"), "a.source = 'k8s'", {
         "verb": "split_part(a.action, ' ', 1)", "requestURI": "a.detail",
