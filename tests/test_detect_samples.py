@@ -16,6 +16,7 @@ import pytest
 
 from connectors.base import Options
 from connectors.registry import get_connector
+from correlate.detect.run import cached_rules, hits_sql
 from correlate.engine import correlate
 from correlate.ingest import ingest
 from correlate.store import Store
@@ -28,12 +29,23 @@ def _detect(paths, source: str, **opts) -> list[dict]:
         for result in ingest(store, get_connector(source), None, [str(path)], Options(**opts)):
             assert result.balanced, result
     run = correlate(store)
+    stored = store.query_dicts(
+        "SELECT act_id, list(rule_id ORDER BY rule_id) AS rules FROM detections "
+        "WHERE run_id = ? AND sequence_id IS NULL GROUP BY act_id", [run])
+    # every event rule's matches, building blocks (login_failed ...) included: the same SQL
+    # the run used, kept here because a building block's matches are not stored alone
+    for statement in hits_sql(list(cached_rules(()))):
+        store.con.execute(statement, {k: None for k in ("start", "end") if f"${k}" in statement})
     rows = store.query_dicts(
         "SELECT a.act_id, a.event_id, a.account, a.action, a.detail, a.attrs, "
-        "list(d.rule_id ORDER BY d.rule_id) FILTER (WHERE d.rule_id IS NOT NULL) AS rules "
-        "FROM activity a LEFT JOIN detections d ON d.act_id = a.act_id AND d.run_id = ? "
-        "AND d.sequence_id IS NULL GROUP BY ALL ORDER BY a.act_id", [run])
+        "list(h.rule_id ORDER BY h.rule_id) FILTER (WHERE h.rule_id IS NOT NULL) AS rules "
+        "FROM activity a LEFT JOIN det_hits h ON h.act_id = a.act_id "
+        "GROUP BY ALL ORDER BY a.act_id")
     store.close()
+    blocks = {r.id for r in cached_rules(()) if r.building_block}
+    by_act = {r["act_id"]: set(r["rules"]) for r in stored}
+    for r in rows:   # what was stored is exactly the matches less the building blocks
+        assert by_act.get(r["act_id"], set()) == set(r["rules"] or ()) - blocks, r
     for r in rows:
         r["rules"] = set(r["rules"] or ())
         r["error"] = json.loads(r["attrs"]).get("error_code") if r["attrs"] else None

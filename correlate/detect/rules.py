@@ -91,6 +91,8 @@ class Rule:
     sql: str | None = None                    # condition over the view's rows (alias a)
     sequence: dict = field(default_factory=dict)   # type, rules, group_by, seconds, count, field
     examples: dict = field(default_factory=dict)
+    # matches only feed sequences (a single failed login is no finding; five in a row are)
+    building_block: bool = False
 
     @property
     def is_sequence(self) -> bool:
@@ -169,8 +171,11 @@ def _meta(path: Path, rule) -> dict:
     if not (rule.description or "").strip():
         raise InputError("a rule needs a `description:` saying why it matters", str(path))
     examples = custom.get("examples") or {}
+    block = custom.get("building_block", False)
+    if not isinstance(block, bool):
+        raise InputError("pamcorr.building_block must be true or false", str(path))
     return {"cls": cls, "severity": _LEVELS[level], "examples": examples,
-            "description": " ".join(rule.description.split())}
+            "description": " ".join(rule.description.split()), "building_block": block}
 
 
 def _compile(path: Path, text: str, rule, backend: DuckDBBackend) -> Rule:
@@ -180,7 +185,8 @@ def _compile(path: Path, text: str, rule, backend: DuckDBBackend) -> Rule:
                    if t.namespace == "attack" and re.fullmatch(r"t\d{4}(\.\d{3})?", t.name))
     common = dict(id=rid, title=rule.title, cls=meta["cls"], severity=meta["severity"],
                   description=meta["description"], attack=attack, path=str(path),
-                  sha256=hashlib.sha256(text.encode()).hexdigest(), examples=meta["examples"])
+                  sha256=hashlib.sha256(text.encode()).hexdigest(), examples=meta["examples"],
+                  building_block=meta["building_block"])
     if isinstance(rule, SigmaCorrelationRule):
         return Rule(**common, sequence=_sequence(path, rule))
     if not isinstance(rule, SigmaRule):

@@ -131,8 +131,9 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         con.execute(statement, {k: v for k, v in {"start": start, "end": end}.items()
                                 if f"${k}" in statement})
     con.execute(EVENTS_SQL, {"run_id": run_id})
+    blocks = [_lit(r.id) for r in rules if r.building_block]
     parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
-             "FROM det_hits"]
+             "FROM det_hits" + (f" WHERE rule_id NOT IN ({', '.join(blocks)})" if blocks else "")]
     parts += [f"SELECT act_id, {_lit(r.id)}, sequence_id, position::INTEGER "
               f"FROM ({sequence_sql(r.id, r.sequence)}) s" for r in rules if r.is_sequence]
     con.execute("CREATE OR REPLACE TEMP TABLE det_all AS " + "\nUNION ALL\n".join(parts))
