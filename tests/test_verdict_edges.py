@@ -116,6 +116,14 @@ def test_bracket_only_glob_target(world):
     assert got["miss"]["verdict"] == "unapproved"
 
 
+def test_a_direct_match_needs_no_note_even_when_an_alias_also_matches(world):
+    world.target("web-01", alias="web-01.corp")
+    world.approval("A", S, E, target="web-*")      # matches the name and its alias
+    world.action("e", h("11:00:00"), target="web-01")
+    got = world.judge(extra=", f.match_via")["e"]
+    assert (got["verdict"], got["match_via"]) == ("approved", None)
+
+
 # --- every inclusive / exclusive bound with a second change point on the same instant ----
 
 def test_window_start_with_the_ticket_opened_on_it(world):
@@ -437,3 +445,4 @@ def test_same_event_id_from_two_sources_is_two_rows(tmp_path, path):
     assert store.query("SELECT source, detail FROM activity ORDER BY source") == [
         ("generic", "ls -l"), ("other", "other")]
     assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 2
+
