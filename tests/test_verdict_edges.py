@@ -439,10 +439,13 @@ class _OtherSource(GenericConnector):
 def test_same_event_id_from_two_sources_is_two_rows(tmp_path, path):
     extra = [BAD] if path == "staged" else []
     store, _ = _rows(tmp_path, [{**BASE, "event_id": "E1"}, *extra])
+    # the second source has rows of its own already, so its new rows are checked against them
+    _rows(tmp_path, [{**BASE, "event_id": "O1"}], name="b.jsonl", store=store,
+          connector=_OtherSource())
     _, r = _rows(tmp_path, [{**BASE, "event_id": "E1", "detail": "other"}, *extra],
-                 name="b.jsonl", store=store, connector=_OtherSource())
+                 name="c.jsonl", store=store, connector=_OtherSource())
     assert (r.accepted, r.duplicates) == (1, 0)
-    assert store.query("SELECT source, detail FROM activity ORDER BY source") == [
-        ("generic", "ls -l"), ("other", "other")]
-    assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 2
+    assert store.query("SELECT source, detail FROM activity WHERE event_id = 'E1' "
+                       "ORDER BY source") == [("generic", "ls -l"), ("other", "other")]
+    assert store.scalar("SELECT count(DISTINCT act_id) FROM activity") == 3
 
