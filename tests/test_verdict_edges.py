@@ -74,6 +74,7 @@ def test_windows_sharing_a_start_name_the_smallest_id(world, seed):
 
 
 def test_lookaround_is_inclusive_on_both_sides_with_its_reasons(world):
+    # gaps are measured per action, not per segment: no coinciding cut is needed here
     world.approval("A", "2026-11-08T10:00:00Z", "2026-11-08T12:00:00Z")
     world.action("before_in", "2026-11-01T10:00:00Z")           # exactly 7 days before the start
     world.action("before_out", "2026-11-01T09:59:59.999999Z")
@@ -422,7 +423,9 @@ def test_content_id_is_stable_so_the_same_record_is_a_duplicate(tmp_path, path):
     assert store.scalar("SELECT count(*) FROM activity") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="known: the content id joins fields with concat_ws, "
+# A JSON-lines record lacking a key has NULL there, and concat_ws skips NULLs: {detail: x} and
+# {session_id: x} hash alike, so the second is dropped as a duplicate (CSV cells are '', not NULL).
+@pytest.mark.xfail(strict=True, reason="known bug: the content id joins fields with concat_ws, "
                    "which skips missing ones (connectors/generic.py, jsonsql.content_id_sql)")
 @pytest.mark.parametrize("a,b", [("detail", "session_id"), ("session_id", "actor")])
 def test_content_id_differs_when_a_value_moves_to_the_next_field(tmp_path, a, b):
