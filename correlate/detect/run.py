@@ -21,18 +21,18 @@ from correlate.detect.sequences import sequence_sql
 # 3.9 s of rules on every row, 0.04 s to find the 5 distinct values). The matches then join
 # back to the period's actions on those columns.
 VALUES_SQL = """
-CREATE OR REPLACE TEMP TABLE det_vals AS
+CREATE OR REPLACE TEMP TABLE det_vals_{n} AS
 SELECT DISTINCT {cols} FROM activity a
 WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end) AND ({views})
 """
 VALUE_HITS_SQL = """
-CREATE OR REPLACE TEMP TABLE det_val_hits AS
-SELECT * FROM (SELECT {cols}, unnest({cases}) AS rule_id FROM det_vals a)
+CREATE OR REPLACE TEMP TABLE det_val_hits_{n} AS
+SELECT * FROM (SELECT {cols}, unnest({cases}) AS rule_id FROM det_vals_{n} a)
 WHERE rule_id IS NOT NULL
 """
 HITS_SQL = """
-CREATE OR REPLACE TEMP TABLE det_hits AS
-SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits v ON {join}
+INSERT INTO det_hits
+SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits_{n} v ON {join}
 WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
 
@@ -103,22 +103,33 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _columns(rule: Rule) -> tuple[str, ...]:
+    """The activity columns a rule reads (its view's filter and its condition)."""
+    return tuple(sorted(set(_COLUMN.findall(_LITERAL.sub("''", f"{rule.view.where} {rule.sql}")))))
+
+
 def hits_sql(rules: list[Rule]) -> list[str]:
-    """The statements that fill det_hits (act_id, rule_id) for the event rules."""
+    """The statements that fill det_hits (act_id, rule_id) for the event rules.
+
+    Rules are grouped by the columns they read, and each group runs on the distinct values of
+    its own columns: most rules read the command or API call only (few distinct values), and a
+    rule that also reads the account must not multiply the values every other rule runs on."""
     events = [r for r in rules if not r.is_sequence]
-    if not events:
-        return ["CREATE OR REPLACE TEMP TABLE det_hits AS "
-                "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
-    code = _LITERAL.sub("''", " ".join(f"{r.view.where} {r.sql}" for r in events))
-    cols = sorted(set(_COLUMN.findall(code)))
-    cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
-                            for r in events) + "]::VARCHAR[]"
-    views = " OR ".join(sorted({f"({r.view.where})" for r in events}))
-    select = ", ".join(f"a.{c}" for c in cols) or "true AS one"
-    join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
-    return [VALUES_SQL.format(cols=select, views=views),
-            VALUE_HITS_SQL.format(cols=select, cases=cases),
-            HITS_SQL.format(join=join)]
+    groups: dict[tuple[str, ...], list[Rule]] = {}
+    for r in events:
+        groups.setdefault(_columns(r), []).append(r)
+    out = ["CREATE OR REPLACE TEMP TABLE det_hits AS "
+           "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    for i, (cols, members) in enumerate(sorted(groups.items())):
+        cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
+                                for r in members) + "]::VARCHAR[]"
+        views = " OR ".join(sorted({f"({r.view.where})" for r in members}))
+        select = ", ".join(f"a.{c}" for c in cols) or "true AS one"
+        join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
+        out += [VALUES_SQL.format(cols=select, views=views, n=i),
+                VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
+                HITS_SQL.format(join=join, n=i)]
+    return out
 
 
 def run_detections(con, run_id: int, start, end, now: datetime,
@@ -154,6 +165,10 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         after = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
     finally:
         con.unregister("det_mutes")
-        for name in ("det_vals", "det_val_hits", "det_hits", "det_events", "det_all"):
+        for name in ("det_hits", "det_events", "det_all"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
+                                   "AND regexp_matches(table_name, '^det_vals?(_hits)?_[0-9]+$')"
+                                   ).fetchall():
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return after - before
