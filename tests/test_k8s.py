@@ -137,7 +137,7 @@ def _rr_event(aid, verb, uri, user, obj, code=201, body=None, stage="ResponseCom
           "objectRef": {k: v for k, v in (("resource", resource), ("namespace", ns),
                                           ("name", name), ("subresource", sub)) if v},
           "requestReceivedTimestamp": t, "stageTimestamp": t,
-          "annotations": {"authorization.k8s.io/decision": "allow" if code < 400 else "forbid"}}
+          "annotations": {"authorization.k8s.io/decision": "forbid" if code == 403 else "allow"}}
     if stage != "RequestReceived":
         ev["responseStatus"] = {"code": code}
     if body is not None:
@@ -189,11 +189,13 @@ def test_request_bodies_flag_privileged_pods_bindings_tokens_and_link_controller
         _rr_event("t1", "create", "/api/v1/namespaces/ci/serviceaccounts/deployer/token", "carol",
                ("serviceaccounts", "ci", "deployer", "token"), code=403,
                body={"spec": {"audiences": ["api"]}}),
+        _rr_event("n1", "delete", "/api/v1/namespaces/ci/pods/gone", "carol",
+                  ("pods", "ci", "gone", None), code=400),            # allowed, then refused
     ]
     path = tmp_path / "audit.log"
     path.write_text("\n".join(lines) + "\n")
     store, r = _ingest(path)
-    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (8, 7, 1, 0, 0)
+    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (9, 8, 1, 0, 0)
     got = {k: (v, json.loads(v["attrs"])) for k, v in _by_id(store).items()}
     d1, p1, p2, p3 = got["d1"][1], got["p1"][1], got["p2"][1], got["p3"][1]
     assert (d1["privileged"], d1["host_namespaces"], d1["host_path"]) == (True, "hostPID", "/")
@@ -211,6 +213,7 @@ def test_request_bodies_flag_privileged_pods_bindings_tokens_and_link_controller
     assert (t1[0]["action"], t1[0]["outcome"]) == ("create serviceaccounts/token", "failure")
     assert (t1[1]["sensitive"], t1[1]["service_account"]) == ("token_request", "deployer")
     assert {got[k][0]["outcome"] for k in ("d1", "p1", "b1")} == {"success"}
+    assert got["n1"][0]["outcome"] == "failure"
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     for batch in KubernetesConnector().stage(path, "auto", Options()):
