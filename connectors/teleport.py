@@ -33,7 +33,9 @@ Three batches per file, so every line lands in exactly one of them:
   "unknown"), target = cluster_name (else "teleport"), attrs changed_user / changed_role
   (`name`) and roles (the roles the event lists, joined by ",").
   outcome = `success` when the event has it (true/false), else from the code's last letter
-  (I success, W or E failure, other unknown), NULL when the event has neither.
+  (I success, W or E failure, other unknown), NULL when the event has neither. A denied
+  session (`session.rejected`) is a `session.start` whose outcome is failure (the reason in
+  attrs.error), as in the other sources.
 * ignored (store table "ignored": line, raw, reason NULL, event_type) - every
   other event type (user.login, cert.create, access_request.search, ...).
 """
@@ -52,7 +54,7 @@ from correlate.errors import InputError
 
 DEFAULT_TICKET_RE = r"\b[A-Z][A-Z0-9]+-\d+\b"
 
-ACTIVITY_EVENTS = ("session.start", "session.join", "session.end", "session.command",
+ACTIVITY_EVENTS = ("session.start", "session.rejected", "session.join", "session.end", "session.command",
                    "session.network", "session.disk", "exec", "scp", "sftp", "port",
                    "port.local", "port.remote", "x11-forward", "kube.request")
 ACTIVITY_PREFIXES = ("db.session.", "app.session.", "windows.desktop.session.", "desktop.")
@@ -70,7 +72,7 @@ _ACTIVITY_NAMES = (
     "kubernetes_cluster", "db_service", "db_user", "db_name", "db_query", "app_name",
     "desktop_name", "desktop_addr", "windows_user", "path", "argv", "return_code", "command",
     "verb", "request_path", "response_code", "status_code", "method", "cluster_name", "success",
-    "error", "name", "roles", "connector")
+    "error", "name", "roles", "connector", "reason")
 _REQUEST_NAMES = ("event", "id", "uid", "time", "user", "state", "proposed_state", "reason", "roles",
                   "resource_ids", "expires", "max_duration", "assume_start_time", "updated_by",
                   "reviewer")
@@ -120,7 +122,8 @@ _ATTRS = attrs_sql([
     ("code", "f_code"), ("cluster", "f_cluster_name"), ("client_addr", "f_addr_remote"),
     ("proto", "f_proto"), ("db_name", "nullif(f_db_name, '')"),
     ("status", "coalesce(f_return_code, f_exit_code, f_response_code, f_status_code)"),
-    ("success", "f_success"), ("error", "f_error"), ("bot_name", "nullif(f_bot_name, '')"),
+    ("success", "f_success"), ("error", "coalesce(f_error, f_reason)"),
+    ("bot_name", "nullif(f_bot_name, '')"),
     ("access_requests", f"CASE WHEN contains(f_access_requests, ',') "
                         f"THEN {json_list_sql('f_access_requests')} END"),
 ])
@@ -128,7 +131,8 @@ _ATTRS = attrs_sql([
 # letter (Teleport codes end in I for info, W for warning = failed, E for error).
 _OUTCOME = (
     "CASE WHEN lower(f_success) = 'true' THEN 'success' WHEN lower(f_success) = 'false' "
-    "THEN 'failure' WHEN f_code IS NULL OR trim(f_code) = '' THEN NULL "
+    "THEN 'failure' WHEN f_event = 'session.rejected' THEN 'failure' "
+    "WHEN f_code IS NULL OR trim(f_code) = '' THEN NULL "
     "WHEN suffix(f_code, 'I') THEN 'success' WHEN suffix(f_code, 'W') OR suffix(f_code, 'E') "
     "THEN 'failure' ELSE 'unknown' END"
 )
@@ -167,7 +171,8 @@ SELECT line, raw, parse_error, f_time, f_event, cls,
                               'f_db_query'])}) AS event_id,
     CASE WHEN cls = 'activity' THEN {_DETAIL} WHEN cls = 'identity' THEN {_IDENTITY_DETAIL} END
         AS detail, nullif(f_user, '') AS actor,
-    CASE WHEN cls = 'identity' THEN {_IDENTITY_ACTION} ELSE f_event END AS action,
+    CASE WHEN cls = 'identity' THEN {_IDENTITY_ACTION}
+         WHEN f_event = 'session.rejected' THEN 'session.start' ELSE f_event END AS action,
     CASE WHEN cls = 'identity' THEN coalesce(nullif(f_cluster_name, ''), 'teleport') END
         AS identity_target,
     CASE WHEN cls IN ('activity', 'identity') THEN {_OUTCOME} END AS outcome,

@@ -256,11 +256,13 @@ def test_role_changes_and_session_outcome(tmp_path):
         '"user":"bob","login":"root","server_hostname":"web-1"}',
         '{"event":"session.start","code":"T2000X","uid":"s4","time":"2026-03-02T10:06:00Z",'
         '"user":"bob","login":"root","server_hostname":"web-1"}',
+        '{"event":"session.rejected","code":"T1006W","uid":"s5","time":"2026-03-02T10:07:00Z",'
+        '"user":"bob","login":"root","server_id":"srv-1","reason":"max sessions reached"}',
     ]
     path = tmp_path / "audit.log"
     path.write_text("\n".join(lines) + "\n")
     store, r = _ingest(path)
-    assert (r.read, r.accepted, r.ignored, r.quarantined, r.duplicates) == (7, 7, 0, 0, 0)
+    assert (r.read, r.accepted, r.ignored, r.quarantined, r.duplicates) == (8, 8, 0, 0, 0)
     got = {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
     assert [(got[k]["action"], got[k]["account"], got[k]["target"]) for k in ("r1", "r2", "r3")] \
         == [("role.add", "alice", "main"), ("role.mod", "alice", "teleport"),
@@ -268,5 +270,7 @@ def test_role_changes_and_session_outcome(tmp_path):
     assert '"changed_role":"prod-admin"' in got["r1"]["attrs"]
     assert [got[k]["outcome"] for k in ("r1", "s1", "s2", "s3", "s4")] == [
         "success", "failure", "failure", None, "unknown"]
-    assert {got[k]["action"] for k in ("s1", "s2", "s3")} == {"session.start"}
-    assert dict(_both_paths(path))["activity"] == 7
+    assert {got[k]["action"] for k in ("s1", "s2", "s3", "s5")} == {"session.start"}
+    assert got["s5"]["outcome"] == "failure"                   # a denied session
+    assert '"error":"max sessions reached"' in got["s5"]["attrs"]
+    assert dict(_both_paths(path))["activity"] == 8
