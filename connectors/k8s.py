@@ -163,7 +163,9 @@ def _mapped(rows: str) -> str:
         ("impersonated_by", "CASE WHEN impersonated IS NOT NULL THEN username END"),
         ("sensitive", sensitive),
         ("service_account", "CASE WHEN resource = 'serviceaccounts' AND subresource = 'token' "
-                            "THEN name END"),
+                            "THEN name END")])
+    # Read from the request body: only for the lines that carry one.
+    body = attrs_sql([
         ("role_ref", f"CASE WHEN {binding} THEN nullif(json_extract_string(req, '$.roleRef.name'), "
                      "'') END"),
         ("role_ref_kind", f"CASE WHEN {binding} THEN json_extract_string(req, '$.roleRef.kind') END"),
@@ -186,20 +188,22 @@ SELECT line, raw, parse_error, shape, ts_text, {ts_fast_sql('ts_text')} AS ts, v
     uri AS detail, nullif(username, '') AS actor,
     CASE WHEN starts_with(username, 'system:') THEN 'service' END AS actor_kind,
     CASE WHEN verb IS NOT NULL THEN verb IN ('get', 'list', 'watch') END AS read_only,
-    {attrs} AS attrs,
+    CASE WHEN req IS NULL THEN base WHEN body IS NULL THEN base WHEN base IS NULL THEN body
+         ELSE left(base, -1) || ',' || substr(body, 2) END AS attrs,
     CASE WHEN shape = 'gke' THEN CASE WHEN code = '0' THEN 'success' WHEN code IS NOT NULL
                                       THEN 'failure' END
          WHEN decision = 'forbid' OR try_cast(code AS INTEGER) >= 400 THEN 'failure'
          WHEN try_cast(code AS INTEGER) > 0 THEN 'success' END AS outcome,
     namespace, resource, coalesce(name, json_extract_string(req, '$.metadata.name')) AS obj_name,
     owner_kind, owner_name, username, coalesce({CONTROLLER_SQL}, false) AS controller
-FROM (SELECT *, CASE WHEN verb IN {_WRITES} AND req IS NOT NULL
+FROM (SELECT *, {attrs} AS base, CASE WHEN req IS NOT NULL THEN {body} END AS body
+      FROM (SELECT *, CASE WHEN verb IN {_WRITES} AND req IS NOT NULL
                      THEN json_extract(req, {_POD_SPEC}) END AS ps,
              CASE WHEN req IS NOT NULL THEN json_extract_string(req,
                   '$.metadata.ownerReferences[0].kind') END AS owner_kind,
              CASE WHEN req IS NOT NULL THEN json_extract_string(req,
                   '$.metadata.ownerReferences[0].name') END AS owner_name
-      FROM ({rows}) r0) r
+            FROM ({rows}) r0) r1) r
 """
 
 
