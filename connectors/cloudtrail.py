@@ -9,14 +9,17 @@ Every management or data event becomes an activity row:
   `onBehalfOf.userId` (IAM Identity Center), else the session name of an
   assumed-role or federated ARN, else the IAM user name, `root`, else `invokedBy`;
 * target = `recipientAccountId` (else the identity's account, else eventSource);
-  action = `eventSource:eventName`; detail = `requestParameters` (JSON, first 256 chars);
+  action = `eventSource:eventName`; detail = `requestParameters` (the whole JSON: policy documents
+  included; reports shorten it for display); outcome = failure when `errorCode` is set,
+  else success;
   session_id = the temporary access key (ASIA...) of a role session;
   read_only = `readOnly`; event_id = `eventID` (else a content hash);
   actor_kind = service (AWSService, AwsServiceEvent, a bare invokedBy, a service-linked
   role), human (root, Identity
   Center, SAML/web identity, sourceIdentity or onBehalfOf set, console sessions), else NULL;
-  attrs = identity type, region, source IP, error code, event type (unless AwsApiCall),
-  MFA, invokedBy.
+  attrs = identity type, region, source IP, error code and message, event type (unless
+  AwsApiCall), MFA, invokedBy, and `response` = the whole `responseElements` of a call
+  that is not read-only (what it created: a role, a key, an instance...).
 
 Ignored (store table "ignored"): CloudTrail Insights events and digest files.
 Layouts, found from the first line: one record per line (read by DuckDB's
@@ -44,7 +47,8 @@ FIELDS: Fields = {
     "event_name": ("eventName",), "event_id": ("eventID",), "event_type": ("eventType",),
     "read_only": ("readOnly",), "recipient": ("recipientAccountId",), "region": ("awsRegion",),
     "source_ip": ("sourceIPAddress",), "error_code": ("errorCode",),
-    "request_parameters": ("requestParameters",), "console": ("sessionCredentialFromConsole",),
+    "error_message": ("errorMessage",), "request_parameters": ("requestParameters",),
+    "response_elements": ("responseElements",), "console": ("sessionCredentialFromConsole",),
     "digest": ("digestStartTime",),
     "ui_type": (_UI, "type"), "ui_arn": (_UI, "arn"), "ui_principal": (_UI, "principalId"),
     "ui_user": (_UI, "userName"), "ui_account": (_UI, "accountId"),
@@ -83,7 +87,11 @@ _ACTOR_KIND = (
 )
 _ATTRS = attrs_sql([
     ("identity_type", "f_ui_type"), ("region", "f_region"), ("source_ip", "f_source_ip"),
-    ("error_code", "f_error_code"), ("event_type", "nullif(f_event_type, 'AwsApiCall')"),
+    ("error_code", "f_error_code"), ("error_message", "nullif(f_error_message, '')"),
+    # what a write created or changed, as the response names it (reads return data: not kept)
+    ("response", "CASE WHEN lower(f_read_only) IS DISTINCT FROM 'true' "
+                 "THEN try_cast(nullif(f_response_elements, 'null') AS JSON) END"),
+    ("event_type", "nullif(f_event_type, 'AwsApiCall')"),
     ("mfa", "f_mfa"),
     ("invoked_by", "f_ui_invoked_by"),
 ])
@@ -101,7 +109,8 @@ SELECT {keep}line, raw, parse_error, f_event_time, f_event_source, f_event_name,
     coalesce(nullif(f_recipient, ''), nullif(f_ui_account, ''), nullif(f_event_source, ''))
         AS target,
     f_event_source || ':' || f_event_name AS action,
-    left(nullif(f_request_parameters, 'null'), 256) AS detail,
+    nullif(f_request_parameters, 'null') AS detail,
+    CASE WHEN nullif(f_error_code, '') IS NOT NULL THEN 'failure' ELSE 'success' END AS outcome,
     CASE WHEN starts_with(f_ui_key, 'ASIA') THEN f_ui_key END AS session_id,
     {_ACTOR} AS actor, {_ACTOR_KIND} AS actor_kind,
     CASE lower(f_read_only) WHEN 'true' THEN true WHEN 'false' THEN false END AS read_only,
@@ -127,7 +136,7 @@ def _activity_final(rows: str) -> str:
     return f"""
 SELECT line, raw, {_REASON} AS reason,
     event_id, ts, account, target, action, detail, session_id, actor, actor_kind, read_only,
-    attrs
+    attrs, outcome
 FROM ({rows}) r WHERE parse_error IS NOT NULL OR NOT ignored
 """
 
@@ -150,7 +159,7 @@ def _arrays_final(rows: str) -> str:
 SELECT filename, ignored, CASE WHEN NOT ignored THEN {_REASON} END AS reason,
     CASE WHEN ignored THEN {_IGNORED_TYPE} END AS event_type,
     event_id, ts, account, target, action, detail, session_id, actor, actor_kind, read_only,
-    attrs
+    attrs, outcome
 FROM ({rows}) r
 """
 

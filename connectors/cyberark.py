@@ -5,7 +5,9 @@ Input, one record per line: Elastic's ``elastic-json-v1.0`` XSL output (a JSON o
 prefix; or plain ``<syslog><audit_record>..</audit_record></syslog>`` XML, which may span
 lines (line = where it starts). XML with a DTD is refused (quarantined). Time: IsoTimestamp,
 else the RFC 5424 header, else the year-less ``Timestamp`` / legacy header (year and zone
-as in connectors.syslog: --year or file mtime, and --tz).
+as in connectors.syslog: --year or file mtime, and --tz). A zone-less time that a
+daylight-saving change makes ambiguous or non-existent is quarantined unless
+options.extra['dst'] is `earlier` or `later` (connectors/localtime.py).
 
 Checkouts -> approvals: 295 Retrieve Password, 308 Use Password, 428 Retrieve SSH Key.
   The approval covers the Issuer (requester) using the TARGET account (CAProperties UserName,
@@ -41,9 +43,9 @@ from pathlib import Path
 
 from connectors.approval_events import Fold, event_row, events_batch
 from connectors.base import TS_MAX, TS_RANGE, Options, Staged
+from connectors.localtime import dst_choice, local_to_utc, parse_iso
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
-                               local_to_utc, parse_iso, quarantined_row, read_lines,
-                               staged_frames, zone_of)
+                               quarantined_row, read_lines, staged_frames, zone_of)
 from correlate.errors import InputError
 
 CHECKOUTS = {"295": "Retrieve Password", "308": "Use Password", "428": "Retrieve SSH Key"}
@@ -207,10 +209,10 @@ class CyberArkConnector:
             raise InputError("checkout_minutes must be a positive number of minutes")
         entries = self._read(path)
         years, _ = assign_years([e["month"] for e in entries], path, options)
-        tz = zone_of(options)
+        tz, dst = zone_of(options), dst_choice(options)
         for entry, year in zip(entries, years):
             if isinstance(entry["rec"], dict):
-                entry["ts"], problem = self._time(entry, year, tz)
+                entry["ts"], problem = self._time(entry, year, tz, dst)
                 if problem:
                     entry["rec"] = problem
         rows: dict[str, list[dict]] = {"activity": [], "ignored": []}
@@ -278,14 +280,15 @@ class CyberArkConnector:
         return entries
 
     @staticmethod
-    def _time(entry: dict, year: int | None, tz) -> tuple[datetime | None, str | None]:
+    def _time(entry: dict, year: int | None, tz, dst: str | None = None
+              ) -> tuple[datetime | None, str | None]:
         rec = entry["rec"]
         iso = str(rec.get("IsoTimestamp") or "").strip()
         if not iso:
             m = _RFC5424.match(entry["prefix"])
             iso = m.group(1) if m else ""
         if iso:
-            return parse_iso(iso, tz)
+            return parse_iso(iso, tz, dst)
         if "bsd" not in entry:
             return None, "missing required field: IsoTimestamp (no timestamp in the record)"
         mon, day, hh, mm, ss, frac = entry["bsd"]
@@ -297,7 +300,7 @@ class CyberArkConnector:
         if tz is None:
             return None, ("timestamp without time zone (Vault Timestamp carries none): "
                           "set the source zone with --tz")
-        return local_to_utc(naive, tz)
+        return local_to_utc(naive, tz, dst)
 
     # -- linking -------------------------------------------------------------------------
 

@@ -22,7 +22,17 @@ clash and is quarantined (it is another request, not a stage of the first).
 * attrs = namespace, resource, subresource, name, api_group, decision, status
   code, source_ip, impersonated_by, and `sensitive`: pod_exec (pods exec/attach/
   portforward), secret_access (secrets), rbac_change (writes to rbac roles and
-  bindings).
+  bindings), token_request (create serviceaccounts/token; service_account = its name);
+* from the request body (`requestObject`, logged at level Request / RequestResponse):
+  privileged (a container with securityContext.privileged), host_namespaces (hostPID,
+  hostNetwork, hostIPC), host_path (hostPath volumes) for pods and workload templates;
+  role_ref, role_ref_kind and subjects for role bindings; owner (ownerReferences[0]);
+* a write by a controller (system:serviceaccount:kube-system:*-controller) keeps the
+  controller as actor and gets attrs.human: the person whose create/update/patch of the
+  owning object (directly, or through one more controller-written owner: pod -> ReplicaSet
+  -> Deployment) is in the same file at or before it, else `unknown`;
+* outcome = failure for responseStatus.code >= 400 or decision forbid, success for other
+  codes (GKE: status code 0 success, other failure), NULL without a response.
 
 Ignored (store table "ignored"): GKE entries of other services and AKS
 diagnostic categories other than kube-audit / kube-audit-admin.
@@ -50,6 +60,7 @@ EVENT: Fields = {
     "api_group": ("objectRef", "apiGroup"), "code": ("responseStatus", "code"),
     "received": ("requestReceivedTimestamp",), "stage_ts": ("stageTimestamp",),
     "decision": ("annotations", "authorization.k8s.io/decision"),
+    "request_object": ("requestObject",),
 }
 _PP = "protoPayload"
 FIELDS: Fields = {**EVENT,
@@ -104,7 +115,7 @@ SELECT line, raw, parse_error, shape,
     {_field('namespace', gke_ns)} AS namespace, {_field('name', f'p[4 + {gke_at}]')} AS name,
     {_field('api_group', "CASE WHEN len(p) >= 3 THEN nullif(p[1], 'core') END")} AS api_group,
     {_field('code', 'f_g_code')} AS code, {_field('decision', 'f_g_decision')} AS decision,
-    {_field('source_ips', 'f_g_ip')} AS source_ip,
+    {_field('source_ips', 'f_g_ip')} AS source_ip, {_field('request_object')} AS req,
     coalesce({_field('received', 'f_g_ts')}, {_field('stage_ts')}, f_time) AS ts_text,
     coalesce(nullif(f_g_cluster, ''), nullif(regexp_extract(f_resource_id,
              '(?i)/managedclusters/([^/]+)', 1), ''), nullif($cluster, ''), 'kubernetes')
@@ -115,6 +126,26 @@ FROM (SELECT *, {_GKE_PARTS} AS p,
 """
 
 
+# Where a written object holds its pod spec (a pod itself, a workload's template).
+_POD_SPEC = ("CASE WHEN resource = 'pods' AND subresource IS NULL THEN '$.spec' "
+             "WHEN resource = 'cronjobs' THEN '$.spec.jobTemplate.spec.template.spec' "
+             "WHEN resource IN ('deployments', 'replicasets', 'statefulsets', 'daemonsets', "
+             "'jobs', 'replicationcontrollers') THEN '$.spec.template.spec' END")
+_CONTAINERS = ("containers", "initContainers", "ephemeralContainers")
+_PRIVILEGED = ("(" + " OR ".join(
+    f"list_contains(json_extract_string(ps, '$.{c}[*].securityContext.privileged'), 'true')"
+    for c in _CONTAINERS) + ")")
+_HOST_NS = ("nullif(concat_ws(',', " + ", ".join(
+    f"CASE WHEN json_extract_string(ps, '$.{k}') = 'true' THEN '{k}' END"
+    for k in ("hostPID", "hostNetwork", "hostIPC")) + "), '')")
+_HOST_PATH = "nullif(array_to_string(json_extract_string(ps, '$.volumes[*].hostPath.path'), ','), '')"
+# Controllers of kube-controller-manager act for whoever wrote the object they own.
+CONTROLLER_SQL = ("(starts_with(username, 'system:serviceaccount:kube-system:') "
+                  "AND suffix(username, '-controller') "
+                  "OR username = 'system:kube-controller-manager')")
+_WRITES = "('create', 'update', 'patch')"
+
+
 def _mapped(rows: str) -> str:
     first_ip = f"split_part(coalesce({json_list_sql('source_ip')}, source_ip), ',', 1)"
     sensitive = (
@@ -122,13 +153,28 @@ def _mapped(rows: str) -> str:
         "THEN 'pod_exec' WHEN resource = 'secrets' THEN 'secret_access' "
         "WHEN api_group = 'rbac.authorization.k8s.io' AND resource IN ('roles', 'rolebindings', "
         "'clusterroles', 'clusterrolebindings') AND verb IN ('create', 'update', 'patch', "
-        "'delete', 'deletecollection', 'bind', 'escalate') THEN 'rbac_change' END")
+        "'delete', 'deletecollection', 'bind', 'escalate') THEN 'rbac_change' "
+        "WHEN resource = 'serviceaccounts' AND subresource = 'token' THEN 'token_request' END")
+    binding = "resource IN ('rolebindings', 'clusterrolebindings')"
     attrs = attrs_sql([
         ("namespace", "namespace"), ("resource", "resource"), ("subresource", "subresource"),
         ("name", "name"), ("api_group", "nullif(api_group, '')"), ("decision", "decision"),
         ("status", "code"), ("source_ip", f"nullif({first_ip}, '')"),
         ("impersonated_by", "CASE WHEN impersonated IS NOT NULL THEN username END"),
-        ("sensitive", sensitive)])
+        ("sensitive", sensitive),
+        ("service_account", "CASE WHEN resource = 'serviceaccounts' AND subresource = 'token' "
+                            "THEN name END")])
+    # Read from the request body: only for the lines that carry one.
+    body = attrs_sql([
+        ("role_ref", f"CASE WHEN {binding} THEN nullif(json_extract_string(req, '$.roleRef.name'), "
+                     "'') END"),
+        ("role_ref_kind", f"CASE WHEN {binding} THEN json_extract_string(req, '$.roleRef.kind') END"),
+        ("subjects", f"CASE WHEN {binding} THEN nullif(array_to_string(list_transform("
+                     "json_extract(req, '$.subjects[*]'), lambda x: concat_ws(':', x->>'kind', "
+                     "nullif(x->>'namespace', ''), x->>'name')), ','), '') END"),
+        ("privileged", f"CASE WHEN {_PRIVILEGED} THEN true END"),
+        ("host_namespaces", _HOST_NS), ("host_path", _HOST_PATH),
+        ("owner", "nullif(concat_ws('/', owner_kind, owner_name), '')")])
     return f"""
 SELECT line, raw, parse_error, shape, ts_text, {ts_fast_sql('ts_text')} AS ts, verb,
     CASE stage WHEN 'ResponseComplete' THEN 3 WHEN 'Panic' THEN 3 WHEN 'ResponseStarted' THEN 2
@@ -142,12 +188,50 @@ SELECT line, raw, parse_error, shape, ts_text, {ts_fast_sql('ts_text')} AS ts, v
     uri AS detail, nullif(username, '') AS actor,
     CASE WHEN starts_with(username, 'system:') THEN 'service' END AS actor_kind,
     CASE WHEN verb IS NOT NULL THEN verb IN ('get', 'list', 'watch') END AS read_only,
-    {attrs} AS attrs
-FROM ({rows}) r
+    CASE WHEN req IS NULL THEN base WHEN body IS NULL THEN base WHEN base IS NULL THEN body
+         ELSE left(base, -1) || ',' || substr(body, 2) END AS attrs,
+    CASE WHEN shape = 'gke' THEN CASE WHEN code = '0' THEN 'success' WHEN code IS NOT NULL
+                                      THEN 'failure' END
+         WHEN decision = 'forbid' OR try_cast(code AS INTEGER) >= 400 THEN 'failure'
+         WHEN try_cast(code AS INTEGER) > 0 THEN 'success' END AS outcome,
+    namespace, resource, coalesce(name, json_extract_string(req, '$.metadata.name')) AS obj_name,
+    owner_kind, owner_name, username, coalesce({CONTROLLER_SQL}, false) AS controller
+FROM (SELECT *, {attrs} AS base, CASE WHEN req IS NOT NULL THEN {body} END AS body
+      FROM (SELECT *, CASE WHEN verb IN {_WRITES} AND req IS NOT NULL
+                     THEN json_extract(req, {_POD_SPEC}) END AS ps,
+             CASE WHEN req IS NOT NULL THEN json_extract_string(req,
+                  '$.metadata.ownerReferences[0].kind') END AS owner_kind,
+             CASE WHEN req IS NOT NULL THEN json_extract_string(req,
+                  '$.metadata.ownerReferences[0].name') END AS owner_name
+            FROM ({rows}) r0) r1) r
 """
 
 
-_COLS = "event_id, ts, account, target, action, detail, actor, actor_kind, read_only, attrs"
+_COLS = "event_id, ts, account, target, action, detail, actor, actor_kind, read_only, outcome"
+
+# A controller's write, linked to the person who wrote the object it owns (ownerReferences[0]
+# of its request body), at or before it, in the same file; through one more controller-written
+# owner (pod -> ReplicaSet -> Deployment, pod -> Job -> CronJob). Else human = 'unknown'.
+_LINK = f"""
+obj AS MATERIALIZED (
+    SELECT event_id, namespace, resource, obj_name AS name, ts, username, controller, verb,
+        owner_kind, owner_name
+    FROM chosen WHERE verb IN ('create', 'update', 'patch', 'delete')
+                  AND (controller OR verb IN {_WRITES} AND obj_name IS NOT NULL)),
+hum AS (SELECT * FROM obj WHERE NOT controller AND verb IN {_WRITES}),
+ctl AS (SELECT * FROM obj WHERE controller),
+l1 AS (SELECT c.event_id, max_by(h.username, h.ts) AS human FROM ctl c JOIN hum h
+       ON h.namespace IS NOT DISTINCT FROM c.namespace AND h.resource = lower(c.owner_kind) || 's'
+          AND h.name = c.owner_name AND h.ts <= c.ts GROUP BY c.event_id),
+l2 AS (SELECT c.event_id, max_by(h.username, h.ts) AS human FROM ctl c
+       JOIN ctl o ON o.namespace IS NOT DISTINCT FROM c.namespace
+            AND o.resource = lower(c.owner_kind) || 's' AND o.name = c.owner_name AND o.ts <= c.ts
+       JOIN hum h ON h.namespace IS NOT DISTINCT FROM o.namespace
+            AND h.resource = lower(o.owner_kind) || 's' AND h.name = o.owner_name AND h.ts <= c.ts
+       GROUP BY c.event_id),
+lk AS (SELECT ctl.event_id, coalesce(l1.human, l2.human, 'unknown') AS human
+       FROM ctl LEFT JOIN l1 ON l1.event_id = ctl.event_id LEFT JOIN l2 ON l2.event_id = ctl.event_id)
+"""
 
 
 def _activity_final(rows: str) -> str:
@@ -178,12 +262,16 @@ a AS MATERIALIZED (
     FROM a0 LEFT JOIN first f ON f.event_id = a0.event_id),
 pick AS (SELECT arg_max(line, stage_rank * 1000000000000 + line) AS line
          FROM a WHERE reason IS NULL GROUP BY event_id),
-chosen AS (SELECT a.* FROM a SEMI JOIN pick ON pick.line = a.line)
+chosen AS (SELECT a.* FROM a SEMI JOIN pick ON pick.line = a.line),
+{_LINK}
 SELECT a.line, a.raw, a.reason,
     {', '.join(f'CASE WHEN a.reason IS NULL THEN c.{c} ELSE a.{c} END AS {c}'
-               for c in _COLS.split(', '))}
-    , NULL::VARCHAR AS session_id
+               for c in _COLS.split(', '))},
+    CASE WHEN a.reason IS NOT NULL THEN a.attrs WHEN lk.human IS NULL THEN c.attrs
+         ELSE json_merge_patch(coalesce(c.attrs, '{{}}'), json_object('human', lk.human))::VARCHAR
+    END AS attrs, NULL::VARCHAR AS session_id
 FROM a LEFT JOIN chosen c ON c.event_id = a.event_id AND a.reason IS NULL
+LEFT JOIN lk ON lk.event_id = c.event_id
 """
 
 

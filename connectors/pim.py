@@ -32,6 +32,9 @@ Activations, deactivations and approval records are staged as approval events
 (connectors/approval_events.py, fold key = principal + role + scope) and folded by the store
 over every file ingested (APPROVAL_FOLD_SQL): a deactivation or approval in a later file, or in
 an earlier one, applies as within one file; one matching no activation stays pending.
+Graph writes times in UTC (Z); a zone-less one is read in --tz, and one that a daylight-saving
+change makes ambiguous or non-existent is quarantined unless options.extra['dst'] is
+`earlier` or `later` (connectors/localtime.py).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ from pathlib import Path
 
 from connectors.approval_events import Fold, event_key, event_row, events_batch, field_ts, iso_sql
 from connectors.base import TS_RANGE, Options, Staged, ts_problem
-from connectors.textlog import ignored_row, parse_iso, quarantined_row, staged_frames, zone_of
+from connectors.localtime import dst_choice, parse_iso as _parse_iso
+from connectors.textlog import ignored_row, quarantined_row, staged_frames, zone_of
 from correlate.errors import InputError
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
@@ -252,6 +256,7 @@ class PimConnector:
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         tz = zone_of(options)
+        self._dst = dst_choice(options)
         events: list[dict] = []
         ignored: list[dict] = []
         for line, raw, value, context in read_records(path):
@@ -285,7 +290,7 @@ class PimConnector:
         if action in END:
             when = None
             if not (status.startswith("pending") or STATUS.get(status) == "denied"):
-                when, _ = parse_iso(str(rec.get("completedDateTime") or rec.get("createdDateTime")
+                when, _ = self._iso(str(rec.get("completedDateTime") or rec.get("createdDateTime")
                                         or _get(rec, "scheduleInfo", "startDateTime")),
                                     timezone.utc)
             if when is None:            # not in effect (pending, denied) or no time
@@ -308,13 +313,13 @@ class PimConnector:
             ("scheduleInfo.startDateTime", start_text)) if not v), None)
         start = end = None
         if problem is None:
-            start, problem = parse_iso(str(start_text), tz)
+            start, problem = self._iso(str(start_text), tz)
         if problem is None:
             end, problem = self._end(_get(rec, "scheduleInfo", "expiration") or {}, start, tz)
         revoked_at = None
         if problem is None and STATUS[status] == "revoked":
             when = rec.get("completedDateTime") or rec.get("createdDateTime") or str(start_text)
-            revoked_at, problem = parse_iso(str(when), tz)
+            revoked_at, problem = self._iso(str(when), tz)
         if problem is None and end < start:
             problem = "end before start"
         if problem:
@@ -342,10 +347,13 @@ class PimConnector:
         scope = rec.get("directoryScopeId") or rec.get("appScopeId") or "/"
         return f"{role}{scope if scope.startswith('/') else '/' + scope}"
 
-    @staticmethod
-    def _end(exp: dict, start: datetime, tz) -> tuple[datetime | None, str | None]:
+    def _iso(self, text: str, tz) -> tuple[datetime | None, str | None]:
+        """An ISO time; a zone-less one is read in `tz`, ambiguous DST times quarantined."""
+        return _parse_iso(text, tz, getattr(self, "_dst", None))
+
+    def _end(self, exp: dict, start: datetime, tz) -> tuple[datetime | None, str | None]:
         if exp.get("endDateTime"):
-            return parse_iso(str(exp["endDateTime"]), tz)
+            return self._iso(str(exp["endDateTime"]), tz)
         if exp.get("duration"):
             delta = parse_duration(str(exp["duration"]))
             if delta is None:
@@ -373,7 +381,7 @@ class PimConnector:
         target = f"{role}{details.get('directoryscopeid') or '/'}"
         ids = sorted({str(v) for v in (details.get("requestid"), rec.get("correlationId")) if v})
         if "(pim activation)" in low and "request approved" in low:
-            when, _ = parse_iso(str(rec.get("activityDateTime")), timezone.utc)
+            when, _ = self._iso(str(rec.get("activityDateTime")), timezone.utc)
             if not (user.get("id") or user.get("userPrincipalName")) or not role or not ids \
                     or when is None:
                 ignored.append(ignored_row(line, raw, f"{name} (no User, Role, RequestId or "
@@ -385,7 +393,7 @@ class PimConnector:
                 {"approver": _get(rec, "initiatedBy", "user", "userPrincipalName"), "ids": ids}))
             return
         if low.startswith("remove member from role") and "deactivat" in low:
-            when, _ = parse_iso(str(rec.get("activityDateTime")), timezone.utc)
+            when, _ = self._iso(str(rec.get("activityDateTime")), timezone.utc)
             if when is None:
                 ignored.append(ignored_row(line, raw, name))
                 return
@@ -408,9 +416,9 @@ class PimConnector:
             ("ExpirationTime", details.get("expirationtime"))) if not v), None)
         start = end = None
         if problem is None:
-            start, problem = parse_iso(str(start_text), tz)
+            start, problem = self._iso(str(start_text), tz)
         if problem is None:
-            end, problem = parse_iso(str(details["expirationtime"]), tz)
+            end, problem = self._iso(str(details["expirationtime"]), tz)
         if problem is None and end < start:
             problem = "end before start"
         if problem:

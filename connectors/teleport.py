@@ -27,6 +27,15 @@ Three batches per file, so every line lands in exactly one of them:
   several), carried to every event of the same `sid` in the file.
   event_id = `uid`, else sid:ei, else a content hash.
   Unparseable lines and lines without `event` are quarantined here.
+  Identity and privilege changes are activity too, under auditd's names: user.create ->
+  user.add, user.update -> user.mod, user.delete -> user.delete, user.password_change,
+  role.created/updated/deleted -> role.add/mod/delete; account = the acting `user` (else
+  "unknown"), target = cluster_name (else "teleport"), attrs changed_user / changed_role
+  (`name`) and roles (the roles the event lists, joined by ",").
+  outcome = `success` when the event has it (true/false), else from the code's last letter
+  (I success, W or E failure, other unknown), NULL when the event has neither. A denied
+  session (`session.rejected`) is a `session.start` whose outcome is failure (the reason in
+  attrs.error), as in the other sources.
 * ignored (store table "ignored": line, raw, reason NULL, event_type) - every
   other event type (user.login, cert.create, access_request.search, ...).
 """
@@ -45,10 +54,15 @@ from correlate.errors import InputError
 
 DEFAULT_TICKET_RE = r"\b[A-Z][A-Z0-9]+-\d+\b"
 
-ACTIVITY_EVENTS = ("session.start", "session.join", "session.end", "session.command",
+ACTIVITY_EVENTS = ("session.start", "session.rejected", "session.join", "session.end", "session.command",
                    "session.network", "session.disk", "exec", "scp", "sftp", "port",
                    "port.local", "port.remote", "x11-forward", "kube.request")
 ACTIVITY_PREFIXES = ("db.session.", "app.session.", "windows.desktop.session.", "desktop.")
+# Identity and privilege changes -> the action names auditd uses for the same change.
+IDENTITY_ACTIONS = {"user.create": "user.add", "user.update": "user.mod",
+                    "user.delete": "user.delete", "user.password_change": "user.password_change",
+                    "role.created": "role.add", "role.updated": "role.mod",
+                    "role.deleted": "role.delete"}
 REQUEST_EVENTS = ("access_request.create", "access_request.update", "access_request.review",
                   "access_request.delete", "access_request.expire")
 
@@ -58,7 +72,7 @@ _ACTIVITY_NAMES = (
     "kubernetes_cluster", "db_service", "db_user", "db_name", "db_query", "app_name",
     "desktop_name", "desktop_addr", "windows_user", "path", "argv", "return_code", "command",
     "verb", "request_path", "response_code", "status_code", "method", "cluster_name", "success",
-    "error")
+    "error", "name", "roles", "connector", "reason")
 _REQUEST_NAMES = ("event", "id", "uid", "time", "user", "state", "proposed_state", "reason", "roles",
                   "resource_ids", "expires", "max_duration", "assume_start_time", "updated_by",
                   "reviewer")
@@ -77,7 +91,8 @@ CLASS_SQL = (
     "CASE WHEN parse_error IS NOT NULL OR nullif(trim(f_event), '') IS NULL THEN 'bad' "
     f"WHEN f_event IN ({_in(ACTIVITY_EVENTS)}) "
     + "".join(f"OR starts_with(f_event, '{p}') " for p in ACTIVITY_PREFIXES)
-    + f"THEN 'activity' WHEN f_event IN ({_in(REQUEST_EVENTS)}) THEN 'request' "
+    + f"THEN 'activity' WHEN f_event IN ({_in(tuple(IDENTITY_ACTIONS))}) THEN 'identity' "
+    f"WHEN f_event IN ({_in(REQUEST_EVENTS)}) THEN 'request' "
     "ELSE 'other' END"
 )
 
@@ -107,10 +122,33 @@ _ATTRS = attrs_sql([
     ("code", "f_code"), ("cluster", "f_cluster_name"), ("client_addr", "f_addr_remote"),
     ("proto", "f_proto"), ("db_name", "nullif(f_db_name, '')"),
     ("status", "coalesce(f_return_code, f_exit_code, f_response_code, f_status_code)"),
-    ("success", "f_success"), ("error", "f_error"), ("bot_name", "nullif(f_bot_name, '')"),
+    ("success", "f_success"), ("error", "coalesce(f_error, f_reason)"),
+    ("bot_name", "nullif(f_bot_name, '')"),
     ("access_requests", f"CASE WHEN contains(f_access_requests, ',') "
                         f"THEN {json_list_sql('f_access_requests')} END"),
 ])
+# What the source says came of it: `success` when the event has it, else the code's last
+# letter (Teleport codes end in I for info, W for warning = failed, E for error).
+_OUTCOME = (
+    "CASE WHEN lower(f_success) = 'true' THEN 'success' WHEN lower(f_success) = 'false' "
+    "THEN 'failure' WHEN f_event = 'session.rejected' THEN 'failure' "
+    "WHEN f_code IS NULL OR trim(f_code) = '' THEN NULL "
+    "WHEN suffix(f_code, 'I') THEN 'success' WHEN suffix(f_code, 'W') OR suffix(f_code, 'E') "
+    "THEN 'failure' ELSE 'unknown' END"
+)
+_IDENTITY_ACTION = ("CASE f_event " + " ".join(f"WHEN '{k}' THEN '{v}'"
+                                              for k, v in IDENTITY_ACTIONS.items()) + " END")
+_ROLES = json_list_sql("f_roles")
+# The changed user or role, and the roles a user change grants (as the event lists them).
+_IDENTITY_ATTRS = attrs_sql([
+    ("code", "f_code"), ("cluster", "f_cluster_name"), ("success", "f_success"),
+    ("error", "f_error"),
+    ("changed_user", "CASE WHEN starts_with(f_event, 'user.') "
+                     "THEN coalesce(nullif(f_name, ''), nullif(f_user, '')) END"),
+    ("changed_role", "CASE WHEN starts_with(f_event, 'role.') THEN nullif(f_name, '') END"),
+    ("roles", _ROLES), ("connector", "nullif(f_connector, '')"),
+])
+_IDENTITY_DETAIL = ("nullif(concat_ws(' ', nullif(f_name, ''), 'roles=' || " + _ROLES + "), '')")
 _NO_TARGET = ("'no target: none of server_hostname, server_addr, addr.local, server_id, "
               "kubernetes_cluster, db_service, app_name, desktop_name, desktop_addr'")
 
@@ -119,22 +157,30 @@ def _activity_rows(source: str) -> str:
     """Per-line values; only the session carry-over (final) needs other lines."""
     return f"""
 SELECT line, raw, parse_error, f_time, f_event, cls,
-    CASE WHEN cls = 'activity' THEN {ts_fast_sql('f_time')} END AS ts,
+    CASE WHEN cls IN ('activity', 'identity') THEN {ts_fast_sql('f_time')} END AS ts,
     nullif(trim(f_sid), '') AS sid, {_STRONG_TARGET} AS strong, {_WEAK_TARGET} AS weak,
     try(from_json(f_access_requests, '["VARCHAR"]'))[1] AS own_ref,
-    coalesce(nullif(f_login, ''), nullif(f_db_user, ''), nullif(f_windows_user, ''),
-             nullif(f_user, '')) AS account,
+    CASE WHEN cls = 'identity' THEN coalesce(nullif(f_user, ''), 'unknown')
+         ELSE coalesce(nullif(f_login, ''), nullif(f_db_user, ''), nullif(f_windows_user, ''),
+                       nullif(f_user, '')) END AS account,
     coalesce(nullif(f_uid, ''),
              CASE WHEN nullif(trim(f_sid), '') IS NOT NULL AND f_ei IS NOT NULL
                   THEN trim(f_sid) || ':' || f_ei END,
              {content_id_sql(['f_event', 'f_time', 'f_user', 'f_login', 'f_sid', 'f_server_id',
                               'f_server_hostname', 'f_path', 'f_argv', 'f_command',
                               'f_db_query'])}) AS event_id,
-    CASE WHEN cls = 'activity' THEN {_DETAIL} END AS detail, nullif(f_user, '') AS actor,
+    CASE WHEN cls = 'activity' THEN {_DETAIL} WHEN cls = 'identity' THEN {_IDENTITY_DETAIL} END
+        AS detail, nullif(f_user, '') AS actor,
+    CASE WHEN cls = 'identity' THEN {_IDENTITY_ACTION}
+         WHEN f_event = 'session.rejected' THEN 'session.start' ELSE f_event END AS action,
+    CASE WHEN cls = 'identity' THEN coalesce(nullif(f_cluster_name, ''), 'teleport') END
+        AS identity_target,
+    CASE WHEN cls IN ('activity', 'identity') THEN {_OUTCOME} END AS outcome,
     {_ACTOR_KIND} AS actor_kind,
     CASE WHEN f_event = 'kube.request' THEN upper(f_verb) IN ('GET', 'LIST', 'WATCH') END
         AS read_only,
-    CASE WHEN cls = 'activity' THEN {_ATTRS} END AS attrs
+    CASE WHEN cls = 'activity' THEN {_ATTRS} WHEN cls = 'identity' THEN {_IDENTITY_ATTRS} END
+        AS attrs
 FROM (SELECT *, {CLASS_SQL} AS cls FROM ({source}) s)
 """
 
@@ -143,7 +189,7 @@ def _activity_final(rows: str) -> str:
     # Session values by GROUP BY + join, not a window: a window would buffer and sort
     # every row with its raw text on the exact path.
     return f"""
-WITH a AS MATERIALIZED (SELECT * FROM ({rows}) n WHERE cls IN ('bad', 'activity')),
+WITH a AS MATERIALIZED (SELECT * FROM ({rows}) n WHERE cls IN ('bad', 'activity', 'identity')),
 s AS (SELECT sid, min(strong) AS s_strong, min(own_ref) AS s_ref
       FROM a WHERE sid IS NOT NULL GROUP BY sid),
 w AS (SELECT a.*, s.s_strong, s.s_ref FROM a LEFT JOIN s ON s.sid = a.sid)
@@ -152,11 +198,11 @@ SELECT line, raw,
          WHEN cls = 'bad' THEN 'missing required field: event'
          WHEN ts IS NULL THEN {ts_problem_sql('f_time', 'time')}
          WHEN account IS NULL THEN 'missing required field: login or user'
-         WHEN coalesce(strong, s_strong, weak) IS NULL THEN {_NO_TARGET}
+         WHEN coalesce(identity_target, strong, s_strong, weak) IS NULL THEN {_NO_TARGET}
     END AS reason,
-    event_id, ts, account, coalesce(strong, s_strong, weak) AS target, f_event AS action,
+    event_id, ts, account, coalesce(identity_target, strong, s_strong, weak) AS target, action,
     detail, sid AS session_id, actor, coalesce(own_ref, s_ref) AS approval_ref, actor_kind,
-    read_only, attrs
+    read_only, attrs, outcome
 FROM w
 """
 

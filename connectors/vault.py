@@ -16,7 +16,12 @@ earlier file is a duplicate of that row).
 * action = `request.operation`; detail = `request.path`; read_only = read, list
   or help; event_id = `request.id` (else a content hash);
 * attrs = mount_type, namespace, remote_address, token_type, policies, error (of
-  the request, else of the response) and status: ok, error, or no_response.
+  the request, else of the response) and status: ok, error, or no_response; root_token
+  (true); token_meta (a token-* name's auth.metadata); changed_user (a write to
+  auth/<mount>/users/<name>) and policy (a write to sys/policies/<type>/<name> or
+  sys/policy/<name>);
+* outcome = failure when the request or response has an error, success when answered
+  without one, unknown when no response was logged.
 
 HMAC'd values (`hmac-sha256:...`) are kept as they are; no data fields are read.
 Ignored (store table "ignored"): records of other types (kmip-request,
@@ -39,7 +44,7 @@ FIELDS: Fields = {
     "type": ("type",), "time": ("time",), "error": ("error",),
     "display_name": ("auth", "display_name"), "entity_id": ("auth", "entity_id"),
     "accessor": ("auth", "accessor"), "token_type": ("auth", "token_type"),
-    "policies": ("auth", "policies"),
+    "policies": ("auth", "policies"), "metadata": ("auth", "metadata"),
     "id": ("request", "id"), "operation": ("request", "operation"), "path": ("request", "path"),
     "mount_point": ("request", "mount_point"), "mount_type": ("request", "mount_type"),
     "namespace": ("request", "namespace", "path"), "remote": ("request", "remote_address"),
@@ -48,11 +53,10 @@ FIELDS: Fields = {
 }
 
 IGNORED_FIELDS: Fields = {k: FIELDS[k] for k in ("type", "time", "id", "display_name",
-                                                  "accessor", "client_accessor", "client_token")}
+                                                  "accessor", "client_accessor", "client_token",
+                                                  "policies")}
 _CLASS = ("CASE WHEN parse_error IS NOT NULL OR nullif(f_type, '') IS NULL THEN 'bad' "
           "WHEN f_type IN ('request', 'response') THEN 'activity' ELSE 'other' END")
-_ACCOUNT = ("coalesce(nullif(f_display_name, ''), nullif(f_accessor, ''), "
-            "nullif(f_client_accessor, ''), nullif(f_client_token, ''))")
 # Only request/response records can have a time problem; other types are just counted.
 _PROBLEM = ("CASE WHEN parse_error IS NOT NULL THEN parse_error "
             "WHEN cls = 'bad' THEN 'not a Vault audit record: missing type' "
@@ -60,13 +64,27 @@ _PROBLEM = ("CASE WHEN parse_error IS NOT NULL THEN parse_error "
             f"WHEN cls = 'activity' THEN {wrong_type_sql(('auth', 'request'))} END")
 
 _HUMAN = ("oidc-", "ldap-", "userpass-", "okta-", "github-", "saml-", "radius-")
-_SERVICE = ("approle-", "kubernetes-", "aws-", "gcp-", "azure-", "cert-", "jwt-", "token-")
+_SERVICE = ("approle-", "kubernetes-", "aws-", "gcp-", "azure-", "cert-", "jwt-")
+# A `token-*` display name is a token created for someone (`vault token create`, Nomad,
+# ...): its kind comes from its metadata, never from the name alone.
+_WORKLOAD_META = ("AllocationID", "Task", "NodeID", "JobID", "role_name", "service_account_name",
+                  "service_account_namespace", "pod_name")
+_PERSON_META = ("email", "username", "user", "preferred_username")
 
 
 def _prefixes(col: str, prefixes: tuple[str, ...]) -> str:
     return " OR ".join(f"starts_with({col}, '{p}')" for p in prefixes)
 
 
+def _meta_has(keys: tuple[str, ...]) -> str:
+    """SQL: the token's metadata (token_meta, JSON) has a non-empty value under one of `keys`."""
+    return "(" + " OR ".join(f"nullif(token_meta->>'{k}', '') IS NOT NULL" for k in keys) + ")"
+
+
+# The root token: its policies include root (its display name is "root", or none at all).
+_ROOT = "list_contains(try(from_json(f_policies, '[\"VARCHAR\"]')), 'root')"
+_ACCOUNT = ("coalesce(nullif(f_display_name, ''), CASE WHEN " + _ROOT + " THEN 'root token' END, "
+            "nullif(f_accessor, ''), nullif(f_client_accessor, ''), nullif(f_client_token, ''))")
 _MOUNT = ("CASE WHEN nullif(f_mount_point, '') IS NOT NULL THEN f_mount_point "
           "WHEN starts_with(f_path, 'auth/') THEN 'auth/' || split_part(f_path, '/', 2) || '/' "
           "WHEN f_path IS NOT NULL THEN split_part(f_path, '/', 1) || '/' END")
@@ -84,7 +102,11 @@ SELECT line, raw, parse_error, f_type, f_time, nullif(f_error, '') AS error, {_C
          ELSE coalesce(nullif(f_namespace, ''), '') || {_MOUNT} END AS target,
     f_operation AS action, f_path AS detail,
     coalesce(nullif(f_accessor, ''), nullif(f_client_accessor, '')) AS session_id,
-    nullif(f_entity_id, '') AS actor, f_display_name, f_mount_type,
+    coalesce(nullif(f_entity_id, ''), CASE WHEN {_ROOT} THEN 'root token' END) AS actor,
+    CASE WHEN {_ROOT} THEN true END AS root_token,
+    CASE WHEN starts_with(f_display_name, 'token') THEN try_cast(f_metadata AS JSON) END
+        AS token_meta,
+    f_display_name, f_mount_type,
     nullif(f_namespace, '') AS namespace, f_remote, f_token_type,
     {json_list_sql('f_policies')} AS policies
 FROM ({source}) s
@@ -93,7 +115,8 @@ FROM ({source}) s
 
 # Values a request's row takes from its lines: the request line first, else the response.
 _FOLDED = ("ts", "account", "target", "action", "detail", "session_id", "actor",
-           "f_display_name", "f_mount_type", "namespace", "f_remote", "f_token_type", "policies")
+           "f_display_name", "f_mount_type", "namespace", "f_remote", "f_token_type", "policies",
+           "root_token", "token_meta")
 
 
 def _folded(rows: str) -> str:
@@ -130,7 +153,11 @@ def _activity_final(rows: str) -> str:
     attrs = attrs_sql([
         ("mount_type", "f_mount_type"), ("namespace", "namespace"),
         ("remote_address", "f_remote"), ("token_type", "f_token_type"), ("policies", "policies"),
-        ("error", error),
+        ("error", error), ("root_token", "root_token"), ("token_meta", "token_meta"),
+        ("changed_user", "CASE WHEN NOT read_only THEN nullif(regexp_extract(detail, "
+                         "'^auth/[^/]+/users/([^/]+)', 1), '') END"),
+        ("policy", "CASE WHEN NOT read_only THEN nullif(regexp_extract(detail, "
+                   "'^sys/polic(?:y|ies/[^/]+)/([^/]+)', 1), '') END"),
         ("status", f"CASE WHEN ({error}) IS NOT NULL THEN 'error' WHEN responded THEN 'ok' "
                    "WHEN request_id IS NOT NULL THEN 'no_response' END")])
     return _folded(rows) + f"""
@@ -138,10 +165,13 @@ SELECT line, raw, coalesce(problem, CASE WHEN target IS NULL THEN {_NO_TARGET} E
     event_id, ts, account, target, action, detail,
     session_id, actor,
     CASE WHEN {_prefixes('f_display_name', _HUMAN)} THEN 'human'
-         WHEN {_prefixes('f_display_name', _SERVICE)} THEN 'service' END AS actor_kind,
-    action IN ('read', 'list', 'help') AS read_only,
-    CASE WHEN problem IS NULL THEN {attrs} END AS attrs
-FROM v WHERE problem IS NOT NULL OR (cls = 'activity' AND account IS NOT NULL)
+         WHEN {_prefixes('f_display_name', _SERVICE)} THEN 'service'
+         WHEN {_meta_has(_WORKLOAD_META)} THEN 'service'
+         WHEN {_meta_has(_PERSON_META)} OR root_token THEN 'human' END AS actor_kind,
+    read_only, CASE WHEN problem IS NULL THEN {attrs} END AS attrs,
+    CASE WHEN problem IS NOT NULL THEN NULL WHEN ({error}) IS NOT NULL THEN 'failure'
+         WHEN responded THEN 'success' WHEN request_id IS NOT NULL THEN 'unknown' END AS outcome
+FROM (SELECT *, action IN ('read', 'list', 'help') AS read_only FROM v) v WHERE problem IS NOT NULL OR (cls = 'activity' AND account IS NOT NULL)
 """
 
 

@@ -169,3 +169,49 @@ def test_typed_and_record_by_record_readers_agree_on_records_files():
             exact_rows = sorted(tuple(r[i] for i in keep) for r in
                                 con.execute(batch.exact.sql, batch.exact.params).fetchall())
             assert fast_rows == exact_rows, (path.name, batch.table)
+
+
+def test_vendor_samples_keep_whole_policy_documents_and_error_outcomes():
+    if not SAMPLE_FILES:
+        pytest.skip(f"vendor samples not present under {SAMPLES}")
+    store = Store(":memory:")
+    results = ingest(store, CloudTrailConnector(), None, [str(p) for p in SAMPLE_FILES], Options())
+    assert all(r.balanced for r in results)
+    # PutBucketPolicy's requestParameters are 679 characters: the policy document is whole
+    detail = store.scalar("SELECT detail FROM activity "
+                          "WHERE event_id = '988f1043-3e3d-4d84-803b-1b4d00e0df90'")
+    assert len(detail) > 600 and json.loads(detail)["bucketPolicy"]["Statement"]
+    created = json.loads(store.scalar(
+        "SELECT attrs FROM activity WHERE event_id = 'ff709962-49b6-494d-8198-cdf0f7e8e666'"))
+    assert created["response"]["role"]["roleName"] == "stratus-red-team-ec2-get-password-data-role"
+    outcomes = dict(store.query(
+        "SELECT outcome, count(*) FROM activity GROUP BY 1"))
+    failed = store.scalar("SELECT count(*) FROM activity WHERE attrs->>'error_code' IS NOT NULL")
+    assert outcomes["failure"] == failed > 0 and set(outcomes) == {"success", "failure"}
+
+
+def test_error_code_is_a_failure_and_long_requests_are_whole(tmp_path):
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::b/{i:04d}/*"} for i in range(20)]}
+    base = {"eventTime": "2026-03-02T10:00:00Z", "eventSource": "s3.amazonaws.com",
+            "userIdentity": {"type": "IAMUser", "userName": "bob", "accountId": "1"},
+            "readOnly": False}
+    recs = [dict(base, eventID="ok", eventName="PutBucketPolicy",
+                 requestParameters={"bucketName": "b", "bucketPolicy": policy}),
+            dict(base, eventID="denied", eventName="PutBucketPolicy", errorCode="AccessDenied",
+                 errorMessage="Access Denied", requestParameters={"bucketName": "b"}),
+            dict(base, eventID="read", eventName="GetObject", readOnly=True,
+                 responseElements={"x": 1})]
+    for name, text in (("one.json", json.dumps({"Records": recs})),
+                       ("lines.jsonl", "".join(json.dumps(r) + "\n" for r in recs))):
+        (tmp_path / name).write_text(text)
+        store, r = _ingest(tmp_path / name)
+        assert (r.read, r.accepted) == (3, 3)
+        got = _by_id(store)
+        assert json.loads(got["ok"]["detail"])["bucketPolicy"] == policy
+        assert len(got["ok"]["detail"]) > 1000
+        assert [got[k]["outcome"] for k in ("ok", "denied", "read")] == [
+            "success", "failure", "success"]
+        assert json.loads(got["denied"]["attrs"])["error_message"] == "Access Denied"
+        assert "response" not in json.loads(got["read"]["attrs"])   # a read's data: not kept

@@ -155,3 +155,33 @@ def test_checkout_reason_reaches_approvals_reason(tmp_path):
             ingest(store, CyberArkConnector(), None, [str(f)], Options())
     reasons = [r for (r,) in store.query("SELECT reason FROM approvals WHERE reason IS NOT NULL")]
     assert reasons, "no approval kept its Reason text"
+
+
+@pytest.mark.parametrize("stamp, dst, expected", [
+    ("Oct 25 02:30:00", None, "ambiguous local time 2026-10-25T02:30:00 in Europe/Berlin"),
+    ("Mar 29 02:30:00", None, "non-existent local time 2026-03-29T02:30:00 in Europe/Berlin"),
+    ("Oct 25 02:30:00", "earlier", _utc(2026, 10, 25, 0, 30)),
+    ("Oct 25 02:30:00", "later", _utc(2026, 10, 25, 1, 30)),
+    ("Oct 25 03:00:00", None, _utc(2026, 10, 25, 2, 0)),       # one second past the fold
+    ("Oct 25 01:59:59", None, _utc(2026, 10, 24, 23, 59, 59)),  # one second before it
+])
+def test_local_time_in_a_dst_change_is_quarantined_unless_dst_option_says(
+        tmp_path, stamp, dst, expected):
+    first = (FIXTURES / "checkout_session.log").read_text().splitlines()[0]
+    doc = json.loads(first[first.index("{"):])
+    del doc["syslog"]["audit_record"]["IsoTimestamp"], doc["raw"]
+    doc["syslog"]["audit_record"]["Timestamp"] = stamp
+    path = tmp_path / "legacy.log"
+    path.write_text(f"{stamp} VAULT01 " + json.dumps(doc) + "\n")
+    store, r = _ingest(path, tz="Europe/Berlin", year=2026, extra={"dst": dst} if dst else {})
+    if isinstance(expected, str):
+        assert r.quarantined == 1
+        assert store.query("SELECT reason FROM quarantine")[0][0].startswith(expected)
+    else:
+        assert r.quarantined == 0 and _approvals(store)[0]["start_ts"] == expected
+
+
+def test_bad_dst_option_is_an_input_error():
+    with pytest.raises(InputError, match="dst"):
+        CyberArkConnector().stage(FIXTURES / "checkout_session.log", "auto",
+                                  Options(extra={"dst": "summer"}))

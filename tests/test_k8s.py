@@ -126,3 +126,108 @@ def test_fast_and_exact_readers_agree(tmp_path):
         fast_rows = fast.fetchall()
         exact = con.execute(batch.exact.sql, batch.exact.params).fetchall()
         assert _cells(fast_rows, keep) == _cells(exact, keep)
+
+
+def _rr_event(aid, verb, uri, user, obj, code=201, body=None, stage="ResponseComplete",
+           t="2026-03-02T10:00:00Z"):
+    resource, ns, name, sub = obj
+    ev = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+          "auditID": aid, "stage": stage, "requestURI": uri, "verb": verb,
+          "user": {"username": user}, "sourceIPs": ["10.0.0.1"],
+          "objectRef": {k: v for k, v in (("resource", resource), ("namespace", ns),
+                                          ("name", name), ("subresource", sub)) if v},
+          "requestReceivedTimestamp": t, "stageTimestamp": t,
+          "annotations": {"authorization.k8s.io/decision": "forbid" if code == 403 else "allow"}}
+    if stage != "RequestReceived":
+        ev["responseStatus"] = {"code": code}
+    if body is not None:
+        ev["requestObject"] = body
+    return json.dumps(ev)
+
+
+def _owned(name, kind=None, owner=None, spec=None):
+    meta = {"name": name}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    return {"kind": kind, "metadata": meta, "spec": spec or {}}
+
+
+_PRIV_SPEC = {"hostPID": True, "hostNetwork": False,
+              "containers": [{"name": "c", "securityContext": {"privileged": True}}],
+              "volumes": [{"name": "root", "hostPath": {"path": "/"}}, {"name": "tmp"}]}
+
+
+def test_request_bodies_flag_privileged_pods_bindings_tokens_and_link_controllers(tmp_path):
+    ctl = "system:serviceaccount:kube-system:"
+    deploy_uri = "/apis/apps/v1/namespaces/prod/deployments"
+    lines = [
+        _rr_event("d1", "create", deploy_uri, "alice", ("deployments", "prod", None, None),
+               body=_owned("web", "Deployment", spec={"template": {"spec": _PRIV_SPEC}}),
+               stage="RequestReceived"),
+        _rr_event("d1", "create", deploy_uri, "alice", ("deployments", "prod", None, None),
+               body=_owned("web", "Deployment", spec={"template": {"spec": _PRIV_SPEC}})),
+        _rr_event("rs1", "create", "/apis/apps/v1/namespaces/prod/replicasets",
+               ctl + "deployment-controller", ("replicasets", "prod", None, None),
+               body=_owned("web-5d", "ReplicaSet", ("Deployment", "web")),
+               t="2026-03-02T10:00:01Z"),
+        _rr_event("p1", "create", "/api/v1/namespaces/prod/pods", ctl + "replicaset-controller",
+               ("pods", "prod", None, None), body=_owned("web-5d-x", "Pod", ("ReplicaSet", "web-5d"),
+                                                        _PRIV_SPEC), t="2026-03-02T10:00:02Z"),
+        _rr_event("p2", "create", "/api/v1/namespaces/batch/pods", ctl + "job-controller",
+               ("pods", "batch", None, None), body=_owned("nightly-x", "Pod", ("Job", "nightly")),
+               t="2026-03-02T10:00:03Z"),
+        _rr_event("p3", "create", "/api/v1/namespaces/dev/pods", "dave",
+               ("pods", "dev", None, None),
+               body=_owned("debug", "Pod", spec={"hostNetwork": True, "hostIPC": True,
+                                                "containers": [{"name": "c"}]})),
+        _rr_event("b1", "create", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", "bob",
+               ("clusterrolebindings", None, None, None),
+               body={"metadata": {"name": "carol-admin"},
+                     "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"},
+                     "subjects": [{"kind": "User", "name": "carol"},
+                                  {"kind": "ServiceAccount", "namespace": "ci", "name": "ci"}]}),
+        _rr_event("t1", "create", "/api/v1/namespaces/ci/serviceaccounts/deployer/token", "carol",
+               ("serviceaccounts", "ci", "deployer", "token"), code=403,
+               body={"spec": {"audiences": ["api"]}}),
+        _rr_event("n1", "delete", "/api/v1/namespaces/ci/pods/gone", "carol",
+                  ("pods", "ci", "gone", None), code=400),            # allowed, then refused
+    ]
+    path = tmp_path / "audit.log"
+    path.write_text("\n".join(lines) + "\n")
+    store, r = _ingest(path)
+    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (9, 8, 1, 0, 0)
+    got = {k: (v, json.loads(v["attrs"])) for k, v in _by_id(store).items()}
+    d1, p1, p2, p3 = got["d1"][1], got["p1"][1], got["p2"][1], got["p3"][1]
+    assert (d1["privileged"], d1["host_namespaces"], d1["host_path"]) == (True, "hostPID", "/")
+    assert "human" not in d1                                   # a person's own request
+    assert (p1["privileged"], p1["host_path"], p1["owner"]) == (True, "/", "ReplicaSet/web-5d")
+    assert got["p1"][0]["actor"] == ctl + "replicaset-controller"      # kept as the actor
+    assert p1["human"] == "alice"                                       # via RS -> Deployment
+    assert got["rs1"][1]["human"] == "alice"
+    assert p2["human"] == "unknown" and "privileged" not in p2
+    assert (p3["host_namespaces"], "privileged" in p3) == ("hostNetwork,hostIPC", False)
+    b1 = got["b1"][1]
+    assert (b1["role_ref"], b1["role_ref_kind"], b1["subjects"]) == (
+        "cluster-admin", "ClusterRole", "User:carol,ServiceAccount:ci:ci")
+    t1 = got["t1"]
+    assert (t1[0]["action"], t1[0]["outcome"]) == ("create serviceaccounts/token", "failure")
+    assert (t1[1]["sensitive"], t1[1]["service_account"]) == ("token_request", "deployer")
+    assert {got[k][0]["outcome"] for k in ("d1", "p1", "b1")} == {"success"}
+    assert got["n1"][0]["outcome"] == "failure"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for batch in KubernetesConnector().stage(path, "auto", Options()):
+        fast = con.execute(batch.sql, batch.params)
+        keep = [i for i, d in enumerate(fast.description) if d[0] not in ("raw", "line")]
+        assert _cells(fast.fetchall(), keep) == _cells(
+            con.execute(batch.exact.sql, batch.exact.params).fetchall(), keep)
+
+
+def test_vendor_sample_outcomes():
+    if not SAMPLE.is_file():
+        pytest.skip(f"vendor sample {SAMPLE} not present")
+    store, r = _ingest(SAMPLE)
+    assert r.read == r.accepted + r.ignored + r.quarantined + r.duplicates
+    # native and AKS 200 responses, the GKE status code 0: all say success
+    assert dict(store.query("SELECT outcome, count(*) FROM activity GROUP BY 1")) == {
+        "success": r.accepted}

@@ -140,3 +140,25 @@ def test_empty_file_and_scalar_document(tmp_path):
     (tmp_path / "scalar.json").write_text("42\n")
     store, r = _ingest(tmp_path / "scalar.json")
     assert store.query("SELECT line, reason FROM quarantine") == [(1, "JSON value is not an object")]
+
+
+@pytest.mark.parametrize("start, dst, expected", [
+    ("2026-10-25T02:30:00", None, "ambiguous local time 2026-10-25T02:30:00 in Europe/Berlin"),
+    ("2026-03-29T02:30:00", None, "non-existent local time 2026-03-29T02:30:00 in Europe/Berlin"),
+    ("2026-10-25T02:30:00", "later", _utc(2026, 10, 25, 1, 30)),
+    ("2026-10-25T02:30:00", "earlier", _utc(2026, 10, 25, 0, 30)),
+    ("2026-10-25T02:30:00Z", None, _utc(2026, 10, 25, 2, 30)),     # a zone: never ambiguous
+])
+def test_zone_less_start_in_a_dst_change_is_quarantined_unless_dst_option_says(
+        tmp_path, start, dst, expected):
+    rec = json.loads((FIXTURES / "requests.jsonl").read_text().splitlines()[0])
+    rec["scheduleInfo"]["startDateTime"] = start
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    store, r = _ingest(path, tz="Europe/Berlin", extra={"dst": dst} if dst else {})
+    if isinstance(expected, str):
+        assert r.quarantined == 1
+        assert store.query("SELECT reason FROM quarantine")[0][0].startswith(expected)
+    else:
+        (a,) = _approvals(store).values()
+        assert a["start_ts"] == expected

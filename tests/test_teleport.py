@@ -217,3 +217,60 @@ def test_blank_lines_do_not_shift_stored_line_numbers(tmp_path):
     assert r.balanced and r.quarantined == 0
     assert store.scalar("SELECT line FROM activity WHERE event_id = 'a1'") == 1
     assert store.scalar("SELECT line FROM activity WHERE event_id = 'a2'") == 3
+
+
+def test_vendor_sample_identity_changes_and_outcomes():
+    if not SAMPLE.is_file():
+        pytest.skip(f"vendor sample {SAMPLE} not present")
+    store, r = _ingest(SAMPLE)
+    assert r.read == r.accepted + r.ignored + r.quarantined + r.duplicates
+    got = {a["action"]: a for a in store.query_dicts(
+        "SELECT * FROM activity WHERE action LIKE 'user.%' OR action LIKE 'role.%'")}
+    assert set(got) == {"user.add", "user.mod", "user.delete", "user.password_change"}
+    assert '"changed_user":"hello"' in got["user.add"]["attrs"]
+    assert '"roles":"admin"' in got["user.add"]["attrs"]
+    assert '"roles":"root"' in got["user.mod"]["attrs"]           # a grant of root
+    assert got["user.mod"]["account"] == "unknown"                # the event names no actor
+    assert got["user.delete"]["account"] == "benarent"
+    ignored = dict(store.query("SELECT event_type, count FROM ignored_counts"))
+    assert not {"user.create", "user.update", "user.delete"} & set(ignored)
+    outcome = dict(store.query(
+        "SELECT attrs->>'code', outcome FROM activity WHERE attrs->>'code' IS NOT NULL"))
+    assert outcome["TDB02W"] == outcome["TSPN001W"] == outcome["T3004E"] == "failure"
+    assert outcome["TDB00I"] == outcome["T2000I"] == "success"
+
+
+def test_role_changes_and_session_outcome(tmp_path):
+    lines = [
+        '{"event":"role.created","code":"T9000I","uid":"r1","time":"2026-03-02T10:00:00Z",'
+        '"name":"prod-admin","user":"alice","cluster_name":"main"}',
+        '{"event":"role.updated","code":"T9002I","uid":"r2","time":"2026-03-02T10:01:00Z",'
+        '"name":"prod-admin","user":"alice"}',
+        '{"event":"role.deleted","code":"T9001I","uid":"r3","time":"2026-03-02T10:02:00Z",'
+        '"name":"prod-admin","user":"alice"}',
+        '{"event":"session.start","code":"T2000I","uid":"s1","time":"2026-03-02T10:03:00Z",'
+        '"user":"bob","login":"root","server_hostname":"web-1","success":false}',
+        '{"event":"session.start","code":"T2000W","uid":"s2","time":"2026-03-02T10:04:00Z",'
+        '"user":"bob","login":"root","server_hostname":"web-1"}',
+        '{"event":"session.start","uid":"s3","time":"2026-03-02T10:05:00Z",'
+        '"user":"bob","login":"root","server_hostname":"web-1"}',
+        '{"event":"session.start","code":"T2000X","uid":"s4","time":"2026-03-02T10:06:00Z",'
+        '"user":"bob","login":"root","server_hostname":"web-1"}',
+        '{"event":"session.rejected","code":"T1006W","uid":"s5","time":"2026-03-02T10:07:00Z",'
+        '"user":"bob","login":"root","server_id":"srv-1","reason":"max sessions reached"}',
+    ]
+    path = tmp_path / "audit.log"
+    path.write_text("\n".join(lines) + "\n")
+    store, r = _ingest(path)
+    assert (r.read, r.accepted, r.ignored, r.quarantined, r.duplicates) == (8, 8, 0, 0, 0)
+    got = {a["event_id"]: a for a in store.query_dicts("SELECT * FROM activity")}
+    assert [(got[k]["action"], got[k]["account"], got[k]["target"]) for k in ("r1", "r2", "r3")] \
+        == [("role.add", "alice", "main"), ("role.mod", "alice", "teleport"),
+            ("role.delete", "alice", "teleport")]
+    assert '"changed_role":"prod-admin"' in got["r1"]["attrs"]
+    assert [got[k]["outcome"] for k in ("r1", "s1", "s2", "s3", "s4")] == [
+        "success", "failure", "failure", None, "unknown"]
+    assert {got[k]["action"] for k in ("s1", "s2", "s3", "s5")} == {"session.start"}
+    assert got["s5"]["outcome"] == "failure"                   # a denied session
+    assert '"error":"max sessions reached"' in got["s5"]["attrs"]
+    assert dict(_both_paths(path))["activity"] == 8

@@ -105,3 +105,65 @@ def test_fast_and_exact_readers_agree(tmp_path):
         fast_rows = fast.fetchall()
         exact = con.execute(batch.exact.sql, batch.exact.params).fetchall()
         assert _cells(fast_rows, keep) == _cells(exact, keep)
+
+
+def test_vendor_sample_outcomes_and_token_kind_from_metadata():
+    if not SAMPLE.is_file():
+        pytest.skip(f"vendor sample {SAMPLE} not present")
+    got = _by_id(_ingest(SAMPLE)[0])
+    assert got["24ac580b-805a-d9ee-4d0d-7046932f4e05"]["outcome"] == "failure"   # permission denied
+    assert got["cd09708b-11cc-2985-648b-cfe262cf7e50"]["outcome"] == "success"
+    # token-<alloc>-runner: a Nomad task's token, a service by its metadata (AllocationID, Task)
+    runner = got["0042ad1b-1400-7eb7-5e25-1dfc898c1998"]
+    assert runner["actor_kind"] == "service"
+    assert json.loads(runner["attrs"])["token_meta"]["Task"] == "runner"
+
+
+def _vault_line(rid, typ, path, op="update", auth=None, error=None, t="2026-03-02T10:00:00Z"):
+    rec = {"time": t, "type": typ, "auth": auth or {},
+           "request": {"id": rid, "operation": op, "path": path, "mount_type": "system",
+                       "client_token": "hmac-sha256:" + rid}}
+    if error:
+        rec["error"] = error
+    return json.dumps(rec)
+
+
+def test_root_token_named_and_flagged_token_names_not_a_service_alone(tmp_path):
+    root = {"client_token": "hmac-sha256:aa", "accessor": "hmac-sha256:bb",
+            "policies": ["root"], "token_policies": ["root"], "token_type": "service"}
+    bare = {"display_name": "token", "policies": ["ops"], "accessor": "hmac-sha256:cc"}
+    person = {"display_name": "token-alice", "policies": ["ops"], "accessor": "hmac-sha256:dd",
+              "metadata": {"email": "alice@corp.example"}}
+    lines = [
+        _vault_line("q1", "request", "sys/policies/acl/admins", auth=root),
+        _vault_line("q1", "response", "sys/policies/acl/admins", auth=root),
+        _vault_line("q2", "request", "auth/userpass/users/mallory", auth=bare),
+        _vault_line("q2", "response", "auth/userpass/users/mallory", auth=bare,
+                    error="permission denied"),
+        _vault_line("q3", "request", "sys/policy/legacy", op="delete", auth=person),
+        _vault_line("q4", "request", "sys/policies/acl/admins", op="read", auth=person),
+    ]
+    path = tmp_path / "audit.log"
+    path.write_text("\n".join(lines) + "\n")
+    store, r = _ingest(path)
+    assert (r.read, r.accepted, r.duplicates, r.ignored, r.quarantined) == (6, 4, 2, 0, 0)
+    got = _by_id(store)
+    q1 = got["q1"]
+    assert (q1["account"], q1["actor"], q1["actor_kind"], q1["outcome"]) == (
+        "root token", "root token", "human", "success")
+    a1 = json.loads(q1["attrs"])
+    assert a1["root_token"] is True and a1["policy"] == "admins"
+    q2 = got["q2"]
+    assert (q2["actor_kind"], q2["outcome"]) == (None, "failure")     # "token": not a service
+    assert json.loads(q2["attrs"])["changed_user"] == "mallory"
+    q3 = got["q3"]
+    assert (q3["actor_kind"], q3["outcome"]) == ("human", "unknown")  # no response logged
+    assert json.loads(q3["attrs"])["policy"] == "legacy"
+    assert "policy" not in json.loads(got["q4"]["attrs"])             # a read changes nothing
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for batch in VaultConnector().stage(path, "auto", Options()):
+        fast = con.execute(batch.sql, batch.params)
+        keep = [i for i, d in enumerate(fast.description) if d[0] not in ("raw", "line")]
+        assert _cells(fast.fetchall(), keep) == _cells(
+            con.execute(batch.exact.sql, batch.exact.params).fetchall(), keep)
