@@ -20,7 +20,7 @@ RULES = load_rules()
 EVENT_RULES = [r for r in RULES if not r.is_sequence]
 DEFAULTS = {"source": "generic", "account": "alice", "target": "web-01", "actor": None,
             "action": "exec", "detail": None, "session_id": None, "actor_kind": None,
-            "approval_ref": None, "read_only": None, "attrs": None}
+            "approval_ref": None, "read_only": None, "attrs": None, "outcome": None}
 
 
 def _rows(examples: list[dict]) -> list[dict]:
@@ -38,7 +38,8 @@ def matching(rule, examples: list[dict]) -> list[int]:
     cols = ["act_id", *DEFAULTS]
     con.execute("CREATE TABLE a (act_id INTEGER, source VARCHAR, account VARCHAR, target VARCHAR, "
                 "actor VARCHAR, action VARCHAR, detail VARCHAR, session_id VARCHAR, "
-                "actor_kind VARCHAR, approval_ref VARCHAR, read_only BOOLEAN, attrs VARCHAR)")
+                "actor_kind VARCHAR, approval_ref VARCHAR, read_only BOOLEAN, attrs VARCHAR, "
+                "outcome VARCHAR)")
     con.executemany(f"INSERT INTO a ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [[r[c] for c in cols] for r in _rows(examples)])
     return [i for (i,) in con.execute(

@@ -126,30 +126,38 @@ def test_cloudtrail_ssm_reads_with_decryption(cloudtrail):
     assert decrypted and all("aws_ssm_parameter_decrypted" in r["rules"] for r in decrypted)
     plain = [r for r in rows if json.loads(r["detail"]).get("withDecryption") is not True]
     assert not any("aws_ssm_parameter_decrypted" in r["rules"] for r in plain)
-    # GetParameters' requestParameters are cut at 256 characters: a cut document (withDecryption
-    # lost) neither stops the run nor matches; the one short enough to keep it matches
+    # GetParameters with long `names` lists: the whole request is stored (issue 17), so
+    # withDecryption is seen however long the list is
     many = cloudtrail["ssm.amazonaws.com:GetParameters"]
-    cut = [r for r in many if len(r["detail"]) == 256]
-    whole = [r for r in many if len(r["detail"]) < 256
-             and json.loads(r["detail"]).get("withDecryption") is True]
-    assert cut and not any(r["rules"] for r in cut)
-    assert whole and all(r["rules"] == {"aws_ssm_parameter_decrypted"} for r in whole)
+    long = [r for r in many if len(r["detail"]) > 256]
+    decrypted = [r for r in many if json.loads(r["detail"]).get("withDecryption") is True
+                 and r["error"] is None]
+    assert long and decrypted and any(r in decrypted for r in long)
+    assert all(r["rules"] == {"aws_ssm_parameter_decrypted"} for r in decrypted)
 
 
 def test_cloudtrail_look_alikes_and_reads_not_flagged(cloudtrail):
     # DescribeTrails / GetEventSelectors read the trail; ModifyInstanceAttribute here only
-    # changes disableApiTermination (no userData); RunInstances carry no instance profile
-    # within the stored 256 characters; DeleteBucketLifecycle is not a bucket deletion
+    # changes disableApiTermination (no userData); DeleteBucketLifecycle is not a bucket
+    # deletion
     for action in ("cloudtrail.amazonaws.com:DescribeTrails",
                    "cloudtrail.amazonaws.com:GetEventSelectors",
                    "cloudtrail.amazonaws.com:StartLogging", "cloudtrail.amazonaws.com:CreateTrail",
-                   "ec2.amazonaws.com:ModifyInstanceAttribute", "ec2.amazonaws.com:RunInstances",
+                   "ec2.amazonaws.com:ModifyInstanceAttribute",
                    "s3.amazonaws.com:DeleteBucketLifecycle", "s3.amazonaws.com:GetBucketPolicy",
                    "iam.amazonaws.com:GetRolePolicy", "kms.amazonaws.com:Decrypt",
                    "secretsmanager.amazonaws.com:DescribeSecret"):
         rows = cloudtrail[action]
         assert rows, action
         assert not any(r["rules"] for r in rows), (action, [r["rules"] for r in rows])
+
+
+def test_cloudtrail_run_instances_flagged_only_with_an_instance_profile(cloudtrail):
+    # the whole request is stored (issue 17), so the role passed to an instance is seen
+    rows = [r for r in cloudtrail["ec2.amazonaws.com:RunInstances"] if r["error"] is None]
+    with_role = [r for r in rows if "iamInstanceProfile" in (r["detail"] or "")]
+    assert with_role and all("aws_role_passed_to_compute" in r["rules"] for r in with_role)
+    assert not any(r["rules"] for r in rows if r not in with_role)
 
 
 def test_cloudtrail_read_only_describe_calls_never_flagged(cloudtrail):

@@ -27,7 +27,7 @@ def _json_path(column: str, dotted: str) -> str:
 COMMON = {
     "account": "a.account", "target": "a.target", "actor": "a.actor", "action": "a.action",
     "detail": "a.detail", "source": "a.source", "session_id": "a.session_id",
-    "actor_kind": "a.actor_kind", "approval_ref": "a.approval_ref",
+    "actor_kind": "a.actor_kind", "approval_ref": "a.approval_ref", "outcome": "a.outcome",
 }
 # Actions whose detail is a command line (auditd EXECVE, sudo, Teleport, CyberArk PSM, generic).
 COMMAND_ACTIONS = ("exec", "sudo.command", "sudo", "session.command", "ssh.command",
@@ -70,8 +70,9 @@ VIEWS: tuple[View, ...] = (
     }),
     View(("linux", "authentication", None), f"a.action IN {_in(LOGIN_ACTIONS)}", {
         "User": "a.account", "SourceIp": f"coalesce({attr('source_ip')}, {attr('src_ip')})",
-        "Outcome": ("CASE WHEN a.action IN ('ssh.login_failed', 'login.failed') THEN 'failure' "
-                    "ELSE 'success' END"),
+        # what the source says (activity.outcome), else from the action's name
+        "Outcome": ("coalesce(nullif(a.outcome, 'unknown'), CASE WHEN a.action IN "
+                    "('ssh.login_failed', 'login.failed') THEN 'failure' ELSE 'success' END)"),
     }),
     View(("aws", None, "cloudtrail"), "a.source = 'cloudtrail'", {
         "eventSource": "split_part(a.action, ':', 1)",
