@@ -19,7 +19,7 @@ import pandas as pd
 from connectors.base import (
     TICKET_STATUSES, Options, Staged, nonblank_sql, ts_problem_sql, ts_sql,
 )
-from connectors.jsonsql import MAX_OBJECT, decoded_staged, lines_sql
+from connectors.jsonsql import MAX_OBJECT, content_id_sql, decoded_staged, lines_sql
 from correlate.errors import InputError
 
 # input field -> (table column, required, is timestamp)
@@ -120,9 +120,11 @@ def mapping_sql(kind: str, source_sql: str) -> str:
                 problems.append(f"WHEN {column} IS NULL THEN 'missing required field: {field}'")
     if kind == "activity":
         # No event_id: a stable id from the record's content, so re-ingest is idempotent.
-        cols[0] = (f"coalesce({nonblank_sql('f_event_id')}, 'sha:' || left(sha256(concat_ws("
-                   "chr(31), f_ts, f_account, f_target, f_action, f_detail, f_session_id, "
-                   "f_actor)), 32)) AS event_id")
+        # A missing value hashes as an empty one in its place (as a CSV's empty cell does), so
+        # a value in another field never gives the same id (content_id_sql).
+        cols[0] = (f"coalesce({nonblank_sql('f_event_id')}, "
+                   + content_id_sql(["f_ts", "f_account", "f_target", "f_action", "f_detail",
+                                     "f_session_id", "f_actor"]) + ") AS event_id")
     checks = " ".join(_CHECKS[kind])
     names = ", ".join(c for _, c, _, _ in spec)
     return (

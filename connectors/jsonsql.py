@@ -386,8 +386,11 @@ def attrs_sql(pairs: list[tuple[str, str]]) -> str:
 
 
 def content_id_sql(cols: list[str]) -> str:
-    """A stable event id from a record's content, for records that carry none."""
-    return f"'sha:' || left(sha256(concat_ws(chr(31), {', '.join(cols)})), 32)"
+    """A stable event id from a record's content, for records that carry none. A missing value
+    hashes as an empty one, in its place: concat_ws alone skips NULLs, so {detail: x} and
+    {session_id: x} would get one id and the second be dropped as a duplicate."""
+    return ("'sha:' || left(sha256(concat_ws(chr(31), "
+            + ", ".join(f"coalesce({c}, '')" for c in cols) + ")), 32)")
 
 
 def host_sql(col: str) -> str:
