@@ -47,7 +47,7 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
         ("account", "account", True, False), ("target", "target", True, False),
         ("action", "action", False, False), ("detail", "detail", False, False),
         ("session_id", "session_id", False, False), ("actor", "actor", False, False),
-        ("approval_ref", "approval_ref", False, False)],
+        ("approval_ref", "approval_ref", False, False), ("outcome", "outcome", False, False)],
     "identities": [
         ("alias", "alias", True, False), ("identity", "identity", True, False),
         ("kind", "kind", False, False), ("owner", "owner", False, False)],
@@ -74,7 +74,8 @@ _CHECKS = {
         "WHEN planned_end < planned_start THEN 'planned_end before planned_start'",
     ],
     "ticket_history": [f"WHEN status NOT IN ({_STATUSES}) THEN 'invalid ticket status: ' || status"],
-    "activity": [],
+    "activity": ["WHEN outcome NOT IN ('success', 'failure', 'unknown') THEN 'invalid outcome: ' "
+                 "|| outcome || ' (success, failure or unknown)'"],
     "identities": ["WHEN kind NOT IN ('human', 'service') THEN 'invalid kind: ' || kind "
                    "|| ' (human or service)'"],
     "targets": ["WHEN alias IS NULL AND grp IS NULL THEN 'targets row needs an alias or a group'"],
@@ -83,7 +84,7 @@ _CHECKS = {
 _DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved",
              ("identities", "kind"): "human"}
 _LOWER = {("identities", "kind"), ("approvals", "kind"), ("approvals", "status"), ("tickets", "status"),
-          ("ticket_history", "status")}
+          ("ticket_history", "status"), ("activity", "outcome")}
 
 
 def _clean(kind: str, field: str) -> str:
@@ -122,7 +123,8 @@ def mapping_sql(kind: str, source_sql: str) -> str:
         # No event_id: a stable id from the record's content, so re-ingest is idempotent.
         cols[0] = (f"coalesce({nonblank_sql('f_event_id')}, 'sha:' || left(sha256(concat_ws("
                    "chr(31), f_ts, f_account, f_target, f_action, f_detail, f_session_id, "
-                   "f_actor)), 32)) AS event_id")
+                   # concat_ws skips NULLs: a record without outcome keeps its old id
+                   "f_actor, " + nonblank_sql('f_outcome') + ")), 32)) AS event_id")
     checks = " ".join(_CHECKS[kind])
     names = ", ".join(c for _, c, _, _ in spec)
     return (

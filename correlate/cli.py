@@ -197,15 +197,32 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, db):
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
         no_history = queries.tickets_without_history(store, run_id)
+        attempts = queries.failed_attempts(store, run_id)
     click.echo(f"run {run_id}")
     for t in totals:
-        click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+        if t["status"] != "INFO":
+            click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
     click.echo(f"  ticket checks (WARN): {checks}")
+    print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
     _exit_on(totals, fail_on)
+
+
+def print_failed_attempts(attempts: list[dict], shown: int = 10) -> None:
+    """Failed attempts apart from the verdicts of work done (attempt_failed, INFO): per account
+    and source, most first. Never counted by --fail-on."""
+    if not attempts:
+        return
+    total = sum(a["n"] for a in attempts)
+    _say(f"  failed attempts (attempt_failed, INFO, not judged as work done): {total}")
+    for a in attempts[:shown]:
+        _say(f"    {a['account']} ({a['source']}): {a['n']}")
+    if len(attempts) > shown:
+        _say(f"    ... and {len(attempts) - shown} more account/source pair(s) "
+             f"(pamcorr findings --verdict attempt_failed)")
 
 
 def _exit_on(totals, fail_on):
@@ -218,7 +235,7 @@ def _exit_on(totals, fail_on):
 
 @main.command("findings")
 @click.option("--verdict", type=click.Choice(list(VERDICTS)), default=None)
-@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL"]), default=None)
+@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL", "INFO"]), default=None)
 @click.option("--account", default=None, help="Only this account or actor.")
 @click.option("--identity-kind", "kind",
               type=click.Choice(["human", "service", "bot", "non-human", "unknown"]), default=None,

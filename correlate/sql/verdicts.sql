@@ -115,8 +115,8 @@ SELECT key_id, p, row_number() OVER ()::BIGINT AS sid FROM (SELECT DISTINCT key_
 -- Every action of the period with the segment it falls in (one ASOF join on integer keys).
 -- sid is NULL when no applicable window exists for the action's key at all.
 CREATE OR REPLACE TEMP TABLE hits AS
-SELECT a.act_id, epoch_us(a.ts) AS ts_us, g.sid
-FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts
+SELECT a.act_id, epoch_us(a.ts) AS ts_us, g.sid, a.outcome
+FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.outcome
       FROM activity act LEFT JOIN ref_keys r ON r.approval_ref = act.approval_ref
       WHERE ($start IS NULL OR act.ts >= $start) AND ($end IS NULL OR act.ts < $end)) a
 ASOF LEFT JOIN seg g ON g.key_id = a.key_id AND a.ts >= g.p
