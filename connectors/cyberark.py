@@ -40,10 +40,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.approval_events import Fold, event_row, events_batch
-from connectors.base import TS_MAX, TS_RANGE, Options, Staged
+from connectors.base import (TS_MAX, TS_RANGE, Options, Staged, dst_of, local_to_utc,
+                             naive_iso)
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
-                               local_to_utc, parse_iso, quarantined_row, read_lines,
-                               staged_frames, zone_of)
+                               parse_iso, quarantined_row, read_lines, staged_frames, zone_of)
 from correlate.errors import InputError
 
 CHECKOUTS = {"295": "Retrieve Password", "308": "Use Password", "428": "Retrieve SSH Key"}
@@ -207,10 +207,10 @@ class CyberArkConnector:
             raise InputError("checkout_minutes must be a positive number of minutes")
         entries = self._read(path)
         years, _ = assign_years([e["month"] for e in entries], path, options)
-        tz = zone_of(options)
+        tz, dst = zone_of(options), dst_of(options)
         for entry, year in zip(entries, years):
             if isinstance(entry["rec"], dict):
-                entry["ts"], problem = self._time(entry, year, tz)
+                entry["ts"], problem = self._time(entry, year, tz, dst)
                 if problem:
                     entry["rec"] = problem
         rows: dict[str, list[dict]] = {"activity": [], "ignored": []}
@@ -278,13 +278,17 @@ class CyberArkConnector:
         return entries
 
     @staticmethod
-    def _time(entry: dict, year: int | None, tz) -> tuple[datetime | None, str | None]:
+    def _time(entry: dict, year: int | None, tz,
+              dst: str | None = None) -> tuple[datetime | None, str | None]:
         rec = entry["rec"]
         iso = str(rec.get("IsoTimestamp") or "").strip()
         if not iso:
             m = _RFC5424.match(entry["prefix"])
             iso = m.group(1) if m else ""
         if iso:
+            naive = naive_iso(iso)
+            if naive is not None and tz is not None:     # a DST change: connectors.base
+                return local_to_utc(naive, tz, dst)
             return parse_iso(iso, tz)
         if "bsd" not in entry:
             return None, "missing required field: IsoTimestamp (no timestamp in the record)"
@@ -297,7 +301,7 @@ class CyberArkConnector:
         if tz is None:
             return None, ("timestamp without time zone (Vault Timestamp carries none): "
                           "set the source zone with --tz")
-        return local_to_utc(naive, tz)
+        return local_to_utc(naive, tz, dst)
 
     # -- linking -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.base import (
-    TICKET_STATUSES, Options, Staged, nonblank_sql, ts_problem_sql, ts_sql,
+    TICKET_STATUSES, Options, Staged, dst_of, nonblank_sql, ts_problem_sql, ts_sql,
 )
 from connectors.jsonsql import MAX_OBJECT, decoded_staged, lines_sql
 from correlate.errors import InputError
@@ -97,8 +97,11 @@ def _clean(kind: str, field: str) -> str:
     return expr
 
 
-def mapping_sql(kind: str, source_sql: str) -> str:
+def mapping_sql(kind: str, source_sql: str, dst: str | None = None) -> str:
     """SELECT turning `source_sql` (line, raw, parse_error, f_<field> text) into staged rows.
+
+    `dst`: which of two instants a local time a DST change makes ambiguous or non-existent
+    reads as (connectors.base.dst_of); None quarantines such times.
 
     Each timestamp is parsed once (inner SELECT); the reason is derived from the results.
     """
@@ -106,7 +109,7 @@ def mapping_sql(kind: str, source_sql: str) -> str:
     cols, problems = [], []
     for field, column, required, is_ts in spec:
         if is_ts:
-            cols.append(f"{ts_sql('f_' + field)} AS {column}")
+            cols.append(f"{ts_sql('f_' + field, dst)} AS {column}")
             given = "" if required else f"{nonblank_sql('f_' + field)} IS NOT NULL AND "
             problems.append(f"WHEN {given}{column} IS NULL "
                             f"THEN {ts_problem_sql('f_' + field, field)}")
@@ -279,20 +282,20 @@ class GenericConnector:
         if kind not in SPEC:
             raise InputError(f"generic connector has no kind {kind!r}; choose one of "
                              f"{', '.join(SPEC)}")
-        params = {"tz": options.tz}
+        params, dst = {"tz": options.tz}, dst_of(options)
         if _is_jsonl(path):
-            decoded = decoded_staged(kind, mapping_sql(kind, _json_exact_sql(kind, True)), path,
-                                     params)
-            exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind)),
+            decoded = decoded_staged(kind, mapping_sql(kind, _json_exact_sql(kind, True), dst),
+                                     path, params)
+            exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind), dst),
                            params={**params, "path": str(path)}, exact=decoded)
-            return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
+            return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind), dst),
                            params={**params, "path": str(path)}, exact=exact,
                            number_lines=True, skips_blank_lines=True)]
-        exact = Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
+        exact = Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src", dst), params=params,
                        frame=lambda: _csv_frame(path, kind))
         header = _csv_header(path, kind)
         if not header:
             return [exact]
-        return [Staged(kind, sql=mapping_sql(kind, _csv_fast_sql(kind, header)),
+        return [Staged(kind, sql=mapping_sql(kind, _csv_fast_sql(kind, header), dst),
                        params={**params, "path": str(path)}, exact=exact, number_lines=True,
                        first_line=2, skips_blank_lines=True)]
