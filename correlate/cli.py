@@ -119,11 +119,15 @@ def sources():
 def print_results(results) -> None:
     for r in results:
         if r.skipped:
-            _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped")
+            _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped"
+                 + (f"; {r.note}" if r.note else ""))
             continue
         # every term as `name N`, ignored too (also when 0), so people and scripts read it alike
         _say(f"{r.file}: read {r.read} = accepted {r.accepted} + ignored {r.ignored} + "
              f"quarantined {r.quarantined} + duplicates {r.duplicates}")
+        if r.replaced:
+            _say(f"    replaced: {r.replaced} (earlier runs keep their old findings; "
+                 f"run pamcorr correlate again)")
         for reason, n in list(r.reasons.items())[:5]:
             _say(f"    quarantined {n}: {reason}")
         if not r.balanced:
@@ -142,8 +146,11 @@ def print_results(results) -> None:
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE",
               help="Connector option, e.g. ticket_regex=..., checkout_minutes=90, cluster=prod "
                    "(see README, Sources). Repeatable.")
+@click.option("--reingest", is_flag=True, default=False,
+              help="Read files ingested before again (e.g. with another --tz) and replace, in "
+                   "one transaction, exactly the rows each brought.")
 @db_option
-def ingest_cmd(source, paths, kind, tz, year, extra, db):
+def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
     connector = get_connector(source)
     pairs = {}
@@ -157,7 +164,8 @@ def ingest_cmd(source, paths, kind, tz, year, extra, db):
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"),
-                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)))
+                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
+                         reingest=reingest)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:
