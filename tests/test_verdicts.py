@@ -434,3 +434,10 @@ def test_when_several_ticket_checks_fail_the_first_in_order_is_stored(world):
     world.approval("A", S, E, ticket="CHG-2")
     world.action("e", "2026-11-16T11:00:00Z")
     assert v(world)["reason"] == "ticket_closed"
+
+
+def test_a_digit_string_in_csv_is_epoch_milliseconds(world):
+    # 1794823200000 ms = 2026-11-16T10:00:00Z = S: the window's start, inclusive
+    world.approval("A", "1794823200000", E)
+    world.action("e", S)
+    assert v(world)["verdict"] == "approved"
