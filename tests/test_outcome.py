@@ -158,3 +158,18 @@ def _ingest(path):
     (result,) = ingest(store, GenericConnector(), "activity", [str(path)], Options())
     assert result.balanced, result
     return store, result
+
+
+def test_reports_draw_failed_attempts_beside_failures(world, tmp_path):
+    # alice fails (an unapproved action) and has failed attempts in the same session: the gap
+    # report's timeline and the scope page draw the INFO marks without breaking
+    from reports.scope import scope_context, write_scope
+    world.action("ran", OUT, session_id="s1", detail="rm")
+    world.action("f1", "2026-11-16T19:59:00Z", session_id="s1", outcome="failure")
+    store, run = _run(world)
+    ctx = gap_report_context(store, run)
+    assert ctx.timelines and {m["status"] for m in ctx.timelines[0].marks} == {"FAIL", "INFO"}
+    assert "attempt_failed" in write_gap_report(store, tmp_path / "g.html", run).read_text()
+    sctx = scope_context(store, "alice")
+    assert write_scope(sctx, tmp_path / "s.html").exists()
+    store.close()
