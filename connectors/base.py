@@ -9,6 +9,7 @@ else why it is quarantined) and `raw` (the record as read).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,13 +113,96 @@ def _ranged(expr: str) -> str:
     return f"list_filter([{expr}], lambda t: t >= {_LO} AND t < {_HI})[1]"
 
 
-def ts_sql(col: str) -> str:
+DST_CHOICES = ("earlier", "later")
+
+
+def _local_sql(naive: str, dst: str | None) -> str:
+    """SQL: the TIMESTAMPTZ of wall-clock time `naive` (a TIMESTAMP expression) in zone $tz, or
+    NULL when that time occurs twice (DST fall-back) or never (spring-forward) and `dst` (earlier
+    | later: the earlier or later of the two UTC instants the offsets before and after the change
+    give) does not pick one. The offsets a day before and a day after give the two candidates; a
+    candidate that does not read back as `naive` in $tz is not one."""
+    off = ("(timezone($tz, timezone('UTC', {l}) {op} INTERVAL 1 DAY) - ({l} {op} INTERVAL 1 DAY))")
+    a = f"timezone('UTC', {naive} - {off.format(l=naive, op='-')})"
+    b = f"timezone('UTC', {naive} - {off.format(l=naive, op='+')})"
+    pick = {"earlier": f"least({a}, {b})", "later": f"greatest({a}, {b})"}.get(dst, "NULL")
+    return (f"(CASE WHEN {a} = {b} THEN {a} "
+            f"WHEN timezone($tz, {a}) = {naive} AND timezone($tz, {b}) = {naive} THEN {pick} "
+            f"WHEN timezone($tz, {a}) = {naive} THEN {a} "
+            f"WHEN timezone($tz, {b}) = {naive} THEN {b} ELSE {pick} END)")
+
+
+def _local_problem_sql(naive: str) -> str:
+    """SQL: 'ambiguous' / 'non-existent' for a wall-clock time in $tz a DST change makes so."""
+    off = ("(timezone($tz, timezone('UTC', {l}) {op} INTERVAL 1 DAY) - ({l} {op} INTERVAL 1 DAY))")
+    a = f"timezone('UTC', {naive} - {off.format(l=naive, op='-')})"
+    b = f"timezone('UTC', {naive} - {off.format(l=naive, op='+')})"
+    return (f"(CASE WHEN {a} = {b} THEN NULL "
+            f"WHEN timezone($tz, {a}) = {naive} AND timezone($tz, {b}) = {naive} "
+            f"THEN 'ambiguous' "
+            f"WHEN timezone($tz, {a}) <> {naive} AND timezone($tz, {b}) <> {naive} "
+            f"THEN 'non-existent' END)")
+
+
+def dst_of(options: "Options") -> str | None:
+    """The source config's choice for local times a DST change makes ambiguous or non-existent
+    (`--option dst=earlier|later`), else None (such times are quarantined)."""
+    value = (options.extra or {}).get("dst")
+    if value is None or value == "":
+        return None
+    value = str(value).strip().lower()
+    if value not in DST_CHOICES:
+        raise InputError(f"option dst must be earlier or later, not {value!r}")
+    return value
+
+
+def local_to_utc(naive: datetime, tz: ZoneInfo,
+                 dst: str | None = None) -> tuple[datetime | None, str | None]:
+    """(UTC datetime, None) for a zone-less wall-clock time in `tz`, or (None, why not).
+
+    A time a DST change makes occur twice ("ambiguous local time") or never ("non-existent
+    local time") is refused unless `dst` says which to take: "earlier" or "later" of the two
+    UTC instants the offsets before and after the change give. The same rule as the SQL reader
+    (ts_sql with $tz), so every connector reads a local time alike.
+    """
+    text = naive.isoformat()
+    try:
+        first = naive.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
+        second = naive.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
+    except (OverflowError, ValueError):        # 9999-12-31 23:00 in New York
+        return None, f"timestamp out of range ({TS_RANGE}): {text} in {tz}"
+    if first != second:
+        exists = first.astimezone(tz).replace(tzinfo=None) == naive
+        kind = "ambiguous" if exists else "non-existent"
+        if dst not in DST_CHOICES:
+            why = "occurs twice" if exists else "skipped"
+            return None, (f"{kind} local time: {text} in {tz} ({why} at a DST change; "
+                          f"--option dst=earlier|later picks one)")
+        first = min(first, second) if dst == "earlier" else max(first, second)
+    problem = ts_problem(first, text)
+    return (None, problem) if problem else (first, None)
+
+
+def naive_iso(text: str) -> datetime | None:
+    """The wall-clock time of a zone-less ISO 8601 timestamp, else None (it has a zone, or is
+    not ISO: the caller's own parser says why)."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", str(text).strip())
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo is None else None
+
+
+def ts_sql(col: str, dst: str | None = None) -> str:
     """SQL parsing text column `col` to TIMESTAMPTZ (NULL when it cannot, or when it is outside
     TS_MIN..TS_MAX).
 
     ISO 8601 with Z or an offset; epoch milliseconds (11 to 15 digits: 10 or fewer digits look
-    like epoch seconds); a zone-less timestamp only when the named parameter $tz is set. `col`
-    is a constant column name from our own code, never user input.
+    like epoch seconds); a zone-less timestamp only when the named parameter $tz is set, and
+    then not when a DST change makes it ambiguous or non-existent unless `dst` (earlier | later,
+    a constant from connectors.base.dst_of, never free text) picks one. `col` is a constant
+    column name from our own code, never user input.
     """
     c = f"trim({col})"
     return (
@@ -135,7 +219,7 @@ def ts_sql(col: str) -> str:
         f"WHEN regexp_matches({c}, '{_ZONE_RE}') AND regexp_matches({c}, '[0-9]{{2}}:[0-9]{{2}}') "
         f"THEN {_ranged(f'try_cast({c} AS TIMESTAMPTZ)')} "
         f"WHEN $tz IS NOT NULL AND regexp_full_match({c}, '{_NAIVE_RE}') "
-        f"THEN {_ranged(f'timezone($tz, try_cast({c} AS TIMESTAMP))')} END)"
+        f"THEN {_ranged(_local_sql(f'try_cast({c} AS TIMESTAMP)', dst))} END)"
     )
 
 
@@ -159,6 +243,10 @@ def ts_problem_sql(col: str, label: str) -> str:
         f"THEN 'timestamp in {label} out of range ({TS_RANGE}): ' || left({c}, 80) "
         f"WHEN $tz IS NULL AND regexp_full_match({c}, '{_NAIVE_RE}') "
         f"THEN 'timestamp without time zone in {label}: ' || {c} || ' (set the source zone with --tz)' "
+        f"WHEN regexp_full_match({c}, '{_NAIVE_RE}') AND "
+        f"{_local_problem_sql(f'try_cast({c} AS TIMESTAMP)')} IS NOT NULL "
+        f"THEN {_local_problem_sql(f'try_cast({c} AS TIMESTAMP)')} || ' local time in {label}: ' "
+        f"|| {c} || ' in ' || $tz || ' (a DST change; --option dst=earlier|later picks one)' "
         f"WHEN NOT (try_cast({c} AS TIMESTAMPTZ) >= {_LO} "
         f"AND try_cast({c} AS TIMESTAMPTZ) < {_HI}) "
         f"OR regexp_matches({c}, '^[+-]?[0-9]{{5,}}-') "

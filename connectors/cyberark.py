@@ -7,7 +7,7 @@ lines (line = where it starts). XML with a DTD is refused (quarantined). Time: I
 else the RFC 5424 header, else the year-less ``Timestamp`` / legacy header (year and zone
 as in connectors.syslog: --year or file mtime, and --tz). A zone-less time that a
 daylight-saving change makes ambiguous or non-existent is quarantined unless
-options.extra['dst'] is `earlier` or `later` (connectors/localtime.py).
+options.extra['dst'] is `earlier` or `later` (connectors.base.local_to_utc).
 
 Checkouts -> approvals: 295 Retrieve Password, 308 Use Password, 428 Retrieve SSH Key.
   The approval covers the Issuer (requester) using the TARGET account (CAProperties UserName,
@@ -42,10 +42,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from connectors.approval_events import Fold, event_row, events_batch
-from connectors.base import TS_MAX, TS_RANGE, Options, Staged
-from connectors.localtime import dst_choice, local_to_utc, parse_iso
+from connectors.base import (TS_MAX, TS_RANGE, Options, Staged, dst_of, local_to_utc,
+                             naive_iso)
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,
-                               quarantined_row, read_lines, staged_frames, zone_of)
+                               parse_iso, quarantined_row, read_lines, staged_frames, zone_of)
 from correlate.errors import InputError
 
 CHECKOUTS = {"295": "Retrieve Password", "308": "Use Password", "428": "Retrieve SSH Key"}
@@ -209,7 +209,7 @@ class CyberArkConnector:
             raise InputError("checkout_minutes must be a positive number of minutes")
         entries = self._read(path)
         years, _ = assign_years([e["month"] for e in entries], path, options)
-        tz, dst = zone_of(options), dst_choice(options)
+        tz, dst = zone_of(options), dst_of(options)
         for entry, year in zip(entries, years):
             if isinstance(entry["rec"], dict):
                 entry["ts"], problem = self._time(entry, year, tz, dst)
@@ -280,15 +280,18 @@ class CyberArkConnector:
         return entries
 
     @staticmethod
-    def _time(entry: dict, year: int | None, tz, dst: str | None = None
-              ) -> tuple[datetime | None, str | None]:
+    def _time(entry: dict, year: int | None, tz,
+              dst: str | None = None) -> tuple[datetime | None, str | None]:
         rec = entry["rec"]
         iso = str(rec.get("IsoTimestamp") or "").strip()
         if not iso:
             m = _RFC5424.match(entry["prefix"])
             iso = m.group(1) if m else ""
         if iso:
-            return parse_iso(iso, tz, dst)
+            naive = naive_iso(iso)
+            if naive is not None and tz is not None:     # a DST change: connectors.base
+                return local_to_utc(naive, tz, dst)
+            return parse_iso(iso, tz)
         if "bsd" not in entry:
             return None, "missing required field: IsoTimestamp (no timestamp in the record)"
         mon, day, hh, mm, ss, frac = entry["bsd"]

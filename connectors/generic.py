@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.base import (
-    TICKET_STATUSES, Options, Staged, nonblank_sql, ts_problem_sql, ts_sql,
+    TICKET_STATUSES, Options, Staged, dst_of, nonblank_sql, ts_problem_sql, ts_sql,
 )
 from connectors.jsonsql import MAX_OBJECT, content_id_sql, decoded_staged, lines_sql
 from correlate.errors import InputError
@@ -47,7 +47,7 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
         ("account", "account", True, False), ("target", "target", True, False),
         ("action", "action", False, False), ("detail", "detail", False, False),
         ("session_id", "session_id", False, False), ("actor", "actor", False, False),
-        ("approval_ref", "approval_ref", False, False)],
+        ("approval_ref", "approval_ref", False, False), ("outcome", "outcome", False, False)],
     "identities": [
         ("alias", "alias", True, False), ("identity", "identity", True, False),
         ("kind", "kind", False, False), ("owner", "owner", False, False)],
@@ -74,7 +74,8 @@ _CHECKS = {
         "WHEN planned_end < planned_start THEN 'planned_end before planned_start'",
     ],
     "ticket_history": [f"WHEN status NOT IN ({_STATUSES}) THEN 'invalid ticket status: ' || status"],
-    "activity": [],
+    "activity": ["WHEN outcome NOT IN ('success', 'failure', 'unknown') THEN 'invalid outcome: ' "
+                 "|| outcome || ' (success, failure or unknown)'"],
     "identities": ["WHEN kind NOT IN ('human', 'service') THEN 'invalid kind: ' || kind "
                    "|| ' (human or service)'"],
     "targets": ["WHEN alias IS NULL AND grp IS NULL THEN 'targets row needs an alias or a group'"],
@@ -83,7 +84,7 @@ _CHECKS = {
 _DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved",
              ("identities", "kind"): "human"}
 _LOWER = {("identities", "kind"), ("approvals", "kind"), ("approvals", "status"), ("tickets", "status"),
-          ("ticket_history", "status")}
+          ("ticket_history", "status"), ("activity", "outcome")}
 
 
 def _clean(kind: str, field: str) -> str:
@@ -96,8 +97,11 @@ def _clean(kind: str, field: str) -> str:
     return expr
 
 
-def mapping_sql(kind: str, source_sql: str) -> str:
+def mapping_sql(kind: str, source_sql: str, dst: str | None = None) -> str:
     """SELECT turning `source_sql` (line, raw, parse_error, f_<field> text) into staged rows.
+
+    `dst`: which of two instants a local time a DST change makes ambiguous or non-existent
+    reads as (connectors.base.dst_of); None quarantines such times.
 
     Each timestamp is parsed once (inner SELECT); the reason is derived from the results.
     """
@@ -105,7 +109,7 @@ def mapping_sql(kind: str, source_sql: str) -> str:
     cols, problems = [], []
     for field, column, required, is_ts in spec:
         if is_ts:
-            cols.append(f"{ts_sql('f_' + field)} AS {column}")
+            cols.append(f"{ts_sql('f_' + field, dst)} AS {column}")
             given = "" if required else f"{nonblank_sql('f_' + field)} IS NOT NULL AND "
             problems.append(f"WHEN {given}{column} IS NULL "
                             f"THEN {ts_problem_sql('f_' + field, field)}")
@@ -121,10 +125,12 @@ def mapping_sql(kind: str, source_sql: str) -> str:
     if kind == "activity":
         # No event_id: a stable id from the record's content, so re-ingest is idempotent.
         # A missing value hashes as an empty one in its place (as a CSV's empty cell does), so
-        # a value in another field never gives the same id (content_id_sql).
+        # a value in another field never gives the same id; outcome only when given, so a
+        # record without one keeps the id it had before outcome existed (content_id_sql).
         cols[0] = (f"coalesce({nonblank_sql('f_event_id')}, "
                    + content_id_sql(["f_ts", "f_account", "f_target", "f_action", "f_detail",
-                                     "f_session_id", "f_actor"]) + ") AS event_id")
+                                     "f_session_id", "f_actor"], [nonblank_sql("f_outcome")])
+                   + ") AS event_id")
     checks = " ".join(_CHECKS[kind])
     names = ", ".join(c for _, c, _, _ in spec)
     return (
@@ -279,20 +285,20 @@ class GenericConnector:
         if kind not in SPEC:
             raise InputError(f"generic connector has no kind {kind!r}; choose one of "
                              f"{', '.join(SPEC)}")
-        params = {"tz": options.tz}
+        params, dst = {"tz": options.tz}, dst_of(options)
         if _is_jsonl(path):
-            decoded = decoded_staged(kind, mapping_sql(kind, _json_exact_sql(kind, True)), path,
-                                     params)
-            exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind)),
+            decoded = decoded_staged(kind, mapping_sql(kind, _json_exact_sql(kind, True), dst),
+                                     path, params)
+            exact = Staged(kind, sql=mapping_sql(kind, _json_exact_sql(kind), dst),
                            params={**params, "path": str(path)}, exact=decoded)
-            return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind)),
+            return [Staged(kind, sql=mapping_sql(kind, _json_fast_sql(kind), dst),
                            params={**params, "path": str(path)}, exact=exact,
                            number_lines=True, skips_blank_lines=True)]
-        exact = Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src"), params=params,
+        exact = Staged(kind, sql=mapping_sql(kind, "SELECT * FROM src", dst), params=params,
                        frame=lambda: _csv_frame(path, kind))
         header = _csv_header(path, kind)
         if not header:
             return [exact]
-        return [Staged(kind, sql=mapping_sql(kind, _csv_fast_sql(kind, header)),
+        return [Staged(kind, sql=mapping_sql(kind, _csv_fast_sql(kind, header), dst),
                        params={**params, "path": str(path)}, exact=exact, number_lines=True,
                        first_line=2, skips_blank_lines=True)]

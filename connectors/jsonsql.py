@@ -385,12 +385,13 @@ def attrs_sql(pairs: list[tuple[str, str]]) -> str:
     return f"nullif('{{' || concat_ws(',', {members}) || '}}', '{{}}')"
 
 
-def content_id_sql(cols: list[str]) -> str:
+def content_id_sql(cols: list[str], optional: list[str] = ()) -> str:
     """A stable event id from a record's content, for records that carry none. A missing value
-    hashes as an empty one, in its place: concat_ws alone skips NULLs, so {detail: x} and
-    {session_id: x} would get one id and the second be dropped as a duplicate."""
-    return ("'sha:' || left(sha256(concat_ws(chr(31), "
-            + ", ".join(f"coalesce({c}, '')" for c in cols) + ")), 32)")
+    of `cols` hashes as an empty one, in its place: concat_ws alone skips NULLs, so {detail: x}
+    and {session_id: x} would get one id and the second be dropped as a duplicate. `optional`
+    values (at the end) count only when present, so adding one keeps the ids of rows without."""
+    parts = [f"coalesce({c}, '')" for c in cols] + list(optional)
+    return "'sha:' || left(sha256(concat_ws(chr(31), " + ", ".join(parts) + ")), 32)"
 
 
 def host_sql(col: str) -> str:

@@ -34,7 +34,7 @@ over every file ingested (APPROVAL_FOLD_SQL): a deactivation or approval in a la
 an earlier one, applies as within one file; one matching no activation stays pending.
 Graph writes times in UTC (Z); a zone-less one is read in --tz, and one that a daylight-saving
 change makes ambiguous or non-existent is quarantined unless options.extra['dst'] is
-`earlier` or `later` (connectors/localtime.py).
+`earlier` or `later` (connectors.base.local_to_utc).
 """
 
 from __future__ import annotations
@@ -46,14 +46,36 @@ import re
 from datetime import datetime, timedelta, timezone
 from json.decoder import scanstring
 from pathlib import Path
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from connectors.approval_events import Fold, event_key, event_row, events_batch, field_ts, iso_sql
-from connectors.base import TS_RANGE, Options, Staged, ts_problem
-from connectors.localtime import dst_choice, parse_iso as _parse_iso
+from connectors.base import (TS_RANGE, Options, Staged, dst_of, local_to_utc, naive_iso,
+                             ts_problem)
 from connectors.textlog import ignored_row, quarantined_row, staged_frames, zone_of
+from connectors.textlog import parse_iso as _parse_iso
 from correlate.errors import InputError
 
 FOREVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+
+
+class LocalZone(NamedTuple):
+    """The source zone (--tz) and the choice for local times a DST change makes ambiguous or
+    non-existent (--option dst=earlier|later; None: quarantined)."""
+
+    zone: ZoneInfo
+    dst: str | None
+
+
+def parse_iso(text: str, tz) -> tuple[datetime | None, str | None]:
+    """textlog.parse_iso, with a zone-less time in a LocalZone read by connectors.base
+    local_to_utc (DST changes refused unless the dst option picks)."""
+    if isinstance(tz, LocalZone):
+        naive = naive_iso(text)
+        if naive is not None:
+            return local_to_utc(naive, tz.zone, tz.dst)
+        tz = tz.zone
+    return _parse_iso(text, tz)
 ACTIVATE = {"selfactivate", "adminassign", "selfextend", "adminextend", "selfrenew",
             "adminrenew", "adminupdate"}
 END = {"selfdeactivate", "adminremove"}
@@ -255,8 +277,7 @@ class PimConnector:
                    "(approvals: role activations)")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
-        tz = zone_of(options)
-        self._dst = dst_choice(options)
+        tz = LocalZone(zone_of(options), dst_of(options)) if options.tz else None
         events: list[dict] = []
         ignored: list[dict] = []
         for line, raw, value, context in read_records(path):
@@ -349,7 +370,7 @@ class PimConnector:
 
     def _iso(self, text: str, tz) -> tuple[datetime | None, str | None]:
         """An ISO time; a zone-less one is read in `tz`, ambiguous DST times quarantined."""
-        return _parse_iso(text, tz, getattr(self, "_dst", None))
+        return parse_iso(text, tz)
 
     def _end(self, exp: dict, start: datetime, tz) -> tuple[datetime | None, str | None]:
         if exp.get("endDateTime"):

@@ -122,11 +122,15 @@ def sources():
 def print_results(results) -> None:
     for r in results:
         if r.skipped:
-            _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped")
+            _err(f"{r.file}: already ingested (sha256 {r.sha256[:12]}), skipped"
+                 + (f"; {r.note}" if r.note else ""))
             continue
         # every term as `name N`, ignored too (also when 0), so people and scripts read it alike
         _say(f"{r.file}: read {r.read} = accepted {r.accepted} + ignored {r.ignored} + "
              f"quarantined {r.quarantined} + duplicates {r.duplicates}")
+        if r.replaced:
+            _say(f"    replaced: {r.replaced} (earlier runs keep their old findings; "
+                 f"run pamcorr correlate again)")
         for reason, n in list(r.reasons.items())[:5]:
             _say(f"    quarantined {n}: {reason}")
         if not r.balanced:
@@ -145,8 +149,11 @@ def print_results(results) -> None:
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE",
               help="Connector option, e.g. ticket_regex=..., checkout_minutes=90, cluster=prod "
                    "(see README, Sources). Repeatable.")
+@click.option("--reingest", is_flag=True, default=False,
+              help="Read files ingested before again (e.g. with another --tz) and replace, in "
+                   "one transaction, exactly the rows each brought.")
 @db_option
-def ingest_cmd(source, paths, kind, tz, year, extra, db):
+def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
     connector = get_connector(source)
     pairs = {}
@@ -160,7 +167,8 @@ def ingest_cmd(source, paths, kind, tz, year, extra, db):
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"),
-                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)))
+                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
+                         reingest=reingest)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:
@@ -216,10 +224,13 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         checks = queries.check_count(store, run_id)
         no_history = queries.tickets_without_history(store, run_id)
         detections = queries.detection_totals(store, run_id)
+        attempts = queries.failed_attempts(store, run_id)
     click.echo(f"run {run_id}")
     for t in totals:
-        click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
+        if t["status"] != "INFO":
+            click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
     click.echo(f"  ticket checks (WARN): {checks}")
+    print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
         _say(f"  tickets judged by their current state only (state history unreadable): "
@@ -227,6 +238,20 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
     click.echo(detection_line(detections))
     if queries.fails(fail_on, {t["status"] for t in totals if t["n"]}, detections):
         sys.exit(EXIT_FINDINGS)
+
+
+def print_failed_attempts(attempts: list[dict], shown: int = 10) -> None:
+    """Failed attempts apart from the verdicts of work done (attempt_failed, INFO): per account
+    and source, most first. Never counted by --fail-on."""
+    if not attempts:
+        return
+    total = sum(a["n"] for a in attempts)
+    _say(f"  failed attempts (attempt_failed, INFO, not judged as work done): {total}")
+    for a in attempts[:shown]:
+        _say(f"    {a['account']} ({a['source']}): {a['n']}")
+    if len(attempts) > shown:
+        _say(f"    ... and {len(attempts) - shown} more account/source pair(s) "
+             f"(pamcorr findings --verdict attempt_failed)")
 
 
 def detection_line(totals: list[dict]) -> str:
@@ -245,7 +270,7 @@ def detection_line(totals: list[dict]) -> str:
 
 @main.command("findings")
 @click.option("--verdict", type=click.Choice(list(VERDICTS)), default=None)
-@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL"]), default=None)
+@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL", "INFO"]), default=None)
 @click.option("--account", default=None, help="Only this account or actor.")
 @click.option("--identity-kind", "kind",
               type=click.Choice(["human", "service", "bot", "non-human", "unknown"]), default=None,

@@ -53,7 +53,8 @@ STORE_STATEMENTS = _statements(read_sql("verdicts_store.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 
 _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win",
-            "ticket_points", "seg", "hits", "seg_used", "cand", "ticket_appr", "cand_status",
+            "ticket_points", "seg", "hits", "seg_used", "cand", "ticket_appr", "ticket_case",
+            "cand_status",
             "judged", "best", "nearest", "win_end", "win_start")
 
 

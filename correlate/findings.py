@@ -15,6 +15,8 @@ VERDICTS: dict[str, str] = {
     "break_glass_unreviewed": "FAIL",
     "out_of_window": "FAIL",
     "unapproved": "FAIL",
+    # the source says the action failed: kept (detections read it), never judged as work done
+    "attempt_failed": "INFO",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -26,7 +28,11 @@ DESCRIPTIONS: dict[str, str] = {
     "break_glass_unreviewed": "break-glass with no ticket opened within 24 h",
     "out_of_window": "outside every approval window (nearest within the lookaround)",
     "unapproved": "no applicable approval at all",
+    "attempt_failed": "a failed attempt (the source says it failed): not work done, reported apart",
 }
+
+# Statuses from worst to best; INFO is reported apart and never counts for --fail-on.
+STATUSES = ("FAIL", "WARN", "PASS", "INFO")
 
 @dataclass(frozen=True)
 class Finding:
@@ -50,6 +56,7 @@ class Finding:
     run_id: int
     match_via: str | None = None      # identity/target mapping that made the match
     identity_kind: str | None = None  # human | service | bot, when known
+    outcome: str | None = None        # success | failure | unknown; None: the source says nothing
 
 
 FINDING_FIELDS = tuple(f.name for f in fields(Finding))

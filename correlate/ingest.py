@@ -20,6 +20,8 @@ from correlate.ingest_events import load_approval_events
 from correlate.ingest_files import (expand_paths, head_of, is_gzip, literal_path, sha256_file,
                                     tail_copy)
 from correlate.redact import redact_sql
+from correlate.reingest import (describe, options_json, options_note, prior_ingests, remove,
+                                row_counts)
 from correlate.store import Store
 
 
@@ -38,6 +40,8 @@ class FileResult:
     ignored: int = 0            # well-formed records of types pamcorr does not judge
     skipped: bool = False       # same sha256 ingested before
     reasons: dict = field(default_factory=dict)
+    note: str | None = None     # why a skipped file may want --reingest (other options)
+    replaced: str | None = None  # --reingest: what changed (`-N +M activity rows, ...`)
 
     @property
     def balanced(self) -> bool:
@@ -70,10 +74,11 @@ def has_blank_lines(path: Path) -> bool:
 
 
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
-           progress=None, warn=None) -> list[FileResult]:
-    """Ingest files with one connector. Files already ingested (same sha256) are skipped;
-    `warn(message)` hears of files a folder holds that are not read (correlate/ingest_files.py
-    `expand_paths`)."""
+           progress=None, warn=None, reingest: bool = False) -> list[FileResult]:
+    """Ingest files with one connector. Files already ingested (same sha256) are skipped, unless
+    `reingest`: then each file's earlier rows are replaced in the transaction that loads it
+    (correlate/reingest.py). `warn(message)` hears of files a folder holds that are not read
+    (correlate/ingest_files.py `expand_paths`)."""
     if kind is None:
         if len(connector.kinds) != 1 and "auto" not in connector.kinds:
             raise InputError(f"source {connector.name} needs --kind, one of "
@@ -84,14 +89,22 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
                          f"not {kind!r}")
     results = []
     files = expand_paths(paths, warn)
-    if getattr(connector, "stage_arrays", None) is not None:
+    if getattr(connector, "stage_arrays", None) is not None and not reingest:
         # Records files read many at a time, with this function's results (issue #3).
         from correlate.ingest_many import ingest_many
-        return ingest_many(store, connector, kind, files, options, progress)
+        last = store.scalar("SELECT coalesce(max(ingest_id), 0) FROM ingest_log")
+        results = ingest_many(store, connector, kind, files, options, progress)
+        # the grouped path logs no options: record them, and note skips with other ones
+        store.con.execute("UPDATE ingest_log SET options = ? WHERE ingest_id > ? "
+                          "AND options IS NULL", [options_json(options), last])
+        for r in results:
+            if r.skipped and r.note is None:
+                r.note = options_note(store.con, r.source, r.kind, r.sha256, options)
+        return results
     for n, path in enumerate(files, 1):
         if progress:
             progress(f"[{n}/{len(files)}] {path}")
-        results.append(ingest_file(store, connector, kind, path, options))
+        results.append(ingest_file(store, connector, kind, path, options, reingest))
     return results
 
 
@@ -101,11 +114,12 @@ LIKELY_SEEN_SQL = ("SELECT count(*) FROM ingest_log WHERE size_bytes = ? AND fil
                    "AND kind = ? AND finished IS NOT NULL")
 
 
-def ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
+def ingest_file(store: Store, connector, kind: str, path: Path, options: Options,
+                reingest: bool = False) -> FileResult:
     """Ingest one file; a file that cannot be read (a cut or false .gz, an I/O error) is an
     InputError naming it, not a traceback. Nothing of it is stored then."""
     try:
-        return _ingest_file(store, connector, kind, path, options)
+        return _ingest_file(store, connector, kind, path, options, reingest)
     except (EOFError, OSError, zlib.error) as exc:   # gzip.BadGzipFile is an OSError
         raise InputError(f"cannot read: {exc or type(exc).__name__}", str(path)) from None
 
@@ -145,7 +159,14 @@ def _grown(store: Store, source: str, kind: str, path: Path, size: int,
     return Tail(old_size, lines) if head == sha and at_line_end else Tail()
 
 
-def _ingest_file(store: Store, connector, kind: str, path: Path, options: Options) -> FileResult:
+def _skipped(store: Store, path: Path, source: str, kind: str, digest: str,
+             options: Options) -> FileResult:
+    return FileResult(str(path), source, kind, digest, skipped=True,
+                      note=options_note(store.con, source, kind, digest, options))
+
+
+def _ingest_file(store: Store, connector, kind: str, path: Path, options: Options,
+                 reingest: bool = False) -> FileResult:
     con = store.con
     size = path.stat().st_size
     with ThreadPoolExecutor(max_workers=2) as pool, ExitStack() as scratch:
@@ -154,19 +175,22 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
         hashing = pool.submit(sha256_file, path)
         if is_gzip(path):
             hashing.result()    # CRC-32 and expansion limit checked before anything reads it
-        if store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
+        if not reingest and store.scalar(LIKELY_SEEN_SQL, [size, str(path), connector.name, kind]):
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
-                return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
+                return _skipped(store, path, connector.name, kind, hashing.result(), options)
         staged = connector.stage(path, kind, options)
-        tail, source = _grown(store, connector.name, kind, path, size, staged), path
+        # --reingest reads the whole file: its earlier tails are replaced with the rest
+        tail = Tail() if reingest else _grown(store, connector.name, kind, path, size, staged)
+        source = path
         if tail.offset:
             source = scratch.enter_context(tail_copy(path, tail.offset))
             staged = connector.stage(source, kind, options)
         literal = scratch.enter_context(literal_path(source))
         staged = [_read_as(batch, str(source), literal) for batch in staged]
-        if len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines:
+        if (len(staged) == 1 and staged[0].table == "activity" and staged[0].number_lines
+                and not reingest):
             result = _ingest_direct(store, connector.name, kind, path, size, staged[0],
-                                    hashing, tail)
+                                    hashing, tail, options)
             if result is not None:
                 return result
         blanks = (pool.submit(has_blank_lines, source)
@@ -183,15 +207,18 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
         numbered = [u.first_line if u.number_lines else None for u in used]
         digest = hashing.result()
     result = FileResult(str(path), connector.name, kind, digest)
-    if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
-        result.skipped = True      # same content under another name
-        return result
+    if not reingest and store.scalar(SEEN_SQL, [digest, connector.name, kind]):
+        return _skipped(store, path, connector.name, kind, digest, options)  # another name
     with store.transaction():
+        prior = prior_ingests(con, connector.name, kind, str(path), digest) if reingest else []
+        before = row_counts(con, prior) if prior else None
+        remove(con, prior)
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingest_log").fetchone()[0]
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
-                    "started, offset_bytes, first_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "started, offset_bytes, first_line, options) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [ingest_id, connector.name, kind, str(path), digest, size, now_utc(),
-                     tail.offset, tail.lines + 1])
+                     tail.offset, tail.lines + 1, options_json(options)])
         for i, batch in enumerate(staged):
             counts = _load(con, batch.table, f"stage_{i}", connector.name, ingest_id, str(path),
                            numbered[i], tail.lines)
@@ -208,11 +235,13 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
                     "ignored = ?, finished = ? WHERE ingest_id = ?",
                     [result.read, result.accepted, result.quarantined, result.duplicates,
                      result.ignored, now_utc(), ingest_id])
+        if before is not None:
+            result.replaced = describe(before, row_counts(con, [ingest_id]))
     return result
 
 
 def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, batch: Staged,
-                   hashing, tail: Tail = Tail()) -> FileResult | None:
+                   hashing, tail: Tail = Tail(), options: Options = Options()) -> FileResult | None:
     """A JSON-lines activity file parsed and stored in one pass (correlate/ingest_activity.py).
 
     None when that cannot be used (a row to quarantine, an event_id repeated in the file, a
@@ -228,15 +257,15 @@ def _ingest_direct(store: Store, source: str, kind: str, path: Path, size: int, 
                             duplicates=read - accepted)
         if store.scalar(SEEN_SQL, [digest, source, kind]):
             con.execute("ROLLBACK")
-            result = FileResult(str(path), source, kind, digest, skipped=True)
-            return result
+            return _skipped(store, path, source, kind, digest, options)
         now = now_utc()
         con.execute("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, "
                     "read, accepted, quarantined, duplicates, ignored, started, finished, "
-                    "offset_bytes, first_line) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?)",
+                    "offset_bytes, first_line, options) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, 0, ?, ?, ?, ?, ?)",
                     [ingest_id, source, kind, str(path), digest, size, read, accepted,
-                     read - accepted, now, now, tail.offset, tail.lines + 1])
+                     read - accepted, now, now, tail.offset, tail.lines + 1,
+                     options_json(options)])
     except NotDirect:
         con.execute("ROLLBACK")
         return None

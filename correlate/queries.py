@@ -12,7 +12,7 @@ from correlate.store import Store
 FINDINGS_SQL = """
 SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
        a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id,
-       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind
+       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome
 FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = $run_id
@@ -38,6 +38,15 @@ FROM ingest_log WHERE finished IS NOT NULL GROUP BY ALL ORDER BY source, kind
 """
 
 RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
+
+# Failed attempts (verdict attempt_failed) per account and source: read from the run's action
+# rows directly, where the outcome is stored (schema 023), not through the findings view.
+FAILED_ATTEMPTS_SQL = """
+SELECT a.account, a.source, count(*) AS n
+FROM finding_refs r JOIN activity a USING (act_id)
+WHERE r.run_id = ? AND r.outcome = 'failure'
+GROUP BY ALL ORDER BY n DESC, a.account, a.source
+"""
 
 
 def latest_run(store: Store) -> int | None:
@@ -74,6 +83,11 @@ def findings(store: Store, run_id: int | None = None, verdict: str | None = None
 
 def verdict_totals(store: Store, run_id: int) -> list[dict]:
     return store.query_dicts(VERDICT_TOTALS_SQL, [run_id])
+
+
+def failed_attempts(store: Store, run_id: int) -> list[dict]:
+    """A run's failed attempts, counted per account and source (most first)."""
+    return store.query_dicts(FAILED_ATTEMPTS_SQL, [run_id])
 
 
 def source_counts(store: Store) -> list[dict]:

@@ -13,7 +13,7 @@ from reports.visible import reveal
 
 CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "approval_id",
                "ticket_id", "gap_seconds", "reason", "source", "action", "detail", "session_id",
-               "actor", "run_id", "match_via", "identity_kind")
+               "actor", "run_id", "match_via", "identity_kind", "outcome")
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
@@ -81,7 +81,8 @@ def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
     """A plain table for a terminal: control characters in a cell shown escaped."""
-    cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds")
+    cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds",
+            "outcome")
     rows = [[printable(formula_safe(getattr(f, c))) for c in cols] for f in findings]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")

@@ -164,6 +164,8 @@ class GapReportContext:
     timelines: list[Timeline]
     checks: list[dict]
     checks_total: int
+    failed_attempts: list[dict]
+    failed_attempts_total: int
     frameworks: tuple
     descriptions: dict
     verdict_order: list[str]
@@ -233,6 +235,7 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
     accounts = store.query_dicts(ACCOUNTS_SQL, [run_id, 200])
     worst = store.query_dicts(WORST_SQL, [run_id, WORST_LIMIT])
     failing_total = sum(t["n"] for t in totals if t["status"] == "FAIL")
+    attempts = queries.failed_attempts(store, run_id)
     width = 900
     timelines = []
     if start and end:
@@ -260,6 +263,7 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),
         timelines=timelines, checks=store.query_dicts(CHECKS_SQL, [run_id]),
         checks_total=queries.check_count(store, run_id),
+        failed_attempts=attempts[:200], failed_attempts_total=sum(a["n"] for a in attempts),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
         risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)

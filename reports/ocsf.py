@@ -22,7 +22,13 @@ OCSF_VERSION = "1.3.0"
 CLASS_UID, CATEGORY_UID, ACTIVITY_CREATE = 2004, 2, 1
 
 # status -> (severity_id, severity): PASS is kept as evidence of a control that worked.
-SEVERITY = {"PASS": (1, "Informational"), "WARN": (3, "Medium"), "FAIL": (4, "High")}
+SEVERITY = {"PASS": (1, "Informational"), "INFO": (1, "Informational"), "WARN": (3, "Medium"),
+            "FAIL": (4, "High")}
+
+# The action's outcome in OCSF's status enum (status_id 0 Unknown, 1 Success, 2 Failure). The
+# finding's own status/status_id stay the finding workflow's ("New"); the action's outcome goes
+# under unmapped as outcome_status/outcome_status_id.
+OUTCOME_STATUS = {"success": (1, "Success"), "failure": (2, "Failure"), "unknown": (0, "Unknown")}
 
 
 def finding_uid(source: str, event_id: str, verdict: str) -> str:
@@ -64,8 +70,17 @@ def ocsf_finding(f: Finding, created: datetime | None = None) -> dict:
         "unmapped": {"verdict": f.verdict, "approval_id": f.approval_id,
                      "ticket_id": f.ticket_id, "gap_seconds": f.gap_seconds,
                      "reason": f.reason, "action": f.action, "detail": f.detail,
-                     "actor": f.actor, "event_id": f.event_id, "run_id": f.run_id},
+                     "actor": f.actor, "event_id": f.event_id, "run_id": f.run_id,
+                     "outcome": f.outcome,
+                     **_outcome_status(f.outcome)},
     }
+
+
+def _outcome_status(outcome: str | None) -> dict:
+    if outcome not in OUTCOME_STATUS:
+        return {}
+    status_id, status = OUTCOME_STATUS[outcome]
+    return {"outcome_status_id": status_id, "outcome_status": status}
 
 
 def write_ocsf(findings: Iterable[Finding], out: IO[str], created: datetime | None = None,

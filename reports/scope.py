@@ -24,7 +24,8 @@ ACTION_LIMIT = 5000
 SVG_MARKS = 2000
 SVG_WIDTH = 900
 NOT_JUDGED = "not judged"
-COLOURS = {"PASS": "#17663a", "WARN": "#d9a400", "FAIL": "#b0122b", NOT_JUDGED: "#8a8f9c"}
+COLOURS = {"PASS": "#17663a", "WARN": "#d9a400", "FAIL": "#b0122b", NOT_JUDGED: "#8a8f9c",
+           "INFO": "#8a8f9c"}
 
 TABLE_COLUMNS_SQL = """
 SELECT column_name FROM information_schema.columns WHERE table_name = ?
@@ -172,7 +173,7 @@ def _roles(a: dict, names: list[str]) -> list[str]:
 
 
 def _sessions(actions: list[dict]) -> list[dict]:
-    rank = {"FAIL": 3, "WARN": 2, NOT_JUDGED: 1, "PASS": 0}
+    rank = {"FAIL": 3, "WARN": 2, NOT_JUDGED: 1, "PASS": 0, "INFO": 0}
     groups: dict[str, dict] = {}
     for a in actions:
         if not a["session_id"]:

@@ -440,6 +440,8 @@ class Gen:
                  else e["t"].strftime("%Y-%m-%dT%H:%M:%S") if i in naive
                  else iso(e["t"], OFFSETS[i % 2] if i in offset else None)}
             d.update((k, v) for k, v in e.items() if k not in ("t", "keep") and v is not None)
+            if e["action"] == "ssh.login_failed":
+                d["outcome"] = "failure"            # a failed attempt, not work done
             if e["account"] == "svc-logship":
                 d["session_id"] = None              # this shipper writes explicit nulls
             if i in no_acct:                        # two without the key, one null

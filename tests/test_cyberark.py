@@ -158,8 +158,8 @@ def test_checkout_reason_reaches_approvals_reason(tmp_path):
 
 
 @pytest.mark.parametrize("stamp, dst, expected", [
-    ("Oct 25 02:30:00", None, "ambiguous local time 2026-10-25T02:30:00 in Europe/Berlin"),
-    ("Mar 29 02:30:00", None, "non-existent local time 2026-03-29T02:30:00 in Europe/Berlin"),
+    ("Oct 25 02:30:00", None, "ambiguous local time: 2026-10-25T02:30:00 in Europe/Berlin"),
+    ("Mar 29 02:30:00", None, "non-existent local time: 2026-03-29T02:30:00 in Europe/Berlin"),
     ("Oct 25 02:30:00", "earlier", _utc(2026, 10, 25, 0, 30)),
     ("Oct 25 02:30:00", "later", _utc(2026, 10, 25, 1, 30)),
     ("Oct 25 03:00:00", None, _utc(2026, 10, 25, 2, 0)),       # one second past the fold

@@ -143,8 +143,8 @@ def test_empty_file_and_scalar_document(tmp_path):
 
 
 @pytest.mark.parametrize("start, dst, expected", [
-    ("2026-10-25T02:30:00", None, "ambiguous local time 2026-10-25T02:30:00 in Europe/Berlin"),
-    ("2026-03-29T02:30:00", None, "non-existent local time 2026-03-29T02:30:00 in Europe/Berlin"),
+    ("2026-10-25T02:30:00", None, "ambiguous local time: 2026-10-25T02:30:00 in Europe/Berlin"),
+    ("2026-03-29T02:30:00", None, "non-existent local time: 2026-03-29T02:30:00 in Europe/Berlin"),
     ("2026-10-25T02:30:00", "later", _utc(2026, 10, 25, 1, 30)),
     ("2026-10-25T02:30:00", "earlier", _utc(2026, 10, 25, 0, 30)),
     ("2026-10-25T02:30:00Z", None, _utc(2026, 10, 25, 2, 30)),     # a zone: never ambiguous

@@ -361,3 +361,83 @@ def test_two_transitions_in_the_same_instant_resolve_deterministically(world):
     results = {(r["verdict"], r["reason"]) for r in (v(world) for _ in range(3))}
     # fail closed: the status that does not permit work wins the tie
     assert results == {("ticket_invalid", "ticket_status_cancelled")}
+
+
+# --- issue 17 §9: edges a reviewer asks about -------------------------------------------------
+
+def test_ticket_id_in_another_case_is_not_found_with_a_hint(world):
+    world.ticket("CHG-77")
+    world.approval("A", S, E, ticket="chg-77")
+    world.approval("B", S, E, ticket="CHG-78", target="db-01")
+    world.action("e", "2026-11-16T11:00:00Z")
+    world.action("f", "2026-11-16T11:00:00Z", target="db-01")
+    got = world.judge()
+    assert (got["e"]["verdict"], got["e"]["reason"]) == \
+        ("ticket_invalid", "ticket_not_found (did you mean CHG-77?)")
+    assert got["f"]["reason"] == "ticket_not_found"       # no near id: no hint
+
+
+@pytest.mark.parametrize("status", ["cancelled", "rejected"])
+def test_break_glass_ticket_cancelled_or_rejected_is_no_review(world, status):
+    world.ticket("INC-9", opened="2026-11-16T12:00:00Z", status=status)
+    world.approval("BG", S, E, kind="break_glass", ticket="INC-9")
+    world.action("e", "2026-11-16T11:00:00Z")
+    got = v(world)
+    assert got["verdict"] == "break_glass_unreviewed"
+    assert got["reason"] == f"break_glass ticket INC-9 is no review: {status} (current status)"
+
+
+def test_break_glass_ticket_cancelled_at_the_action_time_is_no_review(world):
+    # cancelled while the action ran, reopened later: the status at the action's time counts
+    world.ticket("INC-9", opened="2026-11-16T09:00:00Z", status="resolved")
+    world.transition("INC-9", "2026-11-16T09:00:00Z", "in_progress")
+    world.transition("INC-9", "2026-11-16T10:30:00Z", "cancelled")
+    world.transition("INC-9", "2026-11-16T11:30:00Z", "in_progress")
+    world.approval("BG", S, E, kind="break_glass", ticket="INC-9")
+    world.action("before", "2026-11-16T10:29:59Z")
+    world.action("during", "2026-11-16T10:30:00Z")
+    world.action("after", "2026-11-16T11:30:00Z")
+    got = world.judge()
+    assert got["before"]["verdict"] == got["after"]["verdict"] == "break_glass"
+    assert got["during"]["verdict"] == "break_glass_unreviewed"
+    assert got["during"]["reason"] == ("break_glass ticket INC-9 is no review: cancelled at the "
+                                       "time of the action")
+
+
+def test_break_glass_ticket_resolved_is_a_review(world):
+    world.ticket("INC-9", opened="2026-11-16T12:00:00Z", status="resolved")
+    world.approval("BG", S, E, kind="break_glass", ticket="INC-9")
+    world.action("e", "2026-11-16T11:00:00Z")
+    assert v(world)["verdict"] == "break_glass"
+
+
+def test_equally_near_windows_on_the_same_side_name_the_smaller_id(world):
+    world.approval("B", S, E)
+    world.approval("A", "2026-11-16T11:00:00Z", E)
+    world.action("after", "2026-11-16T13:00:00Z")
+    got = v(world, event="after")
+    assert (got["verdict"], got["approval_id"], got["gap_seconds"]) == ("out_of_window", "A", 3600)
+
+
+def test_revoked_at_on_an_approved_approval_cuts_its_window(world):
+    world.approval("A", S, E, revoked_at="2026-11-16T11:00:00Z")     # status stays approved
+    world.action("e", "2026-11-16T11:30:00Z")
+    got = v(world)
+    assert (got["verdict"], got["gap_seconds"]) == ("out_of_window", 1800)
+
+
+def test_when_several_ticket_checks_fail_the_first_in_order_is_stored(world):
+    # closed before the action AND a status that does not permit work AND outside the planned
+    # window: ticket_closed comes first in the CASE
+    world.ticket("CHG-2", status="cancelled", closed="2026-11-16T10:00:00Z",
+                 planned_start="2026-11-16T09:00:00Z", planned_end="2026-11-16T10:00:00Z")
+    world.approval("A", S, E, ticket="CHG-2")
+    world.action("e", "2026-11-16T11:00:00Z")
+    assert v(world)["reason"] == "ticket_closed"
+
+
+def test_a_digit_string_in_csv_is_epoch_milliseconds(world):
+    # 1794823200000 ms = 2026-11-16T10:00:00Z = S: the window's start, inclusive
+    world.approval("A", "1794823200000", E)
+    world.action("e", S)
+    assert v(world)["verdict"] == "approved"

@@ -115,8 +115,8 @@ SELECT key_id, p, row_number() OVER ()::BIGINT AS sid FROM (SELECT DISTINCT key_
 -- Every action of the period with the segment it falls in (one ASOF join on integer keys).
 -- sid is NULL when no applicable window exists for the action's key at all.
 CREATE OR REPLACE TEMP TABLE hits AS
-SELECT a.act_id, epoch_us(a.ts) AS ts_us, g.sid
-FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts
+SELECT a.act_id, epoch_us(a.ts) AS ts_us, g.sid, a.outcome
+FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.outcome
       FROM activity act LEFT JOIN ref_keys r ON r.approval_ref = act.approval_ref
       WHERE ($start IS NULL OR act.ts >= $start) AND ($end IS NULL OR act.ts < $end)) a
 ASOF LEFT JOIN seg g ON g.key_id = a.key_id AND a.ts >= g.p
@@ -145,6 +145,15 @@ SELECT ticket_id, bool_or(lower(state) = 'rejected') AS rejected,
 FROM ticket_approvals WHERE ticket_id IN (SELECT ticket FROM win)
 GROUP BY ticket_id
 ;
+-- Ticket ids match exactly; a cited id that is not on record but differs only in case from one
+-- that is gets "did you mean <id>" in its ticket_not_found reason (the smallest such id).
+CREATE OR REPLACE TEMP TABLE ticket_case AS
+SELECT r.ticket, min(t.ticket_id) AS near
+FROM (SELECT DISTINCT ticket FROM win WHERE ticket IS NOT NULL) r
+JOIN tickets t ON lower(t.ticket_id) = lower(r.ticket) AND t.ticket_id <> r.ticket
+WHERE NOT EXISTS (SELECT 1 FROM tickets x WHERE x.ticket_id = r.ticket)
+GROUP BY r.ticket
+;
 CREATE OR REPLACE TEMP TABLE cand_status AS
 SELECT c.key_id, c.p, c.ticket,
        bool_or(h.ticket_id IS NOT NULL) AS has_history,
@@ -163,9 +172,16 @@ SELECT c.*, v.verdict, v.invalid_reason,
             WHEN 'ticket_missing' THEN 5 ELSE 6 END AS rank
 FROM (
   SELECT c.*,
+    -- a cancelled or rejected ticket is no review of a break-glass use: its status at the
+    -- action's time (history) or its current status
+    CASE WHEN cs.status_at IN ('cancelled', 'rejected')
+           THEN cs.status_at || ' at the time of the action'
+         WHEN c.t_status IN ('cancelled', 'rejected') THEN c.t_status || ' (current status)'
+    END AS bg_void,
     CASE
       WHEN c.t_id IS NULL THEN coalesce(
-        (SELECT u.reason FROM ticket_unverifiable u WHERE u.ticket_id = c.ticket), 'ticket_not_found')
+        (SELECT u.reason FROM ticket_unverifiable u WHERE u.ticket_id = c.ticket),
+        'ticket_not_found' || coalesce(' (did you mean ' || tc.near || '?)', ''))
       WHEN cs.has_history AND cs.status_at IS NULL THEN 'ticket_no_status_yet'
       WHEN cs.has_history AND cs.status_at NOT IN ('approved', 'in_progress')
         THEN 'ticket_status_' || cs.status_at
@@ -184,12 +200,13 @@ FROM (
   FROM cand c
   LEFT JOIN cand_status cs ON cs.key_id = c.key_id AND cs.p = c.p AND cs.ticket = c.ticket
   LEFT JOIN ticket_appr ta ON ta.ticket_id = c.t_id
+  LEFT JOIN ticket_case tc ON tc.ticket = c.ticket
 ) c,
 LATERAL (SELECT
   CASE
     WHEN c.kind = 'break_glass' THEN
-      CASE WHEN c.t_id IS NOT NULL AND c.opened <= c.p + INTERVAL 24 HOUR THEN 'break_glass'
-           ELSE 'break_glass_unreviewed' END
+      CASE WHEN c.t_id IS NOT NULL AND c.opened <= c.p + INTERVAL 24 HOUR AND c.bg_void IS NULL
+           THEN 'break_glass' ELSE 'break_glass_unreviewed' END
     WHEN c.ticket IS NULL THEN 'ticket_missing'
     WHEN c.ticket_problem IS NOT NULL THEN 'ticket_invalid'
     WHEN c.p >= c.ws AND c.p <= c.we THEN 'approved'
@@ -200,6 +217,8 @@ LATERAL (SELECT
        WHEN c.kind = 'break_glass' AND c.t_id IS NULL THEN 'break_glass without ticket'
        WHEN c.kind = 'break_glass' AND c.opened > c.p + INTERVAL 24 HOUR
          THEN 'break_glass ticket opened more than 24 h after the action'
+       WHEN c.kind = 'break_glass' AND c.bg_void IS NOT NULL
+         THEN 'break_glass ticket ' || c.ticket || ' is no review: ' || c.bg_void
        WHEN c.kind <> 'break_glass' AND c.ticket IS NOT NULL THEN c.ticket_problem
   END AS invalid_reason) v
 ;

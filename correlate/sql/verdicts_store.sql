@@ -15,12 +15,14 @@ FROM nearest n LEFT JOIN ref_keys r ON r.key_id = n.key_id
 -- The gap to the nearest window is the action's own: positive after the end of the window
 -- that ended before it, negative before the start of the one after; the nearer one counts
 -- (the earlier window on a tie).
-INSERT INTO finding_refs (run_id, act_id, sid, gap_seconds, far)
+-- outcome: what the source says came of the action; the view turns 'failure' into
+-- attempt_failed (schema 023), so a failed attempt costs no join here.
+INSERT INTO finding_refs (run_id, act_id, sid, gap_seconds, far, outcome)
 SELECT $run_id, act_id, sid,
        CASE WHEN abs(near_gap) <= $lookaround THEN near_gap END,
-       CASE WHEN abs(near_gap) > $lookaround THEN true END
+       CASE WHEN abs(near_gap) > $lookaround THEN true END, outcome
 FROM (
-  SELECT h.act_id, h.sid,
+  SELECT h.act_id, h.sid, h.outcome,
          CASE WHEN n.prev_us IS NULL AND n.next_us IS NULL THEN NULL
               WHEN n.next_us IS NULL OR (n.prev_us IS NOT NULL
                                          AND h.ts_us - n.prev_us <= n.next_us - h.ts_us)
