@@ -126,6 +126,8 @@ def print_results(results) -> None:
              f"quarantined {r.quarantined} + duplicates {r.duplicates}")
         for reason, n in list(r.reasons.items())[:5]:
             _say(f"    quarantined {n}: {reason}")
+        for warning in r.warnings:
+            _err(f"{r.file}: warning: {warning}")
         if not r.balanced:
             raise CliError(printable(f"{r.file}: counts do not add up; this is a bug, please "
                                      f"report it"))

@@ -38,6 +38,7 @@ class FileResult:
     ignored: int = 0            # well-formed records of types pamcorr does not judge
     skipped: bool = False       # same sha256 ingested before
     reasons: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)   # about the whole file (a connector's)
 
     @property
     def balanced(self) -> bool:
@@ -158,6 +159,7 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
                 return FileResult(str(path), connector.name, kind, hashing.result(), skipped=True)
         staged = connector.stage(path, kind, options)
+        warnings = [w for b in staged for w in getattr(b, "warnings", ())]
         tail, source = _grown(store, connector.name, kind, path, size, staged), path
         if tail.offset:
             source = scratch.enter_context(tail_copy(path, tail.offset))
@@ -182,7 +184,7 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
                     used[i] = batch.exact
         numbered = [u.first_line if u.number_lines else None for u in used]
         digest = hashing.result()
-    result = FileResult(str(path), connector.name, kind, digest)
+    result = FileResult(str(path), connector.name, kind, digest, warnings=warnings)
     if store.scalar(SEEN_SQL, [digest, connector.name, kind]):
         result.skipped = True      # same content under another name
         return result
@@ -205,9 +207,9 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
                 "ORDER BY 2 DESC, 1", [ingest_id]).fetchall():
             result.reasons[reason] = count
         con.execute("UPDATE ingest_log SET read = ?, accepted = ?, quarantined = ?, duplicates = ?, "
-                    "ignored = ?, finished = ? WHERE ingest_id = ?",
+                    "ignored = ?, finished = ?, warnings = ? WHERE ingest_id = ?",
                     [result.read, result.accepted, result.quarantined, result.duplicates,
-                     result.ignored, now_utc(), ingest_id])
+                     result.ignored, now_utc(), "\n".join(warnings) or None, ingest_id])
     return result
 
 
