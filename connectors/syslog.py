@@ -122,7 +122,8 @@ SELECT r.line, r.raw, r.reason, r.event_id, r.ts, r.account, r.target, r.action,
             ELSE CAST(json_merge_patch(coalesce(r.attrs, '{{}}'), json_object('session_link',
                  CASE WHEN p.eq = 1 THEN 'tty'
                       WHEN p.m = 1 THEN 'the only open login'
-                      WHEN p.m = 0 THEN 'none: ' || p.n || ' open logins, none on ' || p.cmd_tty
+                      WHEN p.m = 0 THEN 'none: no open login on ' || p.cmd_tty || ' (' || p.n
+                           || ' on other ttys)'
                       ELSE 'ambiguous: ' || p.m || ' open logins' END)) AS VARCHAR)
        END AS attrs,
        r.outcome
@@ -365,7 +366,7 @@ def year_warnings(times: list[datetime], path: Path) -> list[str]:
     years = "/".join(str(y) for y in sorted({t.year for t in times}))
     used = (f"year-less timestamps dated {years} from the file's modification time "
             f"({mtime:%Y-%m-%d}); set --year if that is wrong")
-    if last > mtime + timedelta(seconds=1):
+    if last > mtime:
         return [f"{used}: events after the file was last written ({last:%Y-%m-%d %H:%M}Z)"]
     if mtime - first > timedelta(days=FAR_DAYS):
         return [f"{used}: events more than {FAR_DAYS} days before it ({first:%Y-%m-%d})"]
