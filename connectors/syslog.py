@@ -14,14 +14,16 @@ Mapped (one activity row per line; `target` is the syslog host, or options.extra
   res=failed; ``message repeated N times: [ Failed ..]`` too, with attrs.repeated). The
   ``Invalid user X from IP`` notice is ignored: the attempt is its ``Failed .. for invalid user``
   line (or a disconnect before any), so counting both would double a brute force.
-- ``pam_unix(su:session): session opened for user root by alice(uid=..)`` -> ``su``.
+- ``pam_unix(su:session): session opened for user root by alice(uid=..)`` -> ``su``;
+  ``FAILED SU (to root) alice on pts/0`` (util-linux) / ``FAILED su for root by alice``
+  (shadow-utils) -> ``su.denied`` (failure; its pam_unix(su:auth) line is ignored).
 - Linux-PAM before 0.99 (``su(pam_unix)[21416]: session opened for user cyrus by (uid=0)``,
   ``sshd(pam_unix)[2201]: session closed ..``) is read as the ``pam_unix(su:session)`` form.
 - useradd, userdel, usermod, groupadd, groupdel, groupmod, gpasswd, passwd, chpasswd, chage ->
   ``user.add`` / ``user.delete`` / ``user.modify`` / ``user.password_change`` / ``group.add`` /
   ``group.delete`` / ``group.modify`` (connectors/syslog_accounts.py).
 
-Sessions: a ``sudo.command``, ``sudo.denied`` or ``su`` row gets the session_id of the sshd login
+Sessions: a ``sudo.command``, ``sudo.denied``, ``su`` or ``su.denied`` row gets the session_id of the sshd login
 (session.start .. session.end, open-ended when the file has no end) of its actor on the same
 host that contains it, set-based in the batch's SQL (LINK_SQL) over this file's rows. Several
 such logins open: the one whose tty (sshd ``Starting session: shell on pts/N ..``, same pid)
@@ -80,6 +82,7 @@ _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?)\]?$")
 _SSH_CLOSED = re.compile(r"pam_unix\(sshd:session\): session closed for user (\S+)")
 _SU_OPENED = re.compile(r"pam_unix\(su(?:-l)?:session\): session opened for user (\S+?)"
                         r"(?:\(uid=\d+\))? by (\S*?)(?:\(uid=(\d+)\))?$")
+_SU_FAILED = re.compile(r"FAILED SU \(to (\S+)\) (\S+) on (\S+)$|FAILED su for (\S+) by (\S+)$")
 _SUDO_KEY = re.compile(r"([A-Z]+)=(.*)")
 _SSHD = ("sshd", "sshd-session", "sshd-auth")
 DST_CHOICES = ("earlier", "later")
@@ -105,7 +108,7 @@ cand AS (
     SELECT c.line, l.session_id, l.tty, c._tty AS cmd_tty
     FROM r c JOIN logins l ON l.account = c.actor AND l.target = c.target
         AND c.ts >= l.start_ts AND (l.end_ts IS NULL OR c.ts <= l.end_ts)
-    WHERE c.action IN ('sudo.command', 'sudo.denied', 'su') AND c.reason IS NULL
+    WHERE c.action IN ('sudo.command', 'sudo.denied', 'su', 'su.denied') AND c.reason IS NULL
         AND c.session_id IS NULL),
 pick AS (
     -- a login whose tty is known and differs from the command's is not its login
@@ -188,6 +191,11 @@ def _sshd(msg: str) -> dict | None:
 
 
 def _su(msg: str) -> dict | None:
+    m = _SU_FAILED.match(msg)
+    if m:
+        account, actor = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(5))
+        return {"action": "su.denied", "account": account, "actor": actor, "detail": None,
+                "outcome": "failure", "tty": m.group(3), "attrs": {"tty": m.group(3)}}
     m = _SU_OPENED.match(msg)
     if not m:
         return None

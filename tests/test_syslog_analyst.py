@@ -167,6 +167,17 @@ def test_sudo_is_linked_to_the_sshd_login_that_contains_it(tmp_path):
     }
 
 
+def test_refused_su_is_su_denied_and_linked_by_tty(tmp_path):
+    lines = LOGINS[:3] + [
+        "Mar  1 10:02:00 web01 su[300]: FAILED SU (to root) alice on pts/0",
+        "Mar  1 10:02:01 web01 su[301]: FAILED su for root by alice"]
+    store, _ = _ingest(_write(tmp_path, lines))
+    got = [(x["action"], x["account"], x["actor"], x["outcome"], x["session_id"])
+           for x in _rows(store, "action = 'su.denied'")]
+    assert got == [("su.denied", "root", "alice", "failure", "web01:sshd[100]"),
+                   ("su.denied", "root", "alice", "failure", None)]
+
+
 def test_session_end_bound_is_inclusive(tmp_path):
     lines = [LOGINS[2], LOGINS[6],
              "Mar  1 10:04:00 web01 sudo:    alice : PWD=/ ; USER=root ; COMMAND=/bin/a",
