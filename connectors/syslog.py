@@ -28,7 +28,8 @@ Sessions: a ``sudo.command``, ``sudo.denied``, ``su`` or ``su.denied`` row gets 
 host that contains it, set-based in the batch's SQL (LINK_SQL) over this file's rows. Several
 such logins open: the one whose tty (sshd ``Starting session: shell on pts/N ..``, same pid)
 equals the sudo TTY, else NULL with attrs.session_link = ``ambiguous: N open logins``; a login
-whose tty is known and differs from the sudo TTY is never its login. Never across hosts.
+whose tty is known and differs from the sudo TTY is never its login. Never across hosts. A
+login without its end in the file is open to the file's end (session_link says so).
 
 Every other well-formed line (``last message repeated N times`` too, with an empty host field)
 goes to the ``ignored`` batch (event_type = the program name). A line with no recognisable
@@ -105,7 +106,7 @@ logins AS (
     WHERE st.action = 'session.start' AND st.reason IS NULL AND st.session_id IS NOT NULL
     GROUP BY st.line, st.session_id, st.account, st.target, st.ts, t.tty),
 cand AS (
-    SELECT c.line, l.session_id, l.tty, c._tty AS cmd_tty
+    SELECT c.line, l.session_id, l.tty, c._tty AS cmd_tty, l.end_ts IS NULL AS open_ended
     FROM r c JOIN logins l ON l.account = c.actor AND l.target = c.target
         AND c.ts >= l.start_ts AND (l.end_ts IS NULL OR c.ts <= l.end_ts)
     WHERE c.action IN ('sudo.command', 'sudo.denied', 'su', 'su.denied') AND c.reason IS NULL
@@ -116,6 +117,9 @@ pick AS (
            count(*) FILTER (WHERE tty IS NULL OR cmd_tty IS NULL OR tty = cmd_tty) AS m,
            min(session_id) FILTER (WHERE tty = cmd_tty) AS by_tty,
            min(session_id) FILTER (WHERE tty IS NULL OR cmd_tty IS NULL OR tty = cmd_tty) AS any_sid,
+           bool_or(open_ended) FILTER (WHERE tty = cmd_tty) AS by_tty_open,
+           bool_or(open_ended) FILTER (WHERE tty IS NULL OR cmd_tty IS NULL OR tty = cmd_tty)
+               AS any_open,
            count(*) AS n, min(cmd_tty) AS cmd_tty
     FROM cand GROUP BY line)
 SELECT r.line, r.raw, r.reason, r.event_id, r.ts, r.account, r.target, r.action, r.detail,
@@ -123,8 +127,8 @@ SELECT r.line, r.raw, r.reason, r.event_id, r.ts, r.account, r.target, r.action,
            AS session_id, r.actor, r.approval_ref, r.actor_kind, r.read_only,
        CASE WHEN p.line IS NULL THEN r.attrs
             ELSE CAST(json_merge_patch(coalesce(r.attrs, '{{}}'), json_object('session_link',
-                 CASE WHEN p.eq = 1 THEN 'tty'
-                      WHEN p.m = 1 THEN 'the only open login'
+                 CASE WHEN p.eq = 1 THEN 'tty' || CASE WHEN p.by_tty_open THEN ' (login not ended in this file)' ELSE '' END
+                      WHEN p.m = 1 THEN 'the only open login' || CASE WHEN p.any_open THEN ' (login not ended in this file)' ELSE '' END
                       WHEN p.m = 0 THEN 'none: no open login on ' || p.cmd_tty || ' (' || p.n
                            || ' on other ttys)'
                       ELSE 'ambiguous: ' || p.m || ' open logins' END)) AS VARCHAR)
