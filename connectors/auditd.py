@@ -4,7 +4,14 @@ One record = one audit EVENT: every line sharing ``node`` + ``audit(ts:serial)``
 sits in the file (records of concurrent events interleave). line = its first line. A laurel
 JSON line is one event. Blank and ``#`` comment lines are not records. event_id =
 ``host:ts:serial``; the time is the event's epoch seconds (UTC by definition, so no --tz).
-Host: ``node=`` / laurel ``NODE``, else options.extra['host'], else the file name's stem.
+Host: ``node=`` / laurel ``NODE``, else options.extra['host'], else the file name's stem, with
+a warning of the file (FileResult.warnings, printed after its counts, and ingest_log.warnings):
+``00.txt`` .. ``16.txt`` of one host would be 17 hosts, ``audit.log`` host ``audit``.
+session_id = ``host:ses`` (the host as in target, then the kernel's login session number);
+syslog's sshd logins are ``host:sshd[pid]``: both ``<target>:<id on that host>``, so a scope
+groups them per host and the two never collide.
+outcome: ``res=`` (success/1/yes, failed/0/no) or the SYSCALL's ``success=`` (yes/no), else
+unknown.
 
 Mapped (account / actor / session_id / action):
 
@@ -17,8 +24,14 @@ Mapped (account / actor / session_id / action):
   quarantined.
 - USER_CMD (sudo) -> ``sudo.command`` / ``sudo.denied`` (res=failed); the record does not
   name the run-as user: account = options.extra['sudo_runas'] or ``root`` (attrs says so).
-- USER_LOGIN -> ``session.start`` / ``login.failed``; USER_START -> ``pam.session_open``.
-- ADD_USER, DEL_USER, ADD_GROUP, DEL_GROUP, USER_CHAUTHTOK -> ``user.add`` ... (account = uid).
+- USER_LOGIN -> ``session.start`` / ``login.failed`` (res=failed; syslog's sshd ``Failed ..``
+  is ``login.failed`` too); USER_START -> ``pam.session_open`` (outcome failure when refused).
+- ADD_USER, DEL_USER, ADD_GROUP, DEL_GROUP, USER_CHAUTHTOK, USER_MGMT, GRP_MGMT -> ``user.add``,
+  ``user.delete``, ``group.add``, ``group.delete``, ``user.password_change``, ``user.modify``,
+  ``group.modify`` (``add-user-to-group``: group.modify) with attrs.changed_user /
+  changed_group (account = uid, the one who made the change; actor = auid). The names syslog
+  uses for useradd .. chage lines. USER_MGMT/GRP_MGMT ops repeating a change (``*shadow*``,
+  ``add-home-dir``) are ignored.
 - CONFIG_CHANGE -> ``audit.config_change`` (account = uid, or ``root`` when the record has
   none: only root may change audit rules).
 
@@ -52,7 +65,14 @@ _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 _ARG = re.compile(r"a(\d+)(?:\[(\d+)\])?")
 _ENCODED = {"acct", "cmd", "exe", "comm", "cwd", "proctitle", "data", "name"}
 _ACCOUNT_OPS = {"ADD_USER": "user.add", "DEL_USER": "user.delete", "ADD_GROUP": "group.add",
-                "DEL_GROUP": "group.delete", "USER_CHAUTHTOK": "user.password_change"}
+                "DEL_GROUP": "group.delete", "USER_CHAUTHTOK": "user.password_change",
+                "USER_MGMT": "user.modify", "GRP_MGMT": "group.modify"}
+_GROUP_OPS = {"ADD_GROUP", "DEL_GROUP", "GRP_MGMT"}
+# USER_MGMT / GRP_MGMT ops that write again a change another record of the run already holds
+# (useradd's home directory, the /etc/gshadow copy of a group change): ignored, one change =
+# one row (syslog drops its "shadow group" lines alike)
+_REPEATS = re.compile(r"shadow|home-dir")
+_OK, _FAILED = ("success", "1", "yes"), ("failed", "0", "no")
 _SERVICE_EXES = {"/usr/sbin/crond", "/usr/sbin/cron", "/usr/sbin/atd", "/usr/lib/systemd/systemd",
                  "/lib/systemd/systemd"}
 
@@ -134,7 +154,7 @@ class _Event:
         self.records: list[tuple[str, dict, dict]] = []   # (type, fields, enriched)
 
 
-def _laurel_event(line: int, text: str, host: str) -> _Event | str:
+def _laurel_event(line: int, text: str, host: str | None) -> _Event | str:
     """An _Event from one laurel JSON line, or why it is bad."""
     try:
         doc = json.loads(text)
@@ -174,7 +194,9 @@ class AuditdConnector:
                    "account and audit-rule changes (activity)")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
-        default_host = options.extra.get("host") or path.name.split(".")[0]
+        stem = path.name.split(".")[0]
+        default_host = options.extra.get("host") or stem
+        unnamed = False                  # an event had no node= / NODE: the default host is used
         passwd = _load_passwd(options.extra.get("passwd"))
         runas = options.extra.get("sudo_runas") or "root"
         events: dict[tuple, _Event] = {}
@@ -185,10 +207,12 @@ class AuditdConnector:
             if not stripped or stripped.startswith("#"):
                 continue
             if stripped.startswith("{"):
-                event = _laurel_event(line, stripped, default_host)
+                event = _laurel_event(line, stripped, None)
                 if isinstance(event, str):
                     order.append(quarantined_row(line, text, event))
                 else:
+                    unnamed = unnamed or event.host is None
+                    event.host = event.host or default_host
                     key = (event.host, event.sec, event.frac, event.serial, "laurel", line)
                     events[key] = event
                     order.append(event)
@@ -198,6 +222,7 @@ class AuditdConnector:
                 order.append(quarantined_row(line, text, NO_STAMP))
                 continue
             host = m.group(1) or default_host
+            unnamed = unnamed or not m.group(1)
             key = (host, m.group(3), m.group(4) or "0", m.group(5))
             event = events.get(key)
             if event is None:
@@ -212,7 +237,11 @@ class AuditdConnector:
             else:
                 table, row = self._map(item, passwd, runas)
                 rows[table].append(row)
-        return staged_frames(rows)
+        staged = staged_frames(rows)
+        if staged and unnamed and not options.extra.get("host"):
+            staged[0].warnings = [f"records without node= (or laurel NODE) and no --option "
+                                  f"host=NAME: the file name {stem!r} is used as their host"]
+        return staged
 
     def _map(self, ev: _Event, passwd: dict, runas: str) -> tuple[str, dict]:
         raw = "\n".join(ev.lines)
@@ -260,7 +289,7 @@ class AuditdConnector:
                                                   "key": sc.get("key") if sc.get("key") != "(null)" else None,
                                                   "argc": len(argv)})
         for rtype, (fields, enriched) in ((t, by_type[t][0]) for t in types):
-            ok = fields.get("res") in ("success", "1", "yes")
+            ok = fields.get("res") in _OK
             if rtype == "USER_CMD":
                 return "activity", self._row(
                     base, "sudo.command" if ok else "sudo.denied", runas,
@@ -282,13 +311,18 @@ class AuditdConnector:
                     base, "pam.session_open", account, name("auid", fields, enriched), fields,
                     fields.get("exe"), {"op": fields.get("op"), "terminal": fields.get("terminal"),
                                         "res": fields.get("res")})
-            if rtype in _ACCOUNT_OPS:
+            if rtype in _ACCOUNT_OPS and not _REPEATS.search(fields.get("op", "")):
                 subject = fields.get("acct") or (f"id={fields['id']}" if fields.get("id") else "")
+                member = fields.get("op", "").startswith("add-user-to-group") or "grp" in fields
+                group = rtype in _GROUP_OPS or member
                 return "activity", self._row(
-                    base, _ACCOUNT_OPS[rtype], name("uid", fields, enriched) or "root",
+                    base, "group.modify" if member else _ACCOUNT_OPS[rtype],
+                    name("uid", fields, enriched) or "root",
                     name("auid", fields, enriched), fields,
                     f"{fields.get('op', rtype.lower())} {subject}".strip(),
-                    {"exe": fields.get("exe"), "res": fields.get("res")})
+                    {"exe": fields.get("exe"), "res": fields.get("res"),
+                     "changed_user": None if group and not member else subject or None,
+                     "changed_group": (fields.get("grp") or subject or None) if group else None})
             if rtype == "CONFIG_CHANGE":
                 account = name("uid", fields, enriched)
                 return "activity", self._row(
@@ -312,6 +346,9 @@ class AuditdConnector:
         exe = fields.get("exe") or attrs.get("exe")
         login = action in ("session.start", "login.failed")
         service = exe in _SERVICE_EXES or (actor is None and not login)
+        said = fields.get("res") or fields.get("success")
+        outcome = "success" if said in _OK else "failure" if said in _FAILED else "unknown"
         return dict(base, account=account, action=action, detail=detail or None, actor=actor,
                     session_id=f"{base['target']}:{ses}" if ses not in (None, "", UNSET) else None,
-                    actor_kind="service" if service else "human", attrs=attrs_json(attrs))
+                    actor_kind="service" if service else "human", attrs=attrs_json(attrs),
+                    outcome=outcome)

@@ -36,15 +36,21 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
             yield n, text.rstrip("\r\n")
 
 
-def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
-    """One DataFrame-backed Staged per table that has rows (columns cast explicitly in SQL)."""
+def staged_frames(rows: dict[str, list[dict]], hidden: dict[str, tuple] | None = None
+                  ) -> list[Staged]:
+    """One DataFrame-backed Staged per table that has rows (columns cast explicitly in SQL).
+
+    `hidden` names extra VARCHAR columns per table that the SELECT also yields, for a
+    connector's own SQL wrapped around it (connectors/syslog.py links sessions so); the store
+    never sees them."""
     out = []
     for table, records in rows.items():
         if not records:
             continue
         cols = (("line", "raw", "reason") + TABLE_COLUMNS.get(table, ())
                 + tuple(OPTIONAL_COLUMNS.get(table, {})))
-        frame = pd.DataFrame(records, columns=list(cols))
+        extra = (hidden or {}).get(table, ())
+        frame = pd.DataFrame(records, columns=list(cols + extra))
         quarantine_not_utf8(frame)
         for c in cols:
             if _SQL_TYPES.get(c) == "TIMESTAMPTZ":
@@ -56,7 +62,8 @@ def staged_frames(rows: dict[str, list[dict]]) -> list[Staged]:
                     frame.loc[bad & frame["reason"].isna(), "reason"] = (
                         f"{c} out of range ({TS_RANGE})")
                     frame.loc[bad, c] = pd.NaT
-        select = ", ".join(f'CAST("{c}" AS {_SQL_TYPES.get(c, "VARCHAR")}) AS "{c}"' for c in cols)
+        select = ", ".join(f'CAST("{c}" AS {_SQL_TYPES.get(c, "VARCHAR")}) AS "{c}"'
+                           for c in cols + extra)
         out.append(Staged(table, sql=f"SELECT {select} FROM src", frame=frame))
     return out
 

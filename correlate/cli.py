@@ -133,6 +133,8 @@ def print_results(results) -> None:
                  f"run pamcorr correlate again)")
         for reason, n in list(r.reasons.items())[:5]:
             _say(f"    quarantined {n}: {reason}")
+        for warning in r.warnings:
+            _err(f"{r.file}: warning: {warning}")
         if not r.balanced:
             raise CliError(printable(f"{r.file}: counts do not add up; this is a bug, please "
                                      f"report it"))

@@ -42,6 +42,7 @@ class FileResult:
     reasons: dict = field(default_factory=dict)
     note: str | None = None     # why a skipped file may want --reingest (other options)
     replaced: str | None = None  # --reingest: what changed (`-N +M activity rows, ...`)
+    warnings: list = field(default_factory=list)   # about the whole file (a connector's)
 
     @property
     def balanced(self) -> bool:
@@ -179,6 +180,7 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
             if store.scalar(SEEN_SQL, [hashing.result(), connector.name, kind]):
                 return _skipped(store, path, connector.name, kind, hashing.result(), options)
         staged = connector.stage(path, kind, options)
+        warnings = [w for b in staged for w in getattr(b, "warnings", ())]
         # --reingest reads the whole file: its earlier tails are replaced with the rest
         tail = Tail() if reingest else _grown(store, connector.name, kind, path, size, staged)
         source = path
@@ -206,7 +208,7 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
                     used[i] = batch.exact
         numbered = [u.first_line if u.number_lines else None for u in used]
         digest = hashing.result()
-    result = FileResult(str(path), connector.name, kind, digest)
+    result = FileResult(str(path), connector.name, kind, digest, warnings=warnings)
     if not reingest and store.scalar(SEEN_SQL, [digest, connector.name, kind]):
         return _skipped(store, path, connector.name, kind, digest, options)  # another name
     with store.transaction():
@@ -232,9 +234,9 @@ def _ingest_file(store: Store, connector, kind: str, path: Path, options: Option
                 "ORDER BY 2 DESC, 1", [ingest_id]).fetchall():
             result.reasons[reason] = count
         con.execute("UPDATE ingest_log SET read = ?, accepted = ?, quarantined = ?, duplicates = ?, "
-                    "ignored = ?, finished = ? WHERE ingest_id = ?",
+                    "ignored = ?, finished = ?, warnings = ? WHERE ingest_id = ?",
                     [result.read, result.accepted, result.quarantined, result.duplicates,
-                     result.ignored, now_utc(), ingest_id])
+                     result.ignored, now_utc(), "\n".join(warnings) or None, ingest_id])
         if before is not None:
             result.replaced = describe(before, row_counts(con, [ingest_id]))
     return result

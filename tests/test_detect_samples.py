@@ -201,8 +201,8 @@ def system_auth():
 
 def test_system_auth_logins_and_sudo(system_auth):
     by = _by_action(system_auth)
-    assert by["ssh.login_failed"] and all(r["rules"] == {"login_failed"}
-                                          for r in by["ssh.login_failed"])
+    assert by["login.failed"] and all(r["rules"] == {"login_failed"}
+                                          for r in by["login.failed"])
     assert by["session.start"] and all(r["rules"] == {"login_succeeded"}
                                        for r in by["session.start"])
     # sudo cat / cp of /var/log/secure read the log; they do not wipe it

@@ -99,7 +99,7 @@ def test_sshd_accept_and_session_close_share_a_session(january_copy):
 
 def test_failed_logins_and_repeated_message(january_copy):
     store, _ = _ingest(january_copy, tz="UTC")
-    first, repeated = _rows(store, "action = 'ssh.login_failed'")
+    first, repeated = _rows(store, "action = 'login.failed'")
     assert (first["account"], first["line"]) == ("admin", 5)
     assert json.loads(first["attrs"])["invalid_user"] is True
     assert json.loads(repeated["attrs"])["repeated"] == 3
