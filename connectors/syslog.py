@@ -43,8 +43,8 @@ puts an event after the mtime or more than 400 days before it is a warning of th
 the year used. RFC 3164 carries no zone: without ``--tz`` mapped lines are quarantined saying
 so. A zone-less local time that occurs twice (the autumn change) or never (spring) is
 quarantined (``ambiguous local time`` / ``non-existent local time``) unless ``--option
-dst=earlier|later`` says which of its two UTC instants to take (checked here with zoneinfo
-``fold`` and a round trip).
+dst=earlier|later`` says which of its two UTC instants to take (connectors.base.local_to_utc,
+the rule every connector and the SQL reader share).
 
 Shared helpers (read_lines, staged_frames, assign_years, ...) live in connectors/textlog.py.
 """
@@ -56,10 +56,10 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from connectors.base import Options, Staged, ts_problem
+from connectors.base import Options, Staged, dst_of, local_to_utc
 from connectors.syslog_accounts import PROGRAMS as ACCOUNT_PROGRAMS, account_change
 from connectors.textlog import (BSD_TS, MONTHS, assign_years, attrs_json, ignored_row,  # noqa: F401
-                               local_to_utc, parse_iso, quarantined_row, read_lines,
+                               parse_iso, quarantined_row, read_lines,
                                staged_frames, zone_of)
 from correlate.errors import InputError
 
@@ -86,7 +86,6 @@ _SU_OPENED = re.compile(r"pam_unix\(su(?:-l)?:session\): session opened for user
 _SU_FAILED = re.compile(r"FAILED SU \(to (\S+)\) (\S+) on (\S+)$|FAILED su for (\S+) by (\S+)$")
 _SUDO_KEY = re.compile(r"([A-Z]+)=(.*)")
 _SSHD = ("sshd", "sshd-session", "sshd-auth")
-DST_CHOICES = ("earlier", "later")
 FAR_DAYS = 400
 
 # The activity batch: this file's rows (`inner`, a CAST SELECT with the hidden columns _aux and
@@ -247,27 +246,6 @@ def _header(text: str) -> tuple | None:
     return None
 
 
-def local_time(naive: datetime, tz, dst: str | None) -> tuple[datetime | None, str | None]:
-    """(UTC, None) for a wall-clock time in `tz`, or (None, why not): a time the DST change
-    makes occur twice or never is refused unless `dst` (earlier | later) picks one of its two
-    UTC instants."""
-    try:
-        first = naive.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
-        second = naive.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
-    except (OverflowError, ValueError):
-        return local_to_utc(naive, tz)      # out of range: its message
-    if first != second:
-        if dst is None:
-            real = first.astimezone(tz).replace(tzinfo=None) == naive   # round trip
-            kind = "ambiguous" if real else "non-existent"
-            return None, (f"{kind} local time {naive.isoformat()} in {tz} (daylight-saving "
-                          f"change): set --option dst=earlier or dst=later")
-        value = min(first, second) if dst == "earlier" else max(first, second)
-        problem = ts_problem(value, naive.isoformat())
-        return (None, problem) if problem else (value, None)
-    return local_to_utc(naive, tz)
-
-
 class SyslogConnector:
     """sshd / sudo / su lines and account changes of auth.log or secure."""
 
@@ -279,9 +257,10 @@ class SyslogConnector:
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         tz = zone_of(options)
         host_override = options.extra.get("host")
-        dst = options.extra.get("dst")
-        if dst not in (None, *DST_CHOICES):
-            raise InputError(f"--option dst={dst}: use dst=earlier or dst=later", str(path))
+        try:
+            dst = dst_of(options)
+        except InputError as exc:
+            raise InputError(str(exc), str(path)) from None
         parsed, months = [], []
         for line, text in read_lines(path):
             if not text.strip():
@@ -355,7 +334,7 @@ class SyslogConnector:
                 naive = datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", parts))
             except ValueError:
                 return parse_iso(parts, tz)
-            return local_time(naive, tz, dst)
+            return local_to_utc(naive, tz, dst)
         mon, day, hh, mm, ss, frac = parts
         try:
             naive = datetime(year, MONTHS[mon], int(day), int(hh), int(mm), int(ss),
@@ -365,7 +344,7 @@ class SyslogConnector:
         if tz is None:
             return None, ("timestamp without time zone (RFC 3164 syslog carries none): "
                           "set the source zone with --tz")
-        return local_time(naive, tz, dst)
+        return local_to_utc(naive, tz, dst)
 
 
 def year_warnings(times: list[datetime], path: Path) -> list[str]:

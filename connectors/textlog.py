@@ -116,18 +116,6 @@ def assign_years(months: Sequence[int | None], path: Path,
     return out, rule
 
 
-def local_to_utc(naive: datetime, tz: ZoneInfo | None) -> tuple[datetime | None, str | None]:
-    """(UTC datetime, None) for a zone-less wall-clock time in `tz` (which must be known), or
-    (None, why not) when it falls outside TS_MIN..TS_MAX."""
-    try:
-        value = naive.replace(tzinfo=tz).astimezone(timezone.utc)
-    except (OverflowError, ValueError):        # 9999-12-31 23:00 in New York
-        value = None
-    problem = ts_problem(value, naive.isoformat()) if value else (
-        f"timestamp out of range ({TS_RANGE}): {naive.isoformat()} in {tz}")
-    return (None, problem) if problem else (value, None)
-
-
 _BAD_YEAR = re.compile(r"[+-]|0000-|[0-9]{5,}-")
 
 

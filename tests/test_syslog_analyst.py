@@ -296,5 +296,5 @@ def test_dst_applies_to_zone_less_iso_lines_and_the_option_is_checked(tmp_path):
     store, r = _ingest(path, tz="Europe/Berlin")
     assert (r.accepted, r.quarantined) == (1, 1)
     assert store.scalar("SELECT reason FROM quarantine").startswith("ambiguous local time")
-    with pytest.raises(InputError, match="dst=earlier or dst=later"):
+    with pytest.raises(InputError, match="dst must be earlier or later"):
         _ingest(path, tz="Europe/Berlin", extra={"dst": "first"})
