@@ -56,6 +56,7 @@ def environment(user_templates: str | os.PathLike | None = None) -> Environment:
     env.filters["ts"] = _ts
     env.filters["gap"] = _gap
     env.filters["num"] = lambda n: f"{n:,}" if isinstance(n, int) else n
+    env.filters["short"] = short
     return env
 
 
@@ -80,3 +81,14 @@ def write_atomic(path: Path, text: str) -> Path:
             raise OutputError(path, exc) from None
         raise
     return path
+
+
+SHORT = 400
+
+
+def short(text, limit: int = SHORT):
+    """Long text (a whole CloudTrail policy document) cut for display only, saying how much is
+    left out: the store, the CSV/JSON outputs and the bundle keep it whole."""
+    if not isinstance(text, str) or len(text) <= limit:
+        return text
+    return f"{text[:limit]} … ({len(text) - limit:,} more characters)"
