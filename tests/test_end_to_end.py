@@ -81,7 +81,8 @@ def test_cloudtrail_assumed_role_session_is_judged_with_the_human_as_actor(judge
     got = judged["cloudtrail:ct-1"]
     assert (got["verdict"], got["approval_id"], got["ticket_id"]) == ("approved", "TEAM-1", "CHG-9")
     assert got["actor"] == "alice@corp.example"
-    assert judged["cloudtrail:ct-3"]["verdict"] == "unapproved"
+    # ct-3 was refused (errorCode AccessDenied): a failed attempt, not work done (issue 17)
+    assert judged["cloudtrail:ct-3"]["verdict"] == "attempt_failed"
 
 
 def test_teleport_request_for_several_resources_covers_each(tmp_path):
