@@ -80,6 +80,10 @@ class Staged:
     # positions are line numbers only when the file has none: the store checks and re-reads
     # such a file with `exact`.
     skips_blank_lines: bool = False
+    # Reading only what was appended since the file's last ingest gives the rows reading the
+    # whole file would add: one record a line, none depending on an earlier line (a grown file
+    # is then read from where it was left; see correlate/ingest.py _grown).
+    tail_safe: bool = False
 
 
 class Connector(Protocol):

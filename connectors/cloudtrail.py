@@ -196,9 +196,9 @@ class CloudTrailConnector:
         shape = layout(path)
         if shape == "lines":
             return [
-                staged_pair("activity", FIELDS, path, params, _activity_final, _rows),
+                staged_pair("activity", FIELDS, path, params, _activity_final, _rows, tail_safe=True),
                 staged_pair("ignored", IGNORED_FIELDS, path, {}, _ignored_final, _ignored_rows,
-                            number_lines=False),
+                            number_lines=False, tail_safe=True),
             ]
         whole = shape == "document"
         out = []

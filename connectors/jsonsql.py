@@ -327,13 +327,14 @@ SELECT line, NULL::VARCHAR AS raw, NULL::VARCHAR AS parse_error, {', '.join(sele
 
 
 def staged_pair(table: str, fields: Fields, path: Path, params: dict, final, rows=None,
-                number_lines: bool = True) -> Staged:
+                number_lines: bool = True, tail_safe: bool = False) -> Staged:
     """A Staged batch read fast (read_json) with the exact line reader as its fallback.
 
     `rows(source)` adds per-row expressions (no filters, no windows: it runs before
     the fast path numbers its lines, so the numbering window carries only narrow
     rows); `final(rows_sql)` may filter, group and use `line`. A batch whose good
-    rows need no line (ignored records are only counted) can skip the numbering.
+    rows need no line (ignored records are only counted) can skip the numbering. `tail_safe`:
+    no record depends on an earlier line (Staged.tail_safe).
     """
     rows = rows or (lambda src: src)
     params = {**params, "path": str(path)}
@@ -344,7 +345,7 @@ def staged_pair(table: str, fields: Fields, path: Path, params: dict, final, row
                    exact=decoded_staged(table, final(rows(exact_sql(fields, True))), path,
                                         params))
     return Staged(table, sql=final(numbered), params=params, exact=exact,
-                  skips_blank_lines=number_lines)
+                  skips_blank_lines=number_lines, tail_safe=tail_safe)
 
 
 def decoded_staged(table: str, sql: str, path: Path, params: dict) -> Staged:

@@ -296,7 +296,7 @@ class KubernetesConnector:
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         params = {"tz": options.tz, "cluster": str(options.extra.get("cluster") or "")}
         return [
-            staged_pair("activity", FIELDS, path, params, _activity_final, _rows),
+            staged_pair("activity", FIELDS, path, params, _activity_final, _rows, tail_safe=True),
             staged_pair("ignored", SHAPE_FIELDS, path, {},
-                        _ignored_final, _ignored_rows, number_lines=False),
+                        _ignored_final, _ignored_rows, number_lines=False, tail_safe=True),
         ]

@@ -142,8 +142,9 @@ GROWN_SQL = ("SELECT sha256, size_bytes FROM ingest_log WHERE source = ? AND kin
 def _one_record_a_line(batch: Staged) -> bool:
     """The batch reads one record per line, no header, no Python reader: a tail of the file
     is read as the same lines would be in the whole file."""
-    return (batch.skips_blank_lines and batch.first_line == 1 and batch.frame is None
-            and (batch.exact is None or batch.exact.frame is None))
+    return batch.tail_safe or (batch.skips_blank_lines and batch.first_line == 1
+                               and batch.frame is None
+                               and (batch.exact is None or batch.exact.frame is None))
 
 
 def _grown(store: Store, source: str, kind: str, path: Path, size: int,
