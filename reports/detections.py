@@ -3,7 +3,6 @@ CSV (formula-safe), JSON lines and table writers. No detection or verdict logic 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import IO, Iterable
 
@@ -11,7 +10,7 @@ from correlate import queries
 from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.errors import printable
 from correlate.store import Store
-from reports.export import csv_cell, formula_safe, iso
+from reports.export import csv_cell, formula_safe, iso, write_dict_lines
 
 REVIEWS = ("FAIL", "needs_review", "MUTED")
 
@@ -122,11 +121,7 @@ def row_dict(r: dict) -> dict:
 
 
 def write_jsonl(rows: Iterable[dict], out: IO[str]) -> int:
-    n = 0
-    for r in rows:
-        out.write(json.dumps(row_dict(r), ensure_ascii=False, sort_keys=True) + "\n")
-        n += 1
-    return n
+    return write_dict_lines(map(row_dict, rows), out)
 
 
 def write_table(rows: Iterable[dict], out: IO[str]) -> int:

@@ -71,12 +71,17 @@ def finding_dict(f: Finding) -> dict:
     return d
 
 
-def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
+def write_dict_lines(dicts: Iterable[dict], out: IO[str]) -> int:
+    """One JSON object a line (keys sorted, text as is); returns how many."""
     n = 0
-    for f in findings:
-        out.write(json.dumps(finding_dict(f), ensure_ascii=False, sort_keys=True) + "\n")
+    for d in dicts:
+        out.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
         n += 1
     return n
+
+
+def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
+    return write_dict_lines(map(finding_dict, findings), out)
 
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
