@@ -68,7 +68,8 @@ SHIPPED = (
     # credential_attack (building blocks of the login sequences)
     "login_failed", "login_succeeded",
     # sequences
-    "seq_secret_then_egress", "seq_shadow_read_then_egress", "seq_root_shell_then_audit_off", "seq_root_shell_then_auditd_stopped",
+    "seq_secret_then_egress", "seq_shadow_read_then_egress", "seq_root_shell_then_audit_off",
+    "seq_root_shell_then_auditd_stopped",
     "seq_root_shell_then_history_cleared", "seq_root_shell_then_logs_wiped",
     "seq_destructive_on_many_hosts", "seq_login_failures_burst", "seq_failed_logins_then_success",
     "seq_new_account_then_login", "seq_account_command_then_login",

@@ -155,14 +155,13 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     mutes["expires"] = pd.to_datetime(mutes["expires"], utc=True)
     con.register("det_mutes", mutes)
     try:
-        before = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
-        con.execute(INSERT_SQL, {"run_id": run_id, "now": now})
-        con.executemany(
-            "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
-              r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path, r.sha256]
-             for r in rules]) if rules else None
-        after = con.execute("SELECT count(*) FROM detections WHERE run_id = ?", [run_id]).fetchall()[0][0]
+        stored = con.execute(INSERT_SQL, {"run_id": run_id, "now": now}).fetchall()[0][0]
+        if rules:
+            con.executemany(
+                "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
+                  r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path,
+                  r.sha256] for r in rules])
     finally:
         con.unregister("det_mutes")
         for name in ("det_hits", "det_events", "det_all"):
@@ -171,4 +170,4 @@ def run_detections(con, run_id: int, start, end, now: datetime,
                                    "AND regexp_matches(table_name, '^det_vals?(_hits)?_[0-9]+$')"
                                    ).fetchall():
             con.execute(f"DROP TABLE IF EXISTS {name}")
-    return after - before
+    return stored
