@@ -185,3 +185,20 @@ def test_correlate_cli_takes_rule_folders_and_the_config_mutes(world, tmp_path, 
     res = runner.invoke(main, ["correlate", "--fail-on", "critical"])
     assert res.exit_code == 3, res.output
     assert parse_settings({"policy": {"fail_on": "high"}}, tmp_path / "p.toml").fail_on == ("high",)
+
+
+def test_activity_after_a_revocation_is_flagged_and_plain_overruns_are_not(world):
+    world.approval("R", f"{DAY}T10:00:00Z", f"{DAY}T12:00:00Z", status="revoked",
+                   revoked_at=f"{DAY}T10:30:00Z")
+    world.approval("P", f"{DAY}T10:00:00Z", f"{DAY}T12:00:00Z", account="bob")
+    world.action("before", f"{DAY}T10:15:00Z", action="exec", detail="uptime")
+    world.action("after", f"{DAY}T11:00:00Z", action="exec", detail="uptime")
+    world.action("overrun", f"{DAY}T13:00:00Z", account="bob", action="exec", detail="uptime")
+    store = world.store()
+    run = correlate(store)
+    got = detections(store, run)
+    assert list(got) == [("after", "activity_after_revocation")]
+    assert got[("after", "activity_after_revocation")]["review"] == "FAIL"
+    verdicts = dict(store.query("SELECT a.event_id, f.verdict FROM findings f JOIN activity a "
+                                "USING (act_id) WHERE f.run_id = ?", [run]))
+    assert verdicts["after"] == verdicts["overrun"] == "out_of_window"

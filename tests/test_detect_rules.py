@@ -42,6 +42,10 @@ def matching(rule, examples: list[dict]) -> list[int]:
                 "outcome VARCHAR)")
     con.executemany(f"INSERT INTO a ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [[r[c] for c in cols] for r in _rows(examples)])
+    # `judged: true` marks an action the run judged as pamcorr/verdict rules read it (det_judged)
+    con.execute("CREATE TABLE det_judged (act_id INTEGER)")
+    con.execute("INSERT INTO det_judged SELECT unnest(?::INTEGER[])",
+                [[r["act_id"] for r in _rows(examples) if r.get("judged")]])
     return [i for (i,) in con.execute(
         f"SELECT act_id FROM a WHERE ({rule.view.where}) AND ({rule.sql}) ORDER BY 1").fetchall()]
 

@@ -35,7 +35,9 @@ def _detect(paths, source: str, **opts) -> list[dict]:
     # every event rule's matches, building blocks (login_failed ...) included: the same SQL
     # the run used, kept here because a building block's matches are not stored alone
     for statement in hits_sql(list(cached_rules(()))):
-        store.con.execute(statement, {k: None for k in ("start", "end") if f"${k}" in statement})
+        store.con.execute(statement, {k: v for k, v in {"start": None, "end": None,
+                                                        "run_id": run}.items()
+                                      if f"${k}" in statement})
     rows = store.query_dicts(
         "SELECT a.act_id, a.event_id, a.account, a.action, a.detail, a.attrs, "
         "list(h.rule_id ORDER BY h.rule_id) FILTER (WHERE h.rule_id IS NOT NULL) AS rules "

@@ -65,6 +65,8 @@ SHIPPED = (
     "aws_compute_code_or_userdata_changed",
     # exfiltration
     "network_egress_tool",
+    # judged actions (pamcorr/verdict)
+    "activity_after_revocation",
     # credential_attack (building blocks of the login sequences)
     "login_failed", "login_succeeded",
     # sequences

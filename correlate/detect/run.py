@@ -36,6 +36,18 @@ SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits_{n} v ON {join}
 WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
 
+# The run's actions taken after the approval they fall nearest to was revoked (findings of the
+# run: out_of_window after that window's end, the window cut short by revoked_at). The
+# `pamcorr/verdict` logsource reads them (views.py); kept small: only such actions.
+JUDGED_SQL = """
+CREATE OR REPLACE TEMP TABLE det_judged AS
+SELECT f.act_id, f.verdict, f.approval_id, w.revoked_at
+FROM findings f
+JOIN approval_windows w ON w.source = f.approval_source AND w.approval_id = f.approval_id
+WHERE f.run_id = $run_id AND f.verdict = 'out_of_window' AND f.gap_seconds > 0
+  AND w.revoked_at IS NOT NULL AND w.revoked_at < w.end_ts
+"""
+
 EVENTS_SQL = """
 CREATE OR REPLACE TEMP TABLE det_events AS
 SELECT h.rule_id, a.act_id, a.ts, lower(a.account) AS account, lower(a.target) AS target,
@@ -109,7 +121,8 @@ def _columns(rule: Rule) -> tuple[str, ...]:
 
 
 def hits_sql(rules: list[Rule]) -> list[str]:
-    """The statements that fill det_hits (act_id, rule_id) for the event rules.
+    """The statements that fill det_hits (act_id, rule_id) for the event rules of run $run_id
+    (with $start and $end; det_judged first, for the pamcorr/verdict rules).
 
     Rules are grouped by the columns they read, and each group runs on the distinct values of
     its own columns: most rules read the command or API call only (few distinct values), and a
@@ -118,8 +131,8 @@ def hits_sql(rules: list[Rule]) -> list[str]:
     groups: dict[tuple[str, ...], list[Rule]] = {}
     for r in events:
         groups.setdefault(_columns(r), []).append(r)
-    out = ["CREATE OR REPLACE TEMP TABLE det_hits AS "
-           "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    out = [JUDGED_SQL, "CREATE OR REPLACE TEMP TABLE det_hits AS "
+                       "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
     for i, (cols, members) in enumerate(sorted(groups.items())):
         cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
                                 for r in members) + "]::VARCHAR[]"
@@ -138,9 +151,9 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     if not settings.enabled:
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
+    params = {"start": start, "end": end, "run_id": run_id}
     for statement in hits_sql(rules):
-        con.execute(statement, {k: v for k, v in {"start": start, "end": end}.items()
-                                if f"${k}" in statement})
+        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
     con.execute(EVENTS_SQL, {"run_id": run_id})
     blocks = [_lit(r.id) for r in rules if r.building_block]
     parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
@@ -164,7 +177,7 @@ def run_detections(con, run_id: int, start, end, now: datetime,
                   r.sha256] for r in rules])
     finally:
         con.unregister("det_mutes")
-        for name in ("det_hits", "det_events", "det_all"):
+        for name in ("det_judged", "det_hits", "det_events", "det_all"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
         for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
                                    "AND regexp_matches(table_name, '^det_vals?(_hits)?_[0-9]+$')"

@@ -100,6 +100,12 @@ VIEWS: tuple[View, ...] = (
     View(("pamcorr", "database", None), f"a.action IN {_in(QUERY_ACTIONS)}", {
         "Query": "a.detail", "User": "a.account",
     }),
+    # Judged actions (correlate/detect/run.py JUDGED_SQL): for now those taken after the
+    # approval nearest before them was revoked, which the verdict alone shows as out_of_window.
+    View(("pamcorr", None, "verdict"), "a.act_id IN (SELECT act_id FROM det_judged)", {
+        "verdict": "'out_of_window'",
+        "after_revocation": "'true'",
+    }),
     View(("pamcorr", None, "activity"), "true", {}),
 )
 
