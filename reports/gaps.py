@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from correlate import __version__, queries
@@ -189,7 +189,7 @@ class GapReportContext:
 
 
 def _axis(start: datetime, end: datetime, width: int) -> list[dict]:
-    """Ticks at whole days (or hours for a short period), at most ~10, in SVG x coordinates."""
+    """UTC ticks at whole days (or hours for a short period), at most ~10, in SVG x coordinates."""
     span = max((end - start).total_seconds(), 1.0)
     steps = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400,
              28 * 86400]
@@ -199,7 +199,7 @@ def _axis(start: datetime, end: datetime, width: int) -> list[dict]:
         first += step
     ticks, t = [], first
     while t <= end.timestamp():
-        ts = datetime.fromtimestamp(t, tz=start.tzinfo or None)
+        ts = datetime.fromtimestamp(t, tz=timezone.utc)
         fmt = "%a %d %b" if step >= 86400 else "%d %b %H:%M"
         ticks.append({"x": round((t - start.timestamp()) / span * width, 1),
                       "label": ts.strftime(fmt), "ts": ts})
@@ -268,8 +268,8 @@ def _status_counts(totals: list[dict]) -> list[dict]:
 
 
 def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
-    """Groups (FAIL first, biggest first) by verdict in verdict order: every FAIL and WARN
-    verdict with actions; and the few biggest FAIL groups that make up most FAIL actions."""
+    """Groups (FAIL first, biggest first) by verdict, FAIL verdicts first and the biggest first
+    within a status: every FAIL and WARN verdict with actions; and the few biggest FAIL groups that make up most FAIL actions."""
     by_verdict = {t["verdict"]: {**t, "groups": []} for t in ordered
                   if t["status"] in ("FAIL", "WARN") and t["n"]}
     for g in groups:
@@ -278,7 +278,7 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
                  gap_seconds=approval.get("gap"))
         by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
                                              "n": 0, "groups": []})["groups"].append(g)
-    verdicts = sorted(by_verdict.values(), key=lambda v: v["status"] != "FAIL")
+    verdicts = sorted(by_verdict.values(), key=lambda v: (v["status"] != "FAIL", -v["n"]))
     top, covered = [], 0
     for g in groups:
         if g["status"] != "FAIL" or len(top) >= TOP_FAIL or covered >= TOP_FAIL_SHARE * failing_total:
