@@ -150,3 +150,59 @@ def fails(fail_on, statuses: set[str], detections: list[dict]) -> list[str]:
                  for d in detections):
             met.append(level)
     return met
+
+
+# The gap report's issues: one row per (account, target, verdict) that FAILs or WARNs, biggest
+# first within status; the sample command is the first one, the approval and ticket the ones
+# nearest in time (smallest gap). `new`: the key had no FAIL/WARN finding in run $previous.
+ISSUE_GROUPS_SQL = """
+WITH prev AS (
+    SELECT DISTINCT a.account, a.target, f.verdict
+    FROM findings f JOIN activity a USING (act_id)
+    WHERE f.run_id = $previous AND f.status IN ('FAIL', 'WARN')
+)
+SELECT a.account, a.target, f.verdict, f.status, count(*) AS n,
+       min(a.ts) AS first, max(a.ts) AS last,
+       arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
+       arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
+               abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL) AS approval,
+       arg_min(f.ticket_id, abs(coalesce(f.gap_seconds, 0)))
+           FILTER (WHERE f.ticket_id IS NOT NULL) AS ticket_id,
+       arg_min(f.reason, a.ts) FILTER (WHERE f.reason IS NOT NULL) AS reason,
+       $previous IS NOT NULL AND (a.account, a.target, f.verdict) NOT IN (
+           SELECT (account, target, verdict) FROM prev) AS new
+FROM findings f JOIN activity a USING (act_id)
+WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
+GROUP BY a.account, a.target, f.verdict, f.status
+ORDER BY CASE f.status WHEN 'FAIL' THEN 1 ELSE 2 END, n DESC, a.account, a.target, f.verdict
+LIMIT $limit
+"""
+
+# Issue keys (account, target, verdict; FAIL or WARN) new in a run and resolved since $previous.
+ISSUE_CHANGES_SQL = """
+WITH cur AS (
+    SELECT DISTINCT a.account, a.target, f.verdict FROM findings f JOIN activity a USING (act_id)
+    WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
+), prev AS (
+    SELECT DISTINCT a.account, a.target, f.verdict FROM findings f JOIN activity a USING (act_id)
+    WHERE f.run_id = $previous AND f.status IN ('FAIL', 'WARN')
+)
+SELECT (SELECT count(*) FROM (SELECT * FROM cur EXCEPT SELECT * FROM prev)) AS new,
+       (SELECT count(*) FROM (SELECT * FROM prev EXCEPT SELECT * FROM cur)) AS resolved,
+       (SELECT count(*) FROM (SELECT * FROM cur INTERSECT SELECT * FROM prev)) AS still
+"""
+
+PREVIOUS_RUN_SQL = "SELECT max(run_id) FROM runs WHERE run_id < ?"
+
+
+def previous_run(store: Store, run_id: int) -> int | None:
+    return store.scalar(PREVIOUS_RUN_SQL, [run_id])
+
+
+def issue_groups(store: Store, run_id: int, previous: int | None, limit: int) -> list[dict]:
+    return store.query_dicts(ISSUE_GROUPS_SQL, {"run_id": run_id, "previous": previous,
+                                                "limit": limit})
+
+
+def issue_changes(store: Store, run_id: int, previous: int) -> dict:
+    return store.query_dicts(ISSUE_CHANGES_SQL, {"run_id": run_id, "previous": previous})[0]

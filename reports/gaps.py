@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from correlate import __version__, queries
 from correlate.clock import now_utc
 from correlate.detect.rules import SEVERITIES
-from correlate.findings import DESCRIPTIONS, VERDICTS
+from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
 from reports.render import render, write_atomic
 
-WORST_LIMIT = 500
+ISSUE_LIMIT = 5000      # issue groups listed (account, target, verdict); all of them as a rule
+TOP_FAIL = 5            # at most this many issues in the summary ...
+TOP_FAIL_SHARE = 0.8    # ... enough to make up this share of the FAIL actions
 RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
@@ -32,18 +34,6 @@ WHERE f.run_id = ?
 GROUP BY a.account ORDER BY fail DESC, warn DESC, total DESC, account LIMIT ?
 """
 
-WORST_SQL = """
-SELECT a.ts, a.account, a.target, a.action, a.detail, a.actor, a.event_id, a.source,
-       f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.match_via
-FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = ? AND f.status = 'FAIL'
-ORDER BY CASE f.verdict WHEN 'unapproved' THEN 1 WHEN 'out_of_window' THEN 2
-                        WHEN 'break_glass_unreviewed' THEN 3 WHEN 'ticket_missing' THEN 4
-                        ELSE 5 END,
-         a.ts, a.event_id
-LIMIT ?
-"""
-
 # identity kind: identities.csv, else what the source said (bots, service principals).
 KINDS_SQL = """
 SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
@@ -53,6 +43,11 @@ SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
 FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = ? GROUP BY 1 ORDER BY fail DESC, kind
+"""
+
+ACCOUNT_STATUS_SQL = """
+SELECT f.status, count(*) AS n FROM findings f JOIN activity a USING (act_id)
+WHERE f.run_id = ? AND a.account = ? GROUP BY f.status
 """
 
 PERIOD_SQL = "SELECT min(a.ts), max(a.ts) FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?"
@@ -68,8 +63,8 @@ WHERE lower(account) = lower(?) AND status <> 'denied' AND end_ts >= ? AND start
 ORDER BY start_ts LIMIT 200
 """
 
-# An account's actions for its timeline; the ones a detection flagged come first (never cut),
-# with their rules, worst severity and review, and the sequences they belong to.
+# An account's actions for its timeline: every FAIL and every action a detection flagged (never
+# cut), then WARN, INFO and PASS up to the cap; with their rules, worst severity and review, and the sequences they belong to.
 TIMELINE_ACTIONS_SQL = """
 SELECT a.ts, f.verdict, f.status, a.target, dd.rules, dd.severity, dd.review, dd.sequences
 FROM findings f JOIN activity a USING (act_id)
@@ -84,7 +79,10 @@ LEFT JOIN (
     WHERE d.run_id = $run_id GROUP BY d.act_id
 ) dd USING (act_id)
 WHERE f.run_id = $run_id AND a.account = $account
-ORDER BY dd.rules IS NULL, f.status = 'PASS', a.ts LIMIT $limit
+QUALIFY dd.rules IS NOT NULL OR f.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+                                            WHEN 'INFO' THEN 3 ELSE 4 END, a.ts) <= $limit
+ORDER BY a.ts
 """
 
 # Accounts whose actions are members of a sequence that no allow entry muted, most first.
@@ -122,6 +120,7 @@ class Timeline:
     bars: list[dict] = field(default_factory=list)
     marks: list[dict] = field(default_factory=list)
     omitted: int = 0
+    omitted_by_status: dict = field(default_factory=dict)   # status -> actions not drawn
     sequences: list[dict] = field(default_factory=list)   # {sequence_id, points, n}
 
 
@@ -156,9 +155,16 @@ class GapReportContext:
     total_findings: int
     accounts: list[dict]
     kinds: list[dict]
-    worst: list[dict]
-    worst_limit: int
     failing_total: int
+    status_counts: list[dict]     # {status, n, share} for FAIL, WARN, PASS, INFO
+    top_fail: list[dict]          # the biggest FAIL issues, together most of the FAIL actions
+    top_fail_actions: int         # FAIL actions they make up
+    issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
+    issues_total: int             # issue groups listed
+    issues_limit: int
+    previous_run: dict | None     # the run "new" and "resolved" compare with
+    changes: dict | None          # {new, resolved, still} issue keys
+    axis: list[dict]              # time axis ticks {x, label} shared by the timelines
     quarantine: list[dict]
     quarantined_total: int
     timelines: list[Timeline]
@@ -176,10 +182,34 @@ class GapReportContext:
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
 
+    @property
+    def worst(self) -> list[dict]:
+        """Every issue group listed, FAIL first."""
+        return [g for v in self.issue_verdicts for g in v["groups"]]
 
-def _timeline(store: Store, run_id: int, account: str, total: int, start: datetime,
+
+def _axis(start: datetime, end: datetime, width: int) -> list[dict]:
+    """UTC ticks at whole days (or hours for a short period), at most ~10, in SVG x coordinates."""
+    span = max((end - start).total_seconds(), 1.0)
+    steps = [3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400,
+             28 * 86400]
+    step = next((s for s in steps if span / s <= 10), 91 * 86400)
+    first = int(start.timestamp()) // step * step
+    if first < start.timestamp():
+        first += step
+    ticks, t = [], first
+    while t <= end.timestamp():
+        ts = datetime.fromtimestamp(t, tz=timezone.utc)
+        fmt = "%a %d %b" if step >= 86400 else "%d %b %H:%M"
+        ticks.append({"x": round((t - start.timestamp()) / span * width, 1),
+                      "label": ts.strftime(fmt), "ts": ts})
+        t += step
+    return ticks
+
+
+def _timeline(store: Store, run_id: int, account: str, counts: dict, start: datetime,
               end: datetime, width: int) -> Timeline:
-    """`total`: the account's actions in the run (from the accounts table, not counted again)."""
+    """`counts`: the account's actions in the run per status (from the accounts table)."""
     tl = Timeline(account)
     span = max((end - start).total_seconds(), 1.0)
 
@@ -204,7 +234,12 @@ def _timeline(store: Store, run_id: int, account: str, total: int, start: dateti
     for sid, xs in members.items():
         tl.sequences.append({"sequence_id": sid, "n": len(xs),
                              "points": " ".join(f"{v},63" for v in sorted(xs))})
-    tl.omitted = total - len(actions)
+    drawn = {st: 0 for st in counts}
+    for m in tl.marks:
+        drawn[m["status"]] = drawn.get(m["status"], 0) + 1
+    tl.omitted_by_status = {st: counts[st] - drawn.get(st, 0) for st in counts
+                            if counts[st] > drawn.get(st, 0)}
+    tl.omitted = sum(tl.omitted_by_status.values())
     return tl
 
 
@@ -223,6 +258,36 @@ def risky_groups(rows: list[dict]) -> tuple[list[RiskyGroup], list[RiskyGroup]]:
     return risky, muted
 
 
+def _status_counts(totals: list[dict]) -> list[dict]:
+    all_n = sum(t["n"] for t in totals)
+    out = []
+    for status in STATUSES:
+        n = sum(t["n"] for t in totals if t["status"] == status)
+        out.append({"status": status, "n": n, "share": n / all_n if all_n else 0.0})
+    return out
+
+
+def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
+    """Groups (FAIL first, biggest first) by verdict, FAIL verdicts first and the biggest first
+    within a status: every FAIL and WARN verdict with actions; and the few biggest FAIL groups that make up most FAIL actions."""
+    by_verdict = {t["verdict"]: {**t, "groups": []} for t in ordered
+                  if t["status"] in ("FAIL", "WARN") and t["n"]}
+    for g in groups:
+        approval = g.pop("approval") or {}
+        g.update(approval_id=approval.get("approval_id"), match_via=approval.get("via"),
+                 gap_seconds=approval.get("gap"))
+        by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
+                                             "n": 0, "groups": []})["groups"].append(g)
+    verdicts = sorted(by_verdict.values(), key=lambda v: (v["status"] != "FAIL", -v["n"]))
+    top, covered = [], 0
+    for g in groups:
+        if g["status"] != "FAIL" or len(top) >= TOP_FAIL or covered >= TOP_FAIL_SHARE * failing_total:
+            break
+        top.append(g)
+        covered += g["n"]
+    return verdicts, top, covered
+
+
 def gap_report_context(store: Store, run_id: int | None = None) -> GapReportContext:
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
@@ -233,21 +298,20 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
     by_verdict = {t["verdict"]: t for t in totals}
     ordered = [by_verdict.get(v, {"verdict": v, "status": s, "n": 0}) for v, s in VERDICTS.items()]
     accounts = store.query_dicts(ACCOUNTS_SQL, [run_id, 200])
-    worst = store.query_dicts(WORST_SQL, [run_id, WORST_LIMIT])
     failing_total = sum(t["n"] for t in totals if t["status"] == "FAIL")
+    previous = queries.previous_run(store, run_id)
+    groups = queries.issue_groups(store, run_id, previous, ISSUE_LIMIT)
+    issue_verdicts, top_fail, top_actions = _issues(groups, ordered, failing_total)
     attempts = queries.failed_attempts(store, run_id)
     width = 900
     timelines = []
     if start and end:
         # accounts with sequences first (their sequences are drawn), then the most failing
-        totals_by_account = {a["account"]: a["total"] for a in accounts}
         chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
         for acc in chosen[:TIMELINE_ACCOUNTS]:
-            total = totals_by_account.get(acc) or store.scalar(
-                "SELECT count(*) FROM findings f JOIN activity a USING (act_id) "
-                "WHERE f.run_id = ? AND a.account = ?", [run_id, acc])
-            timelines.append(_timeline(store, run_id, acc, total, start, end, width))
+            counts = dict(store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
+            timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
     rows = detections(store, run_id, limit=RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
     counts: dict[str, int] = {}
@@ -258,7 +322,12 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         period_start=start, period_end=end, sources=queries.source_counts(store),
         totals=ordered, total_findings=sum(t["n"] for t in totals), accounts=accounts,
         kinds=store.query_dicts(KINDS_SQL, [run_id]),
-        worst=worst, worst_limit=WORST_LIMIT, failing_total=failing_total,
+        failing_total=failing_total, status_counts=_status_counts(totals),
+        top_fail=top_fail, top_fail_actions=top_actions, issue_verdicts=issue_verdicts,
+        issues_total=len(groups), issues_limit=ISSUE_LIMIT,
+        previous_run=queries.run_info(store, previous) if previous else None,
+        changes=queries.issue_changes(store, run_id, previous) if previous else None,
+        axis=_axis(start, end, width) if start and end else [],
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),
         timelines=timelines, checks=store.query_dicts(CHECKS_SQL, [run_id]),

@@ -65,12 +65,16 @@ def render(template: str, context: dict, user_templates=None) -> str:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write to a temp file beside `path`, then rename: no half-written reports. OutputError
-    naming `path` when it cannot be written."""
+    """Write to a temp file beside `path`, then rename: no half-written reports. The file gets
+    the mode of the rest of the bundle (0666 less the umask, 0644 as a rule), not mkstemp's 0600.
+    OutputError naming `path` when it cannot be written."""
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
         os.replace(tmp, path)

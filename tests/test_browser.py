@@ -98,7 +98,7 @@ def test_svg_timeline_renders(open_page, name, selector):
 
 def test_gap_report_filter_hides_rows(open_page):
     page = open_page("gaps")
-    rows = page.locator("#failing tr.finding:visible")
+    rows = page.locator("#failing tr.issue:visible")
     before = rows.count()
     assert before >= 3
     page.fill("#filter", "select 3")
@@ -106,6 +106,57 @@ def test_gap_report_filter_hides_rows(open_page):
     page.fill("#filter", "")
     assert rows.count() == before
     assert page.problems == []
+
+
+def test_gap_report_verdict_filter_and_sorting(open_page):
+    page = open_page("gaps")
+    rows = page.locator("#failing tr.issue:visible")
+    before = rows.count()
+    verdicts = page.eval_on_selector_all("#failing details.verdict-group",
+                                         "ds => ds.map(d => d.dataset.verdict)")
+    page.select_option("#verdict-filter", verdicts[0])
+    assert 0 < rows.count() <= before
+    assert page.locator("#failing details.verdict-group:visible").count() == 1
+    page.select_option("#verdict-filter", "")
+    assert rows.count() == before
+    table = page.locator("#failing table.issues").first
+    table.locator("thead th").nth(1).click()                 # target, ascending
+    targets = table.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert targets == sorted(targets, key=str.lower)
+    assert page.problems == []
+
+
+def test_gap_report_shows_summary_numbers_and_every_fail_group(open_page, pages, tmp_path):
+    """What a reader sees first, checked in the rendered page: the status counts of the summary,
+    and every FAIL verdict's group open with its issues on screen (and in a screenshot)."""
+    from bs4 import BeautifulSoup
+    soup = BeautifulSoup(pages["gaps"].read_text(), "html.parser")
+    page = open_page("gaps")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    for tr in soup.select("#status-summary tr[data-status]"):
+        cell = page.locator(f'#status-summary tr[data-status="{tr["data-status"]}"] td.count')
+        assert cell.is_visible() and cell.inner_text() == tr.select_one(".count").get_text()
+    assert page.locator("#status-summary").bounding_box()["y"] < 900      # above the fold
+    fail_verdicts = [d["data-verdict"] for d in
+                     soup.select("#failing details.verdict-group[data-status=FAIL]")]
+    assert "unapproved" in fail_verdicts
+    for verdict in fail_verdicts:
+        group = page.locator(f"#issues-{verdict}")
+        assert group.locator("summary").is_visible()
+        rows = group.locator("tr.issue")
+        assert rows.count() >= 1 and all(rows.nth(i).is_visible() for i in range(rows.count()))
+        shot = group.screenshot(path=str(tmp_path / f"{verdict}.png"))
+        assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 1000
+    assert page.problems == []
+
+
+def test_gap_report_prints_landscape_with_every_group_open(open_page):
+    page = open_page("gaps")
+    page.emulate_media(media="print")
+    assert not page.locator("#filter").is_visible()
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    assert page.eval_on_selector_all("#failing details", "ds => ds.every(d => d.open)")
+    assert page.pdf(prefer_css_page_size=True)[:4] == b"%PDF"
 
 
 def test_scope_filter_by_text_and_verdict(open_page):

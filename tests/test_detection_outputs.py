@@ -264,7 +264,7 @@ def gap_report(cli, run_id) -> BeautifulSoup:
 
 def test_gap_report_risky_actions_first_with_sequences_and_muted(cli, muted_run):
     soup = gap_report(cli, muted_run)
-    assert [s["id"] for s in soup.select("section")][:3] == ["summary", "risky", "verdicts"]
+    assert [s["id"] for s in soup.select("section")][:3] == ["summary", "risky", "failures"]
     groups = soup.select("#risky-actions tbody.detection")
     assert [(g["data-review"], g["data-rule"]) for g in groups] == [
         ("FAIL", "recursive_delete_of_data"), ("FAIL", "seq_root_then_history"),
