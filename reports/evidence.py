@@ -21,7 +21,8 @@ from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports import detections as det
-from reports.export import iso, write_csv, write_jsonl
+from reports.export import iso
+from reports.export_sql import write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
 from reports.ocsf import write_ocsf
 from reports.render import render
@@ -208,10 +209,9 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        with open(work / "findings.csv", "w", encoding="utf-8", newline="") as fh:
-            write_csv(findings, fh)
-        with open(work / "findings.jsonl", "w", encoding="utf-8") as fh:
-            write_jsonl(findings, fh)
+        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
+            with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
+                write_findings(store, fmt, fh, run_id=run_id, start=start, end=end)
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
             write_ocsf(findings, fh, run["finished"], detections)
         with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
