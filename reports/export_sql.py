@@ -130,18 +130,24 @@ FINDINGS_JSONL_SQL = _jsonl_sql(FINDING_FIELDS, queries.FINDINGS_SQL)
 BATCH = 20_000
 
 
+def fetch_batches(store: Store, sql: str, params: dict):
+    """The one-column result of `sql`, BATCH values at a time (lists of str)."""
+    try:
+        cur = store.con.execute(sql, params)
+        while rows := cur.fetchmany(BATCH):
+            yield [r[0] for r in rows]
+    except duckdb.Error as exc:
+        raise StoreError(str(exc)) from exc
+
+
 def write_lines(store: Store, sql: str, params: dict, out: IO[str], header: str = "") -> int:
     """Run `sql` (one column of finished lines) and write them in batches; returns how many."""
     if header:
         out.write(header)
     n = 0
-    try:
-        cur = store.con.execute(sql, params)
-        while rows := cur.fetchmany(BATCH):
-            out.write("".join([r[0] for r in rows]))
-            n += len(rows)
-    except duckdb.Error as exc:
-        raise StoreError(str(exc)) from exc
+    for lines in fetch_batches(store, sql, params):
+        out.write("".join(lines))
+        n += len(lines)
     return n
 
 

@@ -6,6 +6,7 @@ other invisible characters, control characters, non-ASCII)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 
@@ -18,7 +19,10 @@ from correlate.engine import correlate
 from correlate.ingest import ingest
 from connectors.base import Options
 from correlate.store import Store
+from reports import detections as det
 from reports import export
+from reports.ocsf import write_ocsf
+from reports.ocsf_sql import write_findings_ocsf
 from reports.export_sql import FORMULA_RE2, write_findings
 from reports.visible import INVISIBLE
 
@@ -87,3 +91,36 @@ def test_formula_pattern_is_python_whitespace_minus_revealed():
     listed = set(" \u00a0\u1680\u202f\u205f\u3000") | {chr(c) for c in range(0x2000, 0x200b)}
     assert blanks == listed
     assert "\\x{3000}" in FORMULA_RE2
+
+
+def ocsf_pair(store: Store) -> tuple[str, str]:
+    run = queries.resolve_run(store)
+    created = queries.run_info(store, run)["finished"]
+    dets = det.detections(store, run)
+    old, new = io.StringIO(), io.StringIO()
+    write_ocsf(queries.findings(store), old, created, dets)
+    write_findings_ocsf(store, new, created, dets)
+    return old.getvalue(), new.getvalue()
+
+
+def test_sample_week_ocsf_bytes_equal_reference(sample_store):
+    old, new = ocsf_pair(sample_store)
+    assert len(json.loads(old)) > 1000
+    assert new.encode("utf-8") == old.encode("utf-8")
+
+
+def test_hostile_ocsf_bytes_equal_reference(world):
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z")
+    for i, text in enumerate(HOSTILE):
+        world.action(f"h{i:02}", f"2026-11-16T11:{i:02}:00.{i:06}Z", detail=text,
+                     account="alice" if i % 2 else text, target=text,
+                     session_id="" if i % 3 else text, actor=text,
+                     outcome=("success", "failure", "unknown", "")[i % 4])
+    store = world.store()
+    correlate(store)
+    old, new = ocsf_pair(store)
+    assert new == old
+    empty = io.StringIO()
+    write_findings_ocsf(store, empty, None, (), verdict="approved_in_grace")
+    assert empty.getvalue() == "[\n]\n"
+    store.close()
