@@ -22,9 +22,9 @@ from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports import detections as det
 from reports.export import iso
-from reports.export_sql import write_findings
+from reports.export_sql import findings_summary, write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
-from reports.ocsf import write_ocsf
+from reports.ocsf_sql import write_findings_ocsf
 from reports.render import render
 
 MANIFEST = "manifest.json"
@@ -194,10 +194,10 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     _check_replaceable(out)
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
-    findings = queries.findings(store, run_id, start=start, end=end)
+    n_findings, first_ts, last_ts = findings_summary(store, run_id=run_id, start=start, end=end)
     detections = det.detections(store, run_id, start=start, end=end)
-    period_start = start or run["period_start"] or (findings[0].ts if findings else None)
-    period_end = end or run["period_end"] or (findings[-1].ts if findings else None)
+    period_start = start or run["period_start"] or first_ts
+    period_end = end or run["period_end"] or last_ts
     if previous is not None:
         prev = _previous_from_path(Path(previous))
     else:
@@ -213,7 +213,8 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
                 write_findings(store, fmt, fh, run_id=run_id, start=start, end=end)
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            write_ocsf(findings, fh, run["finished"], detections)
+            write_findings_ocsf(store, fh, run["finished"], detections, run_id=run_id,
+                                start=start, end=end)
         with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
             det.write_csv(detections, fh)
         with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
@@ -246,7 +247,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "run": {**run, "parameters": json.loads(run["parameters"] or "{}")},
             "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
             "period": {"start": period_start, "end": period_end},
-            "findings": len(findings),
+            "findings": n_findings,
             "detections": len(detections),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},

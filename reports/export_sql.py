@@ -159,6 +159,14 @@ def findings_params(store: Store, run_id=None, verdict=None, status=None, accoun
             "limit": limit if limit is not None else 2**62}
 
 
+FINDINGS_SUMMARY_SQL = f"SELECT count(*), min(ts), max(ts) FROM ({queries.FINDINGS_SQL})"
+
+
+def findings_summary(store: Store, **filters) -> tuple:
+    """(how many, first ts, last ts) of the findings `filters` select."""
+    return tuple(store.query(FINDINGS_SUMMARY_SQL, findings_params(store, **filters))[0])
+
+
 def write_findings(store: Store, fmt: str, out: IO[str], **filters) -> int:
     """Findings of a run as CSV (with header) or JSON lines, rendered in SQL; returns how many."""
     params = findings_params(store, **filters)
