@@ -209,25 +209,28 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        rows = {}   # what each writer wrote, so the big files are not read back to count
         for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
             with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
-                write_findings(store, fmt, fh, run_id=run_id, start=start, end=end)
+                rows[f"findings.{fmt}"] = write_findings(store, fmt, fh, run_id=run_id,
+                                                         start=start, end=end)
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            write_findings_ocsf(store, fh, run["finished"], detections, run_id=run_id,
-                                start=start, end=end)
+            rows["findings.ocsf.json"] = write_findings_ocsf(
+                store, fh, run["finished"], detections, run_id=run_id, start=start, end=end)
         with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
-            det.write_csv(detections, fh)
+            rows["detections.csv"] = det.write_csv(detections, fh)
         with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
-            det.write_jsonl(detections, fh)
+            rows["detections.jsonl"] = det.write_jsonl(detections, fh)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
         files = []
         for p in sorted(work.iterdir()):
-            data = p.read_bytes()
-            files.append({"path": p.name, "sha256": sha256_bytes(data), "size": len(data),
-                          "rows": _rows_in(p.name, data),
-                          "description": DESCRIPTIONS.get(p.name, "")})
+            with open(p, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            n = rows[p.name] if p.name in rows else _rows_in(p.name, p.read_bytes())
+            files.append({"path": p.name, "sha256": digest, "size": p.stat().st_size,
+                          "rows": n, "description": DESCRIPTIONS.get(p.name, "")})
         sources = queries.source_counts(store)
         inputs = store.query_dicts(INPUTS_SQL)
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
