@@ -113,14 +113,14 @@ def _csv_sql(columns, inner: str) -> str:
     """Three layers (text, guard, quote and join); the inner query's order kept by its keys."""
     l1 = ", ".join(f"{_text(c)} AS {c}" for c in columns)
     l2 = ", ".join(f"{_guarded(c)} AS {c}" for c in columns)
-    line = " || ',' || ".join(_quoted(c) for c in columns) + " || chr(10)"
+    line = "concat(" + ", ',', ".join(_quoted(c) for c in columns) + ", chr(10))"
     return (f"SELECT {line} AS line FROM (SELECT {l2}, {_KEYS_OUT} FROM (SELECT {l1}, {_KEYS} "
             f"FROM ({inner}) q)) {_ORDER}")
 
 
 def _jsonl_sql(fields, inner: str) -> str:
-    parts = [f"'\"{k}\": ' || {_json_value(k)}" for k in sorted(fields)]
-    line = "'{' || " + " || ', ' || ".join(parts) + " || '}' || chr(10)"
+    parts = [f"'\"{k}\": ', {_json_value(k)}" for k in sorted(fields)]
+    line = "concat('{', " + ", ', ', ".join(parts) + ", '}', chr(10))"   # one concat, no growing
     return f"SELECT line FROM (SELECT {line} AS line, {_KEYS} FROM ({inner}) q) {_ORDER}"
 
 

@@ -39,15 +39,14 @@ def _obj(entries: list[tuple]) -> str:
     entry with a condition is left out when the condition is not true (never the last key)."""
     entries = sorted(entries, key=lambda e: e[0])
     assert len(entries[-1]) == 2
-    out = "'{'"
+    parts = ["'{'"]     # one concat(): no intermediate strings growing part by part
     for i, e in enumerate(entries):
-        part = f"'{json.dumps(e[0])}: ' || {e[1]}"
-        sep = " || ', '" if i < len(entries) - 1 else ""
+        key, sep = f"'{json.dumps(e[0])}: '", (", ', '" if i < len(entries) - 1 else "")
         if len(e) == 3:
-            out += f" || CASE WHEN {e[2]} THEN {part}{sep} ELSE '' END"
+            parts.append(f"CASE WHEN {e[2]} THEN concat({key}, {e[1]}{sep}) ELSE '' END")
         else:
-            out += f" || {part}{sep}"
-    return out + " || '}'"
+            parts += [key, e[1]] + ([sep[2:]] if sep else [])
+    return "concat(" + ", ".join(parts + ["'}'"]) + ")"
 
 
 def _ms_sql(x: str) -> str:
