@@ -124,3 +124,35 @@ def test_hostile_ocsf_bytes_equal_reference(world):
     write_findings_ocsf(store, empty, None, (), verdict="approved_in_grace")
     assert empty.getvalue() == "[\n]\n"
     store.close()
+
+
+def test_findings_csv_jsonl_and_bundle_build_no_finding_objects(world, tmp_path, monkeypatch):
+    """`findings --format csv|jsonl` and `export` never build a Finding per row (they did:
+    queries.findings + the row-by-row writers, minutes and all findings in memory at 1e7)."""
+    from click.testing import CliRunner
+
+    from correlate.cli import main
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z")
+    world.action("ok", "2026-11-16T11:00:00Z", detail="=1+2")
+    world.action("bad", "2026-11-16T15:00:00Z", account="mallory")
+    db = str(tmp_path / "p.duckdb")
+    world.store(db).close()
+    with Store(db) as store:
+        correlate(store)
+        expected = {fmt: reference(store, fmt) for fmt in ("csv", "jsonl")}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("findings built one Python object per row")
+    monkeypatch.setattr(queries, "findings", refuse)
+    monkeypatch.setattr(export, "write_csv", refuse)
+    monkeypatch.setattr(export, "write_jsonl", refuse)
+    runner = CliRunner()
+    for fmt in ("csv", "jsonl"):
+        res = runner.invoke(main, ["findings", "--db", db, "--format", fmt],
+                            catch_exceptions=False)
+        assert res.exit_code == 0 and res.output == expected[fmt]
+    res = runner.invoke(main, ["export", "--db", db, "-o", str(tmp_path / "b")],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "findings.csv").read_text(encoding="utf-8") == expected["csv"]
+    assert len(json.loads((tmp_path / "b" / "findings.ocsf.json").read_text())) >= 2
