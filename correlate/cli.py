@@ -284,7 +284,12 @@ def detection_line(totals: list[dict]) -> str:
 def findings_cmd(verdict, status, account, kind, run_id, fmt, limit, db):
     """Print findings of a run to stdout (table, formula-safe CSV, or JSON lines)."""
     from reports.export import WRITERS
+    from reports.export_sql import write_findings
     with open_store(db, read_only=True) as store:
+        if fmt != "table":      # rendered in SQL, streamed in batches
+            write_findings(store, fmt, sys.stdout, run_id=run_id, verdict=verdict, status=status,
+                           account=account, limit=limit, kind=kind)
+            return
         rows = queries.findings(store, run_id, verdict, status, account, limit, kind)
     WRITERS[fmt](rows, sys.stdout)
 

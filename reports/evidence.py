@@ -21,9 +21,10 @@ from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports import detections as det
-from reports.export import iso, write_csv, write_jsonl
+from reports.export import iso
+from reports.export_sql import findings_summary, write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
-from reports.ocsf import write_ocsf
+from reports.ocsf_sql import write_findings_ocsf
 from reports.render import render
 
 MANIFEST = "manifest.json"
@@ -193,10 +194,10 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     _check_replaceable(out)
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
-    findings = queries.findings(store, run_id, start=start, end=end)
+    n_findings, first_ts, last_ts = findings_summary(store, run_id=run_id, start=start, end=end)
     detections = det.detections(store, run_id, start=start, end=end)
-    period_start = start or run["period_start"] or (findings[0].ts if findings else None)
-    period_end = end or run["period_end"] or (findings[-1].ts if findings else None)
+    period_start = start or run["period_start"] or first_ts
+    period_end = end or run["period_end"] or last_ts
     if previous is not None:
         prev = _previous_from_path(Path(previous))
     else:
@@ -208,25 +209,28 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        with open(work / "findings.csv", "w", encoding="utf-8", newline="") as fh:
-            write_csv(findings, fh)
-        with open(work / "findings.jsonl", "w", encoding="utf-8") as fh:
-            write_jsonl(findings, fh)
+        rows = {}   # what each writer wrote, so the big files are not read back to count
+        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
+            with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
+                rows[f"findings.{fmt}"] = write_findings(store, fmt, fh, run_id=run_id,
+                                                         start=start, end=end)
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            write_ocsf(findings, fh, run["finished"], detections)
+            rows["findings.ocsf.json"] = write_findings_ocsf(
+                store, fh, run["finished"], detections, run_id=run_id, start=start, end=end)
         with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
-            det.write_csv(detections, fh)
+            rows["detections.csv"] = det.write_csv(detections, fh)
         with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
-            det.write_jsonl(detections, fh)
+            rows["detections.jsonl"] = det.write_jsonl(detections, fh)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
         files = []
         for p in sorted(work.iterdir()):
-            data = p.read_bytes()
-            files.append({"path": p.name, "sha256": sha256_bytes(data), "size": len(data),
-                          "rows": _rows_in(p.name, data),
-                          "description": DESCRIPTIONS.get(p.name, "")})
+            with open(p, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            n = rows[p.name] if p.name in rows else _rows_in(p.name, p.read_bytes())
+            files.append({"path": p.name, "sha256": digest, "size": p.stat().st_size,
+                          "rows": n, "description": DESCRIPTIONS.get(p.name, "")})
         sources = queries.source_counts(store)
         inputs = store.query_dicts(INPUTS_SQL)
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
@@ -246,7 +250,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "run": {**run, "parameters": json.loads(run["parameters"] or "{}")},
             "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
             "period": {"start": period_start, "end": period_end},
-            "findings": len(findings),
+            "findings": n_findings,
             "detections": len(detections),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},

@@ -1,0 +1,177 @@
+"""Findings as CSV and JSON lines rendered by DuckDB: each line is built in SQL and fetched in
+large batches, so no finding becomes a Python object. Byte for byte what reports/export.py's
+write_csv / write_jsonl write (tests/test_export_sql.py compares them): the same formula guard,
+RFC 4180 quoting, `<U+XXXX>` markers for invisible characters (reports/visible.py) and
+json.dumps(sort_keys=True, ensure_ascii=False) spelling."""
+
+from __future__ import annotations
+
+from typing import IO
+
+import duckdb
+
+from correlate import queries
+from correlate.errors import StoreError
+from correlate.findings import FINDING_FIELDS
+from correlate.store import Store
+from reports.export import CSV_COLUMNS
+
+# reports/visible.py's INVISIBLE in RE2 spelling.
+INVISIBLE_RE2 = (r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{ad}\x{61c}\x{180e}\x{200b}-\x{200f}"
+                 r"\x{2028}-\x{202e}\x{2060}-\x{2064}\x{2066}-\x{206f}\x{feff}\x{fff9}-\x{fffb}"
+                 r"\x{e0000}-\x{e007f}]")
+
+# formula_safe's guard after reveal(): Unicode blanks other than TAB, CR, LF (those left visible
+# by reveal), then a formula start.
+FORMULA_RE2 = (r"^[ \x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
+               r"[=+\-@\t\r\n\x{ff1d}\x{ff0b}\x{ff0d}\x{ff20}]")
+
+TS_FIELDS = ("ts",)
+FLOAT_FIELDS = ("gap_seconds",)
+INT_FIELDS = ("run_id",)
+
+
+def _reveal(x: str) -> str:
+    """SQL: x with each invisible character as <U+XXXX> (one code point at a time, only for the
+    rare text that holds one)."""
+    return (f"CASE WHEN regexp_matches({x}, '{INVISIBLE_RE2}') THEN array_to_string(list_transform("
+            f"regexp_extract_all({x}, '(?s).'), lambda c: CASE WHEN regexp_matches(c, '{INVISIBLE_RE2}')"
+            f" THEN printf('<U+%04X>', unicode(c)) ELSE c END), '')"
+            f" ELSE {x} END")
+
+
+def _iso(x: str) -> str:
+    """SQL: datetime.isoformat() in UTC with Z (microseconds only when not zero)."""
+    return (f"strftime({x}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN epoch_us({x}) % 1000000 <> 0 "
+            f"THEN '.' || lpad(CAST(((epoch_us({x}) % 1000000) + 1000000) % 1000000 AS VARCHAR),"
+            f" 6, '0') ELSE '' END || 'Z'")
+
+
+def _float(x: str) -> str:
+    """SQL: repr(float) (DuckDB's shortest round-trip text is Python's)."""
+    return (f"CASE WHEN isnan({x}) THEN 'NaN' WHEN {x} = 'inf'::DOUBLE THEN 'Infinity' "
+            f"WHEN {x} = '-inf'::DOUBLE THEN '-Infinity' ELSE CAST({x} AS VARCHAR) END")
+
+
+def _text(col: str) -> str:
+    """SQL (layer 1): the value as formula_safe's text before the guard, NULL kept."""
+    x = f"q.{col}"
+    if col in TS_FIELDS:
+        return _iso(x)
+    if col in FLOAT_FIELDS:
+        return _float(x)
+    if col in INT_FIELDS:
+        return f"CAST({x} AS VARCHAR)"
+    return _reveal(x)
+
+
+def _guarded(col: str) -> str:
+    """SQL (layer 2): the formula guard on text columns (numbers and times are never guarded)."""
+    if col in TS_FIELDS + FLOAT_FIELDS + INT_FIELDS:
+        return col
+    return f"CASE WHEN regexp_matches({col}, '{FORMULA_RE2}') THEN '''' || {col} ELSE {col} END"
+
+
+def _quoted(col: str) -> str:
+    """SQL (layer 3): csv_cell(); '' for NULL."""
+    return (f"coalesce(CASE WHEN regexp_matches({col}, '[,\"\\r\\n]') "
+            f"THEN '\"' || replace({col}, '\"', '\"\"') || '\"' ELSE {col} END, '')")
+
+
+_JSON_SHORT = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _json_string(x: str) -> str:
+    """SQL: json.dumps(str, ensure_ascii=False) of text column x, NULL kept."""
+    short = " ".join(f"WHEN chr({ord(k)}) THEN '{v}'" for k, v in _JSON_SHORT.items())
+    esc = f"replace(replace({x}, '\\', '\\\\'), '\"', '\\\"')"
+    return (f"'\"' || CASE WHEN regexp_matches({x}, '[\\x00-\\x1f]') THEN array_to_string("
+            f"list_transform(regexp_extract_all({esc}, '(?s).'), lambda c: CASE WHEN unicode(c) >= 32 "
+            f"THEN c ELSE CASE c {short} ELSE '\\u00' || lpad(lower(to_hex(unicode(c))), 2, '0')"
+            f" END END), '') ELSE {esc} END || '\"'")
+
+
+def _json_value(col: str) -> str:
+    x = f"q.{col}"
+    if col in TS_FIELDS:
+        v = f"'\"' || {_iso(x)} || '\"'"
+    elif col in FLOAT_FIELDS:
+        v = _float(x)
+    elif col in INT_FIELDS:
+        v = f"CAST({x} AS VARCHAR)"
+    else:
+        v = _json_string(x)
+    return f"coalesce({v}, 'null')"
+
+
+_KEYS = "q.ts AS k_ts, q.source AS k_source, q.event_id AS k_event"
+_KEYS_OUT = "k_ts, k_source, k_event"
+_ORDER = "ORDER BY k_ts, k_source, k_event"
+
+
+def _csv_sql(columns, inner: str) -> str:
+    """Three layers (text, guard, quote and join); the inner query's order kept by its keys."""
+    l1 = ", ".join(f"{_text(c)} AS {c}" for c in columns)
+    l2 = ", ".join(f"{_guarded(c)} AS {c}" for c in columns)
+    line = "concat(" + ", ',', ".join(_quoted(c) for c in columns) + ", chr(10))"
+    return (f"SELECT {line} AS line FROM (SELECT {l2}, {_KEYS_OUT} FROM (SELECT {l1}, {_KEYS} "
+            f"FROM ({inner}) q)) {_ORDER}")
+
+
+def _jsonl_sql(fields, inner: str) -> str:
+    parts = [f"'\"{k}\": ', {_json_value(k)}" for k in sorted(fields)]
+    line = "concat('{', " + ", ', ', ".join(parts) + ", '}', chr(10))"   # one concat, no growing
+    return f"SELECT line FROM (SELECT {line} AS line, {_KEYS} FROM ({inner}) q) {_ORDER}"
+
+
+FINDINGS_CSV_SQL = _csv_sql(CSV_COLUMNS, queries.FINDINGS_SQL)
+FINDINGS_JSONL_SQL = _jsonl_sql(FINDING_FIELDS, queries.FINDINGS_SQL)
+
+BATCH = 20_000
+
+
+def fetch_batches(store: Store, sql: str, params: dict):
+    """The one-column result of `sql`, BATCH values at a time (lists of str)."""
+    try:
+        cur = store.con.execute(sql, params)
+        while rows := cur.fetchmany(BATCH):
+            yield [r[0] for r in rows]
+    except duckdb.Error as exc:
+        raise StoreError(str(exc)) from exc
+
+
+def write_lines(store: Store, sql: str, params: dict, out: IO[str], header: str = "") -> int:
+    """Run `sql` (one column of finished lines) and write them in batches; returns how many."""
+    if header:
+        out.write(header)
+    n = 0
+    for lines in fetch_batches(store, sql, params):
+        out.write("".join(lines))
+        n += len(lines)
+    return n
+
+
+def findings_params(store: Store, run_id=None, verdict=None, status=None, account=None,
+                    limit=None, kind=None, start=None, end=None) -> dict:
+    """queries.findings' parameters (the run resolved: the latest by default)."""
+    return {"run_id": queries.resolve_run(store, run_id), "verdict": verdict, "status": status,
+            "account": account, "kind": kind, "start": start, "end": end,
+            "limit": limit if limit is not None else 2**62}
+
+
+FINDINGS_SUMMARY_SQL = f"SELECT count(*), min(ts), max(ts) FROM ({queries.FINDINGS_SQL})"
+
+
+def findings_summary(store: Store, **filters) -> tuple:
+    """(how many, first ts, last ts) of the findings `filters` select."""
+    return tuple(store.query(FINDINGS_SUMMARY_SQL, findings_params(store, **filters))[0])
+
+
+def write_findings(store: Store, fmt: str, out: IO[str], **filters) -> int:
+    """Findings of a run as CSV (with header) or JSON lines, rendered in SQL; returns how many."""
+    params = findings_params(store, **filters)
+    if fmt == "csv":
+        return write_lines(store, FINDINGS_CSV_SQL, params, out, ",".join(CSV_COLUMNS) + "\n")
+    if fmt == "jsonl":
+        return write_lines(store, FINDINGS_JSONL_SQL, params, out)
+    raise ValueError(f"format must be csv or jsonl, not {fmt!r}")
