@@ -214,7 +214,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
     plans = []
     for src in settings.sources:   # check every connector and option before touching the store
         plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
-    out = []
+    out, rejected = [], []
     for src, connector, options in plans:
         done = SourceIngest(src.name, src.connector)
         files = []
@@ -229,11 +229,20 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
                 if r.skipped:
                     done.skipped_files += 1
                     continue
+                if r.rejected:
+                    rejected.append(f"{r.file}: no record accepted by source {src.name} "
+                                    f"({src.connector}), {r.read} read, all quarantined; "
+                                    + (f"this looks like {r.guess}" if r.guess else
+                                       "is it the right connector and kind?")
+                                    + "; not recorded as ingested")
+                    continue
                 done.new_files += 1
                 done.read += r.read
                 done.accepted += r.accepted
                 done.quarantined += r.quarantined
         out.append(done)
+    if rejected:    # the other files are stored; the week is not judged without these
+        raise PamcorrError(" | ".join(rejected))
     return out
 
 
@@ -265,8 +274,12 @@ def fetch_tickets(store: Store, settings: Settings, week: Week) -> str:
     except TicketFetchError as exc:
         raise PamcorrError(f"{cfg.system} at {cfg.url}: {exc}") from None
     s = keeper.store_fetch(store, result, cfg.system, cfg.url, asked=refs)
-    return (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
+    line = (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
             f"invalid refs {s.invalid}")
+    if s.failed and not s.fetched:
+        raise PamcorrError(f"{line}: every ticket fetch from {cfg.url} failed; the week is not "
+                           f"judged against tickets that could not be read")
+    return line
 
 
 def previous_weekly_run(store: Store, run_id: int, week: Week) -> dict | None:
