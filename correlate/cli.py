@@ -272,6 +272,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
                            detections=detections)
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
+        skipped = queries.skipped_checks(store)
         no_history = queries.tickets_without_history(store, run_id)
         detections = queries.detection_totals(store, run_id)
         attempts = queries.failed_attempts(store, run_id)
@@ -281,6 +282,8 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         if t["status"] != "INFO":
             click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
     click.echo(f"  ticket checks (WARN): {checks}")
+    for line in skipped:
+        _say(f"    {line}")
     print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")

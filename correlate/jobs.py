@@ -183,6 +183,7 @@ class WeeklySummary:
     tickets_without_history: list[str] = field(default_factory=list)
     detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
     detection_changes: list[DetectionChange] = field(default_factory=list)
+    skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -395,7 +396,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             tickets_without_history=queries.tickets_without_history(store, run_id),
             detections=queries.detection_totals(store, run_id),
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
-                                                 run_id))
+                                                 run_id),
+            skipped_checks=queries.skipped_checks(store))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -425,6 +427,7 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         lines.append(f"  {len(s.tickets_without_history)} ticket(s) judged by their current state "
                      f"only (state history unreadable): {shown}"
                      + (", ..." if len(s.tickets_without_history) > 5 else ""))
+    lines += [f"  {line}" for line in s.skipped_checks]
     verdicts = ", ".join(f"{t['verdict']} {t['n']:,}" for t in s.totals) or "no actions"
     lines.append(f"verdicts: {verdicts}")
     if s.previous:
