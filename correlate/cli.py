@@ -281,9 +281,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
     for t in totals:
         if t["status"] != "INFO":
             click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
-    click.echo(f"  ticket checks (WARN): {checks}")
-    for line in skipped:
-        _say(f"    {line}")
+    _say(f"  ticket checks (WARN): {checks}" + "".join(f"; {line}" for line in skipped))
     print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")

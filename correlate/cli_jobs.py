@@ -146,7 +146,8 @@ def unknown_account(store, account: str) -> None:
 @click.option("-o", "--output", required=True,
               help="Bundle folder, or a file ending in .zip.")
 @click.option("--previous", type=click.Path(exists=True), default=None,
-              help="The bundle this one follows (default: the last bundle pamcorr exported).")
+              help="The bundle this one follows (its manifest's sha256 goes into this one); "
+              "without it the bundle starts a chain.")
 @db_option
 def export_cmd(start, end, run_id, output, previous, db):
     """Audit evidence bundle: findings (CSV, JSONL, OCSF), gap report, index, chained manifest."""
@@ -171,10 +172,13 @@ def export_cmd(start, end, run_id, output, previous, db):
 @click.option("--chain-dir", "chain_dirs", type=click.Path(exists=True, file_okay=False),
               multiple=True, help="Folder holding previous bundles (repeatable; BUNDLE's own "
               "folder is always searched).")
-def verify_cmd(bundle, chain_dirs):
+@click.option("--expect-sha256", default=None, metavar="HEX",
+              help="The manifest's sha256 as recorded when the bundle was written (export and "
+              "run print it); any other is a problem.")
+def verify_cmd(bundle, chain_dirs, expect_sha256):
     """Recompute a bundle's hashes and walk its chain; exit 1 on any changed, missing or extra file."""
     from reports.evidence import verify_bundle
-    result = verify_bundle(bundle, chain_dirs)
+    result = verify_bundle(bundle, chain_dirs, expect_sha256)
     for line in result.lines():      # member names of a hostile zip cannot forge an "OK" line
         _say(line)
     if not result.ok:
