@@ -214,7 +214,7 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"),
                          warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
-                         reingest=reingest)
+                         reingest=reingest, reject=True)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:

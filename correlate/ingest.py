@@ -77,11 +77,13 @@ def has_blank_lines(path: Path) -> bool:
 
 
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
-           progress=None, warn=None, reingest: bool = False) -> list[FileResult]:
+           progress=None, warn=None, reingest: bool = False,
+           reject: bool = False) -> list[FileResult]:
     """Ingest files with one connector. Files already ingested (same sha256) are skipped, unless
     `reingest`: then each file's earlier rows are replaced in the transaction that loads it
     (correlate/reingest.py). `warn(message)` hears of files a folder holds that are not read
-    (correlate/ingest_files.py `expand_paths`)."""
+    (correlate/ingest_files.py `expand_paths`). `reject` (the CLI and the weekly run): a file no
+    record of which was accepted is removed again and marked `rejected` (reject_unread)."""
     if kind is None:
         if len(connector.kinds) != 1 and "auto" not in connector.kinds:
             raise InputError(f"source {connector.name} needs --kind, one of "
@@ -103,12 +105,12 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
         for r in results:
             if r.skipped and r.note is None:
                 r.note = options_note(store.con, r.source, r.kind, r.sha256, options)
-        return reject_unread(store, results)
+        return reject_unread(store, results) if reject else results
     for n, path in enumerate(files, 1):
         if progress:
             progress(f"[{n}/{len(files)}] {path}")
         results.append(ingest_file(store, connector, kind, path, options, reingest))
-    return reject_unread(store, results)
+    return reject_unread(store, results) if reject else results
 
 
 REJECTED_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE source = ? AND kind = ? AND file = ? "

@@ -226,7 +226,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
                 done.unmatched.append(pattern)
         if files:
             for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
-                            progress=progress):
+                            progress=progress, reject=True):
                 if r.skipped:
                     done.skipped_files += 1
                     continue
