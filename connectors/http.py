@@ -172,6 +172,20 @@ def _log_retry(what: str, attempt: int, policy: RetryPolicy, cause: str, delay: 
     LOG.warning("%s: %s; retry %d/%d in %.2fs", what, cause, attempt + 1, policy.max_retries, delay)
 
 
+def connection_reason(exc: BaseException) -> str:
+    """`connection refused` when the server refused the connection (nothing listens there),
+    else `connection failed`: the words a user can act on, not the exception's class."""
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError) or "refused" in str(cause).lower():
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and
+                                                         isinstance(cause.args[0], BaseException)
+                                                         else None)
+    return "connection failed"
+
+
 def send(
     session: requests.Session,
     method: str,

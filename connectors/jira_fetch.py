@@ -26,7 +26,8 @@ from jira import JIRA, JIRAError
 from jira.resilientsession import parse_error_msg
 
 from connectors.http import (
-    RETRY_STATUSES, RetryPolicy, check_base_url, configure_session, keep_raw_bodies, retry_call,
+    RETRY_STATUSES, RetryPolicy, check_base_url, configure_session, connection_reason,
+    keep_raw_bodies, retry_call,
 )
 from connectors.ticket_refs import (
     OUR_STATUSES, TicketFetch, TicketFetchError, is_jira_key, parse_jira_time, split_jira_keys,
@@ -172,7 +173,7 @@ def _reason(exc: BaseException, policy: RetryPolicy) -> str:
     if isinstance(exc, requests.Timeout):
         return f"timeout {tries}"
     if isinstance(exc, requests.ConnectionError):
-        return f"connection failed {tries}"
+        return f"{connection_reason(exc)} {tries}"
     if isinstance(exc, _Malformed):
         return f"malformed body: {exc}"
     if isinstance(exc, ValueError):
@@ -222,9 +223,10 @@ class _JiraRun:
             try:
                 info = self.call(self.client.server_info, "serverInfo")
             except _FETCH_ERRORS as exc:
-                raise TicketFetchError(
-                    f"could not read serverInfo from {self.base} ({_reason(exc, self.policy)}); "
-                    "pass flavour='cloud' or 'datacenter'") from None
+                hint = ("" if isinstance(exc, requests.ConnectionError) else
+                        "; if the server hides it, pass --flavour cloud or datacenter")
+                raise TicketFetchError(f"could not read serverInfo from {self.base} "
+                                       f"({_reason(exc, self.policy)}){hint}") from None
             deployment = info.get("deploymentType") if isinstance(info, dict) else None
             flavour = "cloud" if deployment == "Cloud" else "datacenter"
         self.cloud = flavour == "cloud"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 from correlate.errors import PamcorrError
 
@@ -17,6 +18,69 @@ REGISTRY: dict[str, str] = {
     "k8s": "connectors.k8s:KubernetesConnector",
     "vault": "connectors.vault:VaultConnector",
 }
+
+
+# The --option keys each connector reads (options.extra); any other key is an error.
+OPTION_KEYS: dict[str, tuple[str, ...]] = {
+    "generic": ("dst",),
+    "teleport": ("ticket_regex",),
+    "cyberark": ("checkout_minutes", "dst", "ticket_regex"),
+    "pim": ("dst",),
+    "cloudtrail": (),
+    "auditd": ("host", "passwd", "sudo_runas"),
+    "syslog": ("dst", "host"),
+    "k8s": ("cluster",),
+    "vault": ("vault_target",),
+}
+
+
+def check_options(name: str, keys) -> None:
+    """An error naming the unknown --option keys and the ones this source reads."""
+    known = OPTION_KEYS.get(name, ())
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise PamcorrError(f"source {name} has no option {', '.join(map(repr, unknown))}; "
+                           f"known options: {', '.join(known) or '(none)'}")
+
+
+# What a file's first bytes look like: (pattern, what it probably is), first match wins.
+SNIFFS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(rb'"auditID"'), "Kubernetes audit JSON (source k8s)"),
+    (re.compile(rb'"Records"\s*:|"eventSource"\s*:\s*"[a-z0-9-]+\.amazonaws\.com"'),
+     "CloudTrail JSON (source cloudtrail)"),
+    (re.compile(rb'type=(SYSCALL|EXECVE|USER_CMD|USER_START|PROCTITLE)'),
+     "Linux audit log (source auditd)"),
+    (re.compile(rb' (sshd|sudo|su)(\[\d+\])?: '), "syslog (source syslog)"),
+    (re.compile(rb'"request_id"[^\n]*"mount_type"|"type"\s*:\s*"(request|response)"[^\n]*"auth"'),
+     "Vault audit JSON (source vault)"),
+    (re.compile(rb'"(cluster_name|ei)"\s*:[^\n]*"(code|event)"'), "Teleport audit JSON (source teleport)"),
+    (re.compile(rb'"(Safe|SafeName|CAProperties)"'), "CyberArk audit (source cyberark)"),
+    (re.compile(rb'"(activityDisplayName|roleDefinitionId)"|^[^\n]*(Activity|Role) ?Display ?Name'),
+     "Entra PIM audit (source pim)"),
+    (re.compile(rb'^[^\n]*\bapproval_id\b', re.IGNORECASE),
+     "generic approvals CSV (generic --kind approvals)"),
+    (re.compile(rb'^[^\n]*\bticket_id\b[^\n]*\b(from_state|to_state)\b', re.IGNORECASE),
+     "generic ticket history CSV (generic --kind ticket_history)"),
+    (re.compile(rb'^[^\n]*\bticket_id\b', re.IGNORECASE),
+     "generic tickets CSV (generic --kind tickets)"),
+    (re.compile(rb'^\s*\{[^\n]*"(account|actor)"[^\n]*"(target|host)"'),
+     "generic activity JSON lines (generic --kind activity)"),
+)
+
+
+def guess_format(path) -> str | None:
+    """What a file's first 64 KiB look like, for a file that a source could not read at all."""
+    import gzip
+    try:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except (OSError, EOFError):
+        return None
+    for pattern, what in SNIFFS:
+        if pattern.search(head):
+            return what
+    return None
 
 
 def get_connector(name: str):

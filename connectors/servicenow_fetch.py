@@ -34,7 +34,8 @@ from typing import Any, Iterable, Mapping
 import requests
 
 from connectors.http import (
-    RETRY_STATUSES, RetryPolicy, check_base_url, keep_raw_bodies, make_auth, make_session, send,
+    RETRY_STATUSES, RetryPolicy, check_base_url, connection_reason, keep_raw_bodies, make_auth,
+    make_session, send,
 )
 from connectors.ticket_refs import (
     SNOW_SYS_ID_RE, TicketFetch, TicketFetchError, parse_servicenow_utc, split_servicenow_refs,
@@ -158,6 +159,9 @@ class _Run:
                             policy=self.policy, params=params)
             except requests.Timeout:
                 raise _Failure(f"timeout after {self.policy.max_retries} retries") from None
+            except requests.ConnectionError as exc:
+                raise _Failure(f"{connection_reason(exc)} after {self.policy.max_retries} "
+                               f"retries") from None
             except requests.RequestException as exc:
                 raise _Failure(f"{type(exc).__name__} after {self.policy.max_retries} retries") from None
             if resp.status_code == 401:

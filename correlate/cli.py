@@ -41,14 +41,38 @@ def _err(msg: str) -> None:
 
 
 def parse_when(value: str | None, name: str) -> datetime | None:
-    """ISO date or datetime; a zone-less value is taken as UTC (it is a query bound, not data)."""
+    """ISO date (midnight UTC) or datetime with a zone (`Z`, `+01:00`). A datetime without a
+    zone is a usage error, as data without a zone is: pamcorr does not guess the zone."""
     if value is None:
         return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=name)
+    if dt.tzinfo is None and len(value.strip()) > 10:      # a time of day but no zone
+        raise click.BadParameter(f"{value!r} has a time but no zone; add one (Z or +01:00)",
+                                 param_hint=name)
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def parse_range(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
+    """--from and --to; a --to not after --from is a usage error (exit 2)."""
+    lo, hi = parse_when(start, "--from"), parse_when(end, "--to")
+    if lo is not None and hi is not None and hi <= lo:
+        raise click.UsageError(f"--to {end} is not after --from {start}")
+    return lo, hi
+
+
+ACTIVITY_SPAN_SQL = "SELECT min(ts), max(ts), count(*) FROM activity"
+
+
+def no_activity_message(store: Store) -> str:
+    """What to say when a run judged nothing: the span of the activity on record."""
+    lo, hi, n = store.con.execute(ACTIVITY_SPAN_SQL).fetchone()
+    if not n:
+        return "no activity in this period; no activity on record (ingest some first)"
+    iso = lambda t: t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")  # noqa: E731
+    return f"no activity in this period; data on record spans {iso(lo)}..{iso(hi)}"
 
 
 # How DuckDB reports a file it could not write (the database, its WAL, a spill file).
@@ -140,6 +164,18 @@ def print_results(results) -> None:
                                      f"report it"))
 
 
+def rejected_message(results) -> str | None:
+    """The error for files of which no record was accepted (fed to the wrong source?)."""
+    bad = [r for r in results if r.rejected]
+    if not bad:
+        return None
+    lines = [f"{r.file}: no record accepted ({r.read} read, all quarantined) by source "
+             f"{r.source}, kind {r.kind}; "
+             + (f"this looks like {r.guess}" if r.guess else "is it the right source and kind?")
+             + "; not recorded as ingested" for r in bad]
+    return "\n".join(printable(line) for line in lines)
+
+
 @main.command("ingest")
 @click.argument("source")
 @click.argument("paths", nargs=-1, required=True)
@@ -157,6 +193,10 @@ def print_results(results) -> None:
 @db_option
 def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
+    from connectors.registry import REGISTRY, check_options
+    if source not in REGISTRY:
+        raise click.BadParameter(f"unknown source {source!r}; known sources: "
+                                 f"{', '.join(REGISTRY)}", param_hint="SOURCE")
     connector = get_connector(source)
     pairs = {}
     for item in extra:
@@ -164,18 +204,25 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
         if not sep or not key.strip():
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--option")
         pairs[key.strip()] = value
+    try:
+        check_options(source, pairs)
+    except PamcorrError as exc:
+        raise click.BadParameter(str(exc), param_hint="--option") from None
     options = Options(tz=tz, year=year, extra=pairs)
     not_read: list[str] = []     # files a folder holds that are not read: said now and at the end
     with open_store(db) as store:
         results = ingest(store, connector, kind, list(paths), options,
                          progress=lambda m: _err(f"ingesting {m}"),
                          warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
-                         reingest=reingest)
+                         reingest=reingest, reject=True)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:
         click.echo(f"skipped: {note}")
     print_pending(connector.name, pending)
+    rejected = rejected_message(results)
+    if rejected:
+        raise CliError(rejected)
 
 
 def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
@@ -220,24 +267,30 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     with open_store(db) as store:
-        run_id = correlate(store, parse_when(start, "--from"), parse_when(end, "--to"),
-                           Policy(grace, lookaround, window), detections=detections)
+        lo, hi = parse_range(start, end)
+        run_id = correlate(store, lo, hi, Policy(grace, lookaround, window),
+                           detections=detections)
         totals = queries.verdict_totals(store, run_id)
         checks = queries.check_count(store, run_id)
+        skipped = queries.skipped_checks(store)
         no_history = queries.tickets_without_history(store, run_id)
         detections = queries.detection_totals(store, run_id)
         attempts = queries.failed_attempts(store, run_id)
+        empty = no_activity_message(store) if not sum(t["n"] for t in totals) else None
     click.echo(f"run {run_id}")
     for t in totals:
         if t["status"] != "INFO":
             click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
-    click.echo(f"  ticket checks (WARN): {checks}")
+    _say(f"  ticket checks (WARN): {checks}" + "".join(f"; {line}" for line in skipped))
     print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
     click.echo(detection_line(detections))
+    if empty:
+        _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
+        sys.exit(EXIT_FINDINGS)
     if queries.fails(fail_on, {t["status"] for t in totals if t["n"]}, detections):
         sys.exit(EXIT_FINDINGS)
 
@@ -330,7 +383,13 @@ def report_gaps(output, run_id, db):
     from reports.gaps import write_gap_report
     with open_store(db, read_only=True) as store:
         path = write_gap_report(store, Path(output), run_id)
+        rid = run_id or store.scalar("SELECT max(run_id) FROM runs")
+        judged = store.scalar("SELECT count(*) FROM findings WHERE run_id = ?", [rid])
+        empty = no_activity_message(store) if rid is not None and not judged else None
     _say(str(path))
+    if empty:
+        _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
+        sys.exit(EXIT_FINDINGS)
 
 
 @main.group()
@@ -341,6 +400,9 @@ def fetch():
 def _print_fetch(summary, system):
     click.echo(f"{system}: fetched {summary.fetched}, missing {summary.missing}, failed "
                f"{summary.failed}, invalid refs {summary.invalid} (fetch {summary.fetch_id})")
+    if summary.failed and not summary.fetched:
+        raise CliError(f"{system}: every ticket fetch failed ({summary.failed}); nothing was "
+                       f"fetched")
 
 
 @fetch.command("jira")
@@ -364,7 +426,7 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
         if not jql:
             # ServiceNow numbers and sys_ids belong to `fetch servicenow`; all else is tried here,
             # where malformed references become invalid_ticket_ref findings.
-            keys = [r for r in ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+            keys = [r for r in ticket_refs(store, *parse_range(start, end))
                     if not is_servicenow_ref(r)]
         try:
             result = fetch_jira(url, keys=keys, jql=jql, user=user, token=token, flavour=flavour,
@@ -389,7 +451,7 @@ def fetch_servicenow_cmd(url, start, end, db):
     with open_store(db) as store:
         # Jira keys belong to `fetch jira`; CHG numbers, sys_ids and malformed references are
         # tried here (malformed ones become invalid_ticket_ref, never sent).
-        refs = [r for r in ticket_refs(store, parse_when(start, "--from"), parse_when(end, "--to"))
+        refs = [r for r in ticket_refs(store, *parse_range(start, end))
                 if not is_jira_key(r)]
         try:
             result = fetch_servicenow(url, refs, user=user, token=token)
@@ -429,7 +491,13 @@ def demo(db, output):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
         _err(detection_line(queries.detection_totals(store, run_id)))
         path = write_gap_report(store, Path(output), run_id)
-    _say(str(Path(path).resolve()))
+    import shlex
+    q = shlex.quote(db)
+    _err("next:")
+    for command in (f"pamcorr findings --db {q} --status FAIL", f"pamcorr report gaps --db {q} "
+                    f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}"):
+        _err(f"  {command}")
+    _say(str(Path(path).resolve()))     # the last stdout line: .ci/run reads it
 
 
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)

@@ -52,8 +52,32 @@ def run_cmd(config_path, week, fail_on, db):
     for line in summary_lines(result):
         _say(line)
     fail_on = fail_on or settings.fail_on or ()
-    if fails(fail_on, worst_status(result.summary), result.summary.detections):
+    met = fails(fail_on, worst_status(result.summary), result.summary.detections)
+    if met:
+        _say(exit_reason(result.summary, met))
         sys.exit(EXIT_FINDINGS)
+
+
+def exit_reason(summary, met) -> str:
+    """One line saying why `run` exits 3: `exit 3: 4,172 FAIL findings (--fail-on fail)`."""
+    from correlate.detect.rules import SEVERITIES
+    from correlate.queries import FAIL_ON_STATUS
+    parts = []
+    for level in met:
+        if level in FAIL_ON_STATUS:
+            for status in ("FAIL", "WARN"):
+                if status not in FAIL_ON_STATUS[level]:
+                    continue
+                n = sum(t["n"] for t in summary.totals if t["status"] == status)
+                gaps = sum(1 for c in summary.coverage if c.status == status)
+                parts += [f"{n:,} {status} findings"] if n else []
+                parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
+        else:
+            n = sum(d["n"] for d in summary.detections if d["review"] != "MUTED"
+                    and SEVERITIES.index(d["severity"]) >= SEVERITIES.index(level))
+            parts.append(f"{n:,} unmuted detection(s) at {level} or worse")
+    flags = " ".join(f"--fail-on {level}" for level in met)
+    return f"exit {EXIT_FINDINGS}: {', '.join(dict.fromkeys(parts))} ({flags})"
 
 
 @click.command("scope")
@@ -75,9 +99,11 @@ def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
     from reports.scope import scope_context, scope_json, write_scope
     if (account is None) == (approval_id is None):
         raise click.UsageError("give an ACCOUNT or --approval ID (one of them)")
+    from correlate.cli import parse_range
     with Store(db, read_only=True) as store:
-        ctx = scope_context(store, account, approval_id, _when(start, "--from"),
-                            _when(end, "--to"), run_id)
+        if account is not None:
+            unknown_account(store, account)
+        ctx = scope_context(store, account, approval_id, *parse_range(start, end), run_id)
     if fmt == "json" and output in (None, "-"):
         click.echo(scope_json(ctx), nl=False)
         return
@@ -87,6 +113,32 @@ def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
     _say(str(path))
 
 
+# Every name an account goes by on record: actors, approvals, the identities table.
+KNOWN_NAMES_SQL = """
+SELECT DISTINCT name FROM (
+    SELECT account AS name FROM activity UNION ALL SELECT actor FROM activity
+    UNION ALL SELECT account FROM approvals UNION ALL SELECT requester FROM approvals
+    UNION ALL SELECT approver FROM approvals
+    UNION ALL SELECT alias_norm FROM identities UNION ALL SELECT identity FROM identities
+) WHERE name IS NOT NULL
+"""
+
+
+def unknown_account(store, account: str) -> None:
+    """`pamcorr scope nobody`: an error (exit 1) with the close names on record, not an empty
+    page."""
+    from correlate.cli import CliError
+    names = {n for (n,) in store.query(KNOWN_NAMES_SQL)}
+    if account.lower() in {n.lower() for n in names}:
+        return
+    import difflib
+    by_lower = {n.lower(): n for n in sorted(names)}
+    close = difflib.get_close_matches(account.lower(), list(by_lower), n=5, cutoff=0.6)
+    close += [k for k in by_lower if k.startswith(account.lower()) and k not in close][:5]
+    hint = (f"; did you mean {', '.join(by_lower[k] for k in close[:5])}?" if close else "")
+    raise CliError(printable(f"{account}: no such account or alias on record{hint}"))
+
+
 @click.command("export")
 @click.option("--from", "start", default=None, help="Only findings from here (inclusive, ISO).")
 @click.option("--to", "end", default=None, help="Only findings before this (exclusive, ISO).")
@@ -94,7 +146,8 @@ def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
 @click.option("-o", "--output", required=True,
               help="Bundle folder, or a file ending in .zip.")
 @click.option("--previous", type=click.Path(exists=True), default=None,
-              help="The bundle this one follows (default: the last bundle pamcorr exported).")
+              help="The bundle this one follows (its manifest's sha256 goes into this one); "
+              "without it the bundle starts a chain.")
 @db_option
 def export_cmd(start, end, run_id, output, previous, db):
     """Audit evidence bundle: findings (CSV, JSONL, OCSF), gap report, index, chained manifest."""
@@ -119,10 +172,13 @@ def export_cmd(start, end, run_id, output, previous, db):
 @click.option("--chain-dir", "chain_dirs", type=click.Path(exists=True, file_okay=False),
               multiple=True, help="Folder holding previous bundles (repeatable; BUNDLE's own "
               "folder is always searched).")
-def verify_cmd(bundle, chain_dirs):
+@click.option("--expect-sha256", default=None, metavar="HEX",
+              help="The manifest's sha256 as recorded when the bundle was written (export and "
+              "run print it); any other is a problem.")
+def verify_cmd(bundle, chain_dirs, expect_sha256):
     """Recompute a bundle's hashes and walk its chain; exit 1 on any changed, missing or extra file."""
     from reports.evidence import verify_bundle
-    result = verify_bundle(bundle, chain_dirs)
+    result = verify_bundle(bundle, chain_dirs, expect_sha256)
     for line in result.lines():      # member names of a hostile zip cannot forge an "OK" line
         _say(line)
     if not result.ok:

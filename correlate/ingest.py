@@ -43,6 +43,8 @@ class FileResult:
     note: str | None = None     # why a skipped file may want --reingest (other options)
     replaced: str | None = None  # --reingest: what changed (`-N +M activity rows, ...`)
     warnings: list = field(default_factory=list)   # about the whole file (a connector's)
+    rejected: bool = False      # every record quarantined: nothing of it kept, not recorded
+    guess: str | None = None    # what a rejected file looks like (connectors.registry)
 
     @property
     def balanced(self) -> bool:
@@ -75,11 +77,13 @@ def has_blank_lines(path: Path) -> bool:
 
 
 def ingest(store: Store, connector, kind: str, paths: list[str], options: Options,
-           progress=None, warn=None, reingest: bool = False) -> list[FileResult]:
+           progress=None, warn=None, reingest: bool = False,
+           reject: bool = False) -> list[FileResult]:
     """Ingest files with one connector. Files already ingested (same sha256) are skipped, unless
     `reingest`: then each file's earlier rows are replaced in the transaction that loads it
     (correlate/reingest.py). `warn(message)` hears of files a folder holds that are not read
-    (correlate/ingest_files.py `expand_paths`)."""
+    (correlate/ingest_files.py `expand_paths`). `reject` (the CLI and the weekly run): a file no
+    record of which was accepted is removed again and marked `rejected` (reject_unread)."""
     if kind is None:
         if len(connector.kinds) != 1 and "auto" not in connector.kinds:
             raise InputError(f"source {connector.name} needs --kind, one of "
@@ -101,11 +105,31 @@ def ingest(store: Store, connector, kind: str, paths: list[str], options: Option
         for r in results:
             if r.skipped and r.note is None:
                 r.note = options_note(store.con, r.source, r.kind, r.sha256, options)
-        return results
+        return reject_unread(store, results) if reject else results
     for n, path in enumerate(files, 1):
         if progress:
             progress(f"[{n}/{len(files)}] {path}")
         results.append(ingest_file(store, connector, kind, path, options, reingest))
+    return reject_unread(store, results) if reject else results
+
+
+REJECTED_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE source = ? AND kind = ? AND file = ? "
+                    "AND sha256 = ? AND accepted = 0 AND quarantined = read AND read > 0")
+
+
+def reject_unread(store: Store, results: list[FileResult]) -> list[FileResult]:
+    """A file of which every record was quarantined was fed to the wrong source (or is not a
+    log at all): remove what its ingest stored, quarantine and log row included, so that it is
+    not taken as done and a run with the right source reads it; say what it looks like."""
+    from connectors.registry import guess_format
+    for r in results:
+        if r.skipped or r.read == 0 or r.accepted or r.quarantined != r.read:
+            continue
+        r.rejected, r.guess = True, guess_format(r.file)
+        with store.transaction():
+            ids = [i for (i,) in store.con.execute(
+                REJECTED_IDS_SQL, [r.source, r.kind, r.file, r.sha256]).fetchall()]
+            remove(store.con, ids)
     return results
 
 

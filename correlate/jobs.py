@@ -183,6 +183,7 @@ class WeeklySummary:
     tickets_without_history: list[str] = field(default_factory=list)
     detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
     detection_changes: list[DetectionChange] = field(default_factory=list)
+    skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -214,7 +215,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
     plans = []
     for src in settings.sources:   # check every connector and option before touching the store
         plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
-    out = []
+    out, rejected = [], []
     for src, connector, options in plans:
         done = SourceIngest(src.name, src.connector)
         files = []
@@ -225,15 +226,24 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
                 done.unmatched.append(pattern)
         if files:
             for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
-                            progress=progress):
+                            progress=progress, reject=True):
                 if r.skipped:
                     done.skipped_files += 1
+                    continue
+                if r.rejected:
+                    rejected.append(f"{r.file}: no record accepted by source {src.name} "
+                                    f"({src.connector}), {r.read} read, all quarantined; "
+                                    + (f"this looks like {r.guess}" if r.guess else
+                                       "is it the right connector and kind?")
+                                    + "; not recorded as ingested")
                     continue
                 done.new_files += 1
                 done.read += r.read
                 done.accepted += r.accepted
                 done.quarantined += r.quarantined
         out.append(done)
+    if rejected:    # the other files are stored; the week is not judged without these
+        raise PamcorrError(" | ".join(rejected))
     return out
 
 
@@ -265,8 +275,12 @@ def fetch_tickets(store: Store, settings: Settings, week: Week) -> str:
     except TicketFetchError as exc:
         raise PamcorrError(f"{cfg.system} at {cfg.url}: {exc}") from None
     s = keeper.store_fetch(store, result, cfg.system, cfg.url, asked=refs)
-    return (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
+    line = (f"tickets: {cfg.system} fetched {s.fetched}, missing {s.missing}, failed {s.failed}, "
             f"invalid refs {s.invalid}")
+    if s.failed and not s.fetched:
+        raise PamcorrError(f"{line}: every ticket fetch from {cfg.url} failed; the week is not "
+                           f"judged against tickets that could not be read")
+    return line
 
 
 def previous_weekly_run(store: Store, run_id: int, week: Week) -> dict | None:
@@ -382,7 +396,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             tickets_without_history=queries.tickets_without_history(store, run_id),
             detections=queries.detection_totals(store, run_id),
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
-                                                 run_id))
+                                                 run_id),
+            skipped_checks=queries.skipped_checks(store))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -412,6 +427,7 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         lines.append(f"  {len(s.tickets_without_history)} ticket(s) judged by their current state "
                      f"only (state history unreadable): {shown}"
                      + (", ..." if len(s.tickets_without_history) > 5 else ""))
+    lines += [f"  {line}" for line in s.skipped_checks]
     verdicts = ", ".join(f"{t['verdict']} {t['n']:,}" for t in s.totals) or "no actions"
     lines.append(f"verdicts: {verdicts}")
     if s.previous:

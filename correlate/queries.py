@@ -81,6 +81,19 @@ def findings(store: Store, run_id: int | None = None, verdict: str | None = None
     return [Finding(**r) for r in rows]
 
 
+# Ticket sources that give no ticket a reporter: requester_not_on_ticket is skipped for their
+# tickets (correlate/sql/approval_checks.sql).
+SKIPPED_CHECKS_SQL = """
+SELECT source FROM tickets GROUP BY source HAVING count(reporter) = 0 ORDER BY source
+"""
+
+
+def skipped_checks(store: Store) -> list[str]:
+    """One line per ticket check skipped for want of a field (said once per run)."""
+    return [f"requester_not_on_ticket skipped: the {source} tickets carry no reporter"
+            for (source,) in store.query(SKIPPED_CHECKS_SQL)]
+
+
 def verdict_totals(store: Store, run_id: int) -> list[dict]:
     return store.query_dicts(VERDICT_TOTALS_SQL, [run_id])
 

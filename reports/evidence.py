@@ -37,10 +37,6 @@ SELECT ingest_id, source, kind, file, sha256, size_bytes, read, accepted, quaran
 FROM ingest_log WHERE finished IS NOT NULL ORDER BY ingest_id
 """
 
-LAST_EXPORT_SQL = """
-SELECT bundle, manifest_sha256 FROM exports WHERE path <> ? ORDER BY export_id DESC LIMIT 1
-"""
-
 # Weekly bundles chain to their older siblings in the same folder: named YYYY-Www, they sort by week.
 LAST_SIBLING_SQL = """
 SELECT bundle, manifest_sha256 FROM exports
@@ -186,9 +182,9 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
                  weekly: object | None = None) -> Bundle:
     """Write a bundle folder (or a .zip when `out` ends in .zip) and record it in `exports`.
 
-    `previous` names the bundle this one follows; by default the last bundle pamcorr exported
-    (other than `out` itself), or with `siblings` the newest older-named bundle exported into the
-    same folder. `extra` adds files (name -> text); `weekly` adds the weekly sections to the index.
+    `previous` names the bundle this one follows; with `siblings` (the weekly run) it is the
+    newest older-named bundle exported into the same folder; else the bundle starts a chain.
+    `extra` adds files (name -> text); `weekly` adds the weekly sections to the index.
     """
     out = Path(out).resolve()
     _check_replaceable(out)
@@ -198,11 +194,11 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     detections = det.detections(store, run_id, start=start, end=end)
     period_start = start or run["period_start"] or first_ts
     period_end = end or run["period_end"] or last_ts
+    prev = None
     if previous is not None:
         prev = _previous_from_path(Path(previous))
-    else:
-        row = (store.query(LAST_SIBLING_SQL, [str(out.parent) + os.sep, out.name, str(out)])
-               if siblings else store.query(LAST_EXPORT_SQL, [str(out)]))
+    elif siblings:   # the weekly run: the newest older-named bundle in the same folder
+        row = store.query(LAST_SIBLING_SQL, [str(out.parent) + os.sep, out.name, str(out)])
         prev = {"bundle": row[0][0], "manifest_sha256": row[0][1]} if row else None
     created = now_utc()
     work = None
@@ -328,13 +324,15 @@ class Verification:
     links_valid: int = 0
     problems: list[str] = field(default_factory=list)
     chain: list[str] = field(default_factory=list)
+    manifest_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def lines(self) -> list[str]:
-        out = [f"files: {self.files_valid}/{self.files_total} valid",
+        out = [f"manifest sha256 {self.manifest_sha256}"] if self.manifest_sha256 else []
+        out += [f"files: {self.files_valid}/{self.files_total} valid",
                f"chain: {self.links_valid}/{self.links_total} links valid"]
         out += [f"  {c}" for c in self.chain]
         out += [f"problem: {p}" for p in self.problems]
@@ -415,10 +413,13 @@ def _walk_chain(bundle: Path, manifest: dict, places: list[Path], v: Verificatio
             return
 
 
-def verify_bundle(path: str | os.PathLike, chain_dirs=()) -> Verification:
+def verify_bundle(path: str | os.PathLike, chain_dirs=(),
+                  expect_sha256: str | None = None) -> Verification:
     """Recompute every file's sha256, size and row count; walk the chain of previous bundles.
 
     Previous bundles are looked up by name in `chain_dirs` (a folder or several) and beside `path`.
+    `expect_sha256`: the manifest's sha256 as recorded elsewhere (the run's output, a ticket); a
+    manifest edited consistently verifies on its own, but not against that.
     """
     path = Path(path)
     v = Verification(path)
@@ -436,6 +437,10 @@ def verify_bundle(path: str | os.PathLike, chain_dirs=()) -> Verification:
         if data is None:
             v.problems.append(f"missing: {MANIFEST} (not a pamcorr bundle?)")
             return v
+        v.manifest_sha256 = sha256_bytes(data)
+        if expect_sha256 and v.manifest_sha256 != expect_sha256.strip().lower():
+            v.problems.append(f"changed: {MANIFEST} has sha256 {v.manifest_sha256}, expected "
+                              f"{expect_sha256.strip()}")
         try:
             manifest = json.loads(data)
         except ValueError:

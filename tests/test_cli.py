@@ -77,7 +77,7 @@ def test_errors_are_messages_not_tracebacks(cli, tmp_path):
     res = cli("ingest", "generic", "--kind", "activity", str(tmp_path / "nope.jsonl"))
     assert res.exit_code == 1 and "nope.jsonl" in res.output and "Traceback" not in res.output
     res = cli("ingest", "nosuch", str(tmp_path))
-    assert res.exit_code == 1 and "unknown source" in res.output
+    assert res.exit_code == 2 and "unknown source" in res.output     # a usage error (issue 18)
     res = cli("findings")
     assert res.exit_code == 1 and "Traceback" not in res.output
 

@@ -153,7 +153,7 @@ def test_verify_of_a_file_that_is_not_a_zip_fails(tmp_path):
 
 
 def test_verify_of_a_chain_whose_predecessor_is_damaged(cli, bundle):
-    assert cli("export", "-o", cli.tmp / "b2.zip").exit_code == 0
+    assert cli("export", "-o", cli.tmp / "b2.zip", "--previous", bundle).exit_code == 0
     bundle.write_bytes(bundle.read_bytes()[:100])
     res = verify(cli.tmp / "b2.zip")
     assert res.exit_code == 1 and "chain: damaged: " in res.output and "b.zip" in res.output

@@ -154,7 +154,7 @@ def test_deleted_and_added_files_are_caught(cli):
 def test_bundles_chain_and_a_rewritten_predecessor_breaks_the_chain(cli):
     b1, b2 = cli.tmp / "b1", cli.tmp / "b2"
     cli("export", "-o", str(b1))
-    cli("export", "-o", str(b2))
+    cli("export", "-o", str(b2), "--previous", str(b1))
     m2 = json.loads((b2 / "manifest.json").read_text())
     assert m2["previous"] == {"bundle": "b1", "manifest_sha256": sha(b1 / "manifest.json")}
     assert "chain: 1/1 links valid" in verify(b2).output
@@ -173,7 +173,7 @@ def test_bundles_chain_and_a_rewritten_predecessor_breaks_the_chain(cli):
 
 def test_missing_predecessor_is_caught_unless_its_folder_is_given(cli):
     cli("export", "-o", str(cli.tmp / "old" / "b1"))
-    cli("export", "-o", str(cli.tmp / "new" / "b2"))
+    cli("export", "-o", str(cli.tmp / "new" / "b2"), "--previous", str(cli.tmp / "old" / "b1"))
     res = verify(cli.tmp / "new" / "b2")
     assert res.exit_code == 1 and "previous bundle b1 of b2 not found" in res.output
     res = verify(cli.tmp / "new" / "b2", "--chain-dir", cli.tmp / "old")
@@ -182,7 +182,7 @@ def test_missing_predecessor_is_caught_unless_its_folder_is_given(cli):
 
 def test_explicit_previous_and_the_exports_table(cli):
     cli("export", "-o", str(cli.tmp / "b1"))
-    cli("export", "-o", str(cli.tmp / "b2"))
+    cli("export", "-o", str(cli.tmp / "b2"))      # ad hoc: not chained unasked (issue 18)
     res = cli("export", "--previous", str(cli.tmp / "b1"), "-o", str(cli.tmp / "b3"))
     assert res.exit_code == 0
     m3 = json.loads((cli.tmp / "b3" / "manifest.json").read_text())
@@ -191,7 +191,9 @@ def test_explicit_previous_and_the_exports_table(cli):
         rows = store.query("SELECT bundle, manifest_sha256, previous_sha256 FROM exports "
                            "ORDER BY export_id")
     assert [r[0] for r in rows] == ["b1", "b2", "b3"]
-    assert rows[1][2] == rows[0][1] and rows[2][2] == rows[0][1]
+    assert rows[1][2] is None and rows[2][2] == rows[0][1]
+    assert json.loads((cli.tmp / "b2" / "manifest.json").read_text())["previous"] is None
+    assert verify(cli.tmp / "b2").exit_code == 0
     assert rows[2][1] == sha(cli.tmp / "b3" / "manifest.json")
 
 
@@ -215,11 +217,27 @@ def test_zip_bundle_verifies_and_tampering_inside_is_caught(cli):
 
 def test_zip_chains_to_folder_bundle(cli):
     cli("export", "-o", str(cli.tmp / "b1"))
-    cli("export", "-o", str(cli.tmp / "b2.zip"))
+    cli("export", "-o", str(cli.tmp / "b2.zip"), "--previous", str(cli.tmp / "b1"))
     res = verify(cli.tmp / "b2.zip")
     assert res.exit_code == 0 and "b2.zip -> b1: ok" in res.output
     shutil.rmtree(cli.tmp / "b1")
     assert verify(cli.tmp / "b2.zip").exit_code == 1
+
+
+def test_verify_prints_the_manifest_sha256_and_checks_an_expected_one(cli):
+    out = cli.tmp / "b"
+    cli("export", "-o", str(out))
+    digest = sha(out / "manifest.json")
+    res = verify(out)
+    assert res.exit_code == 0 and f"manifest sha256 {digest}" in res.output
+    assert verify(out, "--expect-sha256", digest).exit_code == 0
+    # a manifest edited consistently verifies on its own, never against the recorded sha256
+    m = json.loads((out / "manifest.json").read_text())
+    m["findings"] = 99
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert verify(out).exit_code == 0
+    res = verify(out, "--expect-sha256", digest)
+    assert res.exit_code == 1 and f"expected {digest}" in res.output
 
 
 def test_not_a_bundle(cli, tmp_path):

@@ -300,7 +300,7 @@ def test_unreachable_server_fails_each_ref():
     url = closed.url
     closed.stop()
     res = fetch_servicenow(url, ["CHG0000001"], **FAST)
-    assert res.failed == {"CHG0000001": "ConnectionError after 2 retries"}
+    assert res.failed == {"CHG0000001": "connection refused after 2 retries"}
 
 
 def _audit(n: int, change_n: int, old: str, new: str, at: str, checkpoint: int) -> dict:

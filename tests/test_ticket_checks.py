@@ -19,6 +19,19 @@ def test_requester_not_assignee_or_reporter_is_a_warning(world):
     assert world.checks == [("A", "requester_not_on_ticket")]
 
 
+def test_requester_check_is_skipped_when_no_ticket_has_a_reporter(world):
+    """Issue 18: the sample week's tickets have no reporter column, so the requester (who files
+    the ticket) cannot be on it: no warning per approval, one line in the run summary."""
+    from correlate import queries
+    world.ticket("CHG-2", assignee="bob")
+    world.approval("A", S, E, ticket="CHG-2", requester="mallory")
+    world.action("e", T)
+    world.judge()
+    assert world.checks == []
+    assert queries.skipped_checks(world.store()) == [
+        "requester_not_on_ticket skipped: the generic tickets carry no reporter"]
+
+
 def test_requester_alias_counts_as_the_assignee(world):
     world.identity("CORP\\alice", "alice")
     world.ticket("CHG-2", assignee="alice")
@@ -62,7 +75,8 @@ def test_checks_are_listed_in_the_gap_report(world, tmp_path):
 
     from correlate.engine import correlate
     from reports.gaps import write_gap_report
-    world.ticket("CHG-2", assignee="bob", components="<img src=x onerror=alert(1)>")
+    world.ticket("CHG-2", assignee="bob", reporter="carol",
+                 components="<img src=x onerror=alert(1)>")
     world.approval("A", S, E, ticket="CHG-2", requester="mallory")
     world.action("e", T)
     store = world.store()
