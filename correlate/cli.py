@@ -325,7 +325,11 @@ def detection_line(totals: list[dict]) -> str:
 
 @main.command("findings")
 @click.option("--verdict", type=click.Choice(list(VERDICTS)), default=None)
-@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL", "INFO"]), default=None)
+@click.option("--status", type=click.Choice(["PASS", "WARN", "FAIL", "INFO"]), multiple=True,
+              help="Only findings of this status. Repeatable.")
+@click.option("--failing", is_flag=True,
+              help="Only what a person triages first: FAIL and WARN (same as --status FAIL "
+                   "--status WARN). Every row is printed by default.")
 @click.option("--account", default=None, help="Only this account or actor.")
 @click.option("--identity-kind", "kind",
               type=click.Choice(["human", "service", "bot", "non-human", "unknown"]), default=None,
@@ -334,8 +338,9 @@ def detection_line(totals: list[dict]) -> str:
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "jsonl"]), default="table")
 @click.option("--limit", type=click.IntRange(1), default=None)
 @db_option
-def findings_cmd(verdict, status, account, kind, run_id, fmt, limit, db):
+def findings_cmd(verdict, status, failing, account, kind, run_id, fmt, limit, db):
     """Print findings of a run to stdout (table, formula-safe CSV, or JSON lines)."""
+    status = sorted(set(status) | ({"FAIL", "WARN"} if failing else set())) or None
     from reports.export import WRITERS
     from reports.export_sql import write_findings
     with open_store(db, read_only=True) as store:
@@ -494,7 +499,7 @@ def demo(db, output):
     import shlex
     q = shlex.quote(db)
     _err("next:")
-    for command in (f"pamcorr findings --db {q} --status FAIL", f"pamcorr report gaps --db {q} "
+    for command in (f"pamcorr findings --db {q} --failing", f"pamcorr report gaps --db {q} "
                     f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}"):
         _err(f"  {command}")
     _say(str(Path(path).resolve()))     # the last stdout line: .ci/run reads it

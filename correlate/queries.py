@@ -17,7 +17,7 @@ FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = $run_id
   AND ($verdict IS NULL OR f.verdict = $verdict)
-  AND ($status IS NULL OR f.status = $status)
+  AND ($status IS NULL OR list_contains($status::VARCHAR[], f.status))
   AND ($kind IS NULL OR coalesce(i.kind, a.actor_kind, 'unknown') = $kind
        OR ($kind = 'non-human' AND coalesce(i.kind, a.actor_kind) IN ('service', 'bot')))
   AND ($account IS NULL OR lower(a.account) = lower($account) OR lower(a.actor) = lower($account))
@@ -65,8 +65,15 @@ def resolve_run(store: Store, run_id: int | None = None) -> int:
     return run_id
 
 
+def statuses(status) -> list[str] | None:
+    """A status filter as the findings query takes it: None (all), or a list (one or several)."""
+    if not status:
+        return None
+    return [status] if isinstance(status, str) else list(status)
+
+
 def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
-             status: str | None = None, account: str | None = None,
+             status: str | list[str] | None = None, account: str | None = None,
              limit: int | None = None, kind: str | None = None, start=None,
              end=None) -> list[Finding]:
     """Findings of a run joined to their activity, oldest first; start <= ts < end when given.
@@ -75,7 +82,8 @@ def findings(store: Store, run_id: int | None = None, verdict: str | None = None
     """
     run_id = resolve_run(store, run_id)
     rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
-                                            "status": status, "account": account, "kind": kind,
+                                            "status": statuses(status), "account": account,
+                                            "kind": kind,
                                             "start": start, "end": end,
                                             "limit": limit if limit is not None else 2**62})
     return [Finding(**r) for r in rows]

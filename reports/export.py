@@ -86,8 +86,8 @@ def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
     """A plain table for a terminal: control characters in a cell shown escaped."""
-    cols = ("ts", "account", "target", "verdict", "approval_id", "ticket_id", "gap_seconds",
-            "outcome")
+    cols = ("ts", "account", "target", "action", "status", "verdict", "approval_id", "ticket_id",
+            "gap_seconds", "outcome", "reason")
     rows = [[printable(formula_safe(getattr(f, c))) for c in cols] for f in findings]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
     out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")

@@ -154,7 +154,8 @@ def write_lines(store: Store, sql: str, params: dict, out: IO[str], header: str 
 def findings_params(store: Store, run_id=None, verdict=None, status=None, account=None,
                     limit=None, kind=None, start=None, end=None) -> dict:
     """queries.findings' parameters (the run resolved: the latest by default)."""
-    return {"run_id": queries.resolve_run(store, run_id), "verdict": verdict, "status": status,
+    return {"run_id": queries.resolve_run(store, run_id), "verdict": verdict,
+            "status": queries.statuses(status),
             "account": account, "kind": kind, "start": start, "end": end,
             "limit": limit if limit is not None else 2**62}
 

@@ -128,3 +128,30 @@ def test_run_says_why_it_exits_3(job):  # noqa: F811
     res = job("--week", "2026-W47", "--fail-on", "fail")
     assert res.exit_code == 3
     assert "exit 3: 3 FAIL findings (--fail-on fail)" in res.output
+
+
+def test_findings_every_row_by_default_failing_and_repeatable_status(world, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from correlate.cli import main
+    monkeypatch.setenv("PAMCORR_DB", str(tmp_path / "f.duckdb"))
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z")
+    world.action("ok", "2026-11-16T11:00:00Z", action="exec", detail="uptime")
+    world.action("grace", "2026-11-16T12:03:00Z", action="exec", detail="uptime")
+    world.action("bad", "2026-11-16T15:00:00Z", action="exec", detail="uptime")
+    runner = CliRunner()
+    for kind, path in world.write().items():
+        assert runner.invoke(main, ["ingest", "generic", "--kind", kind, str(path)]).exit_code == 0
+    assert runner.invoke(main, ["correlate"]).exit_code == 0
+
+    def events(*args):
+        res = runner.invoke(main, ["findings", "--format", "jsonl", *args])
+        assert res.exit_code == 0, res.output
+        return sorted(json.loads(line)["event_id"] for line in res.stdout.splitlines())
+    assert events() == ["bad", "grace", "ok"]
+    assert events("--failing") == events("--status", "FAIL", "--status", "WARN") == ["bad", "grace"]
+    assert events("--status", "PASS") == ["ok"]
+    table = runner.invoke(main, ["findings"]).stdout.splitlines()
+    assert table[0].split() == ["ts", "account", "target", "action", "status", "verdict",
+                                "approval_id", "ticket_id", "gap_seconds", "outcome", "reason"]
+    assert any("after the end of the nearest approval" in line for line in table)
