@@ -10,7 +10,7 @@ from correlate import queries
 from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.errors import printable
 from correlate.store import Store
-from reports.export import csv_cell, formula_safe, iso, write_dict_lines
+from reports.export import csv_cell, formula_safe, iso, write_aligned, write_dict_lines
 
 REVIEWS = ("FAIL", "needs_review", "MUTED")
 
@@ -131,12 +131,7 @@ def write_table(rows: Iterable[dict], out: IO[str]) -> int:
         if c == "sequence_id" and r[c]:
             text = f"{text[:8]}#{r['position']}"
         return text if len(text) <= 60 else text[:57] + "..."
-    cells = [[show(r, c) for c in TABLE_COLUMNS] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(TABLE_COLUMNS)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths)).rstrip() + "\n")
-    for row in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
-    return len(cells)
+    return write_aligned(TABLE_COLUMNS, [[show(r, c) for c in TABLE_COLUMNS] for r in rows], out)
 
 
 WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}

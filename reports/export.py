@@ -84,16 +84,22 @@ def write_jsonl(findings: Iterable[Finding], out: IO[str]) -> int:
     return write_dict_lines(map(finding_dict, findings), out)
 
 
-def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
-    """A plain table for a terminal: control characters in a cell shown escaped."""
-    cols = ("ts", "account", "target", "action", "status", "verdict", "approval_id", "ticket_id",
-            "gap_seconds", "outcome", "reason")
-    rows = [[printable(formula_safe(getattr(f, c))) for c in cols] for f in findings]
+def write_aligned(cols: tuple[str, ...], rows: list[list[str]], out: IO[str]) -> int:
+    """A header and rows of already printable cells, in columns padded to their widest cell."""
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
-    for r in rows:
+    for r in [list(cols), *rows]:
         out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
     return len(rows)
+
+
+TABLE_COLUMNS = ("ts", "account", "target", "action", "status", "verdict", "approval_id",
+                 "ticket_id", "gap_seconds", "outcome", "reason")
+
+
+def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
+    """A plain table for a terminal: control characters in a cell shown escaped."""
+    return write_aligned(TABLE_COLUMNS, [[printable(formula_safe(getattr(f, c)))
+                                          for c in TABLE_COLUMNS] for f in findings], out)
 
 
 WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "table": write_table}
