@@ -136,11 +136,10 @@ def main():
 @main.command()
 def sources():
     """List the connectors (sources) pamcorr can ingest."""
-    for name, conn in available():
-        if conn is None:
-            click.echo(f"{name:12} (not available)")
-        else:
-            click.echo(f"{name:12} kinds: {', '.join(conn.kinds):45} {conn.description}")
+    from reports.export import write_aligned
+    rows = [[name, "-", "(not available)"] if conn is None else
+            [name, ", ".join(conn.kinds), conn.description] for name, conn in available()]
+    write_aligned(("source", "kinds", "description"), rows, sys.stdout)
 
 
 def print_results(results) -> None:
