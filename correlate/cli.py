@@ -31,6 +31,21 @@ class CliError(click.ClickException):
     exit_code = 1
 
 
+class CliUsageError(click.ClickException):
+    """A usage error (exit 2) that is not about the command line's syntax: no usage text."""
+
+    exit_code = 2
+
+
+def require_credentials(system: str, url: str) -> None:
+    """Missing or blank credentials in the environment: exit 2 before anything connects."""
+    from connectors.http import credentials_problem, safe_url
+    from correlate.config import SECRET_ENV
+    problem = credentials_problem(*SECRET_ENV[system], system)
+    if problem:
+        raise CliUsageError(printable(f"{problem}; nothing was sent to {safe_url(url)}"))
+
+
 def _say(msg: str) -> None:
     """One line to stdout; control characters from file names or data shown escaped."""
     click.echo(printable(msg))
@@ -424,6 +439,7 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
     from connectors.jira_fetch import fetch_jira, jira_credentials_from_env
     from connectors.ticket_refs import TicketFetchError, is_servicenow_ref
     from correlate.fetch import store_fetch, ticket_refs
+    require_credentials("jira", url)
     user, token = jira_credentials_from_env()
     with open_store(db) as store:
         keys = None
@@ -451,6 +467,7 @@ def fetch_servicenow_cmd(url, start, end, db):
     from connectors.servicenow_fetch import fetch_servicenow, servicenow_credentials_from_env
     from connectors.ticket_refs import TicketFetchError, is_jira_key
     from correlate.fetch import store_fetch, ticket_refs
+    require_credentials("servicenow", url)
     user, token = servicenow_credentials_from_env()
     with open_store(db) as store:
         # Jira keys belong to `fetch jira`; CHG numbers, sys_ids and malformed references are

@@ -48,6 +48,9 @@ def run_cmd(config_path, week, fail_on, db):
     from correlate.queries import fails
     settings = load_settings(config_path)
     period = parse_week(week) if week else last_full_week()
+    if settings.tickets is not None:     # before ingesting anything, let alone connecting
+        from correlate.cli import require_credentials
+        require_credentials(settings.tickets.system, settings.tickets.url)
     result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
     for line in summary_lines(result):
         _say(line)

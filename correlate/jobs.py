@@ -379,6 +379,13 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
     """The whole weekly job; the bundle lands in OUTPUT/<week label>/."""
     from reports.evidence import write_bundle   # reports sit downstream of the engine
     week = week or last_full_week()
+    if settings.tickets is not None:     # before ingesting anything, let alone connecting
+        from connectors.http import credentials_problem
+        from correlate.config import SECRET_ENV
+        problem = credentials_problem(*SECRET_ENV[settings.tickets.system],
+                                      settings.tickets.system)
+        if problem:
+            raise PamcorrError(problem)
     with Store(db or settings.db) as store:
         ingested = ingest_sources(store, settings, progress)
         tickets = fetch_tickets(store, settings, week)

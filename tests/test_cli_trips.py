@@ -51,3 +51,76 @@ def test_sources_is_an_aligned_table(cli):
         assert line[at - 2:at] == "  " and line[at] != " ", line   # every description starts here
     kinds_at = lines[0].index("kinds")
     assert {line[kinds_at - 2:kinds_at] for line in lines} == {"  "}
+
+
+try:   # the local Jira/ServiceNow server that records every request (a fixture)
+    from tests.ticket_server import ticket_server  # noqa: F401
+except ImportError:
+    ticket_server = None
+
+needs_server = pytest.mark.skipif(ticket_server is None,
+                                  reason="tests/ticket_server.py is not present")
+CREDENTIALS = ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN", "PAMCORR_SNOW_USER",
+               "PAMCORR_SNOW_TOKEN")
+
+
+@pytest.fixture
+def cited(cli, world, monkeypatch):
+    """One approval citing a Jira key and one a ServiceNow change; no credentials set."""
+    for name in CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z", ticket="OPS-1")
+    world.approval("B", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z", ticket="CHG0000001")
+    world.action("a1", "2026-11-16T11:00:00Z")
+    for kind, path in world.write().items():
+        assert cli("ingest", "generic", "--kind", kind, path).exit_code == 0
+    return cli
+
+
+@needs_server
+@pytest.mark.parametrize("system, env, message", [
+    ("jira", {}, "jira: no credentials: set PAMCORR_JIRA_TOKEN"),
+    ("jira", {"PAMCORR_JIRA_USER": "bot@example.com", "PAMCORR_JIRA_TOKEN": "  "},
+     "PAMCORR_JIRA_USER is set but PAMCORR_JIRA_TOKEN is empty"),
+    ("servicenow", {"PAMCORR_SNOW_TOKEN": ""}, "servicenow: no credentials: set "
+     "PAMCORR_SNOW_TOKEN"),
+    ("servicenow", {"PAMCORR_SNOW_USER": "svc"}, "PAMCORR_SNOW_USER is set but "
+     "PAMCORR_SNOW_TOKEN"),
+])
+def test_fetch_without_credentials_is_exit_2_before_any_request(cited, ticket_server,  # noqa: F811
+                                                                 monkeypatch, system, env,
+                                                                 message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    res = cited("fetch", system, "--url", ticket_server.url)
+    assert res.exit_code == 2, res.output
+    assert message in res.output and "nothing was sent to" in res.output
+    assert "Traceback" not in res.output
+    assert ticket_server.requests == []
+
+
+@needs_server
+def test_fetch_with_a_token_alone_still_connects(cited, ticket_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("PAMCORR_JIRA_TOKEN", "a-personal-access-token")
+    cited("fetch", "jira", "--url", ticket_server.url, "--flavour", "datacenter")
+    assert ticket_server.requests      # the bearer token is enough to try
+
+
+@needs_server
+def test_weekly_run_checks_ticket_credentials_before_ingesting(ticket_server,  # noqa: F811
+                                                               tmp_path, monkeypatch, world):
+    for name in CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    world.folder = tmp_path / "drop"
+    world.approval("A", "2026-11-17T10:00:00Z", "2026-11-17T12:00:00Z", ticket="OPS-1")
+    world.action("a1", "2026-11-17T11:00:00Z")
+    world.write()
+    (tmp_path / "pamcorr.toml").write_text(
+        'db = "t.duckdb"\noutput = "out"\n[[sources]]\nconnector = "generic"\n'
+        'kind = "approvals"\npaths = ["drop/approvals.csv"]\n'
+        f'[tickets]\nsystem = "jira"\nurl = "{ticket_server.url}"\n')
+    res = CliRunner().invoke(main, ["run", "--config", str(tmp_path / "pamcorr.toml"),
+                                    "--week", "2026-W47"])
+    assert res.exit_code == 2, res.output
+    assert "PAMCORR_JIRA_TOKEN" in res.output and ticket_server.requests == []
+    assert not (tmp_path / "t.duckdb").exists()     # nothing ingested either
