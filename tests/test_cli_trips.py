@@ -124,3 +124,64 @@ def test_weekly_run_checks_ticket_credentials_before_ingesting(ticket_server,  #
     assert res.exit_code == 2, res.output
     assert "PAMCORR_JIRA_TOKEN" in res.output and ticket_server.requests == []
     assert not (tmp_path / "t.duckdb").exists()     # nothing ingested either
+
+
+@pytest.fixture
+def bundle(cli, world):
+    """An exported bundle whose inputs have quarantined rows, and a way to edit its manifest."""
+    world.approval("A", "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z")
+    world.action("ok", "2026-11-16T11:00:00Z")
+    world.action("bad", "2026-11-16T15:00:00Z", account="mallory")
+    files = world.write()
+    with open(files["activity"], "a") as fh:
+        fh.write('{"event_id": "no-ts", "account": "x", "target": "y"}\n')
+    for kind, path in files.items():
+        assert cli("ingest", "generic", "--kind", kind, path).exit_code == 0
+    assert cli("correlate").exit_code == 0
+    out = cli.tmp / "b"
+    assert cli("export", "-o", out).exit_code == 0
+
+    def edit(change):
+        m = json.loads((out / "manifest.json").read_text())
+        change(m)
+        (out / "manifest.json").write_text(json.dumps(m))    # no file of it hashes the manifest
+        return CliRunner().invoke(main, ["verify", str(out)])
+    edit.out = out
+    return edit
+
+
+def _activity(m: dict) -> int:
+    return next(i for i, e in enumerate(m["inputs"]) if e["kind"] == "activity")
+
+
+def test_verify_checks_the_manifests_own_arithmetic(bundle):
+    res = bundle(lambda m: None)
+    assert res.exit_code == 0 and "arithmetic" not in res.output
+    m = json.loads((bundle.out / "manifest.json").read_text())
+    i = _activity(m)
+    assert m["inputs"][i]["quarantined"] == 1
+
+    def drop_quarantined(m):     # the row nobody should know about, gone from the file entry
+        m["inputs"][_activity(m)]["quarantined"] = 0
+    res = bundle(drop_quarantined)
+    assert res.exit_code == 1, res.output
+    assert (f"arithmetic: inputs[{i}] (generic activity {m['inputs'][i]['file']}): read 3 != "
+            f"accepted 2 + ignored 0 + quarantined 0 + duplicates 0 (= 2)") in res.output
+    assert res.output.rstrip().endswith("FAILED")
+
+
+def test_verify_catches_totals_that_disagree_with_their_files(bundle):
+    def balanced_but_not_the_files(m):       # each entry balances; the sums do not
+        i = _activity(m)
+        m["inputs"][i]["quarantined"] = 0
+        m["inputs"][i]["read"] = 2
+    res = bundle(balanced_but_not_the_files)
+    assert res.exit_code == 1
+    assert "arithmetic: completeness.sources[" in res.output
+    assert "(generic activity): read 3 but its input files sum to 2" in res.output
+
+    def findings_count(m):
+        m["findings"] = 99
+    res = bundle(findings_count)
+    assert res.exit_code == 1 and "arithmetic: findings 99 but findings.csv holds 2 row(s)" \
+        in res.output
