@@ -72,7 +72,8 @@ def exit_reason(summary, met) -> str:
                 if status not in FAIL_ON_STATUS[level]:
                     continue
                 n = sum(t["n"] for t in summary.totals if t["status"] == status)
-                gaps = sum(1 for c in summary.coverage if c.status == status)
+                gaps = sum(1 for c in [*summary.coverage, *summary.source_coverage]
+                           if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
         else:
