@@ -204,8 +204,11 @@ def rejected_message(results) -> str | None:
 @click.option("--reingest", is_flag=True, default=False,
               help="Read files ingested before again (e.g. with another --tz) and replace, in "
                    "one transaction, exactly the rows each brought.")
+@click.option("--no-progress", is_flag=True, default=False,
+              help="No progress on stderr (on a terminal a bar with bytes, files and ETA, "
+                   "else a line per file).")
 @db_option
-def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
+def ingest_cmd(source, paths, kind, tz, year, extra, reingest, no_progress, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
     from connectors.registry import REGISTRY, check_options
     if source not in REGISTRY:
@@ -224,10 +227,13 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
         raise click.BadParameter(str(exc), param_hint="--option") from None
     options = Options(tz=tz, year=year, extra=pairs)
     not_read: list[str] = []     # files a folder holds that are not read: said now and at the end
-    with open_store(db) as store:
-        results = ingest(store, connector, kind, list(paths), options,
-                         progress=lambda m: _err(f"ingesting {m}"),
-                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
+    from correlate.cli_progress import IngestProgress, planned_files
+    from correlate.ingest import expand_paths
+    with open_store(db) as store, IngestProgress(planned_files(paths, expand_paths),
+                                                 not no_progress, say=_err) as progress:
+        results = ingest(store, connector, kind, list(paths), options, progress=progress,
+                         warn=lambda m: (progress.note(f"warning: {m}", _err),
+                                         not_read.append(m)),
                          reingest=reingest, reject=True)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)

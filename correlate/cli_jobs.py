@@ -41,7 +41,10 @@ def _when(value, name):
               "exist, or a detection of this severity (info..critical) or worse that is not "
               "muted. Repeatable; default from [policy] fail_on.")
 @click.option("--db", "db", default=None, help="DuckDB file (overrides the config's db).")
-def run_cmd(config_path, week, fail_on, db):
+@click.option("--no-progress", is_flag=True, default=False,
+              help="No ingest progress on stderr (on a terminal a bar with bytes, files and "
+                   "ETA, else a line per file).")
+def run_cmd(config_path, week, fail_on, db, no_progress):
     """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
     from correlate.config import load_settings
     from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
@@ -51,7 +54,11 @@ def run_cmd(config_path, week, fail_on, db):
     if settings.tickets is not None:     # before ingesting anything, let alone connecting
         from correlate.cli import require_credentials
         require_credentials(settings.tickets.system, settings.tickets.url)
-    result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
+    from correlate.cli_progress import IngestProgress, planned_files
+    from correlate.ingest import expand_paths
+    files = planned_files([p for s in settings.sources for p in s.paths], expand_paths)
+    with IngestProgress(files, not no_progress, say=_err) as progress:
+        result = run_weekly(settings, period, db=db, progress=progress)
     for line in summary_lines(result):
         _say(line)
     fail_on = fail_on or settings.fail_on or ()

@@ -400,6 +400,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
     with Store(db or settings.db) as store:
         matched: dict = {}
         ingested = ingest_sources(store, settings, progress, matched)
+        if hasattr(progress, "finish"):    # a progress bar (correlate/cli_progress.py): done
+            progress.finish()
         tickets = fetch_tickets(store, settings, week)
         run_id = correlate(store, week.start, week.end, settings.policy,
                            {"job": "weekly", "week": week.label,

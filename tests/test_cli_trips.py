@@ -185,3 +185,86 @@ def test_verify_catches_totals_that_disagree_with_their_files(bundle):
     res = bundle(findings_count)
     assert res.exit_code == 1 and "arithmetic: findings 99 but findings.csv holds 2 row(s)" \
         in res.output
+
+
+def _ingest_with_stderr(tmp_path, files, *extra, tty: bool) -> tuple[int, str, str]:
+    """`pamcorr ingest generic --kind activity FILES` in a subprocess, stderr on a pseudo-
+    terminal (tty) or a pipe; (exit code, stdout, stderr)."""
+    return _pamcorr(tmp_path, ["ingest", "generic", "--kind", "activity", *files, *extra], tty)
+
+
+def _pamcorr(tmp_path, command, tty: bool) -> tuple[int, str, str]:
+    """`pamcorr COMMAND...` in a subprocess, stderr on a pseudo-terminal (tty) or a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    env = {**os.environ, "PAMCORR_DB": str(tmp_path / "p.duckdb"), "COLUMNS": "120"}
+    args = [sys.executable, "-c", "from correlate.cli import main; main()", *map(str, command)]
+    if not tty:
+        done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+        return done.returncode, done.stdout, done.stderr
+    master, slave = pty.openpty()
+    import fcntl
+    import struct
+    import termios
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:          # the terminal closed: the process is gone
+            break
+        if not chunk:
+            break
+        err += chunk
+    out = proc.stdout.read().decode()
+    os.close(master)
+    return proc.wait(timeout=300), out, err.decode(errors="replace")
+
+
+@pytest.fixture
+def feeds(tmp_path):
+    paths = []
+    for n in range(3):
+        path = tmp_path / f"feed-{n}.jsonl"
+        path.write_text("".join(json.dumps({"event_id": f"{n}-{i}", "ts": "2026-11-16T11:00:00Z",
+                                            "account": "alice", "target": "web-01"}) + "\n"
+                                for i in range(2000)))
+        paths.append(path)
+    return paths
+
+
+def test_ingest_shows_a_progress_bar_on_a_terminal(tmp_path, feeds):
+    code, out, err = _ingest_with_stderr(tmp_path, feeds, tty=True)
+    assert code == 0, err
+    assert "ingest: 100%|" in err                   # tqdm: bytes done of the total
+    assert "3/3 file(s)" in err and "B/s" in err and "<00:00" in err   # files, rate, ETA
+    assert "ingesting [" not in err                  # the bar instead of a line per file
+    assert out.count("read 2000 = accepted 2000") == 3   # results stay on stdout, no bar there
+
+
+def test_no_progress_bar_when_piped_or_asked_not_to(tmp_path, feeds):
+    code, out, err = _ingest_with_stderr(tmp_path, feeds, tty=False)
+    assert code == 0
+    assert "%|" not in err and "\r" not in err
+    assert err.count("ingesting [") == 3              # a plain line per file for logs
+    code, out, err = _ingest_with_stderr(tmp_path, feeds, "--no-progress", "--reingest",
+                                         tty=True)
+    assert code == 0 and out.count("read 2000") == 3
+    assert "%|" not in err and "ingesting" not in err
+
+
+def test_weekly_run_shows_progress_on_a_terminal_unless_told_not_to(tmp_path, feeds):
+    config = tmp_path / "pamcorr.toml"
+    config.write_text('db = "w.duckdb"\noutput = "out"\n[[sources]]\nname = "feeds"\n'
+                      'connector = "generic"\nkind = "activity"\npaths = ["feed-*.jsonl"]\n')
+    command = ["run", "--config", config, "--week", "2026-W47"]
+    code, out, err = _pamcorr(tmp_path, command, tty=True)
+    assert code == 0, err
+    assert "ingest: 100%|" in err and "3/3 file(s)" in err
+    assert out.splitlines()[-1].startswith("output: ")        # the summary stays on stdout
+    code, out, err = _pamcorr(tmp_path, [*command, "--no-progress"], tty=True)
+    assert code == 0 and "%|" not in err and "ingesting" not in err
