@@ -216,13 +216,13 @@ class WeeklyResult:
 def ingest_sources(store: Store, settings: Settings, progress=None,
                    matched: dict | None = None) -> list[SourceIngest]:
     """Ingest every configured source; files already ingested (same sha256) are skipped.
-    `matched` (when given) receives, per source name, the files its paths matched and their
-    sha256s, for the coverage check."""
+    `matched` (when given) receives, per source (its index), the files its paths matched and
+    their sha256s, for the coverage check."""
     plans = []
     for src in settings.sources:   # check every connector and option before touching the store
         plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
     out, rejected = [], []
-    for src, connector, options in plans:
+    for i, (src, connector, options) in enumerate(plans):
         done = SourceIngest(src.name, src.connector)
         files = []
         for pattern in src.paths:
@@ -232,7 +232,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None,
                 done.unmatched.append(pattern)
         shas: list[str] = []
         if matched is not None:
-            matched[src.name] = ([str(f) for f in files], shas)
+            matched[i] = ([str(f) for f in files], shas)
         if files:
             for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
                             progress=progress, reject=True):

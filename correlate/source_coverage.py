@@ -22,12 +22,12 @@ WHERE finished IS NOT NULL AND source = $connector
   AND (file IN (SELECT unnest($files::VARCHAR[])) OR sha256 IN (SELECT unnest($shas::VARCHAR[])))
 """
 
-# Per source name: records of its files in the week, and the latest one before it. A record is
+# Per source (its index in the config): records of its files in the week, and the latest one before it. A record is
 # in the week when its span [t0, t1] meets [start, end): an action or a transition at a time in
 # it, an approval window or an open ticket overlapping it.
 SOURCE_DATA_SQL = """
 WITH src AS (
-    SELECT unnest($names::VARCHAR[]) AS name, unnest($ids::INTEGER[]) AS ingest_id
+    SELECT unnest($sources::INTEGER[]) AS source_no, unnest($ids::INTEGER[]) AS ingest_id
 ), records AS (
     SELECT ingest_id, ts AS t0, ts AS t1 FROM activity
     UNION ALL SELECT ingest_id, start_ts, end_ts FROM approvals
@@ -35,11 +35,11 @@ WITH src AS (
     UNION ALL SELECT ingest_id, opened, coalesce(closed, 'infinity'::TIMESTAMPTZ) FROM tickets
     UNION ALL SELECT ingest_id, ts, ts FROM ticket_history
 )
-SELECT s.name, count(*) AS total,
+SELECT s.source_no, count(*) AS total,
        count(*) FILTER (WHERE r.t0 < $end AND r.t1 >= $start) AS rows,
        max(r.t0) FILTER (WHERE r.t0 < $start) AS last_before
 FROM src s JOIN records r USING (ingest_id)
-GROUP BY s.name
+GROUP BY s.source_no
 """
 
 # Kinds whose rows carry no time (mappings): matching a file is all that can be asked of them.
@@ -66,24 +66,25 @@ def _iso(value: datetime) -> str:
 
 
 def source_coverage(store: Store, sources, matched: dict, week) -> list[SourceCoverage]:
-    """`sources`: the config's SourceConfig entries; `matched`: name -> (files, sha256s) the run
-    found for each (correlate/jobs.py `ingest_sources`); `week`: label, start, end."""
-    names, ids = [], []
-    for src in sources:
-        files, shas = matched.get(src.name, ([], []))
+    """`sources`: the config's SourceConfig entries; `matched`: index -> (files, sha256s) the
+    run found for each (correlate/jobs.py `ingest_sources`); `week`: label, start, end. Two
+    entries may share a name (it defaults to the connector's): they are told apart by index."""
+    numbers, ids = [], []
+    for i, src in enumerate(sources):
+        files, shas = matched.get(i, ([], []))
         if not files:
             continue
         for (ingest_id,) in store.query(SOURCE_INGESTS_SQL, {
                 "connector": src.connector, "files": list(files), "shas": list(shas)}):
-            names.append(src.name)
+            numbers.append(i)
             ids.append(ingest_id)
-    data = {r["name"]: r for r in store.query_dicts(
-        SOURCE_DATA_SQL, {"names": names, "ids": ids, "start": week.start, "end": week.end})}
+    data = {r["source_no"]: r for r in store.query_dicts(
+        SOURCE_DATA_SQL, {"sources": numbers, "ids": ids, "start": week.start, "end": week.end})}
     out = []
-    for src in sources:
-        files = len(matched.get(src.name, ([], []))[0])
+    for i, src in enumerate(sources):
+        files = len(matched.get(i, ([], []))[0])
         what = f"{src.name} ({src.connector}{' ' + src.kind if src.kind else ''})"
-        r = data.get(src.name, {"total": 0, "rows": 0, "last_before": None})
+        r = data.get(i, {"total": 0, "rows": 0, "last_before": None})
         if not files:
             status, msg = "WARN", (f"{what}: its paths match no file "
                                    f"({', '.join(src.paths)}); {week.label} is judged without it")

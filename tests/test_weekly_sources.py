@@ -165,3 +165,17 @@ def test_a_file_skipped_as_a_copy_still_counts_for_the_source_that_matched_it(we
     res = weekly("--week", "2026-W47")
     assert "sources: every configured source sent data for 2026-W47" in res.output, res.output
     assert "1 already ingested" in res.output        # the copy: same sha256, not read again
+
+
+def test_sources_sharing_a_name_are_checked_apart(weekly):
+    # unnamed sources are named after their connector: three `generic` entries here
+    config = CONFIG.format(approvals="drop/approvals*.csv").replace('name = "approvals"\n', "")
+    config = config.replace('name = "tickets"\n', "").replace('name = "vpn"\n', "")
+    (weekly.tmp / "pamcorr.toml").write_text(config)
+    res = CliRunner().invoke(main, ["run", "--config", str(weekly.tmp / "pamcorr.toml"),
+                                    "--week", "2026-W47"])
+    got = json.loads((weekly.tmp / "out" / "2026-W47" / "weekly.json").read_text())
+    assert [(c["name"], c["kind"], c["status"], c["rows"]) for c in got["source_coverage"]] == [
+        ("generic", "approvals", "PASS", 1), ("generic", "tickets", "PASS", 1),
+        ("bastion", "activity", "PASS", 2), ("generic", "activity", "WARN", 0)]
+    assert "WARN: generic (generic activity): nothing in 2026-W47" in res.output
