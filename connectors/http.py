@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -133,6 +133,22 @@ def make_auth(user: str | None, token: str | None) -> AuthBase | None:
     if token:
         return BearerAuth(token)
     return None
+
+
+def credentials_problem(user_var: str, token_var: str, system: str,
+                        env: Mapping[str, str] | None = None) -> str | None:
+    """Why the credentials in the environment cannot be used, or None: checked before any
+    connection, so that a missing token never becomes an anonymous request. A token is always
+    needed (alone: a bearer token; with the user: basic auth); blank values count as unset."""
+    env = os.environ if env is None else env
+    user, token = (env.get(user_var) or "").strip(), (env.get(token_var) or "").strip()
+    if token:
+        return None
+    if user:
+        return (f"{system}: {user_var} is set but {token_var} is empty or not set; set the "
+                f"token (API token or personal access token) in the environment")
+    return (f"{system}: no credentials: set {token_var} (an API token or personal access "
+            f"token) and, for basic auth, {user_var} in the environment")
 
 
 def configure_session(session: requests.Session, base_url: str) -> requests.Session:

@@ -31,6 +31,21 @@ class CliError(click.ClickException):
     exit_code = 1
 
 
+class CliUsageError(click.ClickException):
+    """A usage error (exit 2) that is not about the command line's syntax: no usage text."""
+
+    exit_code = 2
+
+
+def require_credentials(system: str, url: str) -> None:
+    """Missing or blank credentials in the environment: exit 2 before anything connects."""
+    from connectors.http import credentials_problem, safe_url
+    from correlate.config import SECRET_ENV
+    problem = credentials_problem(*SECRET_ENV[system], system)
+    if problem:
+        raise CliUsageError(printable(f"{problem}; nothing was sent to {safe_url(url)}"))
+
+
 def _say(msg: str) -> None:
     """One line to stdout; control characters from file names or data shown escaped."""
     click.echo(printable(msg))
@@ -136,11 +151,10 @@ def main():
 @main.command()
 def sources():
     """List the connectors (sources) pamcorr can ingest."""
-    for name, conn in available():
-        if conn is None:
-            click.echo(f"{name:12} (not available)")
-        else:
-            click.echo(f"{name:12} kinds: {', '.join(conn.kinds):45} {conn.description}")
+    from reports.export import write_aligned
+    rows = [[name, "-", "(not available)"] if conn is None else
+            [name, ", ".join(conn.kinds), conn.description] for name, conn in available()]
+    write_aligned(("source", "kinds", "description"), rows, sys.stdout)
 
 
 def print_results(results) -> None:
@@ -190,8 +204,11 @@ def rejected_message(results) -> str | None:
 @click.option("--reingest", is_flag=True, default=False,
               help="Read files ingested before again (e.g. with another --tz) and replace, in "
                    "one transaction, exactly the rows each brought.")
+@click.option("--no-progress", is_flag=True, default=False,
+              help="No progress on stderr (on a terminal a bar with bytes, files and ETA, "
+                   "else a line per file).")
 @db_option
-def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
+def ingest_cmd(source, paths, kind, tz, year, extra, reingest, no_progress, db):
     """Ingest files, directories or globs (.gz too) from SOURCE into the store."""
     from connectors.registry import REGISTRY, check_options
     if source not in REGISTRY:
@@ -210,10 +227,13 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
         raise click.BadParameter(str(exc), param_hint="--option") from None
     options = Options(tz=tz, year=year, extra=pairs)
     not_read: list[str] = []     # files a folder holds that are not read: said now and at the end
-    with open_store(db) as store:
-        results = ingest(store, connector, kind, list(paths), options,
-                         progress=lambda m: _err(f"ingesting {m}"),
-                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
+    from correlate.cli_progress import IngestProgress, planned_files
+    from correlate.ingest import expand_paths
+    with open_store(db) as store, IngestProgress(planned_files(paths, expand_paths),
+                                                 not no_progress, say=_err) as progress:
+        results = ingest(store, connector, kind, list(paths), options, progress=progress,
+                         warn=lambda m: (progress.note(f"warning: {m}", _err),
+                                         not_read.append(m)),
                          reingest=reingest, reject=True)
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
@@ -425,6 +445,7 @@ def fetch_jira_cmd(url, jql, start, end, flavour, planned_start_field, planned_e
     from connectors.jira_fetch import fetch_jira, jira_credentials_from_env
     from connectors.ticket_refs import TicketFetchError, is_servicenow_ref
     from correlate.fetch import store_fetch, ticket_refs
+    require_credentials("jira", url)
     user, token = jira_credentials_from_env()
     with open_store(db) as store:
         keys = None
@@ -452,6 +473,7 @@ def fetch_servicenow_cmd(url, start, end, db):
     from connectors.servicenow_fetch import fetch_servicenow, servicenow_credentials_from_env
     from connectors.ticket_refs import TicketFetchError, is_jira_key
     from correlate.fetch import store_fetch, ticket_refs
+    require_credentials("servicenow", url)
     user, token = servicenow_credentials_from_env()
     with open_store(db) as store:
         # Jira keys belong to `fetch jira`; CHG numbers, sys_ids and malformed references are

@@ -41,14 +41,24 @@ def _when(value, name):
               "exist, or a detection of this severity (info..critical) or worse that is not "
               "muted. Repeatable; default from [policy] fail_on.")
 @click.option("--db", "db", default=None, help="DuckDB file (overrides the config's db).")
-def run_cmd(config_path, week, fail_on, db):
+@click.option("--no-progress", is_flag=True, default=False,
+              help="No ingest progress on stderr (on a terminal a bar with bytes, files and "
+                   "ETA, else a line per file).")
+def run_cmd(config_path, week, fail_on, db, no_progress):
     """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
     from correlate.config import load_settings
     from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
     from correlate.queries import fails
     settings = load_settings(config_path)
     period = parse_week(week) if week else last_full_week()
-    result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
+    if settings.tickets is not None:     # before ingesting anything, let alone connecting
+        from correlate.cli import require_credentials
+        require_credentials(settings.tickets.system, settings.tickets.url)
+    from correlate.cli_progress import IngestProgress, planned_files
+    from correlate.ingest import expand_paths
+    files = planned_files([p for s in settings.sources for p in s.paths], expand_paths)
+    with IngestProgress(files, not no_progress, say=_err) as progress:
+        result = run_weekly(settings, period, db=db, progress=progress)
     for line in summary_lines(result):
         _say(line)
     fail_on = fail_on or settings.fail_on or ()
@@ -69,7 +79,8 @@ def exit_reason(summary, met) -> str:
                 if status not in FAIL_ON_STATUS[level]:
                     continue
                 n = sum(t["n"] for t in summary.totals if t["status"] == status)
-                gaps = sum(1 for c in summary.coverage if c.status == status)
+                gaps = sum(1 for c in [*summary.coverage, *summary.source_coverage]
+                           if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
         else:

@@ -19,6 +19,7 @@ from correlate.config import Settings
 from correlate.engine import correlate
 from correlate.errors import InputError, PamcorrError
 from correlate.ingest import expand_paths, ingest
+from correlate.source_coverage import SourceCoverage, source_coverage
 from correlate.store import Store
 
 WEEK_RE = re.compile(r"(\d{4})-W(\d{2})")
@@ -176,7 +177,7 @@ class WeeklySummary:
     ingest: list[SourceIngest]
     tickets: str
     totals: list[dict]
-    previous: dict | None         # {run_id, week} of the run compared with
+    previous: dict | None         # {run_id, week, note} of the run compared with
     changes: list[Change]
     coverage: list[Coverage]
     # tickets judged by their current state only (state history unreadable), never silent
@@ -184,6 +185,8 @@ class WeeklySummary:
     detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
     detection_changes: list[DetectionChange] = field(default_factory=list)
     skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
+    # per configured source name, every kind (correlate/source_coverage.py)
+    source_coverage: list[SourceCoverage] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -210,13 +213,16 @@ class WeeklyResult:
     manifest_sha256: str
 
 
-def ingest_sources(store: Store, settings: Settings, progress=None) -> list[SourceIngest]:
-    """Ingest every configured source; files already ingested (same sha256) are skipped."""
+def ingest_sources(store: Store, settings: Settings, progress=None,
+                   matched: dict | None = None) -> list[SourceIngest]:
+    """Ingest every configured source; files already ingested (same sha256) are skipped.
+    `matched` (when given) receives, per source (its index), the files its paths matched and
+    their sha256s, for the coverage check."""
     plans = []
     for src in settings.sources:   # check every connector and option before touching the store
         plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
     out, rejected = [], []
-    for src, connector, options in plans:
+    for i, (src, connector, options) in enumerate(plans):
         done = SourceIngest(src.name, src.connector)
         files = []
         for pattern in src.paths:
@@ -224,9 +230,13 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
                 files.extend(expand_paths([pattern], warn=done.not_read.append))
             except InputError:
                 done.unmatched.append(pattern)
+        shas: list[str] = []
+        if matched is not None:
+            matched[i] = ([str(f) for f in files], shas)
         if files:
             for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
                             progress=progress, reject=True):
+                shas.append(r.sha256)
                 if r.skipped:
                     done.skipped_files += 1
                     continue
@@ -288,7 +298,8 @@ def previous_weekly_run(store: Store, run_id: int, week: Week) -> dict | None:
     for row in store.query_dicts(PREVIOUS_RUNS_SQL, [run_id, week.start]):
         params = json.loads(row["parameters"] or "{}")
         if params.get("job") == "weekly":
-            return {"run_id": row["run_id"], "week": params.get("week")}
+            return {"run_id": row["run_id"], "week": params.get("week"),
+                    "note": queries.period_note(row, week.start, week.end, weekly=True)}
     return None
 
 
@@ -379,8 +390,18 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
     """The whole weekly job; the bundle lands in OUTPUT/<week label>/."""
     from reports.evidence import write_bundle   # reports sit downstream of the engine
     week = week or last_full_week()
+    if settings.tickets is not None:     # before ingesting anything, let alone connecting
+        from connectors.http import credentials_problem
+        from correlate.config import SECRET_ENV
+        problem = credentials_problem(*SECRET_ENV[settings.tickets.system],
+                                      settings.tickets.system)
+        if problem:
+            raise PamcorrError(problem)
     with Store(db or settings.db) as store:
-        ingested = ingest_sources(store, settings, progress)
+        matched: dict = {}
+        ingested = ingest_sources(store, settings, progress, matched)
+        if hasattr(progress, "finish"):    # a progress bar (correlate/cli_progress.py): done
+            progress.finish()
         tickets = fetch_tickets(store, settings, week)
         run_id = correlate(store, week.start, week.end, settings.policy,
                            {"job": "weekly", "week": week.label,
@@ -397,7 +418,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             detections=queries.detection_totals(store, run_id),
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
                                                  run_id),
-            skipped_checks=queries.skipped_checks(store))
+            skipped_checks=queries.skipped_checks(store),
+            source_coverage=source_coverage(store, settings.sources, matched, week))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -434,6 +456,8 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         lines.append(f"since {s.previous['week']} (run {s.previous['run_id']}): "
                      f"{s.count('new')} new, {s.count('still failing')} still failing, "
                      f"{s.count('resolved')} resolved, {s.count('not seen')} not seen this week")
+        if s.previous.get("note"):
+            lines.append(f"  {s.previous['note']}")
     else:
         lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)")
     for c in [c for c in s.changes if c.state == "new"][:5]:
@@ -442,6 +466,11 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
+    quiet = [c for c in s.source_coverage if c.status != "PASS"]
+    if s.source_coverage:
+        lines.append(f"sources: every configured source sent data for {s.week.label}"
+                     if not quiet else "sources:")
+        lines += [f"  {c.status}: {c.message}" for c in quiet]
     lines.append(f"output: {result.out_dir}/index.html (manifest sha256 "
                  f"{result.manifest_sha256[:16]}...)")
     return lines
@@ -468,4 +497,5 @@ def detection_summary(s: WeeklySummary) -> list[str]:
 def worst_status(summary: WeeklySummary) -> set[str]:
     """Statuses present among findings and coverage, for --fail-on."""
     found = {t["status"] for t in summary.totals if t["n"]}
-    return found | {c.status for c in summary.coverage}
+    return (found | {c.status for c in summary.coverage}
+            | {c.status for c in summary.source_coverage})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.findings import Finding
@@ -227,3 +229,35 @@ def issue_groups(store: Store, run_id: int, previous: int | None, limit: int) ->
 
 def issue_changes(store: Store, run_id: int, previous: int) -> dict:
     return store.query_dicts(ISSUE_CHANGES_SQL, {"run_id": run_id, "previous": previous})[0]
+
+
+def _when(ts) -> str:
+    """A period bound as a date when it falls on midnight UTC, else as an ISO time."""
+    ts = ts.astimezone(timezone.utc)
+    if (ts.hour, ts.minute, ts.second, ts.microsecond) == (0, 0, 0, 0):
+        return ts.date().isoformat()
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def period_note(previous: dict, start, end, weekly: bool = False) -> str | None:
+    """What to say when the run compared with (`previous`: run_id, period_start, period_end) did
+    not judge the period just before [start, end): None when it did. A gap or an overlap
+    changes what "new" and "resolved" mean, so it is never silent."""
+    ps, pe = previous["period_start"], previous["period_end"]
+    if pe is not None and start is not None and pe == start:
+        return None
+    span = (f"{_when(ps) if ps is not None else 'the first record'}.."
+            f"{_when(pe) if pe is not None else 'the last record'}")
+    if ps == start and pe == end:
+        how = "the same period judged again"
+    elif pe is not None and start is not None and pe < start:
+        gap = start - pe
+        if weekly and gap.days % 7 == 0 and not gap.seconds:
+            n = gap.days // 7
+            how = f"not the previous week ({n} week{'' if n == 1 else 's'} between without a " \
+                  f"weekly run)"
+        else:
+            how = f"not the adjacent period ({_when(pe)}..{_when(start)} was not judged)"
+    else:
+        how = "not the adjacent period: the two periods overlap"
+    return f"compared with run {previous['run_id']} ({span}), {how}"

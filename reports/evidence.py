@@ -450,6 +450,8 @@ def verify_bundle(path: str | os.PathLike, chain_dirs=(),
             v.problems.append(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT}")
             return v
         _check_files(reader, manifest, v)
+        from reports.manifest_sums import arithmetic_problems
+        v.problems += arithmetic_problems(manifest)
     finally:
         reader.close()
     if isinstance(chain_dirs, (str, os.PathLike)):

@@ -181,6 +181,7 @@ class GapReportContext:
     risky_total: int = 0          # detection rows in the run (risky + muted, all of them)
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
+    previous_note: str | None = None   # the run compared with did not judge the adjacent period
 
     @property
     def worst(self) -> list[dict]:
@@ -335,7 +336,10 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         failed_attempts=attempts[:200], failed_attempts_total=sum(a["n"] for a in attempts),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
-        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)
+        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
+        previous_note=(queries.period_note(queries.run_info(store, previous),
+                                           run["period_start"], run["period_end"])
+                       if previous else None))
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:

@@ -191,12 +191,17 @@ def _sessions(actions: list[dict]) -> list[dict]:
 def _events(approvals, actions, tickets) -> list[dict]:
     ev = []
     for a in approvals:
+        decided = "denied" if a["status"] == "denied" else "approved"
         parts = [f"{role} by {a[col]}" for role, col in (("requested", "requester"),
-                                                         ("approved", "approver")) if a[col]]
+                                                         (decided, "approver")) if a[col]]
+        if a["status"] == "denied":    # never opened: say so, not "opens ... (denied)"
+            text = (f"approval {a['approval_id']} was denied ({a['kind']}): it covers nothing; "
+                    f"asked for {a['account']} on {a['target']} until {iso(a['end_ts'])}")
+        else:
+            text = (f"approval {a['approval_id']} opens: {a['account']} on {a['target']} "
+                    f"until {iso(a['end_ts'])} ({a['kind']}, {a['status']})")
         ev.append({"ts": a["start_ts"], "kind": "approval", "verdict": "-", "status": "",
-                   "text": f"approval {a['approval_id']} opens: {a['account']} on {a['target']} "
-                           f"until {iso(a['end_ts'])} ({a['kind']}, {a['status']})"
-                           + (f"; {', '.join(parts)}" if parts else "")})
+                   "text": text + (f"; {', '.join(parts)}" if parts else "")})
         if a["revoked_at"]:
             ev.append({"ts": a["revoked_at"], "kind": "revocation", "verdict": "-", "status": "",
                        "text": f"approval {a['approval_id']} revoked"})

@@ -163,7 +163,7 @@ def test_bundles_chain_and_a_rewritten_predecessor_breaks_the_chain(cli):
     assert len(index.select("#bundle-files tr.file")) == 6
     # rewrite b1 consistently: its own verify passes, but b2 no longer vouches for it
     m1 = json.loads((b1 / "manifest.json").read_text())
-    m1["findings"] = 2
+    m1["created"] = "2020-01-01T00:00:00Z"     # (a count edited is caught by its arithmetic)
     (b1 / "manifest.json").write_text(json.dumps(m1))
     assert verify(b1).exit_code == 0
     res = verify(b2)
@@ -233,7 +233,7 @@ def test_verify_prints_the_manifest_sha256_and_checks_an_expected_one(cli):
     assert verify(out, "--expect-sha256", digest).exit_code == 0
     # a manifest edited consistently verifies on its own, never against the recorded sha256
     m = json.loads((out / "manifest.json").read_text())
-    m["findings"] = 99
+    m["created"] = "2020-01-01T00:00:00Z"
     (out / "manifest.json").write_text(json.dumps(m))
     assert verify(out).exit_code == 0
     res = verify(out, "--expect-sha256", digest)
