@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from correlate import __version__, queries
@@ -13,6 +13,8 @@ from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
 from reports.render import render, write_atomic
+from reports.source_coverage import source_coverage
+from reports.trend import Trend, trend
 
 ISSUE_LIMIT = 5000      # issue groups listed (account, target, verdict); all of them as a rule
 TOP_FAIL = 5            # at most this many issues in the summary ...
@@ -181,6 +183,9 @@ class GapReportContext:
     risky_total: int = 0          # detection rows in the run (risky + muted, all of them)
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
+    trend: Trend = field(default_factory=Trend)        # per verdict over the comparable runs
+    source_coverage: list[dict] = field(default_factory=list)   # per source and kind, silent first
+    links: object | None = None   # reports.scope_pages.ScopeLinks: scope pages beside the report
 
     @property
     def worst(self) -> list[dict]:
@@ -288,7 +293,10 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
     return verdicts, top, covered
 
 
-def gap_report_context(store: Store, run_id: int | None = None) -> GapReportContext:
+def gap_report_context(store: Store, run_id: int | None = None,
+                       links=None) -> GapReportContext:
+    """`links`: the scope pages written beside the report (a bundle's); without them names are
+    plain text, so a report alone has no link that leads nowhere."""
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
     first, last = store.query(PERIOD_SQL, [run_id])[0]
@@ -335,9 +343,17 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         failed_attempts=attempts[:200], failed_attempts_total=sum(a["n"] for a in attempts),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
-        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)
+        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
+        trend=trend(store, run_id), links=links,
+        source_coverage=source_coverage(store, run["period_start"] or start,
+                                        run["period_end"] or _after(end)))
 
 
-def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:
-    ctx = gap_report_context(store, run_id)
+def _after(ts: datetime | None) -> datetime | None:
+    """The exclusive end of a period given by its last action."""
+    return ts + timedelta(microseconds=1) if ts is not None else None
+
+
+def write_gap_report(store: Store, path: Path, run_id: int | None = None, links=None) -> Path:
+    ctx = gap_report_context(store, run_id, links)
     return write_atomic(path, render("gaps.html", {"r": ctx}))

@@ -1,4 +1,5 @@
-"""Incident scoping: everything on record for one identity (or one approval) in one timeline.
+"""Incident scoping: everything on record for one identity, one approval or one target in one
+timeline.
 
 The context is read from the store: approvals, actions with the verdict of the latest run that
 judged them, sessions, cited tickets and their transitions. No verdict logic lives here.
@@ -98,10 +99,40 @@ ORDER BY acts.ts, acts.source, acts.event_id
 LIMIT $limit
 """
 
+# A target: the names it goes by (targets.csv: name and aliases) and the groups it is in.
+TARGET_NAMES_SQL = """
+SELECT DISTINCT name_norm, alias_norm, grp FROM targets
+WHERE name_norm = lower($name) OR alias_norm = lower($name)
+"""
+
+# What happened on a target: actions on any of its names.
+ACTS_BY_TARGET = """
+SELECT * FROM activity a
+WHERE list_contains($hosts, lower(a.target))
+  AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
+"""
+
+# Approvals for a target: naming it, one of its aliases or groups, or a glob matching it (as the
+# engine matches), and any approval an action on it was judged against.
+APPROVALS_BY_TARGET_SQL = f"""
+SELECT {APPROVAL_COLS} FROM approval_windows p
+WHERE (EXISTS (SELECT 1 FROM unnest(list_append(coalesce(p.targets, []), p.target)) AS u(t),
+                             unnest($grants) AS g(n)
+               WHERE g.n = lower(u.t) OR g.n GLOB lower(u.t))
+       OR p.approval_id IN (SELECT f.approval_id FROM findings f JOIN activity a USING (act_id)
+                            WHERE list_contains($hosts, lower(a.target))
+                              AND f.approval_id IS NOT NULL
+                              AND ($run_id IS NULL OR f.run_id = $run_id)))
+  AND ($start IS NULL OR end_ts >= $start) AND ($end IS NULL OR start_ts < $end)
+ORDER BY start_ts, approval_id
+"""
+
 ACTIONS_BY_NAMES_SQL = "WITH acts AS (" + ACTS_BY_NAMES + _JUDGED
 ACTIONS_BY_APPROVAL_SQL = "WITH acts AS (" + ACTS_BY_APPROVAL + _JUDGED
 COUNT_BY_NAMES_SQL = "SELECT count(*) FROM (" + ACTS_BY_NAMES + ")"
 COUNT_BY_APPROVAL_SQL = "SELECT count(*) FROM (" + ACTS_BY_APPROVAL + ")"
+ACTIONS_BY_TARGET_SQL = "WITH acts AS (" + ACTS_BY_TARGET + _JUDGED
+COUNT_BY_TARGET_SQL = "SELECT count(*) FROM (" + ACTS_BY_TARGET + ")"
 
 TICKETS_SQL = """
 SELECT ticket_id, status, opened, closed, planned_start, planned_end, assignee, source
@@ -140,6 +171,7 @@ class ScopeContext:
     verdicts: list[str] = field(default_factory=list)
     svg: dict = field(default_factory=dict)
     detections_total: int = 0            # detection rows on the listed actions
+    back: str | None = None              # the gap report this page belongs to (a bundle's)
 
 
 def _has_table(store: Store, name: str) -> set[str]:
@@ -159,6 +191,20 @@ def identity_names(store: Store, name: str) -> tuple[list[str], str]:
     note = ("aliases from the identities table: " + ", ".join(names) if len(names) > 1
             else "no aliases in the identities table")
     return names, note
+
+
+def target_names(store: Store, name: str) -> tuple[list[str], list[str], str]:
+    """A target's lower-cased host names (with its aliases), the names an approval may grant it
+    by (those and its groups), and a note on how they were found."""
+    hosts, groups = {name.lower()}, set()
+    for host, alias, grp in store.query(TARGET_NAMES_SQL, {"name": name}):
+        hosts |= {n for n in (host, alias) if n}
+        groups |= {grp.lower()} if grp else set()
+    note = ("aliases from the targets table: " + ", ".join(sorted(hosts)) if len(hosts) > 1
+            else "no aliases in the targets table")
+    if groups:
+        note += "; groups: " + ", ".join(sorted(groups))
+    return sorted(hosts), sorted(hosts | groups), note
 
 
 def _roles(a: dict, names: list[str]) -> list[str]:
@@ -261,10 +307,11 @@ def _worst_review(detections: list[dict]) -> str | None:
 
 def scope_context(store: Store, account: str | None = None, approval_id: str | None = None,
                   start: datetime | None = None, end: datetime | None = None,
-                  run_id: int | None = None) -> ScopeContext:
-    """Everything on record for `account` (with its aliases) or for the approval `approval_id`."""
-    if (account is None) == (approval_id is None):
-        raise ValueError("give an account or an approval id")
+                  run_id: int | None = None, target: str | None = None) -> ScopeContext:
+    """Everything on record for `account` (with its aliases), for the approval `approval_id`, or
+    on `target` (with its aliases): what happened on that host."""
+    if sum(x is not None for x in (account, approval_id, target)) != 1:
+        raise ValueError("give an account, an approval id or a target")
     if run_id is not None:
         queries.resolve_run(store, run_id)
     params = {"start": start, "end": end, "run_id": run_id, "limit": ACTION_LIMIT,
@@ -277,6 +324,13 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         actions = store.query_dicts(ACTIONS_BY_NAMES_SQL, {**params, "names": names})
         total = store.scalar(COUNT_BY_NAMES_SQL, {"names": names, "start": start, "end": end})
         subject = account
+    elif target is not None:
+        names, grants, note = target_names(store, target)
+        approvals = store.query_dicts(APPROVALS_BY_TARGET_SQL, {
+            "hosts": names, "grants": grants, "run_id": run_id, "start": start, "end": end})
+        actions = store.query_dicts(ACTIONS_BY_TARGET_SQL, {**params, "hosts": names})
+        total = store.scalar(COUNT_BY_TARGET_SQL, {"hosts": names, "start": start, "end": end})
+        subject = f"target {target}"
     else:
         approval = store.query_dicts(APPROVAL_BY_ID_SQL, {"approval_id": approval_id})
         approvals = approval
@@ -287,7 +341,7 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
                                                      "start": start, "end": end})
         subject = f"approval {approval_id}"
     for a in approvals:
-        a["roles"] = _roles(a, names)
+        a["roles"] = ["target"] if target is not None else _roles(a, names)
     for x in actions:
         if x["verdict"] is None:
             x["verdict"], x["status"] = NOT_JUDGED, NOT_JUDGED
