@@ -48,8 +48,10 @@ def page_name(kind: str, name: str) -> str:
     return f"{SCOPE_DIR}/{kind}-{slug}-{digest}.html"
 
 
-def plan(store: Store, run_id: int, limit: int = SCOPE_LIMIT) -> ScopeLinks:
-    """The pages a bundle of `run_id` carries: the `limit` accounts and approvals with most FAIL."""
+def plan(store: Store, run_id: int, limit: int | None = None) -> ScopeLinks:
+    """The pages a bundle of `run_id` carries: the `limit` (SCOPE_LIMIT) accounts and approvals
+    with most FAIL actions."""
+    limit = SCOPE_LIMIT if limit is None else limit
     accounts = store.query(FAIL_ACCOUNTS_SQL, [run_id])
     approvals = store.query(FAIL_APPROVALS_SQL, [run_id])
     return ScopeLinks(
