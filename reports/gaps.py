@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from correlate import __version__, queries
@@ -345,13 +345,7 @@ def gap_report_context(store: Store, run_id: int | None = None,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
         risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
         trend=trend(store, run_id), links=links,
-        source_coverage=source_coverage(store, run["period_start"] or start,
-                                        run["period_end"] or _after(end)))
-
-
-def _after(ts: datetime | None) -> datetime | None:
-    """The exclusive end of a period given by its last action."""
-    return ts + timedelta(microseconds=1) if ts is not None else None
+        source_coverage=source_coverage(store, run["period_start"], run["period_end"]))
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None, links=None) -> Path:

@@ -8,7 +8,8 @@ from datetime import datetime
 from correlate.store import Store
 
 # What counts as data in a period, per kind: an action at ts; an approval starting (or decided,
-# revoked) then; a ticket opened or changing state then. [start, end), end exclusive.
+# revoked) then; a ticket opened or changing state then. [start, end), end exclusive; a side
+# that is NULL is open (a run without a period judged everything on record).
 SOURCE_COVERAGE_SQL = """
 WITH seen AS (
     SELECT source, 'activity' AS kind, ts FROM activity
@@ -18,7 +19,8 @@ WITH seen AS (
     UNION ALL SELECT source, 'tickets', ts FROM ticket_history
 )
 SELECT source, kind,
-       count(*) FILTER (WHERE ts >= $start AND ts < $end) AS rows,
+       count(*) FILTER (WHERE ($start IS NULL OR ts >= $start)
+                          AND ($end IS NULL OR ts < $end)) AS rows,
        max(ts) FILTER (WHERE ts < $start) AS last_before,
        min(ts) FILTER (WHERE ts >= $end) AS first_after
 FROM seen GROUP BY source, kind
@@ -27,11 +29,9 @@ ORDER BY rows = 0 DESC, source, list_position(['activity', 'approvals', 'tickets
 
 
 def source_coverage(store: Store, start: datetime | None, end: datetime | None) -> list[dict]:
-    """[{source, kind, rows, last_before, first_after, silent, label, seen}] for [start, end),
-    silent sources first; empty without a period. `label`: the source, with its kind unless
+    """[{source, kind, rows, last_before, first_after, silent, label, seen}] for [start, end)
+    (None: open on that side), silent sources first. `label`: the source, with its kind unless
     activity; `seen`: when a silent source was last (or next) seen, a UTC date."""
-    if start is None or end is None:
-        return []
     rows = store.query_dicts(SOURCE_COVERAGE_SQL, {"start": start, "end": end})
     for r in rows:
         r["silent"] = r["rows"] == 0

@@ -164,3 +164,12 @@ def test_ticket_history_counts_as_the_ticket_source_sending_data(world, tmp_path
     # CHG-1 was opened on 1 Jan, but its state changed in the week: the ticket feed is alive
     assert line["data-status"] == "PASS", line.get_text()
     assert "generic tickets 1" in line.get_text()
+
+
+def test_a_run_without_a_period_judges_everything_so_every_source_sent_data(weekly, tmp_path):
+    """Approvals precede the actions they cover: without a period nothing is cut at the first
+    action, and every source counts all it has on record."""
+    correlate(weekly)
+    line = soup_of(weekly, tmp_path).select_one("#source-coverage")
+    assert line["data-status"] == "PASS"
+    assert "generic 9, generic approvals 1, generic tickets 1" in line.get_text()
