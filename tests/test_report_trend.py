@@ -89,8 +89,10 @@ def test_a_week_judged_twice_counts_once_and_other_period_lengths_stay_out(weekl
 
 def test_trend_of_an_older_run_ends_at_that_run(weekly, tmp_path):
     runs = judge_weeks(weekly, WEEKS)
+    judge_weeks(weekly, ["2026-W46"])                   # W46 again, after W47
     soup = soup_of(weekly, tmp_path, runs[2])
     assert trend_rows(soup)["unapproved"] == [3, 0, 1]
+    assert [r["run_id"] for r in trend(weekly, runs[2]).runs] == runs[:3]    # not the re-run
 
 
 def test_trend_keeps_the_last_eight_runs(weekly, tmp_path):
@@ -173,3 +175,9 @@ def test_a_run_without_a_period_judges_everything_so_every_source_sent_data(week
     line = soup_of(weekly, tmp_path).select_one("#source-coverage")
     assert line["data-status"] == "PASS"
     assert "generic 9, generic approvals 1, generic tickets 1" in line.get_text()
+
+
+def test_a_later_week_judged_earlier_is_not_in_an_older_weeks_trend(weekly):
+    w47, w46 = judge_weeks(weekly, ["2026-W47", "2026-W46"])
+    assert [r["run_id"] for r in trend(weekly, w46).runs] == [w46]
+    assert [r["run_id"] for r in trend(weekly, w47).runs] == [w47]
