@@ -38,16 +38,11 @@ SELECT run_id, period_start, period_end FROM (
 ) ORDER BY period_start NULLS LAST, run_id
 """
 
-# Actions per (run, verdict) for those runs; a verdict a run did not give (or a run that judged
-# nothing) counts 0.
+# Actions per (run, verdict) for those runs; a verdict a run did not give, or a run that judged
+# nothing, has no row here and counts 0.
 TREND_COUNTS_SQL = """
-WITH counts AS (
-    SELECT run_id, verdict, count(*) AS n FROM findings
-    WHERE list_contains($runs, run_id) GROUP BY ALL
-)
-SELECT r.run_id, v.verdict, coalesce(c.n, 0) AS n
-FROM unnest($runs) AS r(run_id) CROSS JOIN unnest($verdicts) AS v(verdict)
-LEFT JOIN counts c ON c.run_id = r.run_id AND c.verdict = v.verdict
+SELECT run_id, verdict, count(*) AS n FROM findings
+WHERE list_contains($runs, run_id) GROUP BY ALL
 """
 
 
@@ -81,7 +76,7 @@ def trend(store: Store, run_id: int, limit: int = TREND_RUNS) -> Trend:
     runs = store.query_dicts(TREND_RUNS_SQL, {"run_id": run_id, "limit": limit})
     ids = [r["run_id"] for r in runs]
     by_key = {(r, v): n for r, v, n in store.query(
-        TREND_COUNTS_SQL, {"runs": ids, "verdicts": list(VERDICTS)})}
+        TREND_COUNTS_SQL, {"runs": ids})}
     out = Trend(runs=runs)
     for verdict, status in VERDICTS.items():
         counts = [by_key.get((r, verdict), 0) for r in ids]
