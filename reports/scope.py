@@ -96,7 +96,7 @@ SELECT acts.source, acts.event_id, acts.ts, acts.account, acts.target, acts.acti
        acts.session_id, acts.actor, j.verdict, j.status, j.approval_id, j.ticket_id, j.reason,
        j.gap_seconds, j.run_id, coalesce(dets.detections, []) AS detections
 FROM acts LEFT JOIN judged j USING (act_id) LEFT JOIN dets USING (act_id)
-ORDER BY acts.ts, acts.source, acts.event_id
+ORDER BY $fail_first AND j.status = 'FAIL' DESC, acts.ts, acts.source, acts.event_id
 LIMIT $limit
 """
 
@@ -173,6 +173,7 @@ class ScopeContext:
     svg: dict = field(default_factory=dict)
     detections_total: int = 0            # detection rows on the listed actions
     back: str | None = None              # the gap report this page belongs to (a bundle's)
+    fail_first: bool = False             # a cut list holds every FAIL action first
 
 
 def _has_table(store: Store, name: str) -> set[str]:
@@ -308,14 +309,17 @@ def _worst_review(detections: list[dict]) -> str | None:
 
 def scope_context(store: Store, account: str | None = None, approval_id: str | None = None,
                   start: datetime | None = None, end: datetime | None = None,
-                  run_id: int | None = None, target: str | None = None) -> ScopeContext:
+                  run_id: int | None = None, target: str | None = None,
+                  limit: int = ACTION_LIMIT, fail_first: bool = False) -> ScopeContext:
     """Everything on record for `account` (with its aliases), for the approval `approval_id`, or
-    on `target` (with its aliases): what happened on that host."""
+    on `target` (with its aliases): what happened on that host. At most `limit` actions are
+    listed: the earliest, or with `fail_first` the FAIL ones and then the earliest others."""
     if sum(x is not None for x in (account, approval_id, target)) != 1:
         raise ValueError("give an account, an approval id or a target")
     if run_id is not None:
         queries.resolve_run(store, run_id)
-    params = {"start": start, "end": end, "run_id": run_id, "limit": ACTION_LIMIT,
+    params = {"start": start, "end": end, "run_id": run_id, "limit": limit,
+              "fail_first": fail_first,
               "severities": list(SEVERITIES)}
     approval: list[dict] = []
     if account is not None:
@@ -341,6 +345,8 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         total = store.scalar(COUNT_BY_APPROVAL_SQL, {"approval_id": approval_id, "run_id": run_id,
                                                      "start": start, "end": end})
         subject = f"approval {approval_id}"
+    if fail_first:
+        actions.sort(key=lambda x: (x["ts"], x["source"], x["event_id"]))
     for a in approvals:
         a["roles"] = ["target"] if target is not None else _roles(a, names)
     for x in actions:
@@ -370,7 +376,7 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         verdicts=[v for v in list(VERDICTS) + [NOT_JUDGED] if any(x["verdict"] == v
                                                                     for x in actions)],
         svg=_svg(lo, hi, approvals, actions, tickets),
-        detections_total=sum(len(x["detections"]) for x in actions))
+        detections_total=sum(len(x["detections"]) for x in actions), fail_first=fail_first)
 
 
 def scope_json(ctx: ScopeContext) -> str:

@@ -14,6 +14,7 @@ from reports.scope import scope_context, write_scope
 
 SCOPE_DIR = "scope"
 SCOPE_LIMIT = 20        # pages per kind (accounts, approvals)
+PAGE_ACTIONS = 2000     # actions a page lists: every FAIL one first (time and size stay bounded)
 
 # Accounts with FAIL actions in the run, most first (the exact name the log shows).
 FAIL_ACCOUNTS_SQL = """
@@ -66,7 +67,8 @@ def write_pages(store: Store, folder: Path, links: ScopeLinks, run: dict,
     """Render the planned pages into `folder`/scope/ (the bundle's mode, like every other file),
     over the run's period and with its verdicts; each links back to `report`."""
     back = "../" + report
-    common = {"start": run["period_start"], "end": run["period_end"], "run_id": run["run_id"]}
+    common = {"start": run["period_start"], "end": run["period_end"], "run_id": run["run_id"],
+              "limit": PAGE_ACTIONS, "fail_first": True}
     written = []
     for account, href in links.accounts.items():
         ctx = scope_context(store, account=account, **common)

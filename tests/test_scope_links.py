@@ -40,10 +40,13 @@ def drop(world, tmp_path):
     world.action("ok", "2026-11-16T11:00:00Z")
     for i in range(3):
         world.action(f"m{i}", f"2026-11-17T0{i}:00:00Z", account="mallory", target="db-01")
+    world.action("b-ok", "2026-11-17T10:30:00Z", account="bob", target="web-01")
     world.action("b0", "2026-11-17T12:00:00Z", account="bob", target="web-01")
     world.action("b1", "2026-11-17T13:00:00Z", account="bob", target="web-01")
     world.action("h", "2026-11-18T09:00:00Z", account=HOSTILE, target="db-02")
     world.action("c", "2026-11-18T09:00:00Z", account="carol", target="web-02")
+    world.approval("D", "2026-11-20T10:00:00Z", "2026-11-20T12:00:00Z", account="dave",
+                   target="web-0?")                     # a glob naming web-01; never used
     world.write()
     (tmp_path / "pamcorr.toml").write_text(
         'db = "t.duckdb"\noutput = "out"\n'
@@ -92,8 +95,20 @@ def test_scope_page_of_an_account_shows_the_weeks_actions_with_the_runs_verdicts
         '#failing a.scope-link[href*="account-bob"]')["href"]
     soup = BeautifulSoup((out / href).read_text(), "html.parser")
     verdicts = [tr["data-verdict"] for tr in soup.select("#events tr.event.action")]
-    assert verdicts == ["out_of_window", "out_of_window"]
+    assert verdicts == ["approved", "out_of_window", "out_of_window"]
     assert [td.get_text() for td in soup.select("#approvals-table tr td:first-child")] == ["B"]
+
+
+def test_a_page_cut_to_its_bound_keeps_every_fail_action(drop, monkeypatch):
+    monkeypatch.setattr(scope_pages, "PAGE_ACTIONS", 2)
+    out = weekly(drop)
+    href = BeautifulSoup((out / "gap-report.html").read_text(), "html.parser").select_one(
+        '#failing a.scope-link[href*="account-bob"]')["href"]
+    soup = BeautifulSoup((out / href).read_text(), "html.parser")
+    events = [(tr.td.get_text(), tr["data-verdict"]) for tr in soup.select("#events tr.action")]
+    assert events == [("2026-11-17 12:00:00Z", "out_of_window"),      # not the earlier PASS
+                      ("2026-11-17 13:00:00Z", "out_of_window")]
+    assert "2 shown: every FAIL action" in soup.select_one("#counts").get_text()
 
 
 def test_a_change_to_a_scope_page_fails_verify(drop):
@@ -188,11 +203,11 @@ def test_scope_of_a_target_is_what_happened_on_it(cli):
     data = json.loads(res.stdout)
     assert data["subject"] == "target WEB-01"
     got = {a["event_id"]: (a["account"], a["verdict"]) for a in data["actions"]}
-    assert got == {"ok": ("alice", "approved"), "b0": ("bob", "out_of_window"),
-                   "b1": ("bob", "out_of_window")}
-    # A names web-01, B the glob web-*; C (web-02) is for another host
+    assert got == {"ok": ("alice", "approved"), "b-ok": ("bob", "approved"),
+                   "b0": ("bob", "out_of_window"), "b1": ("bob", "out_of_window")}
+    # A names web-01, B and D globs matching it; C (web-02) is for another host
     assert {a["approval_id"]: a["roles"] for a in data["approvals"]} == {
-        "A": ["target"], "B": ["target"]}
+        "A": ["target"], "B": ["target"], "D": ["target"]}
 
 
 def test_scope_of_a_target_as_html_has_the_account_page_shape(cli, drop):
