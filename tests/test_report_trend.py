@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
@@ -181,3 +182,16 @@ def test_a_later_week_judged_earlier_is_not_in_an_older_weeks_trend(weekly):
     w47, w46 = judge_weeks(weekly, ["2026-W47", "2026-W46"])
     assert [r["run_id"] for r in trend(weekly, w46).runs] == [w46]
     assert [r["run_id"] for r in trend(weekly, w47).runs] == [w47]
+
+
+def test_readme_shows_the_report_screenshot_and_the_three_jobs():
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    png = root / "docs" / "gap-report.png"
+    assert "](docs/gap-report.png)" in readme
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 300_000
+    jobs = readme[readme.index("## The three jobs"):]
+    for command in ("pamcorr run --config", "pamcorr scope --target", "pamcorr export",
+                    "pamcorr verify"):
+        assert command in jobs, command
+    assert "exit 3" in jobs and "exit 1" in jobs
