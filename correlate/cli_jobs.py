@@ -95,6 +95,8 @@ def exit_reason(summary, met) -> str:
 @click.argument("account", required=False)
 @click.option("--approval", "approval_id", default=None,
               help="Scope one approval: what was done under it.")
+@click.option("--target", default=None,
+              help="Scope one target (host, database, cluster): what happened on it.")
 @click.option("--from", "start", default=None, help="Start (inclusive, ISO).")
 @click.option("--to", "end", default=None, help="End (exclusive, ISO).")
 @click.option("--run", "run_id", type=int, default=None,
@@ -104,17 +106,21 @@ def exit_reason(summary, met) -> str:
 @click.option("--format", "fmt", type=click.Choice(["html", "json"]), default="html",
               show_default=True)
 @db_option
-def scope_cmd(account, approval_id, start, end, run_id, output, fmt, db):
-    """Everything on record for ACCOUNT (or --approval ID): approvals, actions, sessions, tickets."""
+def scope_cmd(account, approval_id, target, start, end, run_id, output, fmt, db):
+    """Everything on record for ACCOUNT (or --approval ID, or --target HOST): approvals, actions,
+    sessions, tickets."""
     from correlate.store import Store
     from reports.scope import scope_context, scope_json, write_scope
-    if (account is None) == (approval_id is None):
-        raise click.UsageError("give an ACCOUNT or --approval ID (one of them)")
+    if sum(x is not None for x in (account, approval_id, target)) != 1:
+        raise click.UsageError("give an ACCOUNT, --approval ID or --target HOST (one of them)")
     from correlate.cli import parse_range
     with Store(db, read_only=True) as store:
         if account is not None:
             unknown_account(store, account)
-        ctx = scope_context(store, account, approval_id, *parse_range(start, end), run_id)
+        if target is not None:
+            unknown_target(store, target)
+        ctx = scope_context(store, account, approval_id, *parse_range(start, end), run_id,
+                            target=target)
     if fmt == "json" and output in (None, "-"):
         click.echo(scope_json(ctx), nl=False)
         return
@@ -135,19 +141,39 @@ SELECT DISTINCT name FROM (
 """
 
 
-def unknown_account(store, account: str) -> None:
-    """`pamcorr scope nobody`: an error (exit 1) with the close names on record, not an empty
-    page."""
+# Every name a target goes by on record: action targets, approval targets, the targets table.
+KNOWN_TARGETS_SQL = """
+SELECT DISTINCT name FROM (
+    SELECT target AS name FROM activity UNION ALL SELECT target FROM approvals
+    UNION ALL SELECT unnest(targets) FROM approvals
+    UNION ALL SELECT name_norm FROM targets UNION ALL SELECT alias_norm FROM targets
+) WHERE name IS NOT NULL
+"""
+
+
+def _no_such(store, sql: str, name: str, what: str) -> None:
+    """An error (exit 1) naming the close names on record, unless `name` is one of them."""
     from correlate.cli import CliError
-    names = {n for (n,) in store.query(KNOWN_NAMES_SQL)}
-    if account.lower() in {n.lower() for n in names}:
+    names = {n for (n,) in store.query(sql)}
+    if name.lower() in {n.lower() for n in names}:
         return
     import difflib
     by_lower = {n.lower(): n for n in sorted(names)}
-    close = difflib.get_close_matches(account.lower(), list(by_lower), n=5, cutoff=0.6)
-    close += [k for k in by_lower if k.startswith(account.lower()) and k not in close][:5]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=5, cutoff=0.6)
+    close += [k for k in by_lower if k.startswith(name.lower()) and k not in close][:5]
     hint = (f"; did you mean {', '.join(by_lower[k] for k in close[:5])}?" if close else "")
-    raise CliError(printable(f"{account}: no such account or alias on record{hint}"))
+    raise CliError(printable(f"{name}: no such {what} on record{hint}"))
+
+
+def unknown_account(store, account: str) -> None:
+    """`pamcorr scope nobody`: an error (exit 1) with the close names on record, not an empty
+    page."""
+    _no_such(store, KNOWN_NAMES_SQL, account, "account or alias")
+
+
+def unknown_target(store, target: str) -> None:
+    """`pamcorr scope --target nowhere`: the same, for targets (`db-prod-1` -> `db-prod-01`)."""
+    _no_such(store, KNOWN_TARGETS_SQL, target, "target")
 
 
 @click.command("export")

@@ -424,7 +424,7 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
                               parameters={"job": "weekly", "week": week.label},
-                              weekly=summary)
+                              weekly=summary, scope_pages=True)
     return WeeklyResult(summary, bundle.path, bundle.manifest_sha256)
 
 

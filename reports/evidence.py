@@ -26,6 +26,7 @@ from reports.export_sql import findings_summary, write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
 from reports.ocsf_sql import write_findings_ocsf
 from reports.render import render
+from reports.scope_pages import plan as plan_scope_pages, write_pages as write_scope_pages
 
 MANIFEST = "manifest.json"
 INDEX = "index.html"
@@ -179,12 +180,14 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
                  start: datetime | None = None, end: datetime | None = None,
                  previous: str | os.PathLike | None = None, siblings: bool = False,
                  extra: dict | None = None, parameters: dict | None = None,
-                 weekly: object | None = None) -> Bundle:
+                 weekly: object | None = None, scope_pages: bool = False) -> Bundle:
     """Write a bundle folder (or a .zip when `out` ends in .zip) and record it in `exports`.
 
     `previous` names the bundle this one follows; with `siblings` (the weekly run) it is the
     newest older-named bundle exported into the same folder; else the bundle starts a chain.
-    `extra` adds files (name -> text); `weekly` adds the weekly sections to the index.
+    `extra` adds files (name -> text); `weekly` adds the weekly sections to the index;
+    `scope_pages` adds scope/ pages for the accounts and approvals with most FAIL actions, which
+    the gap report links to.
     """
     out = Path(out).resolve()
     _check_replaceable(out)
@@ -217,16 +220,20 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             rows["detections.csv"] = det.write_csv(detections, fh)
         with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
             rows["detections.jsonl"] = det.write_jsonl(detections, fh)
-        write_gap_report(store, work / "gap-report.html", run_id)
+        links = plan_scope_pages(store, run_id) if scope_pages else None
+        write_gap_report(store, work / "gap-report.html", run_id, links=links)
+        if links:
+            write_scope_pages(store, work, links, run)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
         files = []
-        for p in sorted(work.iterdir()):
+        for p in _members(work):
+            name = p.relative_to(work).as_posix()
             with open(p, "rb") as fh:
                 digest = hashlib.file_digest(fh, "sha256").hexdigest()
-            n = rows[p.name] if p.name in rows else _rows_in(p.name, p.read_bytes())
-            files.append({"path": p.name, "sha256": digest, "size": p.stat().st_size,
-                          "rows": n, "description": DESCRIPTIONS.get(p.name, "")})
+            n = rows[name] if name in rows else _rows_in(name, p.read_bytes())
+            files.append({"path": name, "sha256": digest, "size": p.stat().st_size,
+                          "rows": n, "description": DESCRIPTIONS.get(name, _describe(name))})
         sources = queries.source_counts(store)
         inputs = store.query_dicts(INPUTS_SQL)
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
@@ -271,6 +278,18 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     return Bundle(out, digest, manifest)
 
 
+def _members(work: Path) -> list[Path]:
+    """Every file of a bundle being written, its scope/ pages included, in name order."""
+    return sorted((p for p in work.rglob("*") if p.is_file()),
+                  key=lambda p: p.relative_to(work).as_posix())
+
+
+def _describe(name: str) -> str:
+    if name.startswith("scope/"):
+        return "a scope page: everything on record for one account or approval in the period"
+    return ""
+
+
 def _check_replaceable(out: Path) -> None:
     """Only an empty folder or an earlier pamcorr bundle may be replaced; never anything else."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
@@ -295,8 +314,8 @@ def _publish(work: Path, out: Path) -> None:
         tmp = out.with_name(f".{out.name}.tmp")
         try:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                for p in sorted(work.iterdir()):
-                    zf.write(p, p.name)
+                for p in _members(work):
+                    zf.write(p, p.relative_to(work).as_posix())
             os.replace(tmp, out)
         except BaseException:
             tmp.unlink(missing_ok=True)

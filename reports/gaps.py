@@ -13,6 +13,8 @@ from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
 from reports.render import render, write_atomic
+from reports.source_coverage import source_coverage
+from reports.trend import Trend, trend
 
 ISSUE_LIMIT = 5000      # issue groups listed (account, target, verdict); all of them as a rule
 TOP_FAIL = 5            # at most this many issues in the summary ...
@@ -182,6 +184,9 @@ class GapReportContext:
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
     previous_note: str | None = None   # the run compared with did not judge the adjacent period
+    trend: Trend = field(default_factory=Trend)        # per verdict over the comparable runs
+    source_coverage: list[dict] = field(default_factory=list)   # per source and kind, silent first
+    links: object | None = None   # reports.scope_pages.ScopeLinks: scope pages beside the report
 
     @property
     def worst(self) -> list[dict]:
@@ -289,7 +294,10 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
     return verdicts, top, covered
 
 
-def gap_report_context(store: Store, run_id: int | None = None) -> GapReportContext:
+def gap_report_context(store: Store, run_id: int | None = None,
+                       links=None) -> GapReportContext:
+    """`links`: the scope pages written beside the report (a bundle's); without them names are
+    plain text, so a report alone has no link that leads nowhere."""
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
     first, last = store.query(PERIOD_SQL, [run_id])[0]
@@ -339,9 +347,11 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
         previous_note=(queries.period_note(queries.run_info(store, previous),
                                            run["period_start"], run["period_end"])
-                       if previous else None))
+                       if previous else None),
+        trend=trend(store, run_id), links=links,
+        source_coverage=source_coverage(store, run["period_start"], run["period_end"]))
 
 
-def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:
-    ctx = gap_report_context(store, run_id)
+def write_gap_report(store: Store, path: Path, run_id: int | None = None, links=None) -> Path:
+    ctx = gap_report_context(store, run_id, links)
     return write_atomic(path, render("gaps.html", {"r": ctx}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -60,8 +61,16 @@ def environment(user_templates: str | os.PathLike | None = None) -> Environment:
     return env
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_environment(user_templates: str | None) -> Environment:
+    # one environment per template folder: a bundle renders dozens of scope pages, and a new
+    # environment compiles every template again
+    return environment(user_templates)
+
+
 def render(template: str, context: dict, user_templates=None) -> str:
-    return environment(user_templates).get_template(template).render(**context)
+    folder = str(user_templates) if user_templates else None
+    return _cached_environment(folder).get_template(template).render(**context)
 
 
 def write_atomic(path: Path, text: str) -> Path:

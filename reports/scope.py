@@ -1,4 +1,5 @@
-"""Incident scoping: everything on record for one identity (or one approval) in one timeline.
+"""Incident scoping: everything on record for one identity, one approval or one target in one
+timeline.
 
 The context is read from the store: approvals, actions with the verdict of the latest run that
 judged them, sessions, cited tickets and their transitions. No verdict logic lives here.
@@ -63,13 +64,14 @@ WHERE (list_contains($names, lower(a.account)) OR list_contains($names, lower(a.
 # account on its target (a glob target matches as the engine matches it).
 ACTS_BY_APPROVAL = """
 SELECT * FROM activity a
-WHERE (a.act_id IN (SELECT act_id FROM findings WHERE approval_id = $approval_id
-                    AND ($run_id IS NULL OR run_id = $run_id))
-   OR EXISTS (SELECT 1 FROM approval_windows p WHERE p.approval_id = $approval_id
-              AND lower(a.account) = lower(p.account)
-              AND (lower(a.target) = lower(p.target) OR lower(a.target) GLOB lower(p.target))
-              AND a.ts >= p.start_ts
-              AND a.ts <= p.window_end))
+WHERE a.act_id IN (
+    SELECT act_id FROM findings WHERE approval_id = $approval_id
+                                  AND ($run_id IS NULL OR run_id = $run_id)
+    UNION ALL      -- two selective sets, not one OR over every action (3-5x faster at 1e6)
+    SELECT x.act_id FROM activity x JOIN approval_windows p
+      ON p.approval_id = $approval_id AND lower(x.account) = lower(p.account)
+     AND (lower(x.target) = lower(p.target) OR lower(x.target) GLOB lower(p.target))
+     AND x.ts >= p.start_ts AND x.ts <= p.window_end)
   AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
 
@@ -94,14 +96,44 @@ SELECT acts.source, acts.event_id, acts.ts, acts.account, acts.target, acts.acti
        acts.session_id, acts.actor, j.verdict, j.status, j.approval_id, j.ticket_id, j.reason,
        j.gap_seconds, j.run_id, coalesce(dets.detections, []) AS detections
 FROM acts LEFT JOIN judged j USING (act_id) LEFT JOIN dets USING (act_id)
-ORDER BY acts.ts, acts.source, acts.event_id
+ORDER BY $fail_first AND j.status = 'FAIL' DESC, acts.ts, acts.source, acts.event_id
 LIMIT $limit
+"""
+
+# A target: the names it goes by (targets.csv: name and aliases) and the groups it is in.
+TARGET_NAMES_SQL = """
+SELECT DISTINCT name_norm, alias_norm, grp FROM targets
+WHERE name_norm = lower($name) OR alias_norm = lower($name)
+"""
+
+# What happened on a target: actions on any of its names.
+ACTS_BY_TARGET = """
+SELECT * FROM activity a
+WHERE list_contains($hosts, lower(a.target))
+  AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
+"""
+
+# Approvals for a target: naming it, one of its aliases or groups, or a glob matching it (as the
+# engine matches), and any approval an action on it was judged against.
+APPROVALS_BY_TARGET_SQL = f"""
+SELECT {APPROVAL_COLS} FROM approval_windows p
+WHERE (EXISTS (SELECT 1 FROM unnest(list_append(coalesce(p.targets, []), p.target)) AS u(t),
+                             unnest($grants) AS g(n)
+               WHERE g.n = lower(u.t) OR g.n GLOB lower(u.t))
+       OR p.approval_id IN (SELECT f.approval_id FROM findings f JOIN activity a USING (act_id)
+                            WHERE list_contains($hosts, lower(a.target))
+                              AND f.approval_id IS NOT NULL
+                              AND ($run_id IS NULL OR f.run_id = $run_id)))
+  AND ($start IS NULL OR end_ts >= $start) AND ($end IS NULL OR start_ts < $end)
+ORDER BY start_ts, approval_id
 """
 
 ACTIONS_BY_NAMES_SQL = "WITH acts AS (" + ACTS_BY_NAMES + _JUDGED
 ACTIONS_BY_APPROVAL_SQL = "WITH acts AS (" + ACTS_BY_APPROVAL + _JUDGED
 COUNT_BY_NAMES_SQL = "SELECT count(*) FROM (" + ACTS_BY_NAMES + ")"
 COUNT_BY_APPROVAL_SQL = "SELECT count(*) FROM (" + ACTS_BY_APPROVAL + ")"
+ACTIONS_BY_TARGET_SQL = "WITH acts AS (" + ACTS_BY_TARGET + _JUDGED
+COUNT_BY_TARGET_SQL = "SELECT count(*) FROM (" + ACTS_BY_TARGET + ")"
 
 TICKETS_SQL = """
 SELECT ticket_id, status, opened, closed, planned_start, planned_end, assignee, source
@@ -140,6 +172,8 @@ class ScopeContext:
     verdicts: list[str] = field(default_factory=list)
     svg: dict = field(default_factory=dict)
     detections_total: int = 0            # detection rows on the listed actions
+    back: str | None = None              # the gap report this page belongs to (a bundle's)
+    fail_first: bool = False             # a cut list holds every FAIL action first
 
 
 def _has_table(store: Store, name: str) -> set[str]:
@@ -159,6 +193,20 @@ def identity_names(store: Store, name: str) -> tuple[list[str], str]:
     note = ("aliases from the identities table: " + ", ".join(names) if len(names) > 1
             else "no aliases in the identities table")
     return names, note
+
+
+def target_names(store: Store, name: str) -> tuple[list[str], list[str], str]:
+    """A target's lower-cased host names (with its aliases), the names an approval may grant it
+    by (those and its groups), and a note on how they were found."""
+    hosts, groups = {name.lower()}, set()
+    for host, alias, grp in store.query(TARGET_NAMES_SQL, {"name": name}):
+        hosts |= {n for n in (host, alias) if n}
+        groups |= {grp.lower()} if grp else set()
+    note = ("aliases from the targets table: " + ", ".join(sorted(hosts)) if len(hosts) > 1
+            else "no aliases in the targets table")
+    if groups:
+        note += "; groups: " + ", ".join(sorted(groups))
+    return sorted(hosts), sorted(hosts | groups), note
 
 
 def _roles(a: dict, names: list[str]) -> list[str]:
@@ -266,13 +314,17 @@ def _worst_review(detections: list[dict]) -> str | None:
 
 def scope_context(store: Store, account: str | None = None, approval_id: str | None = None,
                   start: datetime | None = None, end: datetime | None = None,
-                  run_id: int | None = None) -> ScopeContext:
-    """Everything on record for `account` (with its aliases) or for the approval `approval_id`."""
-    if (account is None) == (approval_id is None):
-        raise ValueError("give an account or an approval id")
+                  run_id: int | None = None, target: str | None = None,
+                  limit: int = ACTION_LIMIT, fail_first: bool = False) -> ScopeContext:
+    """Everything on record for `account` (with its aliases), for the approval `approval_id`, or
+    on `target` (with its aliases): what happened on that host. At most `limit` actions are
+    listed: the earliest, or with `fail_first` the FAIL ones and then the earliest others."""
+    if sum(x is not None for x in (account, approval_id, target)) != 1:
+        raise ValueError("give an account, an approval id or a target")
     if run_id is not None:
         queries.resolve_run(store, run_id)
-    params = {"start": start, "end": end, "run_id": run_id, "limit": ACTION_LIMIT,
+    params = {"start": start, "end": end, "run_id": run_id, "limit": limit,
+              "fail_first": fail_first,
               "severities": list(SEVERITIES)}
     approval: list[dict] = []
     if account is not None:
@@ -282,6 +334,13 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         actions = store.query_dicts(ACTIONS_BY_NAMES_SQL, {**params, "names": names})
         total = store.scalar(COUNT_BY_NAMES_SQL, {"names": names, "start": start, "end": end})
         subject = account
+    elif target is not None:
+        names, grants, note = target_names(store, target)
+        approvals = store.query_dicts(APPROVALS_BY_TARGET_SQL, {
+            "hosts": names, "grants": grants, "run_id": run_id, "start": start, "end": end})
+        actions = store.query_dicts(ACTIONS_BY_TARGET_SQL, {**params, "hosts": names})
+        total = store.scalar(COUNT_BY_TARGET_SQL, {"hosts": names, "start": start, "end": end})
+        subject = f"target {target}"
     else:
         approval = store.query_dicts(APPROVAL_BY_ID_SQL, {"approval_id": approval_id})
         approvals = approval
@@ -291,8 +350,10 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         total = store.scalar(COUNT_BY_APPROVAL_SQL, {"approval_id": approval_id, "run_id": run_id,
                                                      "start": start, "end": end})
         subject = f"approval {approval_id}"
+    if fail_first:
+        actions.sort(key=lambda x: (x["ts"], x["source"], x["event_id"]))
     for a in approvals:
-        a["roles"] = _roles(a, names)
+        a["roles"] = ["target"] if target is not None else _roles(a, names)
     for x in actions:
         if x["verdict"] is None:
             x["verdict"], x["status"] = NOT_JUDGED, NOT_JUDGED
@@ -320,7 +381,7 @@ def scope_context(store: Store, account: str | None = None, approval_id: str | N
         verdicts=[v for v in list(VERDICTS) + [NOT_JUDGED] if any(x["verdict"] == v
                                                                     for x in actions)],
         svg=_svg(lo, hi, approvals, actions, tickets),
-        detections_total=sum(len(x["detections"]) for x in actions))
+        detections_total=sum(len(x["detections"]) for x in actions), fail_first=fail_first)
 
 
 def scope_json(ctx: ScopeContext) -> str:

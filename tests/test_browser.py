@@ -48,10 +48,12 @@ def pages(tmp_path_factory) -> dict:
                                ("activity", "activity.jsonl"))))
     result = run_weekly(load_settings(tmp / "pamcorr.toml"), parse_week("2026-W47"))
     with Store(str(tmp / "b.duckdb")) as store:
+        correlate(store)            # an earlier run of the same (whole) period: a trend to draw
         run = correlate(store)
         gaps = write_gap_report(store, tmp / "gaps.html", run)
         scope = write_scope(scope_context(store, "alice"), tmp / "scope.html")
-    return {"gaps": gaps, "scope": scope, "index": result.out_dir / "index.html"}
+    return {"gaps": gaps, "scope": scope, "index": result.out_dir / "index.html",
+            "bundle_gaps": result.out_dir / "gap-report.html"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def open_page(browser, pages):
         page.close()
 
 
-@pytest.mark.parametrize("name", ["gaps", "scope", "index"])
+@pytest.mark.parametrize("name", ["gaps", "scope", "index", "bundle_gaps"])
 def test_page_loads_without_errors_and_hostile_strings_stay_text(open_page, name):
     page = open_page(name)
     assert page.evaluate("typeof window.__pwned") == "undefined"
@@ -137,6 +139,20 @@ def test_gap_report_shows_summary_numbers_and_every_fail_group(open_page, pages,
         cell = page.locator(f'#status-summary tr[data-status="{tr["data-status"]}"] td.count')
         assert cell.is_visible() and cell.inner_text() == tr.select_one(".count").get_text()
     assert page.locator("#status-summary").bounding_box()["y"] < 900      # above the fold
+    # the trend chart (one sparkline a verdict, with its numbers) and whether every source sent
+    # data are part of the summary a reader sees
+    for tr in soup.select("#trend-table tr.trend"):
+        spark = page.locator(f'#trend-table tr[data-verdict="{tr["data-verdict"]}"] svg.spark')
+        box = spark.bounding_box()
+        assert spark.is_visible() and box["width"] > 100 and box["height"] > 20
+        line = spark.locator("polyline")        # drawn across the chart (a flat one too)
+        assert line.evaluate("p => p.getBBox().width") > 100
+        assert line.evaluate("p => p.points.numberOfItems") == 2     # two comparable runs
+    assert soup.select("#trend-table tr.trend")
+    coverage = page.locator("#source-coverage")
+    assert coverage.is_visible() and "sent data in this period" in coverage.inner_text()
+    shot = page.locator("#summary").screenshot(path=str(tmp_path / "summary.png"))
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 1000
     fail_verdicts = [d["data-verdict"] for d in
                      soup.select("#failing details.verdict-group[data-status=FAIL]")]
     assert "unapproved" in fail_verdicts
@@ -186,3 +202,18 @@ def test_print_hides_controls_and_makes_a_pdf(open_page):
     page.emulate_media(media="print")
     assert not page.locator("#filter").is_visible()
     assert page.pdf()[:4] == b"%PDF"
+
+
+def test_bundle_report_links_open_scope_pages_that_link_back(open_page):
+    """In the weekly bundle, a failing account's name opens its scope page in scope/, whose
+    back link returns to the report: relative links that work from the bundle folder."""
+    page = open_page("bundle_gaps")
+    link = page.locator("#failing a.scope-link").first
+    name = link.inner_text()
+    link.click()
+    page.wait_for_load_state()
+    assert "/scope/" in page.url and name in page.locator("h1").inner_text()
+    assert page.locator("#scope-timeline").is_visible()
+    page.locator("#back a").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/gap-report.html") and page.problems == []

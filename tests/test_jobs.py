@@ -129,13 +129,15 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
         "detections.csv", "detections.jsonl",
-        "manifest.json", "weekly.json"}
+        "manifest.json", "weekly.json", "scope"}
+    # scope pages of the three failing accounts (mallory, bob, carol), listed in the manifest
+    assert len(list((out / "scope").iterdir())) == 3
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["period"] == {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 8/8 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 11/11 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):
