@@ -22,7 +22,7 @@ from reports.gaps import write_gap_report
 CRON = """
 [[exceptions]]
 name = "nightly-cron"
-account = "svc-*"
+account = "Svc-*"                    # case-insensitive on both sides
 target = "db-prod-?"
 verdict = "unapproved"
 reason = "nightly restore test, CHG-9"
@@ -97,6 +97,15 @@ def test_an_exception_covers_exactly_the_rows_its_globs_match_and_they_keep_thei
     assert {e: v[:2] for e, v in excepted.items()} == {e: v[:2] for e, v in before.items()}
     assert {e: v[0] for e, v in excepted.items()} == {e: v[2] for e, v in EXPECTED.items()}
     assert queries.findings(store, run, status="FAIL", account="svc-cron")    # still listed
+    store.close()
+
+
+def test_an_exception_never_covers_a_passing_finding(db, tmp_path):
+    text = CRON.format(expires="2099-01-01").replace('account = "Svc-*"', 'account = "alice"')
+    text = text.replace('target = "db-prod-?"\nverdict = "unapproved"\n', "")
+    store, run = judge(db, configure(tmp_path, text))
+    covered = {e for e, (*_, name) in by_event(store, run).items() if name}
+    assert covered == {"o1", "g1"}                 # FAIL and WARN; p1 (approved, PASS) is not
     store.close()
 
 
@@ -274,7 +283,7 @@ def crit_db(world, tmp_path):
 
 
 LEVELS = ['"db-prod-*" = "high"', '"db-prod-10" = "critical"', '"*" = "low"',
-          '"web-*" = "medium"', '"files-?" = "high"']
+          '"web-*" = "medium"', '"files-?" = "high"', '"files-1" = "low"']
 
 
 @pytest.mark.parametrize("order", [LEVELS, LEVELS[::-1]])
@@ -287,19 +296,19 @@ def test_groups_sort_by_criticality_then_verdict_then_count_most_specific_wins(
     assert groups == [
         ("bob", "db-prod-10", "unapproved", 2, "critical"),    # the exact name beats db-prod-*
         ("alice", "db-prod-10", "unapproved", 1, "critical"),  # (no approval on that target)
-        ("bob", "files-1", "unapproved", 5, "high"),           # same level: the bigger first
         ("bob", "db-prod-1", "unapproved", 1, "high"),
         ("bob", "web-01", "unapproved", 9, "medium"),          # unapproved before out_of_window
         ("alice", "web-01", "out_of_window", 1, "medium"),
-        ("bob", "db-stg-1", "unapproved", 4, "low"),           # only "*" matches
+        ("bob", "files-1", "unapproved", 5, "low"),            # the exact name beats files-?
+        ("bob", "db-stg-1", "unapproved", 4, "low"),           # only "*"; same level: bigger first
     ]
     soup = BeautifulSoup(write_gap_report(store, tmp_path / "r.html", run).read_text(),
                          "html.parser")
     store.close()
     cells = [(tr.find_all("td")[1].get_text(), tr.select_one("td.criticality").get_text())
              for tr in soup.select("#issues-unapproved tr.issue")]
-    assert cells == [("db-prod-10", "critical"), ("db-prod-10", "critical"), ("files-1", "high"),
-                     ("db-prod-1", "high"), ("web-01", "medium"), ("db-stg-1", "low")]
+    assert cells == [("db-prod-10", "critical"), ("db-prod-10", "critical"), ("db-prod-1", "high"),
+                     ("web-01", "medium"), ("files-1", "low"), ("db-stg-1", "low")]
 
 
 def test_without_criticality_groups_sort_by_verdict_then_count_and_a_tie_takes_the_higher(
