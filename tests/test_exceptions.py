@@ -327,3 +327,19 @@ def test_without_criticality_groups_sort_by_verdict_then_count_and_a_tie_takes_t
     assert levels["db-prod-1"] == "high" and levels["web-01"] is None
     assert levels["db-prod-10"] is None                  # `?` is one character
     store.close()
+
+
+def test_the_example_configs_exceptions_and_criticality_parse_when_uncommented(tmp_path):
+    from pathlib import Path
+    import re
+    text = (Path(__file__).resolve().parents[1] / "pamcorr.example.toml").read_text()
+    at = text.index("# Accepted exceptions for verdicts")
+    head, tail = text[:at], text[at:]
+    tail = re.sub(r'(?m)^# (?=\[|"|[a-z_]+ = )', "", tail)
+    settings = load_settings(configure(tmp_path, head + tail))
+    (x,) = settings.exceptions
+    assert (x.name, x.account, x.target, x.verdict) == ("restore-test", "svc-backup", "db-prod-*",
+                                                        "unapproved")
+    assert x.expires.isoformat() == "2027-04-01T00:00:00+00:00" and x.accepted_by
+    assert {c.pattern: c.level for c in settings.criticality} == {
+        "db-prod-*": "high", "db-prod-10": "critical", "web-*": "medium"}
