@@ -6,6 +6,7 @@ criticality."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from bs4 import BeautifulSoup
@@ -331,7 +332,6 @@ def test_without_criticality_groups_sort_by_verdict_then_count_and_a_tie_takes_t
 
 def test_the_example_configs_exceptions_and_criticality_parse_when_uncommented(tmp_path):
     from pathlib import Path
-    import re
     text = (Path(__file__).resolve().parents[1] / "pamcorr.example.toml").read_text()
     at = text.index("# Accepted exceptions for verdicts")
     head, tail = text[:at], text[at:]
@@ -343,3 +343,17 @@ def test_the_example_configs_exceptions_and_criticality_parse_when_uncommented(t
     assert x.expires.isoformat() == "2027-04-01T00:00:00+00:00" and x.accepted_by
     assert {c.pattern: c.level for c in settings.criticality} == {
         "db-prod-*": "high", "db-prod-10": "critical", "web-*": "medium"}
+
+
+def test_findings_are_joined_to_the_matched_keys_on_the_whole_key(db, tmp_path):
+    """With account, target and verdict as three join conditions the planner joined the findings
+    to the matched keys on the verdict alone (every finding x every key of its verdict: 20 GB
+    of memory at 1e6 actions); the plan must not hold such a join."""
+    from correlate import exceptions
+    store, run = judge(db, configure(tmp_path, CRON.format(expires="2099-01-01")))
+    store.con.execute(exceptions.MATCH_SQL, {"run_id": run})
+    plan = store.con.execute("EXPLAIN " + exceptions.COVER_SQL, {"run_id": run}).fetchall()[0][1]
+    # boxes of the plan stand side by side: every "Conditions: ..." up to its box's edge
+    conditions = [c.strip() for c in re.findall(r"Conditions: ([^│]*)", plan)]
+    assert conditions and "verdict = verdict" not in conditions
+    store.close()
