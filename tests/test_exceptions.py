@@ -157,6 +157,14 @@ expires = 2099-01-01
     # the WARN finding is not excepted
     assert cli("correlate", "--db", db, "--config", config, "--fail-on", "warn").exit_code == 3
     assert cli("correlate", "--db", db, "--fail-on", "fail").exit_code == 3     # no config
+    # each finding is counted once, for the first entry that covers it
+    store = Store(str(db), read_only=True)
+    run = queries.latest_run(store) - 1                   # the last run with the config
+    per_entry = store.query("SELECT name, findings FROM verdict_exceptions WHERE run_id = ? "
+                            "ORDER BY n", [run])
+    excepted = store.scalar("SELECT count(*) FROM finding_exceptions WHERE run_id = ?", [run])
+    store.close()
+    assert per_entry == [("nightly-cron", 3), ("the-rest", 3)] and excepted == 6
 
 
 @pytest.mark.parametrize("expires, now, applies", [
