@@ -282,8 +282,10 @@ def _status_counts(totals: list[dict], exceptions: bool = False) -> list[dict]:
 
 
 def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
-    """Groups (FAIL first, biggest first) by verdict, FAIL verdicts first and the biggest first
-    within a status: every FAIL and WARN verdict with actions; and the few biggest FAIL groups that make up most FAIL actions."""
+    """Groups (criticality, verdict severity, count order) by verdict, FAIL verdicts first and
+    the biggest first within a status: every FAIL and WARN verdict with actions no accepted
+    exception covers; the few biggest FAIL groups that make up most FAIL actions; and the
+    excepted groups, listed apart as EXCEPTED."""
     by_verdict = {t["verdict"]: {**t, "n": t["n"] - t.get("excepted", 0), "groups": []}
                   for t in ordered if t["status"] in ("FAIL", "WARN")
                   and t["n"] > t.get("excepted", 0)}
