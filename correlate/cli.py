@@ -19,6 +19,7 @@ from correlate import __version__, queries
 from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
 from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
+from correlate.exceptions import exception_lines, run_exceptions
 from correlate.findings import VERDICTS
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
@@ -122,7 +123,9 @@ class PamcorrGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PamcorrError as exc:
-            raise CliError(duckdb_write_failure(exc) or printable(str(exc))) from None
+            error = CliError(duckdb_write_failure(exc) or printable(str(exc)))
+            error.exit_code = getattr(exc, "exit_code", CliError.exit_code)   # ConfigError: 2
+            raise error from None
         except OSError as exc:
             if exc.errno == errno.EPIPE:     # `pamcorr findings | head`: click's own handling
                 raise
@@ -273,24 +276,28 @@ def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="A folder of your own Sigma rules, run besides the shipped ones. Repeatable.")
 @click.option("--config", "config_path", default=None, metavar="FILE",
-              help="Take [detections] (rule folders, mutes) and policy.change_window from this "
+              help="Take [detections] (rule folders, mutes), [[exceptions]] (accepted "
+                   "exceptions for verdicts), [criticality] and policy.change_window from this "
                    "pamcorr TOML file.")
 @db_option
 def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, db):
     """Judge every action in the period (all activity when no range) and store the run."""
     from correlate.detect.run import DetectionSettings
-    detections, window = DetectionSettings(), "planned"
+    detections, window, exceptions, criticality = DetectionSettings(), "planned", (), ()
     if config_path:
         from correlate.config import load_settings
         settings = load_settings(config_path)
         detections, window = settings.detections, settings.policy.change_window
+        exceptions, criticality = settings.exceptions, settings.criticality
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     with open_store(db) as store:
         lo, hi = parse_range(start, end)
         run_id = correlate(store, lo, hi, Policy(grace, lookaround, window),
-                           detections=detections)
+                           detections=detections, exceptions=exceptions,
+                           criticality=criticality)
         totals = queries.verdict_totals(store, run_id)
+        accepted = run_exceptions(store, run_id)
         checks = queries.check_count(store, run_id)
         skipped = queries.skipped_checks(store)
         no_history = queries.tickets_without_history(store, run_id)
@@ -302,6 +309,8 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         if t["status"] != "INFO":
             click.echo(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
     _say(f"  ticket checks (WARN): {checks}" + "".join(f"; {line}" for line in skipped))
+    for line in exception_lines(totals, accepted):
+        (_err if " expired on " in line else _say)(line)
     print_failed_attempts(attempts)
     if no_history:
         shown = ", ".join(no_history[:5]) + (", ..." if len(no_history) > 5 else "")
@@ -311,7 +320,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
     if empty:
         _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
         sys.exit(EXIT_FINDINGS)
-    if queries.fails(fail_on, {t["status"] for t in totals if t["n"]}, detections):
+    if queries.fails(fail_on, queries.counted_statuses(totals), detections):
         sys.exit(EXIT_FINDINGS)
 
 

@@ -78,7 +78,8 @@ def exit_reason(summary, met) -> str:
             for status in ("FAIL", "WARN"):
                 if status not in FAIL_ON_STATUS[level]:
                     continue
-                n = sum(t["n"] for t in summary.totals if t["status"] == status)
+                n = sum(t["n"] - t.get("excepted", 0) for t in summary.totals
+                        if t["status"] == status)          # accepted exceptions do not count
                 gaps = sum(1 for c in [*summary.coverage, *summary.source_coverage]
                            if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []

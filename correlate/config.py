@@ -12,7 +12,10 @@ from pathlib import Path
 from correlate.detect.run import DetectionSettings, Mute
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
 from correlate.queries import FAIL_ON_CHOICES
-from correlate.errors import InputError
+from correlate.errors import ConfigError, InputError
+from correlate.exceptions import (CRITICALITY, TargetCriticality, VerdictException,
+                                  glob_problem)
+from correlate.findings import VERDICTS
 
 DEFAULT_COVERAGE_GAP_HOURS = 24
 DEFAULT_OUTPUT = "pamcorr-out"
@@ -25,9 +28,10 @@ _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|credential)s?$", r
 SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
               "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
 
-_TOP = {"db", "output", "policy", "sources", "tickets", "detections"}
+_TOP = {"db", "output", "policy", "sources", "tickets", "detections", "exceptions", "criticality"}
 _DETECTIONS = {"rules", "enabled", "mute"}
 _MUTE = {"rule", "account", "target", "ticket", "reason", "expires"}
+_EXCEPTION = {"name", "account", "target", "verdict", "reason", "accepted_by", "expires"}
 _POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours", "change_window"}
 _SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity"}
 _TICKETS = {"system", "url", "flavour", "timeout", "max_retries"}
@@ -70,6 +74,8 @@ class Settings:
     sources: tuple[SourceConfig, ...] = ()
     tickets: TicketsConfig | None = None
     detections: DetectionSettings = DetectionSettings()
+    exceptions: tuple[VerdictException, ...] = ()       # [[exceptions]]: accepted, for verdicts
+    criticality: tuple[TargetCriticality, ...] = ()     # [criticality]: target globs -> level
 
 
 def _fail(path: Path, message: str, line: int | None = None) -> InputError:
@@ -136,16 +142,17 @@ def _tickets(path: Path, raw) -> TicketsConfig | None:
                          max_retries=int(raw.get("max_retries", 3)))
 
 
-def _expiry(path: Path, where: str, value) -> datetime:
+def _expiry(path: Path, where: str, value, error=InputError) -> datetime:
     """A mute's expiry: a TOML date (the mute holds through that UTC day) or a datetime with a
     zone (a local datetime is refused: timestamps without a zone are errors)."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise _fail(path, f"{where}.expires: give a zone (2027-01-31T18:00:00Z) or a date")
+            raise error(f"{where}.expires: give a zone (2027-01-31T18:00:00Z) or a date",
+                        str(path))
         return value.astimezone(timezone.utc)
     if isinstance(value, date):
         return datetime.combine(value + timedelta(days=1), time(0), tzinfo=timezone.utc)
-    raise _fail(path, f"{where}.expires: a date (2027-01-31) or a datetime with a zone")
+    raise error(f"{where}.expires: a date (2027-01-31) or a datetime with a zone", str(path))
 
 
 def _detections(path: Path, base: Path, raw) -> DetectionSettings:
@@ -181,6 +188,92 @@ def _detections(path: Path, base: Path, raw) -> DetectionSettings:
     return DetectionSettings(
         rule_dirs=tuple(str(base / os.path.expanduser(f)) for f in folders),
         mutes=tuple(mutes), enabled=bool(raw.get("enabled", True)))
+
+
+# What an exception's verdict glob may cover: the verdicts that FAIL or WARN.
+FAILING_VERDICTS = tuple(v for v, status in VERDICTS.items() if status in ("FAIL", "WARN"))
+
+
+def _exceptions(path: Path, raw) -> tuple[VerdictException, ...]:
+    """`[[exceptions]]`: accepted exceptions for verdicts. Every problem is a ConfigError (exit 2)
+    naming the entry: an exception never lasts forever, always says why and who accepted it,
+    and a glob that can match nothing is refused rather than silently excepting nothing."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError("exceptions: use [[exceptions]] tables", str(path))
+    out, names = [], set()
+    for i, x in enumerate(raw):
+        where = f"exceptions[{i}]"
+        if not isinstance(x, dict):
+            raise ConfigError(f"{where}: expected a table ([[exceptions]])", str(path))
+        if isinstance(x.get("name"), str) and x["name"].strip():
+            where = f"{where} ({x['name']})"
+        for key in x:
+            if key not in _EXCEPTION:
+                raise ConfigError(f"{where}: unknown key {key!r} (known: "
+                                  f"{', '.join(sorted(_EXCEPTION))})", str(path))
+        missing = [k for k in ("reason", "accepted_by", "expires")
+                   if not (x.get(k).strip() if isinstance(x.get(k), str) else x.get(k))]
+        if missing:
+            raise ConfigError(f"{where}: needs {', '.join(missing)} (an exception says why, who "
+                              "accepted it and until when)", str(path))
+        for key in ("name", "reason", "accepted_by"):
+            if key in x and not isinstance(x[key], str):
+                raise ConfigError(f"{where}.{key}: expected a string, got {x[key]!r}", str(path))
+        globs = {k: x[k] for k in ("account", "target", "verdict") if k in x}
+        if not globs:
+            raise ConfigError(f"{where}: name the account, target or verdict (globs) it covers; "
+                              'use account = "*" to except every account', str(path))
+        for key, pattern in globs.items():
+            problem = glob_problem(pattern)
+            if problem:
+                raise ConfigError(f"{where}.{key}: {problem}", str(path))
+        if "verdict" in globs and not _glob_hits(globs["verdict"], FAILING_VERDICTS):
+            raise ConfigError(f"{where}.verdict: {globs['verdict']!r} matches no verdict that "
+                              f"FAILs or WARNs ({', '.join(FAILING_VERDICTS)})", str(path))
+        name = x.get("name", "").strip() or f"exceptions[{i}]"
+        if name in names:
+            raise ConfigError(f"{where}: another exception is named {name!r}", str(path))
+        names.add(name)
+        out.append(VerdictException(name=name, reason=x["reason"].strip(),
+                                    accepted_by=x["accepted_by"].strip(),
+                                    expires=_expiry(path, where, x["expires"], ConfigError),
+                                    **globs))
+    return tuple(out)
+
+
+def _glob_hits(pattern: str, names: tuple[str, ...]) -> list[str]:
+    """The names a glob matches, by DuckDB's own GLOB (the one the run uses), case-insensitive."""
+    import duckdb
+    with duckdb.connect() as con:
+        return con.execute("SELECT list_filter($names, lambda v: v GLOB lower($p))",
+                           {"names": list(names), "p": pattern}).fetchall()[0][0]
+
+
+def _criticality(path: Path, raw) -> tuple[TargetCriticality, ...]:
+    """`[criticality]`: `"db-prod-*" = "high"`; a bad level or glob is a ConfigError (exit 2)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        raise ConfigError('[criticality]: expected a table of target globs ("db-prod-*" = '
+                          '"high")', str(path))
+    out, seen = [], {}
+    for pattern, level in raw.items():
+        where = f"criticality.{pattern!r}"
+        problem = glob_problem(pattern)
+        if problem:
+            raise ConfigError(f"{where}: {problem}", str(path))
+        if not isinstance(level, str) or level.strip().lower() not in CRITICALITY:
+            raise ConfigError(f"{where}: one of {', '.join(CRITICALITY)}, not {level!r}",
+                              str(path))
+        key = pattern.strip().lower()
+        if key in seen:
+            raise ConfigError(f"{where}: the same pattern as {seen[key]!r} (case does not "
+                              "count)", str(path))
+        seen[key] = pattern
+        out.append(TargetCriticality(key, level.strip().lower()))
+    return tuple(out)
 
 
 def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings:
@@ -220,7 +313,9 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
         policy=Policy(grace, look, window), fail_on=fail_on, coverage_gap_hours=float(gap),
         sources=tuple(_source(path, base, i, s) for i, s in enumerate(sources)),
         tickets=_tickets(path, data.get("tickets")),
-        detections=_detections(path, base, data.get("detections")))
+        detections=_detections(path, base, data.get("detections")),
+        exceptions=_exceptions(path, data.get("exceptions")),
+        criticality=_criticality(path, data.get("criticality")))
 
 
 def load_settings(path: str | os.PathLike) -> Settings:

@@ -13,6 +13,7 @@ from correlate import __version__
 from correlate.clock import now_utc
 from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
+from correlate.exceptions import TargetCriticality, VerdictException, record_exceptions
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -60,9 +61,12 @@ _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
               policy: Policy = Policy(), parameters: dict | None = None,
-              detections: DetectionSettings = DetectionSettings()) -> int:
-    """Judge every activity row with start <= ts < end (all when both None), then run the
-    detections over the same actions (correlate/detect). Returns run_id."""
+              detections: DetectionSettings = DetectionSettings(),
+              exceptions: tuple[VerdictException, ...] = (),
+              criticality: tuple[TargetCriticality, ...] = ()) -> int:
+    """Judge every activity row with start <= ts < end (all when both None), mark the failing
+    findings accepted exceptions cover, then run the detections over the same actions
+    (correlate/detect). Returns run_id."""
     con = store.con
     params = {"start": start, "end": end, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
@@ -84,6 +88,7 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
             params["run_id"] = run_id
             for statement in [*STORE_STATEMENTS, *CHECK_STATEMENTS]:
                 _run(con, statement, params)
+            record_exceptions(con, run_id, started, exceptions, criticality)
             run_detections(con, run_id, start, end, started, detections)
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
     except duckdb.Error as exc:

@@ -30,6 +30,13 @@ class InputError(PamcorrError):
         super().__init__(f"{where}{message}")
 
 
+class ConfigError(InputError):
+    """A config entry that cannot be used as written (an accepted exception without a reason, a
+    glob that can match nothing): a usage error, exit 2, naming the file and the entry."""
+
+    exit_code = 2
+
+
 class StoreLockedError(PamcorrError):
     """Another process holds the DuckDB file."""
 

@@ -18,6 +18,7 @@ from correlate.clock import now_utc
 from correlate.config import Settings
 from correlate.engine import correlate
 from correlate.errors import InputError, PamcorrError
+from correlate.exceptions import exception_lines, run_exceptions
 from correlate.ingest import expand_paths, ingest
 from correlate.source_coverage import SourceCoverage, source_coverage
 from correlate.store import Store
@@ -187,6 +188,7 @@ class WeeklySummary:
     skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
     # per configured source name, every kind (correlate/source_coverage.py)
     source_coverage: list[SourceCoverage] = field(default_factory=list)
+    exceptions: list[dict] = field(default_factory=list)      # accepted exceptions of the run
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -406,7 +408,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
         run_id = correlate(store, week.start, week.end, settings.policy,
                            {"job": "weekly", "week": week.label,
                             "config": str(settings.path) if settings.path else None},
-                           detections=settings.detections)
+                           detections=settings.detections, exceptions=settings.exceptions,
+                           criticality=settings.criticality)
         previous = previous_weekly_run(store, run_id, week)
         summary = WeeklySummary(
             week=week, run_id=run_id, config=str(settings.path) if settings.path else None,
@@ -419,7 +422,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
                                                  run_id),
             skipped_checks=queries.skipped_checks(store),
-            source_coverage=source_coverage(store, settings.sources, matched, week))
+            source_coverage=source_coverage(store, settings.sources, matched, week),
+            exceptions=run_exceptions(store, run_id))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -452,6 +456,7 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     lines += [f"  {line}" for line in s.skipped_checks]
     verdicts = ", ".join(f"{t['verdict']} {t['n']:,}" for t in s.totals) or "no actions"
     lines.append(f"verdicts: {verdicts}")
+    lines += [line.strip() for line in exception_lines(s.totals, s.exceptions)]
     if s.previous:
         lines.append(f"since {s.previous['week']} (run {s.previous['run_id']}): "
                      f"{s.count('new')} new, {s.count('still failing')} still failing, "
@@ -495,7 +500,8 @@ def detection_summary(s: WeeklySummary) -> list[str]:
 
 
 def worst_status(summary: WeeklySummary) -> set[str]:
-    """Statuses present among findings and coverage, for --fail-on."""
-    found = {t["status"] for t in summary.totals if t["n"]}
+    """Statuses present among findings no accepted exception covers and coverage, for
+    --fail-on."""
+    found = queries.counted_statuses(summary.totals)     # excepted findings do not count
     return (found | {c.status for c in summary.coverage}
             | {c.status for c in summary.source_coverage})

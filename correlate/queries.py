@@ -6,7 +6,8 @@ from datetime import timezone
 
 from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
-from correlate.findings import Finding
+from correlate.exceptions import CRITICALITY
+from correlate.findings import VERDICTS, Finding
 from correlate.store import Store
 
 # identity_kind: identities.csv's kind for the account, else what the connector saw
@@ -28,8 +29,11 @@ ORDER BY a.ts, a.source, a.event_id
 LIMIT $limit
 """
 
+# excepted: findings of the verdict an accepted exception covers (counted in n too).
 VERDICT_TOTALS_SQL = """
-SELECT verdict, status, count(*) AS n FROM findings WHERE run_id = ? GROUP BY ALL ORDER BY n DESC
+SELECT f.verdict, f.status, count(*) AS n, count(e.act_id) AS excepted
+FROM findings f LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
+WHERE f.run_id = ? GROUP BY ALL ORDER BY n DESC
 """
 
 SOURCES_SQL = """
@@ -105,7 +109,13 @@ def skipped_checks(store: Store) -> list[str]:
 
 
 def verdict_totals(store: Store, run_id: int) -> list[dict]:
+    """[{verdict, status, n, excepted}], most findings first."""
     return store.query_dicts(VERDICT_TOTALS_SQL, [run_id])
+
+
+def counted_statuses(totals: list[dict]) -> set[str]:
+    """Statuses that count for --fail-on: those held by a finding no accepted exception covers."""
+    return {t["status"] for t in totals if t["n"] - t.get("excepted", 0) > 0}
 
 
 def failed_attempts(store: Store, run_id: int) -> list[dict]:
@@ -175,31 +185,52 @@ def fails(fail_on, statuses: set[str], detections: list[dict]) -> list[str]:
     return met
 
 
-# The gap report's issues: one row per (account, target, verdict) that FAILs or WARNs, biggest
-# first within status; the sample command is the first one, the approval and ticket the ones
+# The gap report's issues: one row per (account, target, verdict) that FAILs or WARNs, and
+# whether an accepted exception covers it (`exception`: its name; an exception's globs read only
+# the key, so a group is excepted whole or not at all). Sorted by the target's criticality (the
+# most specific [criticality] glob; none sorts last), then verdict severity ($severity: worst
+# first), then count. The sample command is the first one, the approval and ticket the ones
 # nearest in time (smallest gap). `new`: the key had no FAIL/WARN finding in run $previous.
 ISSUE_GROUPS_SQL = """
 WITH prev AS (
     SELECT DISTINCT a.account, a.target, f.verdict
     FROM findings f JOIN activity a USING (act_id)
     WHERE f.run_id = $previous AND f.status IN ('FAIL', 'WARN')
+), groups AS (
+    SELECT a.account, a.target, f.verdict, f.status, e.n AS entry, count(*) AS n,
+           min(a.ts) AS first, max(a.ts) AS last,
+           arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
+           arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
+                   abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL)
+               AS approval,
+           arg_min(f.ticket_id, abs(coalesce(f.gap_seconds, 0)))
+               FILTER (WHERE f.ticket_id IS NOT NULL) AS ticket_id,
+           arg_min(f.reason, a.ts) FILTER (WHERE f.reason IS NOT NULL) AS reason,
+           $previous IS NOT NULL AND (a.account, a.target, f.verdict) NOT IN (
+               SELECT (account, target, verdict) FROM prev) AS new
+    FROM findings f JOIN activity a USING (act_id)
+    LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
+    WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
+    GROUP BY a.account, a.target, f.verdict, f.status, e.n
 )
-SELECT a.account, a.target, f.verdict, f.status, count(*) AS n,
-       min(a.ts) AS first, max(a.ts) AS last,
-       arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
-       arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
-               abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL) AS approval,
-       arg_min(f.ticket_id, abs(coalesce(f.gap_seconds, 0)))
-           FILTER (WHERE f.ticket_id IS NOT NULL) AS ticket_id,
-       arg_min(f.reason, a.ts) FILTER (WHERE f.reason IS NOT NULL) AS reason,
-       $previous IS NOT NULL AND (a.account, a.target, f.verdict) NOT IN (
-           SELECT (account, target, verdict) FROM prev) AS new
-FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
-GROUP BY a.account, a.target, f.verdict, f.status
-ORDER BY CASE f.status WHEN 'FAIL' THEN 1 ELSE 2 END, n DESC, a.account, a.target, f.verdict
+SELECT g.account, g.target, g.verdict, g.status, g.n, g.first, g.last, g.sample, g.approval,
+       g.ticket_id, g.reason, g.new, c.criticality, x.name AS exception,
+       x.reason AS exception_reason, x.accepted_by, x.expires AS exception_expires
+FROM groups g
+LEFT JOIN verdict_exceptions x ON x.run_id = $run_id AND x.n = g.entry
+LEFT JOIN LATERAL (
+    SELECT arg_max(t.level, t.specificity * 10 + list_position($levels, t.level)) AS criticality
+    FROM target_criticality t WHERE t.run_id = $run_id AND lower(g.target) GLOB t.pattern
+) c ON true
+ORDER BY coalesce(list_position($levels, c.criticality), 0) DESC,
+         list_position($severity, g.verdict), g.n DESC, g.account, g.target, g.verdict
 LIMIT $limit
 """
+
+# Levels from the least to the most critical (list_position: higher is more critical).
+LEVELS = list(reversed(CRITICALITY))
+# Verdicts from the worst: the reverse of the order in which a candidate wins (docs/verdicts.md).
+VERDICT_SEVERITY = list(reversed(VERDICTS))
 
 # Issue keys (account, target, verdict; FAIL or WARN) new in a run and resolved since $previous.
 ISSUE_CHANGES_SQL = """
@@ -223,8 +254,11 @@ def previous_run(store: Store, run_id: int) -> int | None:
 
 
 def issue_groups(store: Store, run_id: int, previous: int | None, limit: int) -> list[dict]:
+    """A run's FAIL and WARN findings grouped by issue, excepted groups included (`exception`
+    set), in report order: criticality, verdict severity, count."""
     return store.query_dicts(ISSUE_GROUPS_SQL, {"run_id": run_id, "previous": previous,
-                                                "limit": limit})
+                                                "limit": limit, "levels": LEVELS,
+                                                "severity": VERDICT_SEVERITY})
 
 
 def issue_changes(store: Store, run_id: int, previous: int) -> dict:

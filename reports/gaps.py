@@ -9,6 +9,7 @@ from pathlib import Path
 from correlate import __version__, queries
 from correlate.clock import now_utc
 from correlate.detect.rules import SEVERITIES
+from correlate.exceptions import CRITICALITY, run_exceptions, until
 from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
@@ -187,6 +188,14 @@ class GapReportContext:
     trend: Trend = field(default_factory=Trend)        # per verdict over the comparable runs
     source_coverage: list[dict] = field(default_factory=list)   # per source and kind, silent first
     links: object | None = None   # reports.scope_pages.ScopeLinks: scope pages beside the report
+    exceptions: list[dict] = field(default_factory=list)  # the run's accepted exceptions
+    excepted: list[dict] = field(default_factory=list)    # issue groups an exception covers
+    excepted_total: int = 0       # findings an exception covers (FAIL and WARN)
+
+    @staticmethod
+    def criticality_rank(level: str | None) -> int:
+        """4 critical .. 1 low, 0 none: how the Criticality column sorts."""
+        return CRITICALITY[::-1].index(level) + 1 if level in CRITICALITY else 0
 
     @property
     def worst(self) -> list[dict]:
@@ -264,34 +273,49 @@ def risky_groups(rows: list[dict]) -> tuple[list[RiskyGroup], list[RiskyGroup]]:
     return risky, muted
 
 
-def _status_counts(totals: list[dict]) -> list[dict]:
+def _status_counts(totals: list[dict], exceptions: bool = False) -> list[dict]:
+    """{status, n, share} per status; with accepted exceptions in the run, FAIL and WARN count
+    the findings no exception covers and an EXCEPTED row the ones it does (the rows add up)."""
     all_n = sum(t["n"] for t in totals)
     out = []
     for status in STATUSES:
-        n = sum(t["n"] for t in totals if t["status"] == status)
+        n = sum(t["n"] - t.get("excepted", 0) for t in totals if t["status"] == status)
         out.append({"status": status, "n": n, "share": n / all_n if all_n else 0.0})
+    if exceptions:
+        n = sum(t.get("excepted", 0) for t in totals)
+        out.insert(2, {"status": "EXCEPTED", "n": n, "share": n / all_n if all_n else 0.0})
     return out
 
 
 def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
-    """Groups (FAIL first, biggest first) by verdict, FAIL verdicts first and the biggest first
-    within a status: every FAIL and WARN verdict with actions; and the few biggest FAIL groups that make up most FAIL actions."""
-    by_verdict = {t["verdict"]: {**t, "groups": []} for t in ordered
-                  if t["status"] in ("FAIL", "WARN") and t["n"]}
+    """Groups (criticality, verdict severity, count order) by verdict, FAIL verdicts first and
+    the biggest first within a status: every FAIL and WARN verdict with actions no accepted
+    exception covers; the few biggest FAIL groups that make up most FAIL actions; and the
+    excepted groups, listed apart as EXCEPTED."""
+    by_verdict = {t["verdict"]: {**t, "n": t["n"] - t.get("excepted", 0), "groups": []}
+                  for t in ordered if t["status"] in ("FAIL", "WARN")
+                  and t["n"] > t.get("excepted", 0)}
+    excepted = []
     for g in groups:
         approval = g.pop("approval") or {}
         g.update(approval_id=approval.get("approval_id"), match_via=approval.get("via"),
                  gap_seconds=approval.get("gap"))
+        if g["exception"] is not None:      # listed as EXCEPTED, never dropped
+            g["exception_until"] = until(g.pop("exception_expires"))
+            excepted.append(g)
+            continue
         by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
                                              "n": 0, "groups": []})["groups"].append(g)
     verdicts = sorted(by_verdict.values(), key=lambda v: (v["status"] != "FAIL", -v["n"]))
     top, covered = [], 0
-    for g in groups:
-        if g["status"] != "FAIL" or len(top) >= TOP_FAIL or covered >= TOP_FAIL_SHARE * failing_total:
+    # the biggest FAIL issues no exception covers (groups come in criticality order)
+    for g in sorted((g for v in verdicts for g in v["groups"] if g["status"] == "FAIL"),
+                    key=lambda g: -g["n"]):
+        if len(top) >= TOP_FAIL or covered >= TOP_FAIL_SHARE * failing_total:
             break
         top.append(g)
         covered += g["n"]
-    return verdicts, top, covered
+    return verdicts, top, covered, excepted
 
 
 def gap_report_context(store: Store, run_id: int | None = None,
@@ -305,12 +329,15 @@ def gap_report_context(store: Store, run_id: int | None = None,
     end = run["period_end"] or last
     totals = queries.verdict_totals(store, run_id)
     by_verdict = {t["verdict"]: t for t in totals}
-    ordered = [by_verdict.get(v, {"verdict": v, "status": s, "n": 0}) for v, s in VERDICTS.items()]
+    ordered = [by_verdict.get(v, {"verdict": v, "status": s, "n": 0, "excepted": 0})
+               for v, s in VERDICTS.items()]
     accounts = store.query_dicts(ACCOUNTS_SQL, [run_id, 200])
-    failing_total = sum(t["n"] for t in totals if t["status"] == "FAIL")
+    # FAIL actions no accepted exception covers (the excepted ones are counted apart)
+    failing_total = sum(t["n"] - t["excepted"] for t in totals if t["status"] == "FAIL")
     previous = queries.previous_run(store, run_id)
     groups = queries.issue_groups(store, run_id, previous, ISSUE_LIMIT)
-    issue_verdicts, top_fail, top_actions = _issues(groups, ordered, failing_total)
+    issue_verdicts, top_fail, top_actions, excepted = _issues(groups, ordered, failing_total)
+    accepted = run_exceptions(store, run_id)
     attempts = queries.failed_attempts(store, run_id)
     width = 900
     timelines = []
@@ -331,9 +358,9 @@ def gap_report_context(store: Store, run_id: int | None = None,
         period_start=start, period_end=end, sources=queries.source_counts(store),
         totals=ordered, total_findings=sum(t["n"] for t in totals), accounts=accounts,
         kinds=store.query_dicts(KINDS_SQL, [run_id]),
-        failing_total=failing_total, status_counts=_status_counts(totals),
+        failing_total=failing_total, status_counts=_status_counts(totals, bool(accepted)),
         top_fail=top_fail, top_fail_actions=top_actions, issue_verdicts=issue_verdicts,
-        issues_total=len(groups), issues_limit=ISSUE_LIMIT,
+        issues_total=len(groups) - len(excepted), issues_limit=ISSUE_LIMIT,
         previous_run=queries.run_info(store, previous) if previous else None,
         changes=queries.issue_changes(store, run_id, previous) if previous else None,
         axis=_axis(start, end, width) if start and end else [],
@@ -349,7 +376,9 @@ def gap_report_context(store: Store, run_id: int | None = None,
                                            run["period_start"], run["period_end"])
                        if previous else None),
         trend=trend(store, run_id), links=links,
-        source_coverage=source_coverage(store, run["period_start"], run["period_end"]))
+        source_coverage=source_coverage(store, run["period_start"], run["period_end"]),
+        exceptions=accepted, excepted=excepted,
+        excepted_total=sum(t["excepted"] for t in totals))
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None, links=None) -> Path:
