@@ -93,7 +93,7 @@ SELECT id, 1, NULL, account, rule, 'summary', severity,
        $now, true
 FROM (
   SELECT left(sha256('summary' || chr(31) || account || chr(31) || rule || chr(31)
-                     || min(alert_id || strftime(created, '%s'))), 24) AS id,
+                     || min(alert_id)), 24) AS id,
          account, rule, max(severity) AS severity, count(*) AS n,
          strftime(min(created) AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%SZ') AS first_alert,
          list(alert_id ORDER BY created, alert_id)[1:20] AS ids
@@ -237,6 +237,21 @@ def syslog_5424(alert: dict, host: str, when: datetime, facility: int = 10) -> b
     msg = printable(alert.get("message", ""))
     return (f"<{pri}>1 {stamp} {host or '-'} pamcorr - alert [pamcorr@32473 {sd}] "
             f"\ufeff{msg}").encode("utf-8")
+
+# What the sinks acknowledged, in one statement: (alert_id, version, sink, outcome) lists.
+ACKS_SQL = """
+UPDATE watch_alerts w
+SET delivered = list_distinct(list_concat(w.delivered, a.ok)),
+    dead = list_distinct(list_concat(w.dead, a.lost))
+FROM (SELECT id, v, coalesce(list(sink) FILTER (WHERE outcome = 'delivered'), []) AS ok,
+             coalesce(list(sink) FILTER (WHERE outcome = 'dead'), []) AS lost
+      FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::INTEGER[]) AS v,
+                   unnest(?::VARCHAR[]) AS sink, unnest(?::VARCHAR[]) AS outcome)
+      GROUP BY id, v) a
+WHERE w.alert_id = a.id AND w.version = a.v
+"""
+DONE_SQL = ("UPDATE watch_alerts SET pending = false WHERE pending AND "
+            "list_has_all(list_concat(delivered, dead), ?)")
 
 
 def pending_sql(limit: int) -> str:

@@ -92,6 +92,9 @@ class Watcher:
             self.followers.append((FileFollower(source, kind, path, pos), connector, kind,
                                    options))
         self.fp = fingerprint(self.con)
+        if settings.detections.enabled:     # parse the rules now, not on the first alert
+            from correlate.detect.run import cached_rules
+            cached_rules(tuple(settings.detections.rule_dirs))
 
     # ------------------------------------------------------------------ set-up
     def _connector(self, source: str, kind: str | None):
@@ -259,15 +262,9 @@ class Watcher:
         if not acks:
             return
         with self.store.transaction():
-            self.con.executemany(
-                "UPDATE watch_alerts SET delivered = CASE WHEN ? = 'delivered' "
-                "THEN list_distinct(list_append(delivered, ?)) ELSE delivered END, "
-                "dead = CASE WHEN ? = 'dead' THEN list_distinct(list_append(dead, ?)) "
-                "ELSE dead END WHERE alert_id = ? AND version = ?",
-                [[outcome, name, outcome, name, alert_id, version]
-                 for name, alert_id, version, outcome in acks])
-            self.con.execute("UPDATE watch_alerts SET pending = false WHERE pending AND "
-                             "list_has_all(list_concat(delivered, dead), ?)", [names])
+            self.con.execute(A.ACKS_SQL, [[a[1] for a in acks], [a[2] for a in acks],
+                                          [a[0] for a in acks], [a[3] for a in acks]])
+            self.con.execute(A.DONE_SQL, [names])
         self.stats["alerts"] += sum(1 for a in acks if a[3] == "delivered")
 
     def pending(self) -> int:
