@@ -145,3 +145,24 @@ def test_stdin_is_read_to_its_end_and_hostile_text_stays_one_json_line(tmp_path)
     assert "\u202e".encode() not in raw and b"\x1b" not in raw
     (alert,) = w.alerts
     assert alert["detail"] == hostile.replace("s3cret", "[REDACTED]")
+
+
+def test_new_file_in_a_watched_folder_is_read_whole_once(tmp_path):
+    import gzip
+    folder, db = tmp_path / "drop", tmp_path / "w.duckdb"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(event(1))
+    w = Watch(db, "generic:activity", str(folder))
+    try:
+        w.wait_for(lambda w: "e1" in w.events(), what="the first file")
+        with gzip.open(folder / "b.jsonl.gz", "wt") as fh:
+            fh.write(event(2) + event(3))
+        w.wait_for(lambda w: {"e2", "e3"} <= w.events(), what="the new file")
+    finally:
+        w.stop()
+    (folder / "c.jsonl").write_text(event(4))       # arrives while watch is down
+    restart = Watch(db, "generic:activity", str(folder), "--once")
+    assert restart.proc.wait(20) == 0
+    restart.stop()
+    assert [a["event_id"] for a in restart.alerts] == ["e4"]    # the others not read again
+    assert len(w.alerts) == 3

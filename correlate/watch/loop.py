@@ -204,12 +204,13 @@ class Watcher:
             key = str(path)
             if sizes.get(key) == ("done", size):
                 continue
-            if sizes.get(key) != size:
+            pos = position(self.con, connector.name, kind, key)
+            stored = pos is not None and pos.offset == size
+            if not stored and not self.s.once and sizes.get(key) != size:
                 sizes[key] = size            # still being written, or first seen
                 self.wake.set()
                 continue
-            pos = position(self.con, connector.name, kind, key)
-            if pos is None or pos.offset != size:
+            if not stored:
                 results = self._ingest(connector, kind, path, options)
                 now = now_utc()
                 with self.store.transaction():
@@ -249,6 +250,7 @@ class Watcher:
         if not sinks:
             return
         import json
+        self.record_acks()
         rows = self.con.execute(A.pending_sql(5000)).fetchall()
         for sink in sinks:
             todo = [json.loads(body) for (_, _, body, delivered, dead) in rows

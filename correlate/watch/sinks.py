@@ -148,8 +148,11 @@ class WebhookSink(Sink):
             return bool(self.inflight)
 
     def acks(self):
+        # an alert stays in flight until its acknowledgement is collected (and then recorded
+        # by the loop), so it cannot be offered again in between
         with self.lock:
             out, self._acks = self._acks, []
+            self.inflight.difference_update((a, v) for a, v, _ in out)
         return out
 
     def _post(self, alert: dict) -> str | None:
@@ -194,7 +197,6 @@ class WebhookSink(Sink):
             key = (alert["alert_id"], alert["version"])
             with self.lock:
                 self._acks.append((*key, outcome))
-                self.inflight.discard(key)
 
     def _dead(self, alert: dict, error: str, attempts: int) -> None:
         if self.dead_letter is None:
