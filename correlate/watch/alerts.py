@@ -34,7 +34,7 @@ SELECT left(sha256(j.source || chr(31) || j.event_id || chr(31) || 'verdict'), 2
                    'message', j.verdict || ': ' || j.account || ' on ' || j.target || ': '
                               || coalesce(j.action, '') || coalesce(' ' || j.detail, '')
                               || coalesce(' (' || j.reason || ')', '')) AS body
-FROM watch_judged j WHERE j.status = 'FAIL'
+FROM watch_judged j WHERE j.status = 'FAIL' AND $verdicts
 UNION ALL
 SELECT left(sha256(j.source || chr(31) || j.event_id || chr(31) || d.rule_id), 24),
        j.act_id, lower(j.account), d.rule_id, d.severity, j.ts,
@@ -167,11 +167,14 @@ class AlertPolicy:
         return list(SEVERITIES[SEVERITIES.index(self.min_severity):])
 
 
-def store_new(con, policy: AlertPolicy, now: datetime) -> None:
-    """Inside the transaction that stored the judged actions: their verdicts and alerts."""
-    con.execute(CANDIDATES_SQL, {"severities": policy.severities()})
+def store_new(con, policy: AlertPolicy, now: datetime, verdicts: bool = True) -> None:
+    """Inside the transaction that stored the judged actions: their verdicts and verdict
+    alerts (`verdicts`), and the alerts of their detections (watch_detected, empty when the
+    rules did not run)."""
+    con.execute(CANDIDATES_SQL, {"severities": policy.severities(), "verdicts": verdicts})
     con.execute(INSERT_SQL, {"now": now, "limit": policy.limit, "window": policy.window_s})
-    con.execute(VERDICTS_SQL, {"now": now})
+    if verdicts:
+        con.execute(VERDICTS_SQL, {"now": now})
 
 
 def store_rejudged(con, now: datetime) -> int:

@@ -29,24 +29,22 @@ WHERE f.run_id = $run_id
 DETECTED_SQL = """
 CREATE OR REPLACE TEMP TABLE watch_detected AS
 SELECT d.act_id, d.rule_id, d.sequence_id, d.review, r.title, r.severity, r.class
-FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+FROM detections d JOIN watch_rules r USING (rule_id)
 WHERE d.run_id = $run_id AND d.review <> 'MUTED'
 """
+RULES_SQL = ("CREATE OR REPLACE TEMP TABLE watch_rules (rule_id VARCHAR, title VARCHAR, "
+             "severity VARCHAR, class VARCHAR)")
 EMPTY_DETECTED_SQL = ("CREATE OR REPLACE TEMP TABLE watch_detected AS SELECT NULL::BIGINT AS "
                       "act_id, NULL::VARCHAR AS rule_id, NULL::VARCHAR AS sequence_id, "
                       "NULL::VARCHAR AS review, NULL::VARCHAR AS title, NULL::VARCHAR AS "
                       "severity, NULL::VARCHAR AS class WHERE false")
-SCRATCH_TABLES = ("run_segments", "finding_refs", "detections", "detection_rules")
+SCRATCH_TABLES = ("run_segments", "finding_refs", "detections")
 
-# What changes a verdict besides the action itself: when any of these moved since the last
-# look, the open FAIL verdicts are judged again.
-FINGERPRINT_SQL = """
-SELECT (SELECT count(*) FROM approvals), (SELECT max(ingest_id) FROM approvals),
-       (SELECT count(*) FROM approvals_pending),
-       (SELECT count(*) FROM tickets), (SELECT max(ingest_id) FROM tickets),
-       (SELECT count(*) FROM ticket_history), (SELECT count(*) FROM ticket_approvals),
-       (SELECT count(*) FROM identities), (SELECT count(*) FROM targets)
-"""
+# Sources whose records are actions only: what they bring changes no verdict but their own.
+# Anything else (approvals, tickets, history, identities, targets; teleport, cyberark and pim,
+# which carry approvals) makes watch judge the open FAIL verdicts again.
+ACTIONS_ONLY = {("generic", "activity"), ("syslog", "auto"), ("auditd", "auto"),
+                ("cloudtrail", "auto"), ("k8s", "auto"), ("vault", "auto")}
 
 # The open FAIL verdicts judged within the re-judging window.
 OPEN_SQL = ("CREATE OR REPLACE TEMP TABLE watch_new AS SELECT act_id FROM watch_verdicts "
@@ -76,7 +74,7 @@ def judge(con, policy: Policy, now: datetime,
         for statement in [*VERDICT_STATEMENTS, *STORE_STATEMENTS]:
             _run(con, statement, params)
         if detections is not None and detections.enabled:
-            run_detections(con, SCRATCH_RUN, None, None, now, detections)
+            run_detections(con, SCRATCH_RUN, None, None, now, detections, record_rules=False)
             con.execute(DETECTED_SQL, {"run_id": SCRATCH_RUN})
         else:
             con.execute(EMPTY_DETECTED_SQL)
@@ -89,5 +87,17 @@ def judge(con, policy: Policy, now: datetime,
             con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def fingerprint(con) -> tuple:
-    return tuple(con.execute(FINGERPRINT_SQL).fetchall()[0])
+def changes_verdicts(source: str, kind: str) -> bool:
+    """True when what this source brings can change verdicts already given."""
+    return (source, kind) not in ACTIONS_ONLY and (source, "auto") not in ACTIONS_ONLY
+
+
+def load_rules(con, detections: DetectionSettings) -> None:
+    """watch_rules: the title, severity and class of every rule watch runs (parsed once)."""
+    from correlate.detect.run import cached_rules
+    con.execute(RULES_SQL)
+    if detections.enabled:
+        rules = cached_rules(tuple(detections.rule_dirs))
+        if rules:
+            con.executemany("INSERT INTO watch_rules VALUES (?, ?, ?, ?)",
+                            [[r.id, r.title, r.severity, r.cls] for r in rules])

@@ -25,7 +25,7 @@ from correlate.errors import InputError, PamcorrError, printable
 from correlate.ingest import ingest
 from correlate.store import Store
 from correlate.watch import alerts as A
-from correlate.watch.judge import fingerprint, judge, new_actions, open_actions
+from correlate.watch.judge import changes_verdicts, judge, load_rules, new_actions, open_actions
 from correlate.watch.sinks import Sink
 from correlate.watch.sources import (REFUSED_SUFFIXES, Chunk, FileFollower, Journal,
                                      SyslogReceiver, read_stdin)
@@ -75,6 +75,9 @@ class Watcher:
         self.journals: list[Journal] = []
         self.stdin_done: threading.Event | None = None
         self.receiver = None
+        self.rejudge_due = False
+        self.summarized = 0.0
+        load_rules(self.con, settings.detections)      # parsed now, not on the first alert
         self.stats = {"chunks": 0, "read": 0, "accepted": 0, "alerts": 0, "resolved": 0}
         for f in follows:
             self._add(f)
@@ -91,10 +94,6 @@ class Watcher:
             pos = position(self.con, source, kind, path)
             self.followers.append((FileFollower(source, kind, path, pos), connector, kind,
                                    options))
-        self.fp = fingerprint(self.con)
-        if settings.detections.enabled:     # parse the rules now, not on the first alert
-            from correlate.detect.run import cached_rules
-            cached_rules(tuple(settings.detections.rule_dirs))
 
     # ------------------------------------------------------------------ set-up
     def _connector(self, source: str, kind: str | None):
@@ -147,13 +146,16 @@ class Watcher:
         for folder in self.folders:
             done += self._folder(*folder)
         self._journals_trim()
-        new_fp = fingerprint(self.con)
-        if new_fp != self.fp:
+        if self.rejudge_due:
+            self.rejudge_due = False
             self._rejudge()
-            self.fp = new_fp
-        with self.store.transaction():
-            A.store_summaries(self.con, self.s.alerts, now_utc())
+        if time.monotonic() - self.summarized >= 1:      # folded alerts: once a second
+            self.summarized = time.monotonic()
+            with self.store.transaction():
+                A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
+        if self._detect():
+            self.deliver()
         return done
 
     def _leftovers(self) -> int:
@@ -189,11 +191,33 @@ class Watcher:
                 self._judge_new(ids, now)
         Spool.remove(spooled)
         self.stats["chunks"] += 1
+        self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
 
     def _judge_new(self, ids: list[int], now) -> None:
+        """Verdicts and verdict alerts now; the detection rules run after the verdict alerts
+        went out (_detect), so a verdict alert does not wait for them."""
         new_actions(self.con, ids)
-        judge(self.con, self.s.policy, now, self.s.detections)
+        judge(self.con, self.s.policy, now, None)
         A.store_new(self.con, self.s.alerts, now)
+        if self.s.detections.enabled:
+            self.con.execute("INSERT OR IGNORE INTO watch_detect_todo "
+                             "SELECT unnest(?::INTEGER[])", [ids])
+
+    def _detect(self) -> bool:
+        """The detections of every action judged but not yet run through the rules."""
+        if not self.s.detections.enabled:
+            return False
+        ids = [i for (i,) in self.con.execute("SELECT ingest_id FROM watch_detect_todo").fetchall()]
+        if not ids:
+            return False
+        now = now_utc()
+        with self.store.transaction():
+            new_actions(self.con, ids)
+            judge(self.con, self.s.policy, now, self.s.detections)
+            A.store_new(self.con, self.s.alerts, now, verdicts=False)
+            self.con.execute("DELETE FROM watch_detect_todo WHERE ingest_id IN "
+                             "(SELECT unnest(?::INTEGER[]))", [ids])
+        return True
 
     def _folder(self, folder: Path, connector, kind, options, sizes: dict) -> int:
         """New files in a watched folder, read whole once their size held for one cycle."""
@@ -220,6 +244,7 @@ class Watcher:
                         "(SELECT unnest(?::VARCHAR[]))", [key, shas]).fetchall()]
                     if ids:
                         self._judge_new(ids, now)
+                    self.rejudge_due |= changes_verdicts(connector.name, kind)
                     st = path.stat()
                     self.con.execute(
                         "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)",

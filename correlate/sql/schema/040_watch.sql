@@ -45,3 +45,8 @@ CREATE TABLE watch_alerts (
     summarized  BOOLEAN NOT NULL DEFAULT false,   -- a folded alert counted in a summary
     PRIMARY KEY (alert_id, version)
 );
+
+-- Ingests whose actions have their verdicts (and verdict alerts) but not yet their detections:
+-- watch runs the detection rules right after it delivered the verdict alerts, in a second
+-- transaction that empties this (a restart finishes what a crash left here).
+CREATE TABLE watch_detect_todo (ingest_id INTEGER PRIMARY KEY);
