@@ -259,7 +259,7 @@ DONE_SQL = ("UPDATE watch_alerts SET pending = false WHERE pending AND "
 
 def pending_sql(limit: int) -> str:
     return ("SELECT alert_id, version, body, delivered, dead FROM watch_alerts WHERE pending "
-            f"ORDER BY created, alert_id, version LIMIT {int(limit)}")
+            f"ORDER BY created, body->>'ts', alert_id, version LIMIT {int(limit)}")
 
 
 def window(seconds: int) -> timedelta:

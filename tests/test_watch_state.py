@@ -1,0 +1,73 @@
+"""Watch's state in the store, in-process: a chunk spooled and ingested by a process that died
+before committing its verdicts is finished by the next one; lines keep the followed file's
+numbers; a re-judged verdict is a new version of the same alert."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from connectors.generic import GenericConnector
+from connectors.base import Options
+from correlate.ingest import ingest
+from correlate.store import Store
+from correlate.watch.loop import Follow, Watcher, WatchSettings
+from correlate.watch.sinks import StdoutSink
+from correlate.watch.sources import FileFollower
+from correlate.watch.state import Spool
+from correlate.detect.run import DetectionSettings
+from tests.watch_helpers import event
+
+
+def _watcher(store, log: Path, spool: Path, out: io.StringIO) -> Watcher:
+    return Watcher(store, [Follow("generic", str(log), "activity")],
+                   WatchSettings(spool=spool, sinks=[StdoutSink(out)],
+                                 detections=DetectionSettings(enabled=False)),
+                   say=lambda m: None)
+
+
+def test_chunk_ingested_by_a_process_that_died_is_judged_and_alerted_by_the_next(tmp_path):
+    log, spool = tmp_path / "act.jsonl", tmp_path / "spool"
+    log.write_text(event(1) + event(2))
+    store = Store(tmp_path / "w.duckdb")
+    out = io.StringIO()
+    w = _watcher(store, log, spool, out)
+    w.step()
+    assert sorted(json.loads(x)["event_id"] for x in out.getvalue().splitlines()) == ["e1", "e2"]
+    # the "dead" process: read the next lines, spooled and ingested them, died before its commit
+    with open(log, "a") as fh:
+        fh.write(event(3) + event(4))
+    follower = FileFollower("generic", "activity", str(log), _position(store, log))
+    (chunk,) = follower.poll()
+    spooled = Spool(spool).write(chunk)
+    ingest(store, GenericConnector(), "activity", [str(spooled)], Options())
+    out2 = io.StringIO()
+    again = _watcher(store, log, spool, out2)
+    again.step()
+    again.step()
+    assert sorted(json.loads(x)["event_id"] for x in out2.getvalue().splitlines()) == ["e3", "e4"]
+    assert store.scalar("SELECT count(*) FROM activity") == 4
+    assert store.scalar("SELECT offset_bytes FROM watch_offsets") == log.stat().st_size
+    assert not list((spool / "chunks").iterdir())
+    # the second part's rows are filed under the followed file, numbered as its lines 3 and 4
+    rows = store.query("SELECT file, offset_bytes, first_line FROM ingest_log ORDER BY ingest_id")
+    assert rows[-1][0] == str(log) and rows[-1][2] == 3
+
+
+def _position(store, log):
+    from correlate.watch.state import position
+    return position(store.con, "generic", "activity", str(log))
+
+
+def test_quarantined_line_keeps_its_line_number_in_the_followed_file(tmp_path):
+    log, spool = tmp_path / "act.jsonl", tmp_path / "spool"
+    log.write_text(event(1) + event(2))
+    store = Store(tmp_path / "w.duckdb")
+    w = _watcher(store, log, spool, io.StringIO())
+    w.step()
+    with open(log, "a") as fh:
+        fh.write(event(3) + '{"event_id": "bad", "ts": "yesterday"}\n')
+    w.step()
+    ((file, line),) = store.query("SELECT file, line FROM quarantine")
+    assert (file, line) == (str(log), 4)
