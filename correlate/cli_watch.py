@@ -63,9 +63,11 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--year", type=int, default=None, help="Year for year-less syslog timestamps.")
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE",
               help="Connector option for every followed source (as `ingest --option`).")
-@click.option("--grace", type=click.IntRange(0), default=DEFAULT_GRACE_S, show_default=True)
-@click.option("--lookaround", type=click.IntRange(0), default=DEFAULT_LOOKAROUND_S,
-              show_default=True)
+@click.option("--grace", type=click.IntRange(0), default=None,
+              help=f"Seconds of grace around approval windows (default {DEFAULT_GRACE_S}, or "
+                   f"the config's).")
+@click.option("--lookaround", type=click.IntRange(0), default=None,
+              help=f"Seconds (default {DEFAULT_LOOKAROUND_S}, or the config's).")
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="More detection rule folders.")
 @click.option("--no-detections", is_flag=True, default=False, help="Verdicts only.")
@@ -83,12 +85,16 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--webhook-backoff", type=click.FloatRange(0), default=0.5, show_default=True,
               help="First retry delay in seconds; doubled each attempt (at most 30 s).")
 @click.option("--queue-size", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="Follow the [[sources]] of this pamcorr TOML file (files line by line, folders "
+                   "and globs by whole new files) with its db, [policy] and [detections].")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
               grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
-              poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, once, db):
+              poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
+              once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
     verdicts and detections, and again when a late approval resolves one."""
     from connectors.registry import REGISTRY, check_options
@@ -98,7 +104,11 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
     from correlate.watch.loop import Follow, Watcher, WatchSettings
     from correlate.watch.sinks import make_sink
 
-    if len(pairs) % 2 or (not pairs and not listen):
+    config = None
+    if config_path:
+        from correlate.config import load_settings
+        config = load_settings(config_path)
+    if len(pairs) % 2 or (not pairs and not listen and not (config and config.sources)):
         raise click.UsageError("give SOURCE PATH pairs (PATH a file, a folder or - for stdin) "
                                "and/or --listen HOST:PORT")
     options_extra = _pairs(extra)
@@ -113,9 +123,12 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         except PamcorrError as exc:
             raise click.BadParameter(str(exc), param_hint="--option") from None
         follows.append(Follow(source, path, kind or None, Options(tz, year, options_extra)))
+    for src in config.sources if config else ():
+        follows += [Follow(src.connector, p, src.kind, Options(src.tz or tz, src.year or year))
+                    for p in src.paths]
     if listen_source not in REGISTRY:
         raise click.BadParameter(f"unknown source {listen_source!r}", param_hint="--listen-source")
-    db_path = db or default_db_path()
+    db_path = db or (config.db if config and config.db else None) or default_db_path()
     spool_dir = Path(spool or f"{db_path}.watch")
     dead = Path(dead_letter) if dead_letter else spool_dir / "dead-letter.jsonl"
     limit, window = _rate(rate_limit)
@@ -124,11 +137,15 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
                            queue_size=queue_size) for s in (alert_specs or ("stdout",))]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--alert") from None
-    detections = DetectionSettings(enabled=not no_detections)
+    detections = config.detections if config else DetectionSettings()
+    detections = replace(detections, enabled=detections.enabled and not no_detections)
+    base = config.policy if config else Policy()
+    policy = Policy(base.grace_s if grace is None else grace,
+                    base.lookaround_s if lookaround is None else lookaround, base.change_window)
     if rule_dirs:
-        detections = replace(detections, rule_dirs=tuple(rule_dirs))
+        detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     settings = WatchSettings(
-        spool=spool_dir, sinks=sinks, policy=Policy(grace, lookaround),
+        spool=spool_dir, sinks=sinks, policy=policy,
         alerts=AlertPolicy(severity, limit, window), detections=detections,
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,

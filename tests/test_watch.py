@@ -179,3 +179,24 @@ def test_new_file_in_a_watched_folder_is_read_whole_once(tmp_path):
     restart.stop()
     assert [a["event_id"] for a in restart.alerts] == ["e4"]    # the others not read again
     assert len(w.alerts) == 3
+
+
+def test_config_sources_are_followed_and_a_dropped_approval_file_resolves(tmp_path):
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "act.jsonl").write_text(event(1, account="alice", ts="2026-12-06T10:00:00Z"))
+    (tmp_path / "tix.jsonl").write_text(json.dumps(
+        {"ticket_id": "CHG7", "status": "approved", "opened": "2026-12-05T00:00:00Z"}) + "\n")
+    (tmp_path / "pamcorr.toml").write_text(
+        'db = "w.duckdb"\n'
+        '[[sources]]\nconnector = "generic"\nkind = "activity"\npaths = ["act.jsonl"]\n'
+        '[[sources]]\nconnector = "generic"\nkind = "tickets"\npaths = ["tix.jsonl"]\n'
+        '[[sources]]\nconnector = "generic"\nkind = "approvals"\npaths = ["drop/appr-*.csv"]\n')
+    w = Watch(tmp_path / "w.duckdb", "--config", str(tmp_path / "pamcorr.toml"))
+    try:
+        w.wait_for(lambda w: "e1" in w.events(), what="the unapproved alert")
+        (tmp_path / "drop" / "appr-1.csv").write_text(
+            "approval_id,account,target,start,end,ticket\n"
+            "A9,alice,web-1,2026-12-06T09:00:00Z,2026-12-06T11:00:00Z,CHG7\n")
+        w.wait_for(lambda w: "e1" in w.events("resolved"), what="the resolution")
+    finally:
+        w.stop()

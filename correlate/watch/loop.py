@@ -36,12 +36,21 @@ JOURNAL_LIMIT = 64 << 20     # a journal fully read and this big starts again em
 
 @dataclass(frozen=True)
 class Follow:
-    """One followed thing: `path` a file, a folder (whole new files), or `-` (stdin)."""
+    """One followed thing: `path` a file, a folder or a glob (whole new files), or `-`."""
 
     source: str
     path: str
     kind: str | None = None
     options: Options = field(default_factory=Options)
+
+
+def split_glob(path: str) -> tuple[Path, str]:
+    """(the folder before the first glob character, the pattern below it)."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return Path(*parts[:i]) if i else Path("."), str(Path(*parts[i:]))
+    return Path(path), "**/*"
 
 
 @dataclass
@@ -71,7 +80,7 @@ class Watcher:
         self.tables = line_tables(self.con)
         self.followers: list[tuple[FileFollower, object, str, Options]] = []
         self.planned: list[tuple] = []
-        self.folders: list[tuple[Path, object, str, Options, dict]] = []
+        self.folders: list[tuple[Path, str, object, str, Options, dict]] = []
         self.journals: list[Journal] = []
         self.stdin_done: threading.Event | None = None
         self.receiver = None
@@ -127,8 +136,9 @@ class Watcher:
         # the name as given, as `pamcorr ingest` and the weekly run record it: a file named the
         # same way there is then read from where watch stopped
         path = Path(f.path)
-        if path.is_dir():
-            self.folders.append((path, connector, kind, f.options, {}))
+        if path.is_dir() or not path.exists() and any(c in f.path for c in "*?["):
+            folder, pattern = split_glob(f.path)
+            self.folders.append((folder, pattern, connector, kind, f.options, {}))
             return
         if path.name.lower().endswith(REFUSED_SUFFIXES):
             raise PamcorrError(f"{printable(path)}: a .gz or CSV file cannot be followed line by "
@@ -219,10 +229,11 @@ class Watcher:
                              "(SELECT unnest(?::INTEGER[]))", [ids])
         return True
 
-    def _folder(self, folder: Path, connector, kind, options, sizes: dict) -> int:
-        """New files in a watched folder, read whole once their size held for one cycle."""
+    def _folder(self, folder: Path, pattern: str, connector, kind, options, sizes: dict) -> int:
+        """New files in a watched folder (matching the glob), read whole once their size held
+        for one cycle (at once with --once). Hidden files are not read, as in ingest."""
         n = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()
+        for path in sorted(p for p in folder.glob(pattern) if p.is_file()
                            and not any(part.startswith(".") for part in p.relative_to(folder).parts)):
             size = path.stat().st_size
             key = str(path)
@@ -304,7 +315,7 @@ class Watcher:
         except ImportError:      # polling every poll_s still works
             return
         dirs = {str(Path(f.path).parent) for f, *_ in self.followers}
-        dirs |= {str(p) for p, *_ in self.folders}
+        dirs |= {str(p) for p, *_ in self.folders}     # (recursive: new sub-folders too)
         dirs = [d for d in dirs if Path(d).is_dir()]
         if not dirs:
             return
