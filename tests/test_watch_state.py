@@ -71,3 +71,22 @@ def test_quarantined_line_keeps_its_line_number_in_the_followed_file(tmp_path):
     w.step()
     ((file, line),) = store.query("SELECT file, line FROM quarantine")
     assert (file, line) == (str(log), 4)
+
+
+def test_file_rotated_while_watch_was_stopped_is_finished_then_the_new_one_read(tmp_path):
+    log, spool = tmp_path / "act.jsonl", tmp_path / "spool"
+    log.write_text(event(1))
+    store = Store(tmp_path / "w.duckdb")
+    first = _watcher(store, log, spool, io.StringIO())
+    first.step()
+    first.close()
+    with open(log, "a") as fh:                     # written after the stop, before rotation
+        fh.write(event(2))
+    log.rename(tmp_path / "act.jsonl.1")
+    log.write_text(event(3))
+    out = io.StringIO()
+    again = _watcher(store, log, spool, out)
+    for _ in range(3):
+        again.step()
+    assert sorted(json.loads(x)["event_id"] for x in out.getvalue().splitlines()) == ["e2", "e3"]
+    assert store.scalar("SELECT count(*) FROM activity") == 3
