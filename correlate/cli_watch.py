@@ -153,14 +153,15 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
     # SIGTERM stops like Ctrl-C: the cycle in progress finishes its transaction first
     signal.signal(signal.SIGTERM, _interrupt)
     with Store(db_path) as store:
-        watcher = Watcher(store, follows, settings,
-                          say=lambda m: click.echo(printable(m), err=True))
+        try:
+            watcher = Watcher(store, follows, settings,
+                              say=lambda m: click.echo(printable(m), err=True))
+        except OSError as exc:           # the --listen port taken, a spool not writable
+            raise click.ClickException(f"watch: {exc}") from None
         try:
             watcher.run()
         except KeyboardInterrupt:
             pass
-        except OSError as exc:
-            raise click.ClickException(f"watch: {exc}") from None
     s = watcher.stats
     click.echo(f"watch: {s['chunks']} chunks, read {s['read']}, accepted {s['accepted']}, "
                f"{s['alerts']} alerts delivered, {s['resolved']} verdicts re-judged",

@@ -90,3 +90,27 @@ def test_file_rotated_while_watch_was_stopped_is_finished_then_the_new_one_read(
         again.step()
     assert sorted(json.loads(x)["event_id"] for x in out.getvalue().splitlines()) == ["e2", "e3"]
     assert store.scalar("SELECT count(*) FROM activity") == 3
+
+
+def test_watch_usage_errors_are_messages_not_tracebacks(tmp_path):
+    import socket
+    from click.testing import CliRunner
+    from correlate.cli import main
+    db = str(tmp_path / "w.duckdb")
+    run = CliRunner().invoke
+    odd = run(main, ["watch", "--db", db, "generic:activity"])
+    assert odd.exit_code == 2 and "SOURCE PATH pairs" in odd.output
+    unknown = run(main, ["watch", "--db", db, "nosuch", "x.log"])
+    assert unknown.exit_code == 2 and "unknown source 'nosuch'" in unknown.output
+    (tmp_path / "a.jsonl.gz").write_bytes(b"")
+    gz = run(main, ["watch", "--db", db, "generic:activity", str(tmp_path / "a.jsonl.gz")])
+    assert gz.exit_code == 1 and "cannot be followed line by line" in gz.output
+    sink = run(main, ["watch", "--db", db, "--alert", "ftp://x", "generic:activity", "a.jsonl"])
+    assert sink.exit_code == 2 and "unknown alert sink" in sink.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run(main, ["watch", "--db", db, "--listen", f"127.0.0.1:{port}", "--once"])
+    assert busy.exit_code == 1 and "Address already in use" in busy.output
+    assert busy.exception is None or isinstance(busy.exception, SystemExit)

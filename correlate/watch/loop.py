@@ -334,7 +334,8 @@ class Watcher:
                 self.wake.clear()
                 worked = self.step()
                 if self.s.once or (self.stdin_done is not None and self.stdin_done.is_set()
-                                   and not worked and not self.receiver and not self.folders):
+                                   and not worked and len(self.followers) == 1
+                                   and not self.receiver and not self.folders):
                     self._drain()
                     break
                 if not worked and not any(s.busy() for s in self.s.sinks):

@@ -251,6 +251,14 @@ class SyslogReceiver:
                  tcp: bool = True):
         self.journal, self.stop = journal, threading.Event()
         self.threads, self.sockets = [], []
+        try:
+            self._bind(host, port, udp, tcp)
+        except OSError:
+            self.close()
+            raise
+        self.address = (host, self.sockets[0].getsockname()[1])
+
+    def _bind(self, host: str, port: int, udp: bool, tcp: bool) -> None:
         if udp:
             u = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
                               socket.SOCK_DGRAM)
@@ -269,7 +277,6 @@ class SyslogReceiver:
             t.settimeout(0.2)
             self.sockets.append(t)
             self.threads.append(threading.Thread(target=self._tcp, args=(t,), daemon=True))
-        self.address = (host, self.sockets[0].getsockname()[1])
 
     def start(self) -> "SyslogReceiver":
         for t in self.threads:
