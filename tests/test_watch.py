@@ -200,3 +200,17 @@ def test_config_sources_are_followed_and_a_dropped_approval_file_resolves(tmp_pa
         w.wait_for(lambda w: "e1" in w.events("resolved"), what="the resolution")
     finally:
         w.stop()
+
+
+def test_detection_at_or_above_the_severity_alerts_after_the_verdict(tmp_path):
+    log = tmp_path / "act.jsonl"
+    log.write_text(event(1, detail="rm -rf /etc") + event(2, detail="uptime"))
+    w = Watch(tmp_path / "w.duckdb", "generic:activity", str(log), "--once", "--poll", "0.1",
+              fast=False)
+    assert w.proc.wait(30) == 0
+    w.stop()
+    rules = {(a["event_id"], a["rule"]) for a in w.alerts}
+    assert ("e1", "recursive_delete_of_data") in rules and ("e1", "verdict") in rules
+    assert {r for e, r in rules if e == "e2"} == {"verdict"}
+    det = next(a for a in w.alerts if a["rule"] == "recursive_delete_of_data")
+    assert det["severity"] == "critical" and det["review"] == "FAIL"
