@@ -71,6 +71,9 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="More detection rule folders.")
 @click.option("--no-detections", is_flag=True, default=False, help="Verdicts only.")
+@click.option("--detect-every", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Seconds between runs of the detection rules over what arrived (verdict "
+                   "alerts never wait for them).")
 @click.option("--rejudge-hours", type=click.FloatRange(0), default=24.0, show_default=True,
               help="FAIL verdicts judged this recently are judged again when approvals or "
                    "tickets arrive.")
@@ -92,7 +95,7 @@ def _rate(value: str) -> tuple[int, int]:
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
-              grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
+              grace, lookaround, rule_dirs, no_detections, detect_every, rejudge_hours, spool, dead_letter,
               poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
               once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
@@ -149,15 +152,24 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         alerts=AlertPolicy(severity, limit, window), detections=detections,
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,
-        listen_options=Options(tz, year, options_extra), once=once)
-    # SIGTERM stops like Ctrl-C: the cycle in progress finishes its transaction first
-    signal.signal(signal.SIGTERM, _interrupt)
+        listen_options=Options(tz, year, options_extra), once=once,
+        detect_every_s=detect_every)
     with Store(db_path) as store:
         try:
             watcher = Watcher(store, follows, settings,
                               say=lambda m: click.echo(printable(m), err=True))
         except OSError as exc:           # the --listen port taken, a spool not writable
             raise click.ClickException(f"watch: {exc}") from None
+        # SIGTERM or Ctrl-C: the cycle in progress finishes (its acknowledgements recorded),
+        # then watch stops; a second one stops it at once
+        def stop(*_):
+            if watcher.stop.is_set():
+                raise KeyboardInterrupt
+            watcher.stop.set()
+            watcher.wake.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         try:
             watcher.run()
         except KeyboardInterrupt:
@@ -167,10 +179,6 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
                f"{s['alerts']} alerts delivered, {s['resolved']} verdicts re-judged",
                err=True)
     sys.exit(0)
-
-
-def _interrupt(*_):
-    raise KeyboardInterrupt
 
 
 def register(main: click.Group) -> None:

@@ -67,6 +67,8 @@ class WatchSettings:
     listen_source: str = "syslog"
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
+    detect_every_s: float = 1.0  # the detection rules run at most this often (batched)
+    threads: int = 1             # DuckDB threads: small batches run faster on one
 
 
 class Watcher:
@@ -85,7 +87,10 @@ class Watcher:
         self.stdin_done: threading.Event | None = None
         self.receiver = None
         self.rejudge_due = False
-        self.summarized = 0.0
+        self.summarized = self.detected = 0.0
+        # batches are small: one DuckDB thread wastes less time handing work between threads
+        # (a loaded machine made that most of a batch's time; docs/performance.md)
+        self.con.execute(f"SET threads = {int(settings.threads)}")
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
         self.stats = {"chunks": 0, "read": 0, "accepted": 0, "alerts": 0, "resolved": 0}
         for f in follows:
@@ -164,7 +169,9 @@ class Watcher:
             with self.store.transaction():
                 A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
-        if self._detect():
+        if (self.s.once or time.monotonic() - self.detected >= self.s.detect_every_s) \
+                and self._detect():
+            self.detected = time.monotonic()
             self.deliver()
         return done
 
@@ -343,11 +350,14 @@ class Watcher:
                 elif not worked:
                     time.sleep(0.05)
                     self.record_acks()
+            self.record_acks()
         finally:
             self.close()
 
     def _drain(self, timeout_s: float = 30) -> None:
-        """Before stopping: wait for the sinks to acknowledge what they hold."""
+        """Before stopping: the detections still due, then wait for the sinks to acknowledge
+        what they hold."""
+        self._detect()
         end = time.monotonic() + timeout_s
         while self.pending() and time.monotonic() < end:
             self.deliver()
