@@ -5,8 +5,9 @@ RSS of the watch process over the run.
     python bench/bench_watch.py --rate 1000 --rate 10000 --seconds 60
 
 Most lines are approved work (an approval and ticket cover account `ok` on every target); a
-share (--fail-share, 1 %) are unapproved actions of distinct accounts, so each is one alert (no
-rate-limit folding) carrying its write time. Figures: docs/performance.md.
+share (--fail-share, 1 %) are unapproved actions of distinct accounts, so each is one verdict
+alert (no rate-limit folding) carrying its write time; half of those also run `rm -rf /etc/x`,
+a critical detection, measured apart. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -46,16 +48,16 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
     if not detections:
         cmd.append("--no-detections")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    latencies, arrived = [], threading.Event()
+    latencies, det_latencies = [], []
 
     def read():
         for line in proc.stdout:
             now = time.time()
             alert = json.loads(line)
-            detail = alert.get("detail") or ""
-            if detail.startswith("probe "):
-                latencies.append(now - float(detail.split()[1]))
-                arrived.set()
+            probe = re.search(r"probe (\d+\.\d+)", alert.get("detail") or "")
+            if probe:
+                (latencies if alert["rule"] == "verdict" else det_latencies).append(
+                    (now - float(probe.group(1)), now))
 
     threading.Thread(target=read, daemon=True).start()
     ps = psutil.Process(proc.pid)
@@ -76,7 +78,9 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
                     lines.append(json.dumps({
                         "event_id": f"b{i}", "ts": ts,
                         "account": f"bad{i}" if bad else "ok", "target": f"host-{i % 50}",
-                        "action": "exec", "detail": f"probe {now:.6f}" if bad else "uptime"}))
+                        "action": "exec", "detail": (("rm -rf /etc/x " if i % (2 * fail_every)
+                                                      == 0 else "") + f"probe {now:.6f}")
+                        if bad else "uptime"}))
                 fh.write("\n".join(lines) + "\n")
                 fh.flush()
                 written += due
@@ -93,13 +97,27 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
     samples.append((round(elapsed), ps.memory_info().rss >> 20))
     proc.terminate()
     proc.wait(30)
-    lat = sorted(latencies)
+    lat, det = sorted(x for x, _ in latencies), sorted(x for x, _ in det_latencies)
+    # p50 per sixth of the run: a rising series means watch fell behind the writer
+    t0 = min((t for _, t in latencies), default=0)
+    span = max(seconds / 6, 1)
+    windows = {}
+    for x, t in latencies:
+        windows.setdefault(int((t - t0) // span), []).append(x)
     return {"rate": rate, "seconds": seconds, "written": written, "alerts_expected": expected,
-            "alerts": len(lat), "p50_s": round(statistics.median(lat), 3) if lat else None,
-            "p99_s": round(lat[int(len(lat) * 0.99) - 1], 3) if lat else None,
-            "max_s": round(lat[-1], 3) if lat else None,
+            "alerts": len(lat), **_quantiles("", lat), "detection_alerts": len(det),
+            **_quantiles("detection_", det),
+            "p50_s_over_time": [round(statistics.median(v), 2) for _, v in sorted(windows.items())],
             "cpu_pct": round(100 * cpu / elapsed), "rss_mb_over_time": samples,
             "detections": detections}
+
+
+def _quantiles(prefix: str, lat: list[float]) -> dict:
+    if not lat:
+        return {}
+    return {f"{prefix}p50_s": round(statistics.median(lat), 3),
+            f"{prefix}p99_s": round(lat[max(int(len(lat) * 0.99) - 1, 0)], 3),
+            f"{prefix}max_s": round(lat[-1], 3)}
 
 
 def main() -> None:

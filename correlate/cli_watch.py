@@ -71,9 +71,9 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="More detection rule folders.")
 @click.option("--no-detections", is_flag=True, default=False, help="Verdicts only.")
-@click.option("--detect-every", type=click.FloatRange(0), default=1.0, show_default=True,
-              help="Seconds between runs of the detection rules over what arrived (verdict "
-                   "alerts never wait for them).")
+@click.option("--detect-every", type=click.FloatRange(0), default=5.0, show_default=True,
+              help="The detection rules run when a look finds nothing new, and at least this "
+                   "often (seconds) under a steady flow; verdict alerts never wait for them.")
 @click.option("--rejudge-hours", type=click.FloatRange(0), default=24.0, show_default=True,
               help="FAIL verdicts judged this recently are judged again when approvals or "
                    "tickets arrive.")

@@ -67,7 +67,7 @@ class WatchSettings:
     listen_source: str = "syslog"
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
-    detect_every_s: float = 1.0  # the detection rules run at most this often (batched)
+    detect_every_s: float = 5.0  # under a steady flow, the detection rules run this often
     threads: int = 1             # DuckDB threads: small batches run faster on one
 
 
@@ -169,7 +169,9 @@ class Watcher:
             with self.store.transaction():
                 A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
-        if (self.s.once or time.monotonic() - self.detected >= self.s.detect_every_s) \
+        # the rules run as soon as a look finds nothing new; under a steady flow at most every
+        # detect_every_s, so verdict alerts do not queue behind them
+        if (self.s.once or not done or time.monotonic() - self.detected >= self.s.detect_every_s) \
                 and self._detect():
             self.detected = time.monotonic()
             self.deliver()
