@@ -9,6 +9,7 @@ recorded. The loop sleeps until watchfiles reports a change, a receiver writes, 
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -32,6 +33,15 @@ from correlate.watch.sources import (REFUSED_SUFFIXES, Chunk, FileFollower, Jour
 from correlate.watch.state import Spool, file_chunk, line_tables, position
 
 JOURNAL_LIMIT = 64 << 20     # a journal fully read and this big starts again empty
+
+TODO_ADD_SQL = "INSERT OR IGNORE INTO watch_detect_todo SELECT unnest(?::INTEGER[])"
+TODO_SQL = "SELECT ingest_id FROM watch_detect_todo"
+TODO_DONE_SQL = ("DELETE FROM watch_detect_todo WHERE ingest_id IN "
+                 "(SELECT unnest(?::INTEGER[]))")
+FILE_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE file = ? AND sha256 IN "
+                "(SELECT unnest(?::VARCHAR[]))")
+WHOLE_FILE_SQL = "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+PENDING_COUNT_SQL = "SELECT count(*) FROM watch_alerts WHERE pending"
 
 
 @dataclass(frozen=True)
@@ -219,14 +229,13 @@ class Watcher:
         judge(self.con, self.s.policy, now, None)
         A.store_new(self.con, self.s.alerts, now)
         if self.s.detections.enabled:
-            self.con.execute("INSERT OR IGNORE INTO watch_detect_todo "
-                             "SELECT unnest(?::INTEGER[])", [ids])
+            self.con.execute(TODO_ADD_SQL, [ids])
 
     def _detect(self) -> bool:
         """The detections of every action judged but not yet run through the rules."""
         if not self.s.detections.enabled:
             return False
-        ids = [i for (i,) in self.con.execute("SELECT ingest_id FROM watch_detect_todo").fetchall()]
+        ids = [i for (i,) in self.con.execute(TODO_SQL).fetchall()]
         if not ids:
             return False
         now = now_utc()
@@ -234,8 +243,7 @@ class Watcher:
             new_actions(self.con, ids)
             judge(self.con, self.s.policy, now, self.s.detections)
             A.store_new(self.con, self.s.alerts, now, verdicts=False)
-            self.con.execute("DELETE FROM watch_detect_todo WHERE ingest_id IN "
-                             "(SELECT unnest(?::INTEGER[]))", [ids])
+            self.con.execute(TODO_DONE_SQL, [ids])
         return True
 
     def _folder(self, folder: Path, pattern: str, connector, kind, options, sizes: dict) -> int:
@@ -259,15 +267,13 @@ class Watcher:
                 now = now_utc()
                 with self.store.transaction():
                     shas = [r.sha256 for r in results]
-                    ids = [i for (i,) in self.con.execute(
-                        "SELECT ingest_id FROM ingest_log WHERE file = ? AND sha256 IN "
-                        "(SELECT unnest(?::VARCHAR[]))", [key, shas]).fetchall()]
+                    ids = [i for (i,) in self.con.execute(FILE_IDS_SQL, [key, shas]).fetchall()]
                     if ids:
                         self._judge_new(ids, now)
                     self.rejudge_due |= changes_verdicts(connector.name, kind)
                     st = path.stat()
                     self.con.execute(
-                        "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                        WHOLE_FILE_SQL,
                         [connector.name, kind, key, st.st_dev, st.st_ino, size, now])
                 n += 1
             sizes[key] = ("done", size)
@@ -294,7 +300,6 @@ class Watcher:
         sinks: list[Sink] = self.s.sinks
         if not sinks:
             return
-        import json
         self.record_acks()
         rows = self.con.execute(A.pending_sql(5000)).fetchall()
         for sink in sinks:
@@ -315,7 +320,7 @@ class Watcher:
         self.stats["alerts"] += sum(1 for a in acks if a[3] == "delivered")
 
     def pending(self) -> int:
-        return self.con.execute("SELECT count(*) FROM watch_alerts WHERE pending").fetchall()[0][0]
+        return self.con.execute(PENDING_COUNT_SQL).fetchall()[0][0]
 
     # ------------------------------------------------------------------ run
     def _watch_files(self) -> None:
