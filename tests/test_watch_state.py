@@ -114,3 +114,20 @@ def test_watch_usage_errors_are_messages_not_tracebacks(tmp_path):
         busy = run(main, ["watch", "--db", db, "--listen", f"127.0.0.1:{port}", "--once"])
     assert busy.exit_code == 1 and "Address already in use" in busy.output
     assert busy.exception is None or isinstance(busy.exception, SystemExit)
+
+
+def test_a_muted_detection_does_not_alert(tmp_path):
+    from correlate.detect.run import Mute
+    log = tmp_path / "act.jsonl"
+    log.write_text(event(1, detail="rm -rf /etc") + event(2, detail="rm -rf /srv"))
+    store = Store(tmp_path / "w.duckdb")
+    out = io.StringIO()
+    mute = Mute(rule="recursive_delete_of_data", account="user1", reason="cleanup job")
+    w = Watcher(store, [Follow("generic", str(log), "activity")],
+                WatchSettings(spool=tmp_path / "spool", sinks=[StdoutSink(out)], once=True,
+                              detections=DetectionSettings(mutes=(mute,))),
+                say=lambda m: None)
+    w.step()
+    alerts = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert sorted((a["event_id"], a["rule"]) for a in alerts) == [
+        ("e1", "verdict"), ("e2", "recursive_delete_of_data"), ("e2", "verdict")]
