@@ -82,6 +82,9 @@ class WatchSettings:
 
 
 class Watcher:
+    """The followers, spool, sinks and state of one `pamcorr watch`; `run()` loops, `step()`
+    is one cycle (the in-process tests drive it directly)."""
+
     def __init__(self, store: Store, follows: list[Follow], settings: WatchSettings,
                  say=None):
         self.store, self.con, self.s = store, store.con, settings
