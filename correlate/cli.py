@@ -539,3 +539,7 @@ def demo(db, output):
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)
 
 register(main)
+
+from correlate.cli_watch import register as register_watch  # noqa: E402 - `pamcorr watch`
+
+register_watch(main)

@@ -146,8 +146,11 @@ def hits_sql(rules: list[Rule]) -> list[str]:
 
 
 def run_detections(con, run_id: int, start, end, now: datetime,
-                   settings: DetectionSettings = DetectionSettings()) -> int:
-    """Store the run's detections and the rules it ran; returns how many rows were stored."""
+                   settings: DetectionSettings = DetectionSettings(),
+                   record_rules: bool = True) -> int:
+    """Store the run's detections and the rules it ran; returns how many rows were stored.
+    `record_rules=False` (pamcorr watch, which judges small batches often and knows its rules)
+    skips the detection_rules rows."""
     if not settings.enabled:
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
@@ -169,7 +172,7 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     con.register("det_mutes", mutes)
     try:
         stored = con.execute(INSERT_SQL, {"run_id": run_id, "now": now}).fetchall()[0][0]
-        if rules:
+        if rules and record_rules:
             con.executemany(
                 "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,

@@ -1,0 +1,1 @@
+"""`pamcorr watch`: follow live sources, judge each new action at once, alert (docs/watch.md)."""
