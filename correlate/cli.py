@@ -508,3 +508,7 @@ def demo(db, output):
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)
 
 register(main)
+
+from correlate.cli_spark import register as register_spark  # noqa: E402 - spark-correlate, load-run
+
+register_spark(main)

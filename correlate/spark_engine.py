@@ -51,12 +51,15 @@ def _local(uri: str) -> Path:
 def spark_session(master: str = "local[2]", app: str = "pamcorr"):
     """A SparkSession in UTC with Arrow on; small shuffles in local mode, UI off."""
     from pyspark.sql import SparkSession
-    builder = (SparkSession.builder.master(master).appName(app)
+    builder = SparkSession.builder
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:     # spark-submit has set the master
+        builder = builder.master(master)
+    builder = (builder.appName(app)
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
                .config("spark.ui.enabled", "false")
                .config("spark.ui.showConsoleProgress", "false"))
-    if master.startswith("local"):
+    if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
         # tasks run in this very Python (its pamcorr, duckdb and pyarrow), not the PATH's python3
         builder = builder.config("spark.sql.shuffle.partitions", "4")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
