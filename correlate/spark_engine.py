@@ -48,8 +48,9 @@ def _local(uri: str) -> Path:
     return Path(urlparse(uri).path if uri.startswith("file:") else uri)
 
 
-def spark_session(master: str = "local[2]", app: str = "pamcorr"):
-    """A SparkSession in UTC with Arrow on; small shuffles in local mode, UI off."""
+def spark_session(master: str = "local[2]", app: str = "pamcorr", ui: bool = False):
+    """A SparkSession in UTC with Arrow on; small shuffles in local mode, the UI off unless
+    `ui` (bench/bench_spark.py reads shuffle sizes from it)."""
     from pyspark.sql import SparkSession
     builder = SparkSession.builder
     if "PYSPARK_GATEWAY_PORT" not in os.environ:     # spark-submit has set the master
@@ -57,7 +58,7 @@ def spark_session(master: str = "local[2]", app: str = "pamcorr"):
     builder = (builder.appName(app)
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-               .config("spark.ui.enabled", "false")
+               .config("spark.ui.enabled", "true" if ui else "false")
                .config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
         # tasks run in this very Python (its pamcorr, duckdb and pyarrow), not the PATH's python3
