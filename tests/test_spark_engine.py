@@ -96,6 +96,26 @@ def test_a_period_and_policy_are_applied_in_each_task(lake):
     assert differences(expected, got) == (0, 0)
 
 
+def test_reference_db_supplies_the_reference_tables(lake, tmp_path):
+    """--reference-db: approvals, tickets, identities and targets from a store, not the lake."""
+    from connectors.base import Options
+    from correlate.spark_engine import _reference_store
+    db = tmp_path / "ref.duckdb"
+    with Store(str(db)) as store:
+        source = lake_store(lake)
+        for name in ("identities", "targets", "approvals", "tickets", "ticket_history"):
+            store.con.register("src", source.con.sql(f"SELECT * FROM {name}").to_arrow_table())
+            store.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
+            store.con.unregister("src")
+        source.close()
+    reference, counts = _reference_store(None, str(tmp_path / "nowhere"), tmp_path, Options(),
+                                         str(db))
+    assert counts == {} and set(reference) == {"identities", "targets", "approvals", "tickets",
+                                               "ticket_history"}
+    got = _findings(judge_actions(reference, _actions(lake), None, None))
+    assert differences(embedded_findings(lake), got) == (0, 0)
+
+
 def _write_output(folder, table, summary: dict) -> None:
     """What spark-correlate writes, from one task's table (for load-run without Spark)."""
     (folder / "findings" / "day=2026-03-02").mkdir(parents=True)
