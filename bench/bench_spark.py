@@ -76,14 +76,17 @@ def embedded(lake: Path, db: Path) -> tuple[float, dict]:
                            "verdicts": totals}
 
 
-def shuffle_bytes(spark) -> tuple[int, int]:
-    """(shuffle bytes written, read) over every stage of the application (Spark UI REST API)."""
+def stage_figures(spark) -> tuple[int, int, list]:
+    """(shuffle bytes written, read, per stage [name, tasks, executor run seconds]) over every
+    stage of the application (Spark UI REST API)."""
     base = spark.sparkContext.uiWebUrl
     app = spark.sparkContext.applicationId
     with urllib.request.urlopen(f"{base}/api/v1/applications/{app}/stages") as resp:
         stages = json.load(resp)
+    per = [[s.get("name", "?")[:40], s.get("numTasks"), round(s.get("executorRunTime", 0) / 1000, 1)]
+           for s in sorted(stages, key=lambda s: s.get("stageId", 0))]
     return (sum(s.get("shuffleWriteBytes", 0) for s in stages),
-            sum(s.get("shuffleReadBytes", 0) for s in stages))
+            sum(s.get("shuffleReadBytes", 0) for s in stages), per)
 
 
 def main() -> None:
@@ -116,13 +119,14 @@ def main() -> None:
     started = time.perf_counter()
     summary = run_spark(spark, str(lake), str(out), **extra)
     seconds = time.perf_counter() - started
-    written, read = shuffle_bytes(spark)
+    written, read, stages = stage_figures(spark)
     print(json.dumps({"engine": "spark", "master": args.master, "actions": n,
                       "session_s": round(session, 1), "seconds": round(seconds, 1),
                       "s_per_1e6": round(seconds * per, 2), "tasks": summary["tasks"],
                       "shuffle_write_bytes": written, "shuffle_read_bytes": read,
                       "shuffle_bytes_per_action": round(written / n, 1), **extra,
-                      "verdicts": {v["verdict"]: v["count"] for v in summary["verdicts"]}}),
+                      "verdicts": {v["verdict"]: v["count"] for v in summary["verdicts"]},
+                      "stages": stages}),
           flush=True)
     spark.stop()
 

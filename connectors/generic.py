@@ -275,7 +275,14 @@ def _parquet_sql(kind: str, with_raw: bool = False) -> str:
     `with_raw`: the row as JSON in `raw` (for quarantined rows; the fast path leaves it NULL)."""
     fields = [f for f, *_ in SPEC[kind]]
     empty = ", ".join(f'NULL AS "{f}"' for f in fields)
-    select = ", ".join(f'CAST("{f}" AS VARCHAR) AS f_{f}' for f in fields)
+    # A typed timestamp is written as ISO 8601 UTC text, the form ts_sql parses first and
+    # cheapest (its plain text, '2026-01-05 10:00:00+00', took the slower regexp branch: 1.7x);
+    # typeof() is fixed per column, so only that branch runs.
+    select = ", ".join(
+        f"CASE WHEN typeof(\"{f}\") = 'TIMESTAMP WITH TIME ZONE' THEN strftime(TRY_CAST(\"{f}\" "
+        f"AS TIMESTAMPTZ), '%Y-%m-%dT%H:%M:%S.%fZ') ELSE CAST(\"{f}\" AS VARCHAR) END AS f_{f}"
+        if is_ts else f'CAST("{f}" AS VARCHAR) AS f_{f}'
+        for f, _, _, is_ts in SPEC[kind])
     raw = "to_json(r)::VARCHAR" if with_raw else "NULL::VARCHAR"
     return (f"SELECT NULL::BIGINT AS line, {raw} AS raw, NULL::VARCHAR AS parse_error, {select} "
             f"FROM (SELECT * FROM (SELECT {empty} LIMIT 0) UNION ALL BY NAME "

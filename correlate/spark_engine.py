@@ -190,13 +190,18 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
             output_uri.rstrip("/") + "/quarantine")
         tallies = [json.loads(r["note"]) for r in
                    out.where(F.col("record") == "tally").select("note").collect()]
-        verdicts = [r.asDict() for r in findings.groupBy("verdict", "status").count()
-                    .orderBy("verdict").collect()]
+
     finally:
         out.unpersist()
         shared.unpersist()
     activity = {k: sum(t[k] for t in tallies)
                 for k in ("read", "accepted", "quarantined", "duplicates", "judged")}
+    totals = {}
+    for tally in tallies:                    # each task counted its own verdicts
+        for key, n in tally["verdicts"].items():
+            totals[key] = totals.get(key, 0) + n
+    verdicts = [{"verdict": k.split(" ")[0], "status": k.split(" ")[1], "count": n}
+                for k, n in sorted(totals.items())]
     summary = {
         "engine": "spark", "master": spark.sparkContext.master, "input": input_uri,
         "output": output_uri, "tool_version": __version__,
@@ -206,6 +211,7 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         "policy": {"grace_s": policy.grace_s, "lookaround_s": policy.lookaround_s,
                    "change_window": policy.change_window},
         "tz": tz, "reference_store": store_path, "reference": ref_counts,
+        "broadcast_bytes": sum(len(v) for v in reference.values()),
         "activity": activity, "activity_rows_seen": total, "tasks": tasks,
         "salted_keys": [{"account": a, "target": t, "tasks": b} for a, t, b in hot],
         "verdicts": verdicts,

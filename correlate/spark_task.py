@@ -123,10 +123,14 @@ def judge_actions(reference: dict[str, bytes], actions: pa.Table, start: datetim
     findings = findings.append_column("note", pa.nulls(n, pa.string()))
     notes = [("quarantine", json.dumps({"file": f, "row": r, "reason": why, "raw": raw}))
              for f, r, why, raw in quarantined]
+    counted = findings.group_by(["verdict", "status"]).aggregate([("verdict", "count")])
+    verdicts = {f"{v} {s}": n for v, s, n in zip(counted["verdict"].to_pylist(),
+                                                 counted["status"].to_pylist(),
+                                                 counted["verdict_count"].to_pylist())}
     notes.append(("tally", json.dumps({"read": result.read, "accepted": result.accepted,
                                        "quarantined": result.quarantined,
                                        "duplicates": result.duplicates,
-                                       "judged": n})))
+                                       "judged": n, "verdicts": verdicts})))
     extra = pa.table({**{name: pa.nulls(len(notes), kind) for name, kind in FINDING_TYPES},
                       "record": pa.array([k for k, _ in notes], pa.string()),
                       "note": pa.array([v for _, v in notes], pa.string())})

@@ -81,7 +81,7 @@ def test_any_split_of_the_actions_gives_the_embedded_findings(lake):
     assert differences(expected, got) == (0, 0)
     tallies = [json.loads(n) for t in parts for r, n in zip(t["record"].to_pylist(),
                                                             t["note"].to_pylist()) if r == "tally"]
-    total = {k: sum(t[k] for t in tallies) for k in tallies[0]}
+    total = {k: sum(t[k] for t in tallies) for k in tallies[0] if k != "verdicts"}
     assert total["read"] == total["accepted"] + total["quarantined"] + total["duplicates"]
     assert total["accepted"] == len(expected) and total["quarantined"] == 1
 
