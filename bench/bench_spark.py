@@ -34,7 +34,7 @@ from correlate.store import Store  # noqa: E402
 def make_lake(data: Path, lake: Path) -> int:
     """The anchor's files as a lake; returns the number of actions."""
     if (lake / "activity").exists():
-        return duckdb.sql(f"SELECT count(*) FROM '{lake}/activity/*.parquet'").fetchone()[0]
+        return duckdb.sql(f"SELECT count(*) FROM '{lake}/activity/**/*.parquet'").fetchall()[0][0]
     for kind in ("activity", "approvals", "tickets"):
         (lake / kind).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()

@@ -121,8 +121,10 @@ def _activity(spark, input_uri: str):
         if req not in names:
             raise InputError(f"activity has no column {req} (columns: {', '.join(df.columns)})",
                              uri)
+    # a UTC timestamp stays one (the task writes it to Parquet as such); anything else is text,
+    # a zone-less timestamp_ntz included (it needs --tz, as in the embedded engine)
     cols = [(F.col(names[c]) if c in names else F.lit(None)).cast(
-        "timestamp" if c == "ts" and dict(df.dtypes)[names[c]].startswith("timestamp")
+        "timestamp" if c == "ts" and dict(df.dtypes)[names[c]] == "timestamp"
         else "string").alias(c) for c in ACTIVITY_COLUMNS]
     return df.select(*cols, F.col("file_path").alias("source_file"),
                      F.col("row_index").alias("source_row"))
