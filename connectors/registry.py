@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "syslog": "connectors.syslog:SyslogConnector",
     "k8s": "connectors.k8s:KubernetesConnector",
     "vault": "connectors.vault:VaultConnector",
+    "ocsf": "connectors.ocsf:OcsfConnector",
 }
 
 
@@ -31,6 +32,7 @@ OPTION_KEYS: dict[str, tuple[str, ...]] = {
     "syslog": ("dst", "host"),
     "k8s": ("cluster",),
     "vault": ("vault_target",),
+    "ocsf": (),
 }
 
 

@@ -543,3 +543,6 @@ register(main)
 from correlate.cli_watch import register as register_watch  # noqa: E402 - `pamcorr watch`
 
 register_watch(main)
+from correlate.cli_spark import register as register_spark  # noqa: E402 - spark-correlate, load-run
+
+register_spark(main)

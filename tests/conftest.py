@@ -110,3 +110,30 @@ def shared_samples() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"vendor samples not found at {SHARED} (../shared/vendor-samples beside the repo)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session (tests/test_spark_engine.py).
+
+    Skipped with the reason where pyspark, pyarrow or Java is missing; under CI=true that is a
+    failure instead: .ci/run installs them, and these tests must run there."""
+    import os
+    import shutil
+    missing = []
+    for module in ("pyspark", "pyarrow"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"{module} (pip install 'pamcorr[spark]')")
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        missing.append("java (apt-get install openjdk-17-jre-headless)")
+    if missing:
+        why = "Spark engine tests need " + ", ".join(missing)
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why + " (CI=true: not skipped)")
+        pytest.skip(why)
+    from correlate.spark_engine import spark_session
+    session = spark_session("local[2]", app="pamcorr-tests")
+    yield session
+    session.stop()

@@ -1,0 +1,202 @@
+"""The Spark engine gives the embedded engine's findings, row for row (EXCEPT ALL both ways),
+however the actions are split; its output loads into the store as a run."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import datetime, timezone
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+pa = pytest.importorskip("pyarrow")
+
+from correlate.cli import main  # noqa: E402
+from correlate.engine import Policy  # noqa: E402
+from correlate.spark_task import ACTIVITY_COLUMNS, judge_actions, reference_tables  # noqa: E402
+from correlate.store import Store  # noqa: E402
+from lake_corpus import (  # noqa: E402
+    differences, embedded_findings, generated_lake, lake_store, sample_week_lake,
+)
+
+
+def _actions(lake) -> "pa.Table":
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    cols = ", ".join(ACTIVITY_COLUMNS)
+    table = con.sql(f"SELECT {cols}, filename AS source_file, file_row_number AS source_row "
+                    f"FROM read_parquet('{lake}/activity/*.parquet', filename = true, "
+                    f"file_row_number = true, union_by_name = true)").to_arrow_table()
+    con.close()
+    return table
+
+
+def _reference(lake) -> dict:
+    store = lake_store(lake)
+    store.con.execute("DELETE FROM activity")
+    ref = reference_tables(store.con)
+    store.close()
+    return ref
+
+
+def _findings(table: "pa.Table"):
+    frame = table.to_pandas()
+    return frame[frame.record == "finding"]
+
+
+def _spark_findings(out):
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    frame = con.execute(f"SELECT * FROM read_parquet('{out}/findings/**/*.parquet', "
+                        f"hive_partitioning = true)").df()
+    con.close()
+    return frame
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    return generated_lake(tmp_path_factory.mktemp("lake") / "lake")
+
+
+def test_any_split_of_the_actions_gives_the_embedded_findings(lake):
+    """Tasks see arbitrary slices, one hot key cut in three: segments come from approvals only."""
+    expected = embedded_findings(lake)
+    ref, actions = _reference(lake), _actions(lake)
+    # key groups hashed over four tasks, except svc-batch/db-01 salted over three more by the
+    # record's id (as spark_engine._split does: both copies of a repeated event_id meet)
+    rows = actions.to_pylist()
+    groups = {}
+    for i, r in enumerate(rows):
+        if (r["account"], r["target"]) == ("svc-batch", "db-01"):
+            ident = r["event_id"] or "|".join(str(r[c]) for c in ACTIVITY_COLUMNS)
+            group = f"hot{zlib.crc32(ident.encode()) % 3}"
+        else:
+            group = zlib.crc32(f"{r['account'].lower()}|{r['target'].lower()}".encode()) % 4
+        groups.setdefault(group, []).append(i)
+    assert len(groups) == 7
+    parts = [judge_actions(ref, actions.take(rows), None, None) for rows in groups.values()]
+    got = _findings(pa.concat_tables(parts))
+    assert differences(expected, got) == (0, 0)
+    tallies = [json.loads(n) for t in parts for r, n in zip(t["record"].to_pylist(),
+                                                            t["note"].to_pylist()) if r == "tally"]
+    total = {k: sum(t[k] for t in tallies) for k in tallies[0] if k != "verdicts"}
+    assert total["read"] == total["accepted"] + total["quarantined"] + total["duplicates"]
+    assert total["accepted"] == len(expected) and total["quarantined"] == 1
+
+
+def test_a_period_and_policy_are_applied_in_each_task(lake):
+    start = datetime(2026, 3, 4, tzinfo=timezone.utc)
+    end = datetime(2026, 3, 6, tzinfo=timezone.utc)
+    policy = Policy(grace_s=900, lookaround_s=3600, change_window="actual")
+    expected = embedded_findings(lake, start, end, policy)
+    got = _findings(judge_actions(_reference(lake), _actions(lake), start, end, policy))
+    assert 0 < len(got) < 4000
+    assert differences(expected, got) == (0, 0)
+
+
+def test_reference_db_supplies_the_reference_tables(lake, tmp_path):
+    """--reference-db: approvals, tickets, identities and targets from a store, not the lake."""
+    from connectors.base import Options
+    from correlate.spark_engine import _reference_store
+    db = tmp_path / "ref.duckdb"
+    with Store(str(db)) as store:
+        source = lake_store(lake)
+        for name in ("identities", "targets", "approvals", "tickets", "ticket_history"):
+            store.con.register("src", source.con.sql(f"SELECT * FROM {name}").to_arrow_table())
+            store.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM src")
+            store.con.unregister("src")
+        source.close()
+    reference, counts = _reference_store(None, str(tmp_path / "nowhere"), tmp_path, Options(),
+                                         str(db))
+    assert counts == {} and set(reference) == {"identities", "targets", "approvals", "tickets",
+                                               "ticket_history"}
+    got = _findings(judge_actions(reference, _actions(lake), None, None))
+    assert differences(embedded_findings(lake), got) == (0, 0)
+
+
+def _write_output(folder, table, summary: dict) -> None:
+    """What spark-correlate writes, from one task's table (for load-run without Spark)."""
+    (folder / "findings" / "day=2026-03-02").mkdir(parents=True)
+    con = duckdb.connect()
+    con.register("t", _findings(table).drop(columns=["record", "note"]))
+    con.execute(f"COPY t TO '{folder}/findings/day=2026-03-02/part-0.parquet' (FORMAT parquet)")
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_load_run_stores_the_output_as_a_run_reports_read(lake, tmp_path):
+    table = judge_actions(_reference(lake), _actions(lake), None, None)
+    _write_output(tmp_path / "out", table, {
+        "started": "2026-03-10T00:00:00+00:00", "finished": "2026-03-10T00:01:00+00:00",
+        "policy": {"grace_s": 300, "lookaround_s": 604800, "change_window": "planned"},
+        "master": "local[2]", "tool_version": "test"})
+    db = str(tmp_path / "p.duckdb")
+    result = CliRunner().invoke(main, ["load-run", str(tmp_path / "out"), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("run 1\n")
+    with Store(db) as store:
+        frame = store.con.execute(
+            "SELECT a.event_id, a.ts, a.account, a.target, a.action, a.detail, a.session_id, "
+            "a.actor, a.approval_ref, f.outcome, f.verdict, f.status, f.approval_id, "
+            "f.approval_source, f.ticket_id, f.gap_seconds, f.reason, f.match_via "
+            "FROM findings f JOIN activity a USING (act_id) WHERE run_id = 1").df()
+    assert differences(embedded_findings(lake), frame) == (0, 0)
+    assert (frame.outcome == "failure").sum() > 0          # schema 045 keeps the outcome
+    again = CliRunner().invoke(main, ["load-run", str(tmp_path / "out"), "--db", db])
+    assert again.exit_code == 1 and "already loaded as run 1" in again.output
+    shown = CliRunner().invoke(main, ["findings", "--db", db, "--failing", "--format", "csv"])
+    assert shown.exit_code in (0, 3) and "svc-batch" in shown.output
+
+
+def test_load_run_of_a_folder_without_summary_is_an_error(tmp_path):
+    result = CliRunner().invoke(main, ["load-run", str(tmp_path), "--db",
+                                       str(tmp_path / "p.duckdb")])
+    assert result.exit_code == 1 and "no summary.json" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- on Spark (local[2]): one session for the whole test session (conftest `spark`) ---
+
+def test_spark_gives_the_embedded_findings_on_the_generated_corpus(spark, lake, tmp_path):
+    from correlate.spark_engine import run_spark
+    # small thresholds: several tasks, and svc-batch's biggest keys salted over two or more
+    summary = run_spark(spark, str(lake), str(tmp_path / "out"), rows_per_task=1000,
+                        hot_rows=300)
+    assert summary["salted_keys"] and summary["tasks"] >= 4
+    assert all(k["account"] == "svc-batch" for k in summary["salted_keys"])
+    got = _spark_findings(tmp_path / "out")
+    assert differences(embedded_findings(lake), got) == (0, 0)
+    a = summary["activity"]
+    assert a["read"] == a["accepted"] + a["quarantined"] + a["duplicates"]
+    assert a["quarantined"] == 1 and a["duplicates"] > 0
+    q = duckdb.sql(f"SELECT file, row, reason FROM read_parquet('{tmp_path}/out/quarantine/*.parquet')"
+                   ).fetchall()
+    assert len(q) == 1 and q[0][0].endswith("part-1.parquet") and "not a time" in q[0][2]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["activity"] == a
+
+
+def test_spark_cli_on_the_sample_week_with_a_period_matches_embedded(spark, tmp_path):
+    lake = sample_week_lake(tmp_path / "lake")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "spark-correlate", "--input", str(lake), "--output", str(out), "--master", "local[2]",
+        "--from", "2026-11-16", "--to", "2026-11-20", "--grace", "600"])
+    assert result.exit_code == 0, result.output
+    assert "actions read" in result.output and "load-run" in result.output
+    start = datetime(2026, 11, 16, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    expected = embedded_findings(lake, start, end, Policy(grace_s=600))
+    got = _spark_findings(out)
+    assert len(got) > 100
+    assert differences(expected, got) == (0, 0)
+    days = sorted(p.name for p in (out / "findings").iterdir() if p.name.startswith("day="))
+    assert days == ["day=2026-11-16", "day=2026-11-17", "day=2026-11-18", "day=2026-11-19"]
+
+
+def test_spark_input_without_activity_is_a_clear_error(spark, tmp_path):
+    (tmp_path / "lake" / "approvals").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["spark-correlate", "--input", str(tmp_path / "lake"),
+                                       "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "no activity/ folder" in result.output and "Traceback" not in result.output
