@@ -1,4 +1,4 @@
-"""The one-pass activity load (correlate/ingest_activity.py), 64-bit keys and the migrations.
+"""The one-pass activity load (correlate/ingest/activity.py, onepass.py), 64-bit keys and the migrations.
 
 The one-pass load must store exactly what the staged path stores; it must step aside for any
 file with a row to quarantine or a blank line; keys interned before schema 013 keep their ids.
@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import Options
 from connectors.generic import GenericConnector
-from correlate import ingest as ingest_mod
+from correlate.ingest import onepass
 from correlate.engine import correlate
 from correlate.errors import StoreError
 from correlate.ingest import ingest
@@ -59,14 +59,14 @@ def _ingest(store, path):
 def _spy(monkeypatch):
     """Records whether each ingest took the one-pass path."""
     taken = []
-    real = ingest_mod._ingest_direct
+    real = onepass.load
 
     def spy(*args):
         result = real(*args)
         taken.append(result is not None)
         return result
 
-    monkeypatch.setattr(ingest_mod, "_ingest_direct", spy)
+    monkeypatch.setattr(onepass, "load", spy)
     return taken
 
 
@@ -84,7 +84,7 @@ def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
     r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", UNIQUE))
     r3 = _ingest(from_csv, _csv(tmp_path / "a.csv", UNIQUE))
     assert taken == [True, True]               # JSON lines and CSV: one pass
-    monkeypatch.setattr(ingest_mod, "_ingest_direct", lambda *args: None)
+    monkeypatch.setattr(onepass, "load", lambda *args: None)
     r2 = _ingest(staged, tmp_path / "a.jsonl")
     assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (4, 4, 0, 0)
     assert (r2.read, r2.accepted, r2.duplicates) == (r3.read, r3.accepted, r3.duplicates) == (4, 4, 0)
