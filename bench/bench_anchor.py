@@ -36,6 +36,21 @@ def peak_mib():
 PROFILE = """
 import collections, re, time
 TIMES = collections.Counter()
+class Fetched:
+    # a result whose fetches count toward its statement (results stream in DuckDB 2)
+    def __init__(self, res, key):
+        self._res, self._key = res, key
+    def __getattr__(self, name):
+        attr = getattr(self._res, name)
+        if not name.startswith("fetch"):
+            return attr
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return attr(*a, **k)
+            finally:
+                TIMES[self._key] += time.perf_counter() - t
+        return timed
 class Timed:
     def __init__(self, con):
         self._con = con
@@ -44,7 +59,7 @@ class Timed:
         out = self._con.execute(sql, *args)
         key = re.sub(r"\\s+", " ", sql).strip()[:70]
         TIMES[key] += time.perf_counter() - t
-        return Timed(out) if out is self._con else out
+        return Timed(out) if out is self._con else Fetched(out, key)
     def __getattr__(self, name):
         return getattr(self._con, name)
 def profiled(store):
@@ -82,7 +97,7 @@ from pathlib import Path
 from correlate.engine import correlate
 from correlate.store import Store
 from reports.gaps import write_gap_report
-db, profile, findings, base = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
+db, profile, findings, base, report = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4], sys.argv[5] == "1"
 t = time.perf_counter()
 with Store(db) as s:
     if profile:
@@ -91,7 +106,8 @@ with Store(db) as s:
     out = {"seconds": time.perf_counter() - t, "rss_mib": peak_mib(), "statements": top()}
     out["findings"] = s.scalar("SELECT count(*) FROM findings WHERE run_id = ?", [run])
     t = time.perf_counter()
-    write_gap_report(s, Path(db + ".html"), run)
+    if report:
+        write_gap_report(s, Path(db + ".html"), run)
     out["report_s"] = time.perf_counter() - t
     con = s.con._con if profile else s.con
     con.execute("CREATE TEMP VIEW keyed AS SELECT a.source, a.event_id, f.* EXCLUDE (run_id, act_id) "
@@ -119,6 +135,8 @@ def main() -> None:
     ap.add_argument("--compare", default="-")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--skip-anchor", action="store_true")
+    ap.add_argument("--no-report", action="store_true", help="do not time the gap report")
+    ap.add_argument("--keep", help="build the store at this path and keep it")
     args = ap.parse_args()
     data = Path(args.data).resolve()
     anchor = 0.0
@@ -130,14 +148,17 @@ def main() -> None:
             print(f"anchor {method}: {r['seconds']:.2f} s, {r.get('peak_rss_mb', r.get('rss_mb', 0)):.0f} MiB",
                   flush=True)
     with tempfile.TemporaryDirectory(prefix="pamcorr-anchor-", dir=os.environ.get("TMPDIR")) as tmp:
-        db = str(Path(tmp) / "store.duckdb")
+        db = args.keep or str(Path(tmp) / "store.duckdb")
+        for suffix in ("", ".wal"):
+            Path(db + suffix).unlink(missing_ok=True)
         flag = "1" if args.profile else "0"
         ing = child([sys.executable, "-c", INGEST, db, str(data / "generic"), flag])
         print(f"pamcorr ingest: {ing['seconds']:.2f} s (tickets {ing['tickets']}, approvals "
               f"{ing['approvals']}, activity {ing['activity']}), {ing['rss_mib']:.0f} MiB", flush=True)
         for k, v in ing["statements"]:
             print(f"    {v:7.2f}  {k}")
-        cor = child([sys.executable, "-c", CORRELATE, db, flag, args.findings, args.compare])
+        cor = child([sys.executable, "-c", CORRELATE, db, flag, args.findings, args.compare,
+                     "0" if args.no_report else "1"])
         print(f"pamcorr correlate: {cor['seconds']:.2f} s, {cor['rss_mib']:.0f} MiB, "
               f"{cor['findings']} findings; gap report {cor['report_s']:.2f} s", flush=True)
         for k, v in cor["statements"]:
