@@ -181,22 +181,30 @@ WITH prev AS (
     SELECT DISTINCT a.account, a.target, f.verdict
     FROM findings f JOIN activity a USING (act_id)
     WHERE f.run_id = $previous AND f.status IN ('FAIL', 'WARN')
+), g AS (
+    SELECT a.account, a.target, f.verdict, f.status, count(*) AS n,
+           min(a.ts) AS first, max(a.ts) AS last,
+           arg_min(a.act_id, a.ts) AS sample_id,     -- its text below: no string per action
+           arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
+                   abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL)
+               AS approval,
+           arg_min(f.ticket_id, abs(coalesce(f.gap_seconds, 0)))
+               FILTER (WHERE f.ticket_id IS NOT NULL) AS ticket_id,
+           arg_min(f.reason, a.ts) FILTER (WHERE f.reason IS NOT NULL) AS reason,
+           $previous IS NOT NULL AND (a.account, a.target, f.verdict) NOT IN (
+               SELECT (account, target, verdict) FROM prev) AS new
+    FROM findings f JOIN activity a USING (act_id)
+    WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
+    GROUP BY a.account, a.target, f.verdict, f.status
+    ORDER BY CASE f.status WHEN 'FAIL' THEN 1 ELSE 2 END, n DESC, a.account, a.target,
+             f.verdict
+    LIMIT $limit
 )
-SELECT a.account, a.target, f.verdict, f.status, count(*) AS n,
-       min(a.ts) AS first, max(a.ts) AS last,
-       arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
-       arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
-               abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL) AS approval,
-       arg_min(f.ticket_id, abs(coalesce(f.gap_seconds, 0)))
-           FILTER (WHERE f.ticket_id IS NOT NULL) AS ticket_id,
-       arg_min(f.reason, a.ts) FILTER (WHERE f.reason IS NOT NULL) AS reason,
-       $previous IS NOT NULL AND (a.account, a.target, f.verdict) NOT IN (
-           SELECT (account, target, verdict) FROM prev) AS new
-FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
-GROUP BY a.account, a.target, f.verdict, f.status
-ORDER BY CASE f.status WHEN 'FAIL' THEN 1 ELSE 2 END, n DESC, a.account, a.target, f.verdict
-LIMIT $limit
+SELECT g.account, g.target, g.verdict, g.status, g.n, g.first, g.last,
+       trim(coalesce(s.action, '') || ' ' || coalesce(s.detail, '')) AS sample,
+       g.approval, g.ticket_id, g.reason, g.new
+FROM g JOIN activity s ON s.act_id = g.sample_id
+ORDER BY CASE g.status WHEN 'FAIL' THEN 1 ELSE 2 END, g.n DESC, g.account, g.target, g.verdict
 """
 
 # Issue keys (account, target, verdict; FAIL or WARN) new in a run and resolved since $previous.

@@ -77,7 +77,9 @@ LEFT JOIN (
            list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
                FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
     FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id GROUP BY d.act_id
+    WHERE d.run_id = $run_id
+      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
+    GROUP BY d.act_id
 ) dd USING (act_id)
 WHERE f.run_id = $run_id AND a.account = $account
 QUALIFY dd.rules IS NOT NULL OR f.status = 'FAIL' OR row_number() OVER (
@@ -109,7 +111,9 @@ LEFT JOIN (
            list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
                FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
     FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id GROUP BY d.act_id
+    WHERE d.run_id = $run_id
+      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
+    GROUP BY d.act_id
 ) dd USING (act_id)
 WHERE f.run_id = $run_id AND a.account = $account
 GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), f.status,
@@ -329,6 +333,15 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
     return verdicts, top, covered
 
 
+def _account_counts(row: dict | None) -> dict | None:
+    """An account's actions per status from its row of the accounts table (no other scan)."""
+    if row is None:
+        return None
+    counts = {"PASS": row["pass"], "WARN": row["warn"], "FAIL": row["fail"],
+              "INFO": row["total"] - row["pass"] - row["warn"] - row["fail"]}
+    return {status: n for status, n in counts.items() if n}
+
+
 def gap_report_context(store: Store, run_id: int | None = None) -> GapReportContext:
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
@@ -350,8 +363,10 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         # accounts with sequences first (their sequences are drawn), then the most failing
         chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
+        listed = {a["account"]: a for a in accounts}
         for acc in chosen[:TIMELINE_ACCOUNTS]:
-            counts = dict(store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
+            counts = _account_counts(listed.get(acc)) or dict(
+                store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
             timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
     rows = detections(store, run_id, limit=RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
