@@ -164,6 +164,26 @@ def test_keys_interned_before_013_keep_their_ids(tmp_path):
     assert store.scalar("SELECT count(*) FROM activity_keys") == 2
 
 
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "staged"])
+def test_activity_keys_hold_each_pair_once_without_indexes(tmp_path, monkeypatch, one_pass):
+    """Schema 035 dropped activity_keys' PRIMARY KEY and UNIQUE: intern_keys keeps them."""
+    if not one_pass:
+        monkeypatch.setattr(onepass, "load", lambda *args: None)
+    store = Store(":memory:")
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", UNIQUE[:3]))
+    later = [dict(r, event_id=r["event_id"] + "b", account=r["account"].upper(),
+                  target=r["target"].lower()) for r in UNIQUE[:3]]
+    later.append(dict(UNIQUE[0], event_id="n1", account="erin"))
+    _ingest(store, _jsonl(tmp_path / "b.jsonl", later))
+    _ingest(store, _jsonl(tmp_path / "c.jsonl", [dict(r, event_id=r["event_id"] + "c")
+                                                 for r in later]))
+    assert store.query("SELECT count(*), count(DISTINCT key_id), "
+                       "count(DISTINCT (account_norm, target_norm)) FROM activity_keys") == [
+        (3, 3, 3)]
+    assert store.scalar("SELECT count(*) FROM activity a ANTI JOIN activity_keys k "
+                        "USING (key_id)") == 0
+
+
 def test_a_key_collision_is_refused_and_nothing_is_stored(tmp_path):
     store = Store(":memory:")
     (h,) = store.con.execute("SELECT (hash('bob', 'db-01') >> 1)::BIGINT").fetchone()
