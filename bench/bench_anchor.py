@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -122,9 +123,19 @@ print(json.dumps(out))
 """
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def child(argv: list[str]) -> dict:
+    """The child's JSON line, with the CPU seconds it used (less sensitive than wall time to
+    other jobs on a shared machine)."""
+    before = _cpu()
     out = subprocess.run(argv, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["cpu"] = _cpu() - before
+    return result
 
 
 def main() -> None:
@@ -139,27 +150,29 @@ def main() -> None:
     ap.add_argument("--keep", help="build the store at this path and keep it")
     args = ap.parse_args()
     data = Path(args.data).resolve()
-    anchor = 0.0
+    anchor = anchor_cpu = 0.0
     if not args.skip_anchor:
         for method in ("ingest_json", "duckdb_asof_intkey"):
             r = child([args.anchor_python, str(ANCHOR), "--data", str(data), "--method", method,
                        "--no-verify"])
             anchor += r["seconds"]
-            print(f"anchor {method}: {r['seconds']:.2f} s, {r.get('peak_rss_mb', r.get('rss_mb', 0)):.0f} MiB",
-                  flush=True)
+            anchor_cpu += r["cpu"]
+            print(f"anchor {method}: {r['seconds']:.2f} s ({r['cpu']:.2f} CPU-s), "
+                  f"{r.get('peak_rss_mb', 0):.0f} MiB", flush=True)
     with tempfile.TemporaryDirectory(prefix="pamcorr-anchor-", dir=os.environ.get("TMPDIR")) as tmp:
         db = args.keep or str(Path(tmp) / "store.duckdb")
         for suffix in ("", ".wal"):
             Path(db + suffix).unlink(missing_ok=True)
         flag = "1" if args.profile else "0"
         ing = child([sys.executable, "-c", INGEST, db, str(data / "generic"), flag])
-        print(f"pamcorr ingest: {ing['seconds']:.2f} s (tickets {ing['tickets']}, approvals "
+        print(f"pamcorr ingest: {ing['seconds']:.2f} s ({ing['cpu']:.2f} CPU-s; tickets {ing['tickets']}, approvals "
               f"{ing['approvals']}, activity {ing['activity']}), {ing['rss_mib']:.0f} MiB", flush=True)
         for k, v in ing["statements"]:
             print(f"    {v:7.2f}  {k}")
         cor = child([sys.executable, "-c", CORRELATE, db, flag, args.findings, args.compare,
                      "0" if args.no_report else "1"])
-        print(f"pamcorr correlate: {cor['seconds']:.2f} s, {cor['rss_mib']:.0f} MiB, "
+        print(f"pamcorr correlate: {cor['seconds']:.2f} s ({cor['cpu']:.2f} CPU-s incl. the "
+              f"report), {cor['rss_mib']:.0f} MiB, "
               f"{cor['findings']} findings; gap report {cor['report_s']:.2f} s", flush=True)
         for k, v in cor["statements"]:
             print(f"    {v:7.2f}  {k}")
@@ -169,6 +182,9 @@ def main() -> None:
     total = ing["seconds"] + cor["seconds"]
     print(f"pamcorr total {total:.2f} s" + (f"; anchor {anchor:.2f} s; ratio {total / anchor:.2f}"
                                            if anchor else ""))
+    if anchor and args.no_report:
+        print(f"CPU-s: pamcorr {ing['cpu'] + cor['cpu']:.2f}, anchor {anchor_cpu:.2f}, ratio "
+              f"{(ing['cpu'] + cor['cpu']) / anchor_cpu:.2f}")
 
 
 if __name__ == "__main__":
