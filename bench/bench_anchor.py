@@ -182,7 +182,7 @@ def main() -> None:
     total = ing["seconds"] + cor["seconds"]
     print(f"pamcorr total {total:.2f} s" + (f"; anchor {anchor:.2f} s; ratio {total / anchor:.2f}"
                                            if anchor else ""))
-    if anchor and args.no_report:
+    if anchor and args.no_report and args.findings == args.compare == "-":   # CPU of that only
         print(f"CPU-s: pamcorr {ing['cpu'] + cor['cpu']:.2f}, anchor {anchor_cpu:.2f}, ratio "
               f"{(ing['cpu'] + cor['cpu']) / anchor_cpu:.2f}")
 
