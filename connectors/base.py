@@ -82,7 +82,7 @@ class Staged:
     skips_blank_lines: bool = False
     # Reading only what was appended since the file's last ingest gives the rows reading the
     # whole file would add: one record a line, none depending on an earlier line (a grown file
-    # is then read from where it was left; see correlate/ingest.py _grown).
+    # is then read from where it was left; see correlate/ingest/plan.py _grown).
     tail_safe: bool = False
 
 

@@ -27,7 +27,7 @@ read_json, exact line-by-line fallback); one `{"Records": [...]}` document per
 line; one pretty-printed document or top-level array (up to 256 MiB) for the
 whole file. For the Records layouts `line` is the record's ordinal in the file.
 Many S3 files at once: `records_array` says where a file's Records array lies and
-`stage_arrays` reads many such arrays in one statement (correlate/ingest_many.py).
+`stage_arrays` reads many such arrays in one statement (correlate/ingest/many.py).
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class CloudTrailConnector:
                               params=p, exact=exact))
         return out
 
-    # Many S3 files at once (correlate/ingest_many.py): the store cuts each document's
+    # Many S3 files at once (correlate/ingest/many.py): the store cuts each document's
     # Records array out and reads all of them with one statement.
     def records_array(self, doc) -> tuple[int, int] | None:
         """(start, end) of the Records array of `doc`, a whole file's bytes (or an mmap of

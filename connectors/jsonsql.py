@@ -15,7 +15,7 @@ For documents holding many records (CloudTrail `{"Records": [...]}`),
 `records_fast_sql` (typed parse, `raw` NULL) and `records_sql` (record by record,
 with `raw`) are the same pair, `line` being the record's ordinal in the file.
 `array_files_sql` reads the records of many such arrays, cut out of their documents
-(`records_array`), with one typed `read_json` (correlate/ingest_many.py).
+(`records_array`), with one typed `read_json` (correlate/ingest/many.py).
 
 The store runs the fast SELECT first and the exact one when the fast one fails
 or quarantines anything (connectors/base.py `Staged.exact`), so quarantined rows

@@ -199,7 +199,7 @@ WITH prev AS (
 ), groups AS (
     SELECT a.account, a.target, f.verdict, f.status, e.n AS entry, count(*) AS n,
            min(a.ts) AS first, max(a.ts) AS last,
-           arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
+           arg_min(a.act_id, a.ts) AS sample_id,     -- its text below: no string per action
            arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},
                    abs(coalesce(f.gap_seconds, 0))) FILTER (WHERE f.approval_id IS NOT NULL)
                AS approval,
@@ -212,19 +212,27 @@ WITH prev AS (
     LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
     WHERE f.run_id = $run_id AND f.status IN ('FAIL', 'WARN')
     GROUP BY a.account, a.target, f.verdict, f.status, e.n
+), ranked AS (
+    -- The $limit first groups of each verdict, so that every FAIL and WARN verdict is listed.
+    SELECT g.*, c.criticality, x.name AS exception, x.reason AS exception_reason, x.accepted_by,
+           x.expires AS exception_expires,
+           coalesce(list_position($levels, c.criticality), 0) AS crit_rank
+    FROM groups g
+    LEFT JOIN verdict_exceptions x ON x.run_id = $run_id AND x.n = g.entry
+    LEFT JOIN LATERAL (
+        SELECT arg_max(t.level, t.specificity * 10 + list_position($levels, t.level)) AS criticality
+        FROM target_criticality t WHERE t.run_id = $run_id AND lower(g.target) GLOB t.pattern
+    ) c ON true
+    QUALIFY row_number() OVER (PARTITION BY g.verdict
+                               ORDER BY crit_rank DESC, g.n DESC, g.account, g.target) <= $limit
 )
-SELECT g.account, g.target, g.verdict, g.status, g.n, g.first, g.last, g.sample, g.approval,
-       g.ticket_id, g.reason, g.new, c.criticality, x.name AS exception,
-       x.reason AS exception_reason, x.accepted_by, x.expires AS exception_expires
-FROM groups g
-LEFT JOIN verdict_exceptions x ON x.run_id = $run_id AND x.n = g.entry
-LEFT JOIN LATERAL (
-    SELECT arg_max(t.level, t.specificity * 10 + list_position($levels, t.level)) AS criticality
-    FROM target_criticality t WHERE t.run_id = $run_id AND lower(g.target) GLOB t.pattern
-) c ON true
-ORDER BY coalesce(list_position($levels, c.criticality), 0) DESC,
-         list_position($severity, g.verdict), g.n DESC, g.account, g.target, g.verdict
-LIMIT $limit
+SELECT r.account, r.target, r.verdict, r.status, r.n, r.first, r.last,
+       trim(coalesce(s.action, '') || ' ' || coalesce(s.detail, '')) AS sample, r.approval,
+       r.ticket_id, r.reason, r.new, r.criticality, r.exception,
+       r.exception_reason, r.accepted_by, r.exception_expires
+FROM ranked r JOIN activity s ON s.act_id = r.sample_id
+ORDER BY r.crit_rank DESC, list_position($severity, r.verdict), r.n DESC, r.account, r.target,
+         r.verdict
 """
 
 # Levels from the least to the most critical (list_position: higher is more critical).

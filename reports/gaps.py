@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,12 +18,13 @@ from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
 from reports.trend import Trend, trend
 
-ISSUE_LIMIT = 5000      # issue groups listed (account, target, verdict); all of them as a rule
+ISSUE_LIMIT = 1000      # issue groups listed per verdict (account, target, verdict); all: `findings`
 TOP_FAIL = 5            # at most this many issues in the summary ...
 TOP_FAIL_SHARE = 0.8    # ... enough to make up this share of the FAIL actions
 RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
+TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
 
 ACCOUNTS_SQL = """
 SELECT a.account AS account, count(*) AS total,
@@ -79,13 +81,51 @@ LEFT JOIN (
            list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
                FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
     FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id GROUP BY d.act_id
+    WHERE d.run_id = $run_id
+      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
+    GROUP BY d.act_id
 ) dd USING (act_id)
 WHERE f.run_id = $run_id AND a.account = $account
 QUALIFY dd.rules IS NOT NULL OR f.status = 'FAIL' OR row_number() OVER (
     ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, a.ts) <= $limit
 ORDER BY a.ts
+"""
+
+# The same for a busy account, at the SVG's resolution: the actions of one pixel column with the
+# same status (flagged or not) are one mark that says how many it stands for, so every FAIL and
+# every detection is still drawn and the report stays small at 1e7 findings (issue 11).
+TIMELINE_BINS_SQL = """
+SELECT min(a.ts) AS ts, string_agg(DISTINCT f.verdict, ', ' ORDER BY f.verdict) AS verdict,
+       f.status,
+       CASE WHEN count(*) = 1 THEN min(a.target)
+            ELSE min(a.target) || ' and ' || (count(*) - 1) || ' more action(s) here' END AS target,
+       list_sort(list_distinct(flatten(list(dd.rules) FILTER (WHERE dd.rules IS NOT NULL))))
+           AS rules,
+       $severities[max(dd.sev)] AS severity,
+       ['FAIL', 'needs_review', 'MUTED'][min(dd.rev)] AS review,
+       list_sort(list_distinct(flatten(list(dd.sequences) FILTER (WHERE dd.sequences IS NOT NULL))))
+           AS sequences,
+       count(*) AS n
+FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN (
+    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
+           max(list_position($severities, r.severity)) AS sev,
+           min(CASE d.review WHEN 'FAIL' THEN 1 WHEN 'needs_review' THEN 2 ELSE 3 END) AS rev,
+           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
+               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
+    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+    WHERE d.run_id = $run_id
+      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
+    GROUP BY d.act_id
+) dd USING (act_id)
+WHERE f.run_id = $run_id AND a.account = $account
+GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), f.status,
+         dd.rules IS NULL
+QUALIFY NOT (dd.rules IS NULL) OR f.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+                                            WHEN 'INFO' THEN 3 ELSE 4 END, min(a.ts)) <= $limit
+ORDER BY ts
 """
 
 # Accounts whose actions are members of a sequence that no allow entry muted, most first.
@@ -123,6 +163,7 @@ class Timeline:
     bars: list[dict] = field(default_factory=list)
     marks: list[dict] = field(default_factory=list)
     omitted: int = 0
+    drawn: int = 0                # actions the marks stand for (a binned mark: several)
     omitted_by_status: dict = field(default_factory=dict)   # status -> actions not drawn
     sequences: list[dict] = field(default_factory=list)   # {sequence_id, points, n}
 
@@ -164,7 +205,8 @@ class GapReportContext:
     top_fail_actions: int         # FAIL actions they make up
     issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
     issues_total: int             # issue groups listed
-    issues_limit: int
+    issues_limit: int             # per verdict
+    issues_capped: bool = False   # some verdict has more groups than the limit
     previous_run: dict | None     # the run "new" and "resolved" compare with
     changes: dict | None          # {new, resolved, still} issue keys
     axis: list[dict]              # time axis ticks {x, label} shared by the timelines
@@ -236,14 +278,18 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
         x0, x1 = x(ws), x(we)
         tl.bars.append({"x": x0, "w": max(x1 - x0, 1.5), "row": i % 4, "approval_id": aid,
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
-    actions = store.query(TIMELINE_ACTIONS_SQL, {"run_id": run_id, "account": account,
-                                                 "limit": TIMELINE_MARKS,
-                                                 "severities": list(SEVERITIES)})
+    params = {"run_id": run_id, "account": account, "limit": TIMELINE_MARKS,
+              "severities": list(SEVERITIES)}
+    if sum(counts.values()) > TIMELINE_BIN_ABOVE:
+        actions = store.query(TIMELINE_BINS_SQL, {**params, "t0": start.timestamp(),
+                                                  "span": span, "width": width})
+    else:
+        actions = [(*row, 1) for row in store.query(TIMELINE_ACTIONS_SQL, params)]
     members: dict[str, list[float]] = {}
-    for ts, verdict, status, target, rules, severity, review, sequences in actions:
+    for ts, verdict, status, target, rules, severity, review, sequences, n in actions:
         tl.marks.append({"x": x(ts), "ts": ts, "verdict": verdict, "status": status,
                          "target": target, "rules": rules or [], "severity": severity,
-                         "review": review})
+                         "review": review, "n": n})
         for sid in sequences or ():
             members.setdefault(sid, []).append(x(ts))
     for sid, xs in members.items():
@@ -251,7 +297,8 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
                              "points": " ".join(f"{v},63" for v in sorted(xs))})
     drawn = {st: 0 for st in counts}
     for m in tl.marks:
-        drawn[m["status"]] = drawn.get(m["status"], 0) + 1
+        drawn[m["status"]] = drawn.get(m["status"], 0) + m["n"]
+    tl.drawn = sum(m["n"] for m in tl.marks)
     tl.omitted_by_status = {st: counts[st] - drawn.get(st, 0) for st in counts
                             if counts[st] > drawn.get(st, 0)}
     tl.omitted = sum(tl.omitted_by_status.values())
@@ -318,6 +365,15 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
     return verdicts, top, covered, excepted
 
 
+def _account_counts(row: dict | None) -> dict | None:
+    """An account's actions per status from its row of the accounts table (no other scan)."""
+    if row is None:
+        return None
+    counts = {"PASS": row["pass"], "WARN": row["warn"], "FAIL": row["fail"],
+              "INFO": row["total"] - row["pass"] - row["warn"] - row["fail"]}
+    return {status: n for status, n in counts.items() if n}
+
+
 def gap_report_context(store: Store, run_id: int | None = None,
                        links=None) -> GapReportContext:
     """`links`: the scope pages written beside the report (a bundle's); without them names are
@@ -345,8 +401,10 @@ def gap_report_context(store: Store, run_id: int | None = None,
         # accounts with sequences first (their sequences are drawn), then the most failing
         chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
+        listed = {a["account"]: a for a in accounts}
         for acc in chosen[:TIMELINE_ACCOUNTS]:
-            counts = dict(store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
+            counts = _account_counts(listed.get(acc)) or dict(
+                store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
             timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
     rows = detections(store, run_id, limit=RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
@@ -361,6 +419,8 @@ def gap_report_context(store: Store, run_id: int | None = None,
         failing_total=failing_total, status_counts=_status_counts(totals, bool(accepted)),
         top_fail=top_fail, top_fail_actions=top_actions, issue_verdicts=issue_verdicts,
         issues_total=len(groups) - len(excepted), issues_limit=ISSUE_LIMIT,
+        issues_capped=max(Counter(g["verdict"] for g in groups).values(), default=0)
+        >= ISSUE_LIMIT,
         previous_run=queries.run_info(store, previous) if previous else None,
         changes=queries.issue_changes(store, run_id, previous) if previous else None,
         axis=_axis(start, end, width) if start and end else [],

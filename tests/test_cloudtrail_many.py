@@ -1,4 +1,4 @@
-"""CloudTrail S3 files ingested many at a time (correlate/ingest_many.py) equal one by one."""
+"""CloudTrail S3 files ingested many at a time (correlate/ingest/many.py) equal one by one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import correlate.ingest as ingest_mod
+import correlate.ingest.pipeline as pipeline
 from connectors.base import Options
 from connectors.cloudtrail import CloudTrailConnector
 from connectors.generic import GenericConnector
@@ -78,13 +78,13 @@ def counts(results) -> list:
 def per_file_calls(monkeypatch):
     """Names of the files ingest_many handed to the per-file path."""
     calls = []
-    original = ingest_mod.ingest_file
+    original = pipeline.ingest_file
 
     def spy(store, connector, kind, path, options):
         calls.append(Path(path).name)
         return original(store, connector, kind, path, options)
 
-    monkeypatch.setattr(ingest_mod, "ingest_file", spy)
+    monkeypatch.setattr(pipeline, "ingest_file", spy)
     return calls
 
 
@@ -130,7 +130,7 @@ def test_duplicates_within_across_files_and_against_stored_count_as_one_by_one(
 @pytest.mark.parametrize("batch, chunk", [(1, 1 << 30), (1, 1), (5000, 12000)])
 def test_batches_and_chunks_of_any_size_give_the_same_result(tmp_path, monkeypatch,
                                                              per_file_calls, batch, chunk):
-    import correlate.ingest_many as many
+    import correlate.ingest.many as many
     monkeypatch.setattr(many, "BATCH_BYTES", batch)
     monkeypatch.setattr(many, "CHUNK_BYTES", chunk)
     files = [write(tmp_path, f"f{k}.json.gz",
@@ -231,7 +231,7 @@ def test_gzip_of_two_members_or_cut_short_gives_what_one_by_one_gives(tmp_path,
 
 def test_arrays_go_to_the_usual_temp_folder_when_the_ram_disk_is_missing_or_small(
         tmp_path, monkeypatch):
-    import correlate.ingest_many as many
+    import correlate.ingest.many as many
     monkeypatch.setattr(many, "SHM", str(tmp_path / "missing"))
     assert many.scratch_dir() is None
     monkeypatch.setattr(many, "SHM", str(tmp_path))

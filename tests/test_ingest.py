@@ -225,7 +225,7 @@ def test_same_content_under_another_name_is_skipped_and_changed_content_is_not(t
     ('{"a":1}\r\n\r\n{"a":2}\r\n', True),
 ])
 def test_blank_line_detection(tmp_path, text, blank):
-    from correlate.ingest import has_blank_lines
+    from correlate.ingest.read import has_blank_lines
     path = tmp_path / "x.jsonl"
     path.write_text(text, newline="")
     assert has_blank_lines(path) is blank

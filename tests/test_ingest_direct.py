@@ -1,4 +1,4 @@
-"""The one-pass activity load (correlate/ingest_activity.py), 64-bit keys and the migrations.
+"""The one-pass activity load (correlate/ingest/activity.py, onepass.py), 64-bit keys and the migrations.
 
 The one-pass load must store exactly what the staged path stores; it must step aside for any
 file with a row to quarantine or a blank line; keys interned before schema 013 keep their ids.
@@ -14,7 +14,7 @@ import pytest
 
 from connectors.base import Options
 from connectors.generic import GenericConnector
-from correlate import ingest as ingest_mod
+from correlate.ingest import onepass
 from correlate.engine import correlate
 from correlate.errors import StoreError
 from correlate.ingest import ingest
@@ -59,14 +59,14 @@ def _ingest(store, path):
 def _spy(monkeypatch):
     """Records whether each ingest took the one-pass path."""
     taken = []
-    real = ingest_mod._ingest_direct
+    real = onepass.load
 
     def spy(*args):
         result = real(*args)
         taken.append(result is not None)
         return result
 
-    monkeypatch.setattr(ingest_mod, "_ingest_direct", spy)
+    monkeypatch.setattr(onepass, "load", spy)
     return taken
 
 
@@ -84,7 +84,7 @@ def test_one_pass_stores_what_the_staged_path_stores(tmp_path, monkeypatch):
     r1 = _ingest(direct, _jsonl(tmp_path / "a.jsonl", UNIQUE))
     r3 = _ingest(from_csv, _csv(tmp_path / "a.csv", UNIQUE))
     assert taken == [True, True]               # JSON lines and CSV: one pass
-    monkeypatch.setattr(ingest_mod, "_ingest_direct", lambda *args: None)
+    monkeypatch.setattr(onepass, "load", lambda *args: None)
     r2 = _ingest(staged, tmp_path / "a.jsonl")
     assert (r1.read, r1.accepted, r1.duplicates, r1.quarantined) == (4, 4, 0, 0)
     assert (r2.read, r2.accepted, r2.duplicates) == (r3.read, r3.accepted, r3.duplicates) == (4, 4, 0)
@@ -162,6 +162,26 @@ def test_keys_interned_before_013_keep_their_ids(tmp_path):
     assert keys["e1"] == keys["e2"] == 7
     assert keys["e3"] > 2 ** 20
     assert store.scalar("SELECT count(*) FROM activity_keys") == 2
+
+
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "staged"])
+def test_activity_keys_hold_each_pair_once_without_indexes(tmp_path, monkeypatch, one_pass):
+    """Schema 035 dropped activity_keys' PRIMARY KEY and UNIQUE: intern_keys keeps them."""
+    if not one_pass:
+        monkeypatch.setattr(onepass, "load", lambda *args: None)
+    store = Store(":memory:")
+    _ingest(store, _jsonl(tmp_path / "a.jsonl", UNIQUE[:3]))
+    later = [dict(r, event_id=r["event_id"] + "b", account=r["account"].upper(),
+                  target=r["target"].lower()) for r in UNIQUE[:3]]
+    later.append(dict(UNIQUE[0], event_id="n1", account="erin"))
+    _ingest(store, _jsonl(tmp_path / "b.jsonl", later))
+    _ingest(store, _jsonl(tmp_path / "c.jsonl", [dict(r, event_id=r["event_id"] + "c")
+                                                 for r in later]))
+    assert store.query("SELECT count(*), count(DISTINCT key_id), "
+                       "count(DISTINCT (account_norm, target_norm)) FROM activity_keys") == [
+        (3, 3, 3)]
+    assert store.scalar("SELECT count(*) FROM activity a ANTI JOIN activity_keys k "
+                        "USING (key_id)") == 0
 
 
 def test_a_key_collision_is_refused_and_nothing_is_stored(tmp_path):

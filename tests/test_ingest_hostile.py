@@ -114,7 +114,7 @@ LOOKALIKES = ["act1.jsonl", "axb.jsonl", "qq.jsonl", "c2.jsonl", "d[x].jsonl"]
 @pytest.mark.parametrize("name", ["x.jsonl", "x.csv"] + GLOB_NAMES + ["e[1].csv", "f*.csv"])
 def test_duckdb_readers_open_an_escaped_name_literally(tmp_path, name):
     """What DuckDB supports: `[c]` in a pattern matches c only, in read_json and read_csv."""
-    from correlate.ingest_files import duckdb_path
+    from correlate.ingest.files import duckdb_path
 
     (tmp_path / name).write_text('{"a": "mine"}\n')
     for other in ["act1.jsonl", "axb.jsonl", "qq.jsonl", "c2.jsonl", "e1.csv", "fx.csv"]:
@@ -128,7 +128,7 @@ def test_duckdb_readers_open_an_escaped_name_literally(tmp_path, name):
 
 def test_duckdb_misreads_an_escaped_gz_name_with_a_question_mark(tmp_path):
     """Why such names are read through a link: with `?` DuckDB does not see `.gz`."""
-    from correlate.ingest_files import duckdb_path
+    from correlate.ingest.files import duckdb_path
 
     (tmp_path / "q?.csv.gz").write_bytes(gzip.compress(b"mine\n"))
     con = duckdb.connect()

@@ -88,7 +88,7 @@ def test_reingest_rolls_back_on_failure(files, monkeypatch):
     act, _, _ = files
     store = Store(":memory:")
     _ingest(store, act)
-    import correlate.ingest as mod
+    import correlate.ingest.reingest as mod
 
     def boom(*a, **k):
         raise RuntimeError("disk gone")

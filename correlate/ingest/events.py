@@ -2,16 +2,15 @@
 
 A connector whose approvals fold several vendor events (Teleport access requests, CyberArk
 checkouts, PIM activations) stages the events (connectors/approval_events.py); see
-docs/approval-events.md. Called by correlate/ingest.py as the loader of `approval_events`.
+docs/approval-events.md. The staged strategy's loader of `approval_events` (correlate/ingest/load.py).
 """
 
 from __future__ import annotations
 
 from correlate.errors import InputError
+from correlate.ingest.base import scalar
 
 
-def _count(con, sql: str, params: list) -> int:
-    return con.execute(sql, params).fetchone()[0]
 
 # --- vendor approval state across files (approval_events) ----------------------------------
 # A connector whose approvals fold several vendor events (Teleport access requests, CyberArk
@@ -147,7 +146,7 @@ def load_approval_events(con, source, ingest_id):
     con.execute("CREATE OR REPLACE TEMP TABLE ev_keys AS SELECT DISTINCT fold_key FROM ev_new")
     if fold.activity_key:
         _sql(con, EVENTS_ACTIVITY_KEYS.format(key=fold.activity_key), **p)
-    if _count(con, "SELECT count(*) FROM ev_keys", []):
+    if scalar(con, "SELECT count(*) FROM ev_keys", []):
         _sql(con, FOLD_EVENTS, **p)
         if fold.activity_key:
             _sql(con, FOLD_ACTIVITY.format(key=fold.activity_key), **p)
@@ -159,7 +158,7 @@ def load_approval_events(con, source, ingest_id):
         if fold.links:
             con.execute(f"CREATE OR REPLACE TEMP TABLE ev_links AS {fold.links}")
             con.execute(FOLD_LINKS)
-        accepted = _count(con, FOLD_ACCEPTED, [])
+        accepted = scalar(con, FOLD_ACCEPTED, [])
     # Scratch is dropped here; on an error the transaction's rollback removes it.
     for name in _FOLD_SCRATCH:
         con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 from connectors.base import OPTIONAL_COLUMNS
 from correlate.errors import StoreError
+from correlate.ingest.base import scalar
 from correlate.redact import redact_sql
 
 
 def key_sql(account: str, target: str) -> str:
     """The 64-bit key of an (account, target) pair, case-insensitive."""
     return f"(hash(lower({account}), lower({target})) >> 1)::BIGINT"
-
-
-def _count(con, sql: str, params: list | dict) -> int:
-    return con.execute(sql, params).fetchone()[0]
 
 
 def optional_columns(present, prefix: str) -> tuple[str, str]:
@@ -63,13 +60,13 @@ FROM fresh f
 
 
 def _has_rows(con, source: str, ingest_id: int) -> bool:
-    return bool(_count(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? "
+    return bool(scalar(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? "
                             "AND ingest_id <> ? LIMIT 1)", [source, ingest_id]))
 
 
 def load_staged(con, source: str, ingest_id: int) -> int:
     """Insert the good rows of the temp view `stage`; returns how many were new."""
-    repeats = _count(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
+    repeats = scalar(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
                      "WHERE reason IS NULL", [])
     good = ACTIVITY_FIRST if repeats else ACTIVITY_GOOD
     if _has_rows(con, source, ingest_id):
@@ -141,16 +138,16 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tup
             {**params, "source": source, **ids}).fetchone()[0]
     except Exception as exc:        # a row to quarantine, or input the fast reader rejects
         raise NotDirect(str(exc)) from None
-    if _count(con, DIRECT_REPEATS, ids):
+    if scalar(con, DIRECT_REPEATS, ids):
         raise NotDirect("an event_id repeats within the file")
-    if read and _count(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE ingest_id <> ? "
+    if read and scalar(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE ingest_id <> ? "
                             "LIMIT 1)", [ingest_id]):
-        if _count(con, DIRECT_CLASHES, ids):
+        if scalar(con, DIRECT_CLASHES, ids):
             raise NotDirect("activity ids clash")
         con.execute(DIRECT_STORED, {**ids, "source": source})
     if read:
         intern_keys(con, ingest_id)
-    accepted = _count(con, "SELECT count(*) FROM activity WHERE ingest_id = ?", [ingest_id])
+    accepted = scalar(con, "SELECT count(*) FROM activity WHERE ingest_id = ?", [ingest_id])
     return read, accepted
 
 
@@ -183,7 +180,7 @@ def intern_keys(con, first_id: int, last_id: int | None = None) -> None:
     ids = [first_id, first_id if last_id is None else last_id]
     con.execute(NEW_KEYS, ids)
     con.execute(KEY_REMAP)
-    if _count(con, "SELECT count(*) FROM key_remap", []):
+    if scalar(con, "SELECT count(*) FROM key_remap", []):
         con.execute("UPDATE activity SET key_id = r.old_id FROM key_remap r "
                     "WHERE activity.ingest_id BETWEEN ? AND ? AND activity.key_id = r.new_id",
                     ids)

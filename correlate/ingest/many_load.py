@@ -1,9 +1,9 @@
-"""The staged way of correlate/ingest_many.py: Records arrays of many files, loaded per file.
+"""The staged way of correlate/ingest/many.py: Records arrays of many files, loaded per file.
 
 The general way, with the result of ingesting the files one by one: the arrays are read into
 a temp table (`stage`), per-file counts come from it, and runs of files without a record to
 quarantine are loaded from it (`load`; ignored records counted by type). The one-pass way
-(correlate/ingest_many_direct.py) shares the helpers here.
+(correlate/ingest/many_direct.py) shares the helpers here.
 
 The temp array files are named `<index>.json`; `$ids[index - $base + 1]` maps a row's file
 to its ingest_id. `line` is the record's ordinal in its file; `rid` its place among the
@@ -15,8 +15,10 @@ from __future__ import annotations
 import duckdb
 
 from correlate.clock import now_utc
-from correlate.ingest_activity import HASHED_IDS, intern_keys, key_sql, optional_columns
-from correlate.ingest_files import duckdb_path
+from correlate.ingest import log
+from correlate.ingest.base import FileResult
+from correlate.ingest.activity import HASHED_IDS, intern_keys, key_sql, optional_columns
+from correlate.ingest.files import duckdb_path
 from correlate.redact import redact_sql
 
 FILE_INDEX = "(parse_filename(s.filename, true)::INTEGER - $base + 1)"
@@ -63,13 +65,6 @@ FROM many_stage s WHERE s.rowid BETWEEN $lo AND $hi AND s.ignored GROUP BY ALL
 
 # The staged path's dense act_ids count up from here (hashed ids of one-pass loads lie above).
 MAX_DENSE = f"SELECT coalesce(max(act_id) FILTER (WHERE act_id < {HASHED_IDS}), 0) FROM activity"
-LOG = """
-INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, read, accepted,
-                        quarantined, duplicates, ignored, started, finished)
-SELECT unnest($ids), $source, $kind, unnest($files), unnest($shas), unnest($sizes),
-       unnest($reads), unnest($accepted), 0, unnest($duplicates), unnest($ignored), $started,
-       $finished
-"""
 
 
 def in_file_order(stats: list[tuple]) -> bool:
@@ -86,8 +81,9 @@ def in_file_order(stats: list[tuple]) -> bool:
 class ArraysLoad:
     """Loads prepared files (`.index`, `.array`, `.path`, `.sha256`, `.size`) of one source."""
 
-    def __init__(self, store, source: str, kind: str, staged):
+    def __init__(self, store, source: str, kind: str, staged, options: str | None = None):
         self.store, self.con, self.source, self.kind = store, store.con, source, kind
+        self.options = options      # as ingest_log stores them (log.options_json)
         self.sql, self.params = staged.sql, staged.params
         self._present: set[str] | None = None
 
@@ -127,8 +123,7 @@ class ArraysLoad:
         none of whose records is to quarantine), in one transaction."""
         con, files = self.con, [p for p, _ in segment]
         with self.store.transaction():
-            first_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 "
-                                   "FROM ingest_log").fetchone()[0]
+            first_id = log.next_id(con)
             accepted = self._staged_activity(segment, first_id)
             counts = [(st[2], accepted.get(first_id + k, 0), st[3])
                       for k, (_, st) in enumerate(segment)]
@@ -184,10 +179,12 @@ class ArraysLoad:
     def log(self, files, first_id: int, counts) -> None:
         """One finished ingest_log row per file, ids from `first_id`."""
         now = now_utc()
-        self.con.execute(LOG, {
-            "ids": [first_id + k for k in range(len(files))], "source": self.source,
-            "kind": self.kind, "files": [str(p.path) for p in files],
-            "shas": [p.sha256 for p in files], "sizes": [p.size for p in files],
-            "reads": [r for r, _, _ in counts], "accepted": [a for _, a, _ in counts],
-            "duplicates": [r - a - g for r, a, g in counts],
-            "ignored": [g for _, _, g in counts], "started": now, "finished": now})
+        log.record(self.con, [
+            log.Entry(first_id + k, self.result(p, read=r, accepted=a, ignored=g,
+                                                duplicates=r - a - g),
+                      p.size, now, now, self.options)
+            for k, (p, (r, a, g)) in enumerate(zip(files, counts))])
+
+    def result(self, p, **counts) -> FileResult:
+        """A prepared file's result with these counts."""
+        return FileResult(str(p.path), self.source, self.kind, p.sha256, **counts)

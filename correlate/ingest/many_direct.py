@@ -1,4 +1,4 @@
-"""The one-pass way of correlate/ingest_many.py: Records arrays straight into activity.
+"""The one-pass way of correlate/ingest/many.py: Records arrays straight into activity.
 
 One transaction per chunk of files. `add` inserts a batch of arrays with one INSERT that
 reads and writes them in the files' order (no temp copy of the rows), so the store can read
@@ -8,16 +8,17 @@ them), records keys and one ingest_log row per file, and commits.
 
 Optimistic: a record to quarantine or to ignore aborts the INSERT (DuckDB's `error()`), as
 does a file the reader rejects; the transaction rolls back and the caller takes the staged
-way (correlate/ingest_many_load.py) for the whole chunk.
+way (correlate/ingest/many_load.py) for the whole chunk.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from correlate.ingest_activity import intern_keys, key_sql, optional_columns
-from correlate.ingest_files import duckdb_path
-from correlate.ingest_many_load import ID, MAX_DENSE, MINE, STORED, ArraysLoad, in_file_order
+from correlate.ingest import log
+from correlate.ingest.activity import intern_keys, key_sql, optional_columns
+from correlate.ingest.files import duckdb_path
+from correlate.ingest.many_load import ID, MAX_DENSE, MINE, STORED, ArraysLoad, in_file_order
 from correlate.redact import redact_sql
 
 INSERT = f"""
@@ -69,8 +70,7 @@ class DirectLoad:
                 return False
             con.execute("SET preserve_insertion_order = true")     # rows kept in file order
             con.execute("BEGIN TRANSACTION")
-            self.first_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 "
-                                        "FROM ingest_log").fetchone()[0]
+            self.first_id = log.next_id(con)
         names, values = self.select
         try:
             con.execute(INSERT.format(

@@ -5,7 +5,7 @@ Parsing each `{"Records": [...]}` document as one JSON value costs ~35 us a reco
 per-file path ~45 ms a file. Here worker threads hash each file, decompress it and cut its
 Records array out into a temp file (zlib and hashlib release the GIL); `read_json` reads
 many such arrays per statement, and a fixed number of statements per chunk of files loads
-them (correlate/ingest_many_direct.py, else correlate/ingest_many_load.py).
+them (correlate/ingest/many_direct.py, else correlate/ingest/many_load.py).
 
 The result equals ingesting the files one by one (tests/test_cloudtrail_many.py):
 * files are taken in the order given; each gets its own ingest_log row and ingest_id;
@@ -33,9 +33,10 @@ from pathlib import Path
 
 from connectors.base import Options
 from connectors.jsonsql import MAX_DOCUMENT, records_head
-from correlate.ingest_many_direct import DirectLoad
-from correlate.ingest_files import inflate_limit
-from correlate.ingest_many_load import ArraysLoad, in_file_order
+from correlate.ingest import log
+from correlate.ingest.files import inflate_limit
+from correlate.ingest.many_direct import DirectLoad
+from correlate.ingest.many_load import ArraysLoad, in_file_order
 from correlate.store import Store
 
 CHUNK_BYTES = 512 << 20    # JSON text loaded by one transaction (1 GiB: no faster)
@@ -44,9 +45,6 @@ BATCH_BYTES = CHUNK_BYTES  # of it, read by one statement of the one-pass load (
 PIECE = 1 << 20            # decompressed bytes per write
 AHEAD = 16                 # files prepared ahead of the one being consumed
 SHM = "/dev/shm"
-
-KNOWN_SQL = ("SELECT sha256 FROM ingest_log WHERE source = ? AND kind = ? "
-             "AND finished IS NOT NULL")
 
 
 @dataclass
@@ -140,15 +138,17 @@ def scratch_dir() -> str | None:
 
 
 def ingest_many(store: Store, connector, kind: str, files: list[Path], options: Options,
-                progress=None) -> list:
-    """FileResults of ingesting `files` in order (correlate/ingest.py `ingest` calls this)."""
-    from correlate.ingest import FileResult, ingest_file
+                one_by_one, progress=None) -> list:
+    """FileResults of ingesting `files` in order; `one_by_one(path)` is the per-file pipeline
+    (correlate/ingest/pipeline.py), for the files this strategy does not take."""
+    known = log.known(store.con, connector.name, kind)
+    load = ArraysLoad(store, connector.name, kind, connector.stage_arrays(options),
+                      log.options_json(options))
 
-    known = frozenset(sha for (sha,) in store.query(KNOWN_SQL, [connector.name, kind]))
-    run = _Run(ArraysLoad(store, connector.name, kind, connector.stage_arrays(options)),
-               lambda path: ingest_file(store, connector, kind, path, options),
-               lambda p, **counts: FileResult(str(p.path), connector.name, kind, p.sha256,
-                                              **counts))
+    def skipped(p: Prepared):
+        return log.skipped(store.con, p.path, connector.name, kind, p.sha256, options)
+
+    run = _Run(load, one_by_one, skipped)
     results = []
     with tempfile.TemporaryDirectory(prefix="pamcorr-arrays-", dir=scratch_dir()) as tmp, \
             ThreadPoolExecutor(max_workers=2) as pool:
@@ -192,8 +192,8 @@ class _Run:
     the one-pass load gave way, loads the whole chunk the staged way.
     """
 
-    def __init__(self, load: ArraysLoad, one_by_one, result):
-        self.load, self.one_by_one, self.result = load, one_by_one, result
+    def __init__(self, load: ArraysLoad, one_by_one, skipped):
+        self.load, self.one_by_one, self.skipped = load, one_by_one, skipped
         self.taken: set[str] = set()      # sha256s ingested (or being) in this run
         self.out: dict[int, object] = {}  # results not returned yet, by file index
         self.chunk: list[Prepared] = []   # files of the open chunk
@@ -203,7 +203,7 @@ class _Run:
     def add(self, p: Prepared) -> list:
         """Take one prepared file; the results of a chunk it completes."""
         if p.known or p.sha256 in self.taken:
-            self.out[p.index] = self.result(p, skipped=True)
+            self.out[p.index] = self.skipped(p)
             return []
         self.taken.add(p.sha256)
         self.chunk.append(p)
@@ -270,5 +270,5 @@ class _Run:
 
     def _record(self, files: list[Prepared], counts: list, out: dict) -> None:
         for p, (read, accepted, ignored) in zip(files, counts):
-            out[p.index] = self.result(p, read=read, accepted=accepted, ignored=ignored,
-                                       duplicates=read - accepted - ignored)
+            out[p.index] = self.load.result(p, read=read, accepted=accepted, ignored=ignored,
+                                            duplicates=read - accepted - ignored)
