@@ -128,7 +128,8 @@ def pending_approvals(store: Store, source: str) -> list[dict]:
 
 def check_count(store: Store, run_id: int) -> int:
     """How many ticket-check warnings a run raised."""
-    return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])
+    return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ? "
+                        "AND family = 'ticket'", [run_id])
 
 
 def tickets_without_history(store: Store, run_id: int) -> list[str]:

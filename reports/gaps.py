@@ -97,7 +97,7 @@ CHECKS_SQL = """
 SELECT c.check_id, c.approval_id, c.ticket_id, c.detail, a.account, a.target
 FROM approval_checks c LEFT JOIN approvals a
   ON a.source = c.approval_source AND a.approval_id = c.approval_id
-WHERE c.run_id = ? ORDER BY c.check_id, c.approval_id LIMIT 200
+WHERE c.run_id = ? AND c.family = 'ticket' ORDER BY c.check_id, c.approval_id LIMIT 200
 """
 
 FRAMEWORKS = (
