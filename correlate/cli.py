@@ -19,7 +19,9 @@ from correlate import __version__, queries
 from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
 from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
+from correlate.cli_hygiene import hygiene_option, hygiene_settings
 from correlate.findings import VERDICTS
+from correlate.hygiene import HygieneSettings
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
 from reports.detections import REVIEWS
@@ -253,24 +255,31 @@ def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="A folder of your own Sigma rules, run besides the shipped ones. Repeatable.")
 @click.option("--config", "config_path", default=None, metavar="FILE",
-              help="Take [detections] (rule folders, mutes) and policy.change_window from this "
-                   "pamcorr TOML file.")
+              help="Take [detections] (rule folders, mutes), [hygiene] and policy.change_window "
+                   "from this pamcorr TOML file.")
+@hygiene_option
 @db_option
-def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, db):
-    """Judge every action in the period (all activity when no range) and store the run."""
+def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, hygiene_pairs,
+                  db):
+    """Judge every action in the period (all activity when no range), check the hygiene of the
+    approvals starting in it, and store the run."""
     from correlate.detect.run import DetectionSettings
-    detections, window = DetectionSettings(), "planned"
+    from correlate.hygiene import severities, summary_line
+    detections, window, hygiene = DetectionSettings(), "planned", HygieneSettings()
     if config_path:
         from correlate.config import load_settings
         settings = load_settings(config_path)
         detections, window = settings.detections, settings.policy.change_window
+        hygiene = settings.hygiene
+    hygiene = hygiene_settings(hygiene_pairs, hygiene)
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     with open_store(db) as store:
         lo, hi = parse_range(start, end)
         run_id = correlate(store, lo, hi, Policy(grace, lookaround, window),
-                           detections=detections)
+                           detections=detections, hygiene=hygiene)
         totals = queries.verdict_totals(store, run_id)
+        hygiene_n = queries.hygiene_counts(store, run_id)
         checks = queries.check_count(store, run_id)
         skipped = queries.skipped_checks(store)
         no_history = queries.tickets_without_history(store, run_id)
@@ -288,10 +297,14 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
     click.echo(detection_line(detections))
+    _say(summary_line(hygiene_n))
     if empty:
         _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
         sys.exit(EXIT_FINDINGS)
-    if queries.fails(fail_on, {t["status"] for t in totals if t["n"]}, detections):
+    # a FAIL (WARN) hygiene check counts for --fail-on as a FAIL (WARN) finding does
+    found = ({t["status"] for t in totals if t["n"]}
+             | {s for s, n in severities(hygiene_n).items() if n})
+    if queries.fails(fail_on, found, detections):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -508,3 +521,7 @@ def demo(db, output):
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)
 
 register(main)
+
+from correlate.cli_hygiene import register as register_hygiene  # noqa: E402 - `pamcorr hygiene`
+
+register_hygiene(main)

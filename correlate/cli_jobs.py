@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from correlate.cli_hygiene import hygiene_option, hygiene_settings
 from correlate.errors import printable
 from correlate.queries import FAIL_ON_CHOICES
 
@@ -41,12 +42,16 @@ def _when(value, name):
               "exist, or a detection of this severity (info..critical) or worse that is not "
               "muted. Repeatable; default from [policy] fail_on.")
 @click.option("--db", "db", default=None, help="DuckDB file (overrides the config's db).")
-def run_cmd(config_path, week, fail_on, db):
+@hygiene_option
+def run_cmd(config_path, week, fail_on, db, hygiene_pairs):
     """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
+    from dataclasses import replace
     from correlate.config import load_settings
     from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
     from correlate.queries import fails
     settings = load_settings(config_path)
+    if hygiene_pairs:
+        settings = replace(settings, hygiene=hygiene_settings(hygiene_pairs, settings.hygiene))
     period = parse_week(week) if week else last_full_week()
     result = run_weekly(settings, period, db=db, progress=lambda m: _err(f"ingesting {m}"))
     for line in summary_lines(result):
@@ -71,6 +76,8 @@ def exit_reason(summary, met) -> str:
                 n = sum(t["n"] for t in summary.totals if t["status"] == status)
                 gaps = sum(1 for c in summary.coverage if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []
+                h = sum(c["n"] for c in summary.hygiene if c["severity"] == status)
+                parts += [f"{h} {status} approval hygiene finding(s)"] if h else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
         else:
             n = sum(d["n"] for d in summary.detections if d["review"] != "MUTED"

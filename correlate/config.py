@@ -11,6 +11,7 @@ from pathlib import Path
 
 from correlate.detect.run import DetectionSettings, Mute
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
+from correlate.hygiene import HygieneSettings, hygiene_settings
 from correlate.queries import FAIL_ON_CHOICES
 from correlate.errors import InputError
 
@@ -25,7 +26,7 @@ _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|credential)s?$", r
 SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
               "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
 
-_TOP = {"db", "output", "policy", "sources", "tickets", "detections"}
+_TOP = {"db", "output", "policy", "sources", "tickets", "detections", "hygiene"}
 _DETECTIONS = {"rules", "enabled", "mute"}
 _MUTE = {"rule", "account", "target", "ticket", "reason", "expires"}
 _POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours", "change_window"}
@@ -70,6 +71,7 @@ class Settings:
     sources: tuple[SourceConfig, ...] = ()
     tickets: TicketsConfig | None = None
     detections: DetectionSettings = DetectionSettings()
+    hygiene: HygieneSettings = HygieneSettings()     # [hygiene]: the checks' thresholds
 
 
 def _fail(path: Path, message: str, line: int | None = None) -> InputError:
@@ -183,6 +185,22 @@ def _detections(path: Path, base: Path, raw) -> DetectionSettings:
         mutes=tuple(mutes), enabled=bool(raw.get("enabled", True)))
 
 
+def _hygiene(path: Path, raw) -> HygieneSettings:
+    """`[hygiene]`: approval hygiene thresholds (docs/hygiene.md); unknown keys, values that are
+    not numbers and negative ones are errors naming the file."""
+    if raw is None:
+        return HygieneSettings()
+    if not isinstance(raw, dict):
+        raise _fail(path, "[hygiene]: expected a table")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, f"hygiene.{key}: expected a number, got {value!r}")
+    try:
+        return hygiene_settings(raw)
+    except ValueError as exc:
+        raise _fail(path, f"[hygiene]: {exc}") from None
+
+
 def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings:
     """Settings from an already-parsed TOML document (`path` names it in errors)."""
     base = base or path.parent
@@ -220,7 +238,8 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
         policy=Policy(grace, look, window), fail_on=fail_on, coverage_gap_hours=float(gap),
         sources=tuple(_source(path, base, i, s) for i, s in enumerate(sources)),
         tickets=_tickets(path, data.get("tickets")),
-        detections=_detections(path, base, data.get("detections")))
+        detections=_detections(path, base, data.get("detections")),
+        hygiene=_hygiene(path, data.get("hygiene")))
 
 
 def load_settings(path: str | os.PathLike) -> Settings:

@@ -27,6 +27,16 @@ CHECKS: dict[str, tuple[str, str, str]] = {
 CHECK_IDS = tuple(CHECKS)
 SEVERITY_ORDER = ("FAIL", "WARN", "INFO")
 
+# Why a check could not judge an approval (shown beside "not judged").
+NOT_JUDGED = {
+    "self_approval": "no requester or no approver",
+    "approver_is_implementer": "no approver",
+    "approver_not_authorized": "no approver, or neither approvers.csv nor the ticket's "
+                               "approvers apply",
+    "approval_unused": "window still open at the end of the period",
+    "approval_unused_unknown": "window still open at the end of the period",
+}
+
 
 @dataclass(frozen=True)
 class HygieneSettings:
@@ -84,3 +94,23 @@ def parse_pairs(pairs: tuple[str, ...] | list[str], base: HygieneSettings = Hygi
             raise ValueError(f"{item!r} is not KEY=VALUE")
         values[key.strip()] = value
     return hygiene_settings(values, base)
+
+
+def severities(counts: list[dict]) -> dict[str, int]:
+    """{FAIL: n, WARN: n, INFO: n} over a run's hygiene counts."""
+    out = {s: 0 for s in SEVERITY_ORDER}
+    for c in counts:
+        out[c["severity"]] += c["n"]
+    return out
+
+
+def summary_line(counts: list[dict]) -> str:
+    """`approval hygiene: FAIL 2, WARN 5, INFO 7; not judged 16 (pamcorr hygiene)`."""
+    if not counts:
+        return "  approval hygiene: not run"
+    sev = severities(counts)
+    missing = max((c["not_judged"] for c in counts if c["check_id"] == "self_approval"),
+                  default=0)
+    return (f"  approval hygiene: FAIL {sev['FAIL']}, WARN {sev['WARN']}, INFO {sev['INFO']}"
+            + (f"; {missing} approval(s) without requester or approver not judged"
+               if missing else "") + " (pamcorr hygiene)")

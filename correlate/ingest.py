@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from connectors.base import OPTIONAL_COLUMNS, Options, Staged
+from correlate.approvers import load_approvers
 from correlate.clock import now_utc
 from correlate.errors import InputError
 from correlate.ingest_activity import NotDirect, load_direct, load_staged
@@ -463,4 +464,4 @@ def _load_targets(con, source, ingest_id):
 LOADERS = {"identities": _load_identities, "targets": _load_targets,
            "approvals": _load_approvals, "tickets": _load_tickets,
            "ticket_history": _load_history, "activity": _load_activity,
-           "approval_events": load_approval_events}
+           "approval_events": load_approval_events, "approvers": load_approvers}

@@ -18,6 +18,7 @@ from correlate.clock import now_utc
 from correlate.config import Settings
 from correlate.engine import correlate
 from correlate.errors import InputError, PamcorrError
+from correlate.hygiene import severities, summary_line
 from correlate.ingest import expand_paths, ingest
 from correlate.store import Store
 
@@ -184,6 +185,8 @@ class WeeklySummary:
     detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
     detection_changes: list[DetectionChange] = field(default_factory=list)
     skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
+    # approval hygiene per check: {check_id, severity, n, judged, not_judged, ...}
+    hygiene: list[dict] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -385,7 +388,7 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
         run_id = correlate(store, week.start, week.end, settings.policy,
                            {"job": "weekly", "week": week.label,
                             "config": str(settings.path) if settings.path else None},
-                           detections=settings.detections)
+                           detections=settings.detections, hygiene=settings.hygiene)
         previous = previous_weekly_run(store, run_id, week)
         summary = WeeklySummary(
             week=week, run_id=run_id, config=str(settings.path) if settings.path else None,
@@ -397,7 +400,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             detections=queries.detection_totals(store, run_id),
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
                                                  run_id),
-            skipped_checks=queries.skipped_checks(store))
+            skipped_checks=queries.skipped_checks(store),
+            hygiene=queries.hygiene_counts(store, run_id))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -439,6 +443,7 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     for c in [c for c in s.changes if c.state == "new"][:5]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
     lines += detection_summary(s)
+    lines.append(summary_line(s.hygiene).strip())
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
@@ -468,4 +473,6 @@ def detection_summary(s: WeeklySummary) -> list[str]:
 def worst_status(summary: WeeklySummary) -> set[str]:
     """Statuses present among findings and coverage, for --fail-on."""
     found = {t["status"] for t in summary.totals if t["n"]}
+    # a FAIL (WARN) hygiene check counts for --fail-on as a FAIL (WARN) finding does
+    found |= {s for s, n in severities(summary.hygiene).items() if n and s != "INFO"}
     return found | {c.status for c in summary.coverage}

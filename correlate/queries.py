@@ -5,6 +5,7 @@ from __future__ import annotations
 from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.findings import Finding
+from correlate.hygiene import CHECKS, NOT_JUDGED
 from correlate.store import Store
 
 # identity_kind: identities.csv's kind for the account, else what the connector saw
@@ -228,3 +229,29 @@ def issue_groups(store: Store, run_id: int, previous: int | None, limit: int) ->
 
 def issue_changes(store: Store, run_id: int, previous: int) -> dict:
     return store.query_dicts(ISSUE_CHANGES_SQL, {"run_id": run_id, "previous": previous})[0]
+
+
+# Approval hygiene per check of a run (correlate/sql/hygiene.sql): findings, judged, not judged.
+COUNTS_SQL = """
+SELECT h.check_id, h.judged, h.not_judged, count(c.check_id) AS n
+FROM hygiene_counts h
+LEFT JOIN approval_checks c ON c.run_id = h.run_id AND c.check_id = h.check_id
+                            AND c.family = 'hygiene'
+WHERE h.run_id = ? GROUP BY ALL
+"""
+
+
+def hygiene_counts(store: Store, run_id: int) -> list[dict]:
+    """Per check, in the checks' order: severity, control, title, findings (n), judged and not
+    judged (with why). Runs made before hygiene existed give no rows."""
+    got = {r["check_id"]: r for r in store.query_dicts(COUNTS_SQL, [run_id])}
+    out = []
+    for check_id, (severity, control, title) in CHECKS.items():
+        if check_id not in got:
+            continue
+        r = got[check_id]
+        out.append({"check_id": check_id, "severity": severity, "control": control,
+                    "title": title, "n": r["n"], "judged": r["judged"],
+                    "not_judged": r["not_judged"],
+                    "not_judged_why": NOT_JUDGED.get(check_id, "")})
+    return out
