@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,6 +13,7 @@ from correlate.detect.rules import SEVERITIES
 from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
+from reports.hygiene import hygiene_rows
 from reports.render import render, write_atomic
 
 ISSUE_LIMIT = 5000      # issue groups listed (account, target, verdict); all of them as a rule
@@ -20,6 +22,7 @@ TOP_FAIL_SHARE = 0.8    # ... enough to make up this share of the FAIL actions
 RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
+HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
 ACCOUNTS_SQL = """
 SELECT a.account AS account, count(*) AS total,
@@ -181,6 +184,10 @@ class GapReportContext:
     risky_total: int = 0          # detection rows in the run (risky + muted, all of them)
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
+    # approval hygiene (_hygiene.html): counts per check, the findings (evidence as a dict)
+    hygiene: list[dict] = field(default_factory=list)
+    hygiene_rows: list[dict] = field(default_factory=list)
+    hygiene_total: int = 0
 
     @property
     def worst(self) -> list[dict]:
@@ -335,7 +342,18 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         failed_attempts=attempts[:200], failed_attempts_total=sum(a["n"] for a in attempts),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
-        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)
+        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
+        **_hygiene(store, run_id))
+
+
+def _hygiene(store: Store, run_id: int) -> dict:
+    """The Approval hygiene section's part of the context."""
+    counts = queries.hygiene_counts(store, run_id)
+    rows = hygiene_rows(store, run_id, limit=HYGIENE_LIMIT)
+    for r in rows:
+        r["evidence"] = json.loads(r["evidence"]) if r["evidence"] else {}
+    return {"hygiene": counts, "hygiene_rows": rows,
+            "hygiene_total": sum(c["n"] for c in counts)}
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:
