@@ -74,6 +74,8 @@ def write_table(rows: Iterable[dict], out: IO[str]) -> int:
     """A plain table for a terminal: control characters shown escaped, long details cut."""
     def show(r, c):
         text = printable(_cell(r[c]))
+        if c == "approval_id" and not r[c] and r["event_id"]:    # a bypass names its action
+            text = printable(_cell(f"event {r['event_id']}"))
         limit = 100 if c == "detail" else 40
         return text if len(text) <= limit else text[:limit - 3] + "..."
     return write_aligned(TABLE_COLUMNS, [[show(r, c) for c in TABLE_COLUMNS] for r in rows], out)
