@@ -390,7 +390,8 @@ SELECT $run_id, 'ticket_reused', count(*) FILTER (WHERE ticket IS NOT NULL), 0 F
 ;
 -- break_glass_routine (WARN): more than $hy_bg_per_30d break-glass approvals of one account
 -- identity within 30 days (counting those on record before the period); or a break-glass
--- approval while a standard one of the same account and target was in force.
+-- approval while a standard one of the same account for the same target (or a glob matching it)
+-- was in force.
 CREATE OR REPLACE TEMP TABLE hy_bg AS
 SELECT a.source, a.approval_id, a.account, a.target, lower(a.target) AS tnorm, a.start_ts AS ws,
        a.window_end AS we, a.kind, a.ticket,
@@ -430,7 +431,8 @@ JOIN LATERAL (
     LEFT JOIN identities i ON i.alias_norm = lower(s.account)
     WHERE s.kind <> 'break_glass' AND s.status <> 'denied'
       AND coalesce(lower(i.identity), lower(s.account)) = ap.acct_ident
-      AND lower(s.target) = ap.tnorm AND s.start_ts <= ap.ws AND s.window_end >= ap.ws
+      AND (lower(s.target) = ap.tnorm OR ap.tnorm GLOB lower(s.target))
+      AND s.start_ts <= ap.ws AND s.window_end >= ap.ws
     ORDER BY s.start_ts DESC, s.approval_id LIMIT 1) s ON true
 WHERE ap.kind = 'break_glass'
 ;
