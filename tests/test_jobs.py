@@ -128,14 +128,14 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     out = job.tmp / "out" / "2026-W47"
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
-        "detections.csv", "detections.jsonl",
+        "detections.csv", "detections.jsonl", "hygiene.csv", "hygiene.jsonl",
         "manifest.json", "weekly.json"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["period"] == {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 8/8 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 10/10 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):
