@@ -21,7 +21,7 @@ from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, corr
 from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
 from correlate.cli_hygiene import hygiene_option, hygiene_settings
 from correlate.findings import VERDICTS
-from correlate.hygiene import HygieneSettings
+from correlate.hygiene import HygieneSettings, severities, summary_line as hygiene_line
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
 from reports.detections import REVIEWS
@@ -264,7 +264,6 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
     """Judge every action in the period (all activity when no range), check the hygiene of the
     approvals starting in it, and store the run."""
     from correlate.detect.run import DetectionSettings
-    from correlate.hygiene import severities, summary_line
     detections, window, hygiene = DetectionSettings(), "planned", HygieneSettings()
     if config_path:
         from correlate.config import load_settings
@@ -297,7 +296,7 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
     click.echo(detection_line(detections))
-    _say(summary_line(hygiene_n))
+    _say(hygiene_line(hygiene_n))
     if empty:
         _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
         sys.exit(EXIT_FINDINGS)
@@ -479,7 +478,8 @@ def fetch_servicenow_cmd(url, start, end, db):
 
 
 SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
-                ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"))
+                ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"),
+                ("approvers", "approvers.csv"))
 
 
 def sample_dir() -> Path:
@@ -508,12 +508,14 @@ def demo(db, output):
         for t in queries.verdict_totals(store, run_id):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
         _err(detection_line(queries.detection_totals(store, run_id)))
+        _err(hygiene_line(queries.hygiene_counts(store, run_id)))
         path = write_gap_report(store, Path(output), run_id)
     import shlex
     q = shlex.quote(db)
     _err("next:")
     for command in (f"pamcorr findings --db {q} --failing", f"pamcorr report gaps --db {q} "
-                    f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}"):
+                    f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}",
+                    f"pamcorr hygiene --db {q}"):
         _err(f"  {command}")
     _say(str(Path(path).resolve()))     # the last stdout line: .ci/run reads it
 

@@ -154,3 +154,16 @@ def test_evidence_bundle_lists_hygiene_files_in_its_manifest(self_approved, tmp_
     lines = (out / "hygiene.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["check_id"] == "self_approval"
     assert self_approved("verify", str(out)).exit_code == 0
+
+
+def test_the_demo_week_shows_an_example_of_every_check(tmp_path):
+    from correlate.hygiene import CHECK_IDS
+    db = tmp_path / "demo.duckdb"
+    runner = CliRunner()
+    res = runner.invoke(main, ["demo", "--db", str(db), "-o", str(tmp_path / "demo.html")],
+                        catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "approval hygiene: FAIL 3" in res.stderr and "pamcorr hygiene --db" in res.stderr
+    out = runner.invoke(main, ["hygiene", "--db", str(db), "--format", "jsonl"]).stdout
+    seen = {json.loads(line)["check_id"] for line in out.splitlines()}
+    assert seen == set(CHECK_IDS)
