@@ -421,20 +421,23 @@ INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticke
 SELECT $run_id, 'hygiene', ap.source, ap.approval_id, ap.ticket, ap.account, ap.target,
        'break_glass_routine', 'WARN',
        'break-glass at ' || strftime(ap.ws, '%Y-%m-%d %H:%M') || ' while standard approval '
-       || s.approval_id || ' for the same target was in force',
-       json_object('standard_approval', s.approval_id,
-                   'standard_start', strftime(s.start_ts, '%Y-%m-%dT%H:%M:%SZ'),
-                   'standard_end', strftime(s.window_end, '%Y-%m-%dT%H:%M:%SZ'))::VARCHAR
-FROM hy_appr ap
-JOIN LATERAL (
-    SELECT s.approval_id, s.start_ts, s.window_end FROM approval_windows s
-    LEFT JOIN identities i ON i.alias_norm = lower(s.account)
-    WHERE s.kind <> 'break_glass' AND s.status <> 'denied'
-      AND coalesce(lower(i.identity), lower(s.account)) = ap.acct_ident
-      AND (lower(s.target) = ap.tnorm OR ap.tnorm GLOB lower(s.target))
-      AND s.start_ts <= ap.ws AND s.window_end >= ap.ws
-    ORDER BY s.start_ts DESC, s.approval_id LIMIT 1) s ON true
-WHERE ap.kind = 'break_glass'
+       || x.std.approval_id || ' for the same target was in force',
+       json_object('standard_approval', x.std.approval_id,
+                   'standard_start', strftime(x.std.ws, '%Y-%m-%dT%H:%M:%SZ'),
+                   'standard_end', strftime(x.std.we, '%Y-%m-%dT%H:%M:%SZ'))::VARCHAR
+FROM (SELECT b.source, b.approval_id,
+             arg_max(struct_pack(approval_id := s.approval_id, ws := s.ws, we := s.we),
+                     struct_pack(w := s.ws, a := s.approval_id)) AS std
+      FROM (SELECT source, approval_id, acct_ident, tnorm, ws FROM hy_appr
+            WHERE kind = 'break_glass') b
+      JOIN (SELECT a.approval_id, lower(a.target) AS tnorm, a.start_ts AS ws, a.window_end AS we,
+                   coalesce(lower(i.identity), lower(a.account)) AS acct_ident
+            FROM approval_windows a LEFT JOIN identities i ON i.alias_norm = lower(a.account)
+            WHERE a.kind <> 'break_glass' AND a.status <> 'denied') s
+        ON s.acct_ident = b.acct_ident AND s.ws <= b.ws AND s.we >= b.ws
+       AND (s.tnorm = b.tnorm OR b.tnorm GLOB s.tnorm)
+      GROUP BY b.source, b.approval_id) x
+JOIN hy_appr ap USING (source, approval_id)
 ;
 INSERT INTO hygiene_counts
 SELECT $run_id, 'break_glass_routine', count(*) FILTER (WHERE kind = 'break_glass'), 0 FROM hy_appr
