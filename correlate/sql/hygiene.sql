@@ -1,9 +1,10 @@
 -- hygiene.sql: findings about the approvals themselves for run $run_id (docs/hygiene.md).
 -- Runs in the run's transaction after verdicts.sql and verdicts_store.sql and reads their
--- scratch: win (each approval's windows per (account, target) key, cited ones included), seg /
--- seg_used (the keys' timeline segments, cut at every window bound) and hits (each action of the
--- period with its segment). An action lies in a window exactly when its segment starts inside
--- it, so what each approval covered is one join of segments to windows, never of 1e7 actions.
+-- scratch: win (each approval's windows per (account, target) key, cited ones included; ref_keys
+-- the keys of cited approvals) and seg_used (the keys' timeline segments, cut at every window
+-- bound, with the work done in each). An action lies in a window exactly when its segment starts
+-- inside it, so what each approval covered is one join of segments to windows, never of 1e7
+-- actions.
 -- Thresholds are $hy_<name> (correlate/hygiene.py). Statements are separated by lines holding
 -- only ';'.
 
@@ -24,20 +25,15 @@ LEFT JOIN identities iv ON iv.alias_norm = lower(a.approver)
 WHERE a.status <> 'denied' AND a.window_end >= a.start_ts
   AND ($start IS NULL OR a.start_ts >= $start) AND ($end IS NULL OR a.start_ts < $end)
 ;
--- Work done per segment (a failed attempt is no work done).
-CREATE OR REPLACE TEMP TABLE hy_segn AS
-SELECT sid, count(*) AS n, min(ts_us) AS lo, max(ts_us) AS hi
-FROM hits WHERE sid IS NOT NULL AND outcome IS DISTINCT FROM 'failure' GROUP BY sid
-;
--- Work done under each judged approval, per key it covers.
+-- Work done under each judged approval, per key it covers (seg_used counts each segment's
+-- actions that are not failed attempts: a failed attempt is no work done).
 CREATE OR REPLACE TEMP TABLE hy_use AS
-SELECT w.approval_source AS source, w.approval_id, w.key_id, sum(h.n) AS n, min(h.lo) AS lo,
-       max(h.hi) AS hi
+SELECT w.approval_source AS source, w.approval_id, w.key_id, sum(s.n) AS n, min(s.lo) AS lo,
+       max(s.hi) AS hi
 FROM win w
 JOIN (SELECT DISTINCT source, approval_id FROM hy_appr) ap
   ON ap.source = w.approval_source AND ap.approval_id = w.approval_id
-JOIN seg_used s ON s.key_id = w.key_id AND s.p >= w.ws AND s.p <= w.we
-JOIN hy_segn h ON h.sid = s.sid
+JOIN seg_used s ON s.key_id = w.key_id AND s.p >= w.ws AND s.p <= w.we AND s.n > 0
 GROUP BY ALL
 ;
 CREATE OR REPLACE TEMP TABLE hy_used AS
@@ -75,13 +71,28 @@ UNION
 SELECT DISTINCT lower(i.identity), i.alias_norm FROM identities i
 WHERE lower(i.identity) IN (SELECT appr_ident FROM hy_appr WHERE approver IS NOT NULL)
 ;
+-- Each window of an approval with an approver, with the approver's identity; then the actions
+-- of those identities in them (an action citing an approval has that approval's key, as in
+-- verdicts.sql), joined on (key, identity) and time: no pass over every action's segment.
+CREATE OR REPLACE TEMP TABLE hy_wi AS
+SELECT w.key_id, w.ws, w.we, ap.source, ap.approval_id, ap.appr_ident AS ident
+FROM win w JOIN hy_appr ap ON ap.source = w.approval_source AND ap.approval_id = w.approval_id
+WHERE ap.approver IS NOT NULL
+;
 CREATE OR REPLACE TEMP TABLE hy_impl AS
-SELECT h.sid, n.ident, coalesce(a.actor, a.account) AS who, a.event_id, a.ts
-FROM activity a
-JOIN hy_names n ON n.name = lower(coalesce(a.actor, a.account))
-JOIN hits h ON h.act_id = a.act_id
-WHERE h.sid IS NOT NULL AND h.outcome IS DISTINCT FROM 'failure'
-  AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
+SELECT wi.source, wi.approval_id, wi.ident, count(*) AS n,
+       arg_min(struct_pack(who := x.who, event_id := x.event_id), struct_pack(t := x.ts,
+               e := x.event_id)) AS first
+FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.ident, a.event_id,
+             coalesce(a.actor, a.account) AS who
+      FROM activity a
+      JOIN hy_names n ON n.name = lower(coalesce(a.actor, a.account))
+      LEFT JOIN ref_keys r ON r.approval_ref = a.approval_ref
+      WHERE a.outcome IS DISTINCT FROM 'failure'
+        AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)) x
+JOIN hy_wi wi ON wi.key_id = x.key_id AND wi.ident = x.ident
+             AND x.ts >= wi.ws AND x.ts <= wi.we
+GROUP BY ALL
 ;
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
                              target, check_id, severity, detail, evidence)
@@ -94,11 +105,7 @@ SELECT $run_id, 'hygiene', ap.source, ap.approval_id, ap.ticket, ap.account, ap.
                    'matched_by', CASE WHEN lower(x.first.who) = lower(ap.approver)
                                       THEN 'same name' ELSE 'identities.csv' END,
                    'actions', x.n, 'first_event', x.first.event_id)::VARCHAR
-FROM (SELECT w.approval_source AS source, w.approval_id, i.ident, count(*) AS n,
-             arg_min(struct_pack(who := i.who, event_id := i.event_id), i.ts) AS first
-      FROM hy_impl i JOIN seg_used s ON s.sid = i.sid
-      JOIN win w ON w.key_id = s.key_id AND s.p >= w.ws AND s.p <= w.we
-      GROUP BY ALL) x
+FROM hy_impl x
 JOIN hy_appr ap ON ap.source = x.source AND ap.approval_id = x.approval_id
                AND ap.appr_ident = x.ident
 ;
