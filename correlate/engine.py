@@ -62,7 +62,8 @@ _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "
             # approval hygiene (hygiene.sql)
             "hy_appr", "hy_wi", "hy_use", "hy_used", "hy_names", "hy_impl", "hy_approvers",
             "hy_auth", "hy_pat", "hy_expand", "hy_unused", "hy_uhost", "hy_beat", "hy_reported",
-            "hy_unused_judged", "hy_chain", "hy_bg", "hy_scope", "hy_touched", "hy_bypass_act")
+            "hy_unused_judged", "hy_chain", "hy_bg", "hy_patn", "hy_scope", "hy_touched",
+            "hy_bypass_act")
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,

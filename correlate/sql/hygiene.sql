@@ -25,15 +25,14 @@ LEFT JOIN identities iv ON iv.alias_norm = lower(a.approver)
 WHERE a.status <> 'denied' AND a.window_end >= a.start_ts
   AND ($start IS NULL OR a.start_ts >= $start) AND ($end IS NULL OR a.start_ts < $end)
 ;
--- Work done under each judged approval, per key it covers (seg_used counts each segment's
--- actions that are not failed attempts: a failed attempt is no work done).
+-- Work done under each approval, per key it covers: the verdict pass's candidates (cand: each
+-- used segment with every window covering its start, widened by grace) narrowed to the window
+-- itself; seg_used counts each segment's actions that are not failed attempts (no work done).
 CREATE OR REPLACE TEMP TABLE hy_use AS
-SELECT w.approval_source AS source, w.approval_id, w.key_id, sum(s.n) AS n, min(s.lo) AS lo,
+SELECT c.approval_source AS source, c.approval_id, c.key_id, sum(s.n) AS n, min(s.lo) AS lo,
        max(s.hi) AS hi
-FROM win w
-JOIN (SELECT DISTINCT source, approval_id FROM hy_appr) ap
-  ON ap.source = w.approval_source AND ap.approval_id = w.approval_id
-JOIN seg_used s ON s.key_id = w.key_id AND s.p >= w.ws AND s.p <= w.we AND s.n > 0
+FROM cand c JOIN seg_used s ON s.sid = c.sid
+WHERE c.p >= c.ws AND c.p <= c.we AND s.n > 0
 GROUP BY ALL
 ;
 CREATE OR REPLACE TEMP TABLE hy_used AS
@@ -80,11 +79,12 @@ FROM win w JOIN hy_appr ap ON ap.source = w.approval_source AND ap.approval_id =
 WHERE ap.approver IS NOT NULL
 ;
 CREATE OR REPLACE TEMP TABLE hy_impl AS
+SELECT i.source, i.approval_id, i.ident, i.n,
+       struct_pack(who := coalesce(a.actor, a.account), event_id := a.event_id) AS first
+FROM (
 SELECT wi.source, wi.approval_id, wi.ident, count(*) AS n,
-       arg_min(struct_pack(who := x.who, event_id := x.event_id), struct_pack(t := x.ts,
-               e := x.event_id)) AS first
-FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.ident, a.event_id,
-             coalesce(a.actor, a.account) AS who
+       arg_min(x.act_id, struct_pack(t := x.ts, a := x.act_id)) AS act_id
+FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.ident, a.act_id
       FROM activity a
       JOIN hy_names n ON n.name = lower(coalesce(a.actor, a.account))
       LEFT JOIN ref_keys r ON r.approval_ref = a.approval_ref
@@ -92,7 +92,8 @@ FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.ident, a.event_id,
         AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)) x
 JOIN hy_wi wi ON wi.key_id = x.key_id AND wi.ident = x.ident
              AND x.ts >= wi.ws AND x.ts <= wi.we
-GROUP BY ALL
+GROUP BY ALL) i
+JOIN activity a ON a.act_id = i.act_id
 ;
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
                              target, check_id, severity, detail, evidence)
@@ -452,16 +453,29 @@ SELECT $run_id, 'break_glass_routine', count(*) FILTER (WHERE kind = 'break_glas
 -- scope_wider_than_use (INFO): a glob or group allowing $hy_scope_min_hosts hosts or more of
 -- which the actions touched at most $hy_scope_used_fraction; the detail names the touched hosts
 -- and a narrower pattern (their common prefix and *, or the one host).
+CREATE OR REPLACE TEMP TABLE hy_patn AS
+SELECT pat, count(DISTINCT host) AS hosts, bool_or(how <> 'name') AS wide
+FROM hy_expand GROUP BY pat
+;
+-- Hosts each approval allows, for those with a glob or group among their targets: one target's
+-- count per pattern, several targets' by their union.
 CREATE OR REPLACE TEMP TABLE hy_scope AS
-SELECT x.source, x.approval_id, count(DISTINCT e.host) AS allowed,
-       bool_or(e.how <> 'name') AS wide
-FROM (SELECT source, approval_id, lower(unnest(tlist)) AS pat FROM hy_appr) x
+SELECT ap.source, ap.approval_id, p.hosts AS allowed, true AS wide
+FROM hy_appr ap JOIN hy_patn p ON p.pat = lower(ap.tlist[1])
+WHERE len(ap.tlist) = 1 AND p.wide
+UNION ALL
+SELECT x.source, x.approval_id, count(DISTINCT e.host), true
+FROM (SELECT source, approval_id, lower(unnest(tlist)) AS pat FROM hy_appr
+      WHERE len(tlist) > 1) x
 JOIN hy_expand e USING (pat)
-GROUP BY ALL
+GROUP BY ALL HAVING bool_or(e.how <> 'name')
 ;
 CREATE OR REPLACE TEMP TABLE hy_touched AS
 SELECT u.source, u.approval_id, list(DISTINCT k.target_norm ORDER BY k.target_norm) AS hosts
-FROM hy_use u JOIN activity_keys k ON k.key_id = u.key_id
+FROM hy_use u
+JOIN (SELECT source, approval_id FROM hy_scope WHERE allowed >= $hy_scope_min_hosts) s
+  USING (source, approval_id)
+JOIN activity_keys k ON k.key_id = u.key_id
 GROUP BY ALL
 ;
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
