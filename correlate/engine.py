@@ -60,7 +60,7 @@ _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "
             "cand_status",
             "judged", "best", "nearest", "win_end", "win_start",
             # approval hygiene (hygiene.sql)
-            "hy_appr", "hy_wi", "hy_use", "hy_used", "hy_names", "hy_impl", "hy_approvers",
+            "hy_appr", "hy_wi", "hy_used", "hy_names", "hy_impl", "hy_approvers",
             "hy_auth", "hy_pat", "hy_expand", "hy_unused", "hy_uhost", "hy_beat", "hy_reported",
             "hy_unused_judged", "hy_chain", "hy_bg", "hy_patn", "hy_scope", "hy_touched",
             "hy_bypass_act")

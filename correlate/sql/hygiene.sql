@@ -1,10 +1,10 @@
 -- hygiene.sql: findings about the approvals themselves for run $run_id (docs/hygiene.md).
 -- Runs in the run's transaction after verdicts.sql and verdicts_store.sql and reads their
 -- scratch: win (each approval's windows per (account, target) key, cited ones included; ref_keys
--- the keys of cited approvals) and seg_used (the keys' timeline segments, cut at every window
--- bound, with the work done in each). An action lies in a window exactly when its segment starts
--- inside it, so what each approval covered is one join of segments to windows, never of 1e7
--- actions.
+-- the keys of cited approvals) and cand (each used timeline segment, with the work done in it,
+-- beside every window covering its start). Segments are cut at every window bound, so an action
+-- lies in a window exactly when its segment starts inside it: what each approval covered is read
+-- from the segments the verdicts judged, never from a second pass over 1e7 actions.
 -- Thresholds are $hy_<name> (correlate/hygiene.py). Statements are separated by lines holding
 -- only ';'.
 
@@ -25,19 +25,13 @@ LEFT JOIN identities iv ON iv.alias_norm = lower(a.approver)
 WHERE a.status <> 'denied' AND a.window_end >= a.start_ts
   AND ($start IS NULL OR a.start_ts >= $start) AND ($end IS NULL OR a.start_ts < $end)
 ;
--- Work done under each approval, per key it covers: the verdict pass's candidates (cand: each
--- used segment with every window covering its start, widened by grace) narrowed to the window
--- itself; seg_used counts each segment's actions that are not failed attempts (no work done).
-CREATE OR REPLACE TEMP TABLE hy_use AS
-SELECT c.approval_source AS source, c.approval_id, c.key_id, sum(s.n) AS n, min(s.lo) AS lo,
-       max(s.hi) AS hi
-FROM cand c JOIN seg_used s ON s.sid = c.sid
-WHERE c.p >= c.ws AND c.p <= c.we AND s.n > 0
-GROUP BY ALL
-;
+-- Work done under each approval: the verdict pass's candidates (cand: each used segment, with
+-- the work done in it, and every window covering its start widened by grace) narrowed to the
+-- window itself. n counts actions that are not failed attempts (a failed attempt is no work).
 CREATE OR REPLACE TEMP TABLE hy_used AS
-SELECT source, approval_id, sum(n) AS n, min(lo) AS lo, max(hi) AS hi
-FROM hy_use GROUP BY ALL
+SELECT approval_source AS source, approval_id, sum(n)::BIGINT AS n, min(lo) AS lo, max(hi) AS hi
+FROM cand WHERE p >= ws AND p <= we AND n > 0
+GROUP BY approval_source, approval_id
 ;
 -- self_approval (FAIL): the approver is the requester, by name or through identities.csv.
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
@@ -472,7 +466,8 @@ GROUP BY ALL HAVING bool_or(e.how <> 'name')
 ;
 CREATE OR REPLACE TEMP TABLE hy_touched AS
 SELECT u.source, u.approval_id, list(DISTINCT k.target_norm ORDER BY k.target_norm) AS hosts
-FROM hy_use u
+FROM (SELECT approval_source AS source, approval_id, key_id FROM cand
+      WHERE p >= ws AND p <= we AND n > 0) u
 JOIN (SELECT source, approval_id FROM hy_scope WHERE allowed >= $hy_scope_min_hosts) s
   USING (source, approval_id)
 JOIN activity_keys k ON k.key_id = u.key_id

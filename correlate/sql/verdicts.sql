@@ -132,8 +132,10 @@ SELECT s.key_id, s.p, s.sid, h.n, h.lo, h.hi FROM seg s JOIN (
     FROM hits GROUP BY sid) h ON h.sid = s.sid
 ;
 -- Every window covering a segment's first instant (widened by grace), judged there.
+-- (n, lo, hi: the segment's work, for hygiene.sql)
 CREATE OR REPLACE TEMP TABLE cand AS
-SELECT s.key_id, s.p, s.sid, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
+SELECT s.key_id, s.p, s.sid, s.n, s.lo, s.hi,
+       w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
        t.ticket_id AS t_id, t.status AS t_status, t.opened, t.closed,
        CASE WHEN $actual_window THEN t.work_start ELSE t.planned_start END AS planned_start,
        CASE WHEN $actual_window THEN t.work_end ELSE t.planned_end END AS planned_end
