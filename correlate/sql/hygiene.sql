@@ -464,11 +464,20 @@ FROM (SELECT source, approval_id, lower(unnest(tlist)) AS pat FROM hy_appr
 JOIN hy_expand e USING (pat)
 GROUP BY ALL HAVING bool_or(e.how <> 'name')
 ;
+-- Hosts the work touched, for the approvals that may qualify: counted first (by the host name's
+-- hash, which can only undercount), listed only where the count is small enough.
 CREATE OR REPLACE TEMP TABLE hy_touched AS
 SELECT u.source, u.approval_id, list(DISTINCT k.target_norm ORDER BY k.target_norm) AS hosts
 FROM (SELECT approval_source AS source, approval_id, key_id FROM cand
       WHERE p >= ws AND p <= we AND n > 0) u
-JOIN (SELECT source, approval_id FROM hy_scope WHERE allowed >= $hy_scope_min_hosts) s
+JOIN (SELECT c.approval_source AS source, c.approval_id
+      FROM cand c
+      JOIN hy_scope s ON s.source = c.approval_source AND s.approval_id = c.approval_id
+                     AND s.allowed >= $hy_scope_min_hosts
+      JOIN key_ident k ON k.key_id = c.key_id
+      WHERE c.p >= c.ws AND c.p <= c.we AND c.n > 0
+      GROUP BY c.approval_source, c.approval_id, s.allowed
+      HAVING count(DISTINCT hash(k.target_norm)) <= $hy_scope_used_fraction * s.allowed) s
   USING (source, approval_id)
 JOIN activity_keys k ON k.key_id = u.key_id
 GROUP BY ALL
