@@ -74,8 +74,8 @@ def hygiene_settings(values: dict, base: HygieneSettings = HygieneSettings()) ->
         try:
             value = kind(raw) if not isinstance(raw, str) else kind(raw.strip())
         except ValueError:
-            raise ValueError(f"hygiene threshold {key}: a{'n integer' if kind is int else ' number'}"
-                             f", not {raw!r}") from None
+            what = "an integer" if kind is int else "a number"
+            raise ValueError(f"hygiene threshold {key}: {what}, not {raw!r}") from None
         if kind is int and not isinstance(raw, str) and value != raw:
             raise ValueError(f"hygiene threshold {key}: an integer, not {raw!r}")
         if value < 0:

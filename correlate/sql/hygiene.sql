@@ -17,7 +17,8 @@ SELECT a.source, a.approval_id, a.account, a.target, lower(a.target) AS tnorm,
        coalesce(lower(ia.identity), lower(a.account)) AS acct_ident,
        coalesce(lower(iq.identity), lower(a.requester)) AS req_ident,
        coalesce(lower(iv.identity), lower(a.approver)) AS appr_ident,
-       iq.identity AS req_alias_of, iv.identity AS appr_alias_of
+       iq.identity AS req_alias_of, iv.identity AS appr_alias_of,
+       row_number() OVER (ORDER BY a.source, a.approval_id) AS aid     -- joins on integers
 FROM approval_windows a
 LEFT JOIN identities ia ON ia.alias_norm = lower(a.account)
 LEFT JOIN identities iq ON iq.alias_norm = lower(a.requester)
@@ -59,32 +60,34 @@ FROM hy_appr
 -- approver_is_implementer (WARN): the approver's identity acted under the approval (as actor,
 -- else as the account). Only actions of names that resolve to an approver are looked at.
 CREATE OR REPLACE TEMP TABLE hy_names AS
-SELECT DISTINCT appr_ident AS ident, appr_ident AS name FROM hy_appr WHERE approver IS NOT NULL
-UNION
-SELECT DISTINCT lower(i.identity), i.alias_norm FROM identities i
-WHERE lower(i.identity) IN (SELECT appr_ident FROM hy_appr WHERE approver IS NOT NULL)
+SELECT ident, name, dense_rank() OVER (ORDER BY ident) AS iid FROM (
+    SELECT DISTINCT appr_ident AS ident, appr_ident AS name FROM hy_appr WHERE approver IS NOT NULL
+    UNION
+    SELECT DISTINCT lower(i.identity), i.alias_norm FROM identities i
+    WHERE lower(i.identity) IN (SELECT appr_ident FROM hy_appr WHERE approver IS NOT NULL))
 ;
 -- Each window of an approval with an approver, with the approver's identity; then the actions
 -- of those identities in them (an action citing an approval has that approval's key, as in
 -- verdicts.sql), joined on (key, identity) and time: no pass over every action's segment.
 CREATE OR REPLACE TEMP TABLE hy_wi AS
-SELECT w.key_id, w.ws, w.we, ap.source, ap.approval_id, ap.appr_ident AS ident
+SELECT w.key_id, w.ws, w.we, ap.aid, n.iid
 FROM win w JOIN hy_appr ap ON ap.source = w.approval_source AND ap.approval_id = w.approval_id
+JOIN (SELECT DISTINCT ident, iid FROM hy_names) n ON n.ident = ap.appr_ident
 WHERE ap.approver IS NOT NULL
 ;
 CREATE OR REPLACE TEMP TABLE hy_impl AS
-SELECT i.source, i.approval_id, i.ident, i.n,
+SELECT i.aid, i.n,
        struct_pack(who := coalesce(a.actor, a.account), event_id := a.event_id) AS first
 FROM (
-SELECT wi.source, wi.approval_id, wi.ident, count(*) AS n,
+SELECT wi.aid, count(*) AS n,
        arg_min(x.act_id, struct_pack(t := x.ts, a := x.act_id)) AS act_id
-FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.ident, a.act_id
+FROM (SELECT coalesce(r.key_id, a.key_id) AS key_id, a.ts, n.iid, a.act_id
       FROM activity a
       JOIN hy_names n ON n.name = lower(coalesce(a.actor, a.account))
       LEFT JOIN ref_keys r ON r.approval_ref = a.approval_ref
       WHERE a.outcome IS DISTINCT FROM 'failure'
         AND ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)) x
-JOIN hy_wi wi ON wi.key_id = x.key_id AND wi.ident = x.ident
+JOIN hy_wi wi ON wi.key_id = x.key_id AND wi.iid = x.iid
              AND x.ts >= wi.ws AND x.ts <= wi.we
 GROUP BY ALL) i
 JOIN activity a ON a.act_id = i.act_id
@@ -100,9 +103,7 @@ SELECT $run_id, 'hygiene', ap.source, ap.approval_id, ap.ticket, ap.account, ap.
                    'matched_by', CASE WHEN lower(x.first.who) = lower(ap.approver)
                                       THEN 'same name' ELSE 'identities.csv' END,
                    'actions', x.n, 'first_event', x.first.event_id)::VARCHAR
-FROM hy_impl x
-JOIN hy_appr ap ON ap.source = x.source AND ap.approval_id = x.approval_id
-               AND ap.appr_ident = x.ident
+FROM hy_impl x JOIN hy_appr ap USING (aid)
 ;
 INSERT INTO hygiene_counts
 SELECT $run_id, 'approver_is_implementer', count(*) FILTER (WHERE approver IS NOT NULL),
