@@ -1,7 +1,7 @@
 """The generic CSV / JSON-lines contract every PAM, ticket and activity export can map to.
 
-Four kinds (see README "Generic format"): approvals, tickets, ticket_history,
-activity. JSON lines are read by DuckDB (fast path; re-read line by line for
+Kinds (see README "Generic format"): approvals, tickets, ticket_history, activity,
+identities, targets, approvers. JSON lines are read by DuckDB (fast path; re-read line by line for
 exact line numbers when a record is bad); CSV by Python's csv module, which
 knows the physical line of every record; Parquet (the same columns, any types)
 by DuckDB's Parquet reader, a record's "line" being its row number in the file.
@@ -55,6 +55,12 @@ SPEC: dict[str, list[tuple[str, str, bool, bool]]] = {
     "targets": [
         ("name", "name", True, False), ("alias", "alias", False, False),
         ("group", "grp", False, False)],
+    # who may approve what (approval hygiene, docs/hygiene.md): scope is a target name, a glob
+    # or a targets.csv group; kinds the approval kinds it covers ("standard; break_glass"),
+    # empty for every kind.
+    "approvers": [
+        ("approver", "approver", True, False), ("scope", "scope", True, False),
+        ("kinds", "kinds", False, False)],
 }
 
 _STATUSES = ", ".join(f"'{s}'" for s in TICKET_STATUSES)
@@ -80,6 +86,9 @@ _CHECKS = {
     "identities": ["WHEN kind NOT IN ('human', 'service') THEN 'invalid kind: ' || kind "
                    "|| ' (human or service)'"],
     "targets": ["WHEN alias IS NULL AND grp IS NULL THEN 'targets row needs an alias or a group'"],
+    "approvers": ["WHEN len(list_filter(kinds, lambda k: k NOT IN ('standard', 'break_glass'))) > 0 "
+                  "THEN 'invalid kinds: ' || array_to_string(kinds, '; ') "
+                  "|| ' (standard and/or break_glass)'"],
 }
 
 _DEFAULTS = {("approvals", "kind"): "standard", ("approvals", "status"): "approved",
@@ -114,10 +123,11 @@ def mapping_sql(kind: str, source_sql: str, dst: str | None = None) -> str:
             given = "" if required else f"{nonblank_sql('f_' + field)} IS NOT NULL AND "
             problems.append(f"WHEN {given}{column} IS NULL "
                             f"THEN {ts_problem_sql('f_' + field, field)}")
-        elif (kind, field) == ("tickets", "components"):
-            # "web-01; db-*" -> ['web-01', 'db-*']
+        elif (kind, field) in (("tickets", "components"), ("approvers", "kinds")):
+            # "web-01; db-*" -> ['web-01', 'db-*']; kinds in lower case
+            item = "lower(trim(c))" if field == "kinds" else "trim(c)"
             cols.append(f"CASE WHEN nullif(trim(f_{field}), '') IS NOT NULL THEN list_filter("
-                        f"list_transform(string_split(f_{field}, ';'), lambda c: trim(c)), "
+                        f"list_transform(string_split(f_{field}, ';'), lambda c: {item}), "
                         f"lambda c: c <> '') END AS {column}")
         else:
             cols.append(f"{_clean(kind, field)} AS {column}")
@@ -303,9 +313,10 @@ class GenericConnector:
     """CSV or JSON-lines in pamcorr's own documented columns."""
 
     name = "generic"
-    kinds = ("approvals", "tickets", "ticket_history", "activity", "identities", "targets")
-    description = ("pamcorr's generic CSV/JSON-lines/Parquet contract (approvals, tickets, "
-                   "ticket_history, activity, identities, targets)")
+    kinds = ("approvals", "tickets", "ticket_history", "activity", "identities", "targets",
+             "approvers")
+    description = ("pamcorr's generic CSV/JSON-lines/Parquet contract (approvals, tickets, ticket_history, "
+                   "activity, identities, targets, approvers)")
 
     def stage(self, path: Path, kind: str, options: Options) -> list[Staged]:
         if kind not in SPEC:

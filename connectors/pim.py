@@ -25,7 +25,10 @@ directoryAudit (AuditLogs) -> "Add member to role completed (PIM activation)" is
   ExpirationTime, TicketNumber, TicketSystem, Justification, RoleDefinitionOriginId,
   DirectoryScopeId) and targetResources by type (User, Role), never by position.
   "... request approved (PIM activation)" sets the approver of the activation with the same
-  RequestId / correlationId; "Remove member from role ... (PIM deactivate)" revokes it. Every
+  RequestId / correlationId; "Remove member from role ... (PIM deactivate)" revokes it.
+  "Add member to role outside of PIM ..." (a role assigned directly, bypassing PIM) is activity:
+  action pim.add_member_outside_pim, account = the member, actor = who assigned it, target =
+  the role + scope as above; the approval hygiene check approval_bypass reports it (FAIL). Every
   other audit event is ignored (event_type = its name).
 
 Activations, deactivations and approval records are staged as approval events
@@ -280,6 +283,7 @@ class PimConnector:
         tz = LocalZone(zone_of(options), dst_of(options)) if options.tz else None
         events: list[dict] = []
         ignored: list[dict] = []
+        acts: list[dict] = []      # roles assigned outside of PIM (activity)
         for line, raw, value, context in read_records(path):
             if value is None:
                 events.append(quarantined_row(line, raw, "invalid JSON"))
@@ -288,14 +292,16 @@ class PimConnector:
             elif "Eligibility" in context or "Eligibility" in str(value.get("@odata.type", "")):
                 ignored.append(ignored_row(line, raw, "eligibility request"))
             elif "activityDisplayName" in value:
-                self._audit(line, raw, value, tz, events, ignored)
+                self._audit(line, raw, value, tz, events, ignored, acts)
             elif "action" in value and ("roleDefinitionId" in value or "groupId" in value):
                 self._request(line, raw, value, tz, events, ignored)
             else:
                 events.append(quarantined_row(
                     line, raw, "unrecognised record: neither a roleAssignmentScheduleRequest "
                                "nor a directoryAudit"))
-        return [events_batch(events)] + staged_frames({"ignored": ignored})
+        # activity before the approval events: the store folds those last (ingest_events)
+        return (staged_frames({"activity": acts}) + [events_batch(events)]
+                + staged_frames({"ignored": ignored}))
 
     @staticmethod
     def _event(line, raw, rec, fold_key, approval_id, event, ts, fields) -> dict:
@@ -391,7 +397,7 @@ class PimConnector:
 
     # -- AuditLogs -----------------------------------------------------------------------
 
-    def _audit(self, line, raw, rec, tz, events, ignored) -> None:
+    def _audit(self, line, raw, rec, tz, events, ignored, acts) -> None:
         name = str(rec.get("activityDisplayName"))
         low = name.lower()
         details = {str(d.get("key", "")).lower(): d.get("value")
@@ -412,6 +418,9 @@ class PimConnector:
                 line, raw, rec, _key(user.get("id") or user.get("userPrincipalName"), target),
                 f"approval:{ids[0]}", "approval", when,
                 {"approver": _get(rec, "initiatedBy", "user", "userPrincipalName"), "ids": ids}))
+            return
+        if low.startswith("add member to role outside of pim"):
+            acts.append(self._outside(line, raw, rec, name, user, role, target))
             return
         if low.startswith("remove member from role") and "deactivat" in low:
             when, _ = self._iso(str(rec.get("activityDateTime")), timezone.utc)
@@ -458,3 +467,26 @@ class PimConnector:
                 "revoked_at": None, "approval_reason": reason, "schedule": None,
                 "ids": sorted({str(request)} | ({str(rec["correlationId"])}
                                                 if rec.get("correlationId") else set()))}))
+
+    def _outside(self, line, raw, rec, name, user, role, target) -> dict:
+        """A role assigned outside of PIM: an activity row (approval hygiene: approval_bypass)."""
+        when, problem = self._iso(str(rec.get("activityDateTime")), timezone.utc)
+        member = user.get("userPrincipalName") or user.get("id")
+        problem = problem or next((f"missing required field: {n}" for n, v in (
+            ("targetResources User", member),
+            ("RoleDefinitionOriginId or targetResources Role", role)) if not v), None)
+        if problem:
+            return quarantined_row(line, raw, problem)
+        result = str(rec.get("result") or "").lower()
+        return {
+            "line": line, "raw": raw, "reason": None,
+            "event_id": str(rec.get("id") or event_key("pim", json.dumps(rec, sort_keys=True))),
+            "ts": when, "account": member, "target": target,
+            "action": "pim.add_member_outside_pim",
+            "detail": f"{name}: {_resource(rec, 'role').get('displayName') or role}",
+            "session_id": None,
+            "actor": (_get(rec, "initiatedBy", "user", "userPrincipalName")
+                      or _get(rec, "initiatedBy", "app", "displayName")),
+            "approval_ref": None, "actor_kind": None, "read_only": False, "attrs": None,
+            "outcome": ("success" if result == "success" else "failure"
+                        if result in ("failure", "failed") else None)}

@@ -20,7 +20,9 @@ from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy, correlate
 from correlate.errors import NO_ROOM, OutputError, PamcorrError, printable
 from correlate.exceptions import exception_lines, run_exceptions
+from correlate.cli_hygiene import hygiene_option, hygiene_settings
 from correlate.findings import VERDICTS
+from correlate.hygiene import HygieneSettings, severities, summary_line as hygiene_line
 from correlate.ingest import ingest
 from correlate.store import Store, default_db_path
 from reports.detections import REVIEWS
@@ -277,27 +279,34 @@ def print_pending(source: str, pending: list[dict], shown: int = 5) -> None:
               help="A folder of your own Sigma rules, run besides the shipped ones. Repeatable.")
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="Take [detections] (rule folders, mutes), [[exceptions]] (accepted "
-                   "exceptions for verdicts), [criticality] and policy.change_window from this "
-                   "pamcorr TOML file.")
+                   "exceptions for verdicts), [criticality], [hygiene] and "
+                   "policy.change_window from this pamcorr TOML file.")
+@hygiene_option
 @db_option
-def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, db):
-    """Judge every action in the period (all activity when no range) and store the run."""
+def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path, hygiene_pairs,
+                  db):
+    """Judge every action in the period (all activity when no range), check the hygiene of the
+    approvals starting in it, and store the run."""
     from correlate.detect.run import DetectionSettings
     detections, window, exceptions, criticality = DetectionSettings(), "planned", (), ()
+    hygiene = HygieneSettings()
     if config_path:
         from correlate.config import load_settings
         settings = load_settings(config_path)
         detections, window = settings.detections, settings.policy.change_window
         exceptions, criticality = settings.exceptions, settings.criticality
+        hygiene = settings.hygiene
+    hygiene = hygiene_settings(hygiene_pairs, hygiene)
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     with open_store(db) as store:
         lo, hi = parse_range(start, end)
         run_id = correlate(store, lo, hi, Policy(grace, lookaround, window),
                            detections=detections, exceptions=exceptions,
-                           criticality=criticality)
+                           criticality=criticality, hygiene=hygiene)
         totals = queries.verdict_totals(store, run_id)
         accepted = run_exceptions(store, run_id)
+        hygiene_n = queries.hygiene_counts(store, run_id)
         checks = queries.check_count(store, run_id)
         skipped = queries.skipped_checks(store)
         no_history = queries.tickets_without_history(store, run_id)
@@ -317,10 +326,15 @@ def correlate_cmd(start, end, grace, lookaround, fail_on, rule_dirs, config_path
         _say(f"  tickets judged by their current state only (state history unreadable): "
              f"{len(no_history)} ({shown})")
     click.echo(detection_line(detections))
+    _say(hygiene_line(hygiene_n))
     if empty:
         _err(f"{empty} (exit {EXIT_FINDINGS}: nothing was judged)")
         sys.exit(EXIT_FINDINGS)
-    if queries.fails(fail_on, queries.counted_statuses(totals), detections):
+    # a FAIL (WARN) hygiene check counts for --fail-on as a FAIL (WARN) finding does;
+    # findings an accepted exception covers do not count
+    found = (queries.counted_statuses(totals)
+             | {s for s, n in severities(hygiene_n).items() if n})
+    if queries.fails(fail_on, found, detections):
         sys.exit(EXIT_FINDINGS)
 
 
@@ -497,7 +511,8 @@ def fetch_servicenow_cmd(url, start, end, db):
 
 
 SAMPLE_FILES = (("approvals", "approvals.csv"), ("tickets", "tickets.csv"),
-                ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"))
+                ("ticket_history", "ticket_history.csv"), ("activity", "activity.jsonl"),
+                ("approvers", "approvers.csv"))
 
 
 def sample_dir() -> Path:
@@ -526,12 +541,14 @@ def demo(db, output):
         for t in queries.verdict_totals(store, run_id):
             _err(f"  {t['verdict']:24} {t['status']:4} {t['n']}")
         _err(detection_line(queries.detection_totals(store, run_id)))
+        _err(hygiene_line(queries.hygiene_counts(store, run_id)))
         path = write_gap_report(store, Path(output), run_id)
     import shlex
     q = shlex.quote(db)
     _err("next:")
     for command in (f"pamcorr findings --db {q} --failing", f"pamcorr report gaps --db {q} "
-                    f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}"):
+                    f"-o gaps.html", f"pamcorr scope svc-deploy --db {q}",
+                    f"pamcorr hygiene --db {q}"):
         _err(f"  {command}")
     _say(str(Path(path).resolve()))     # the last stdout line: .ci/run reads it
 
@@ -546,3 +563,6 @@ register_watch(main)
 from correlate.cli_spark import register as register_spark  # noqa: E402 - spark-correlate, load-run
 
 register_spark(main)
+from correlate.cli_hygiene import register as register_hygiene  # noqa: E402 - `pamcorr hygiene`
+
+register_hygiene(main)

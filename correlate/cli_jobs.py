@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from correlate.cli_hygiene import hygiene_option, hygiene_settings
 from correlate.errors import printable
 from correlate.queries import FAIL_ON_CHOICES
 
@@ -44,12 +45,16 @@ def _when(value, name):
 @click.option("--no-progress", is_flag=True, default=False,
               help="No ingest progress on stderr (on a terminal a bar with bytes, files and "
                    "ETA, else a line per file).")
-def run_cmd(config_path, week, fail_on, db, no_progress):
+@hygiene_option
+def run_cmd(config_path, week, fail_on, db, no_progress, hygiene_pairs):
     """Weekly compliance run: ingest new files, correlate the week, write OUT/<week>/."""
+    from dataclasses import replace
     from correlate.config import load_settings
     from correlate.jobs import last_full_week, parse_week, run_weekly, summary_lines, worst_status
     from correlate.queries import fails
     settings = load_settings(config_path)
+    if hygiene_pairs:
+        settings = replace(settings, hygiene=hygiene_settings(hygiene_pairs, settings.hygiene))
     period = parse_week(week) if week else last_full_week()
     if settings.tickets is not None:     # before ingesting anything, let alone connecting
         from correlate.cli import require_credentials
@@ -83,6 +88,8 @@ def exit_reason(summary, met) -> str:
                 gaps = sum(1 for c in [*summary.coverage, *summary.source_coverage]
                            if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []
+                h = sum(c["n"] for c in summary.hygiene if c["severity"] == status)
+                parts += [f"{h} {status} approval hygiene finding(s)"] if h else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
         else:
             n = sum(d["n"] for d in summary.detections if d["review"] != "MUTED"

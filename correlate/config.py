@@ -11,6 +11,7 @@ from pathlib import Path
 
 from correlate.detect.run import DetectionSettings, Mute
 from correlate.engine import DEFAULT_GRACE_S, DEFAULT_LOOKAROUND_S, Policy
+from correlate.hygiene import HygieneSettings, hygiene_settings
 from correlate.queries import FAIL_ON_CHOICES
 from correlate.errors import ConfigError, InputError
 from correlate.exceptions import (CRITICALITY, TargetCriticality, VerdictException,
@@ -28,7 +29,8 @@ _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api_?key|credential)s?$", r
 SECRET_ENV = {"jira": ("PAMCORR_JIRA_USER", "PAMCORR_JIRA_TOKEN"),
               "servicenow": ("PAMCORR_SNOW_USER", "PAMCORR_SNOW_TOKEN")}
 
-_TOP = {"db", "output", "policy", "sources", "tickets", "detections", "exceptions", "criticality"}
+_TOP = {"db", "output", "policy", "sources", "tickets", "detections", "exceptions", "criticality",
+        "hygiene"}
 _DETECTIONS = {"rules", "enabled", "mute"}
 _MUTE = {"rule", "account", "target", "ticket", "reason", "expires"}
 _EXCEPTION = {"name", "account", "target", "verdict", "reason", "accepted_by", "expires"}
@@ -76,6 +78,7 @@ class Settings:
     detections: DetectionSettings = DetectionSettings()
     exceptions: tuple[VerdictException, ...] = ()       # [[exceptions]]: accepted, for verdicts
     criticality: tuple[TargetCriticality, ...] = ()     # [criticality]: target globs -> level
+    hygiene: HygieneSettings = HygieneSettings()     # [hygiene]: the checks' thresholds
 
 
 def _fail(path: Path, message: str, line: int | None = None) -> InputError:
@@ -274,6 +277,20 @@ def _criticality(path: Path, raw) -> tuple[TargetCriticality, ...]:
         seen[key] = pattern
         out.append(TargetCriticality(key, level.strip().lower()))
     return tuple(out)
+def _hygiene(path: Path, raw) -> HygieneSettings:
+    """`[hygiene]`: approval hygiene thresholds (docs/hygiene.md); unknown keys, values that are
+    not numbers and negative ones are errors naming the file."""
+    if raw is None:
+        return HygieneSettings()
+    if not isinstance(raw, dict):
+        raise _fail(path, "[hygiene]: expected a table")
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail(path, f"hygiene.{key}: expected a number, got {value!r}")
+    try:
+        return hygiene_settings(raw)
+    except ValueError as exc:
+        raise _fail(path, f"[hygiene]: {exc}") from None
 
 
 def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings:
@@ -315,7 +332,8 @@ def parse_settings(data: dict, path: Path, base: Path | None = None) -> Settings
         tickets=_tickets(path, data.get("tickets")),
         detections=_detections(path, base, data.get("detections")),
         exceptions=_exceptions(path, data.get("exceptions")),
-        criticality=_criticality(path, data.get("criticality")))
+        criticality=_criticality(path, data.get("criticality")),
+        hygiene=_hygiene(path, data.get("hygiene")))
 
 
 def load_settings(path: str | os.PathLike) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -14,6 +15,7 @@ from correlate.clock import now_utc
 from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
 from correlate.exceptions import TargetCriticality, VerdictException, record_exceptions
+from correlate.hygiene import HygieneSettings
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -52,21 +54,30 @@ def _statements(sql: str) -> list[str]:
 VERDICT_STATEMENTS = _statements(read_sql("verdicts.sql"))
 STORE_STATEMENTS = _statements(read_sql("verdicts_store.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
+HYGIENE_STATEMENTS = _statements(read_sql("hygiene.sql"))
 
 _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win",
             "ticket_points", "seg", "hits", "seg_used", "cand", "ticket_appr", "ticket_case",
             "cand_status",
-            "judged", "best", "nearest", "win_end", "win_start")
+            "judged", "best", "nearest", "win_end", "win_start",
+            # approval hygiene (hygiene.sql)
+            "hy_appr", "hy_wi", "hy_used", "hy_names", "hy_impl", "hy_approvers",
+            "hy_auth", "hy_pat", "hy_expand", "hy_unused", "hy_uhost", "hy_beat", "hy_reported",
+            "hy_unused_judged", "hy_chain", "hy_bg", "hy_patn", "hy_scope", "hy_touched",
+            "hy_bypass_act")
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
               policy: Policy = Policy(), parameters: dict | None = None,
               detections: DetectionSettings = DetectionSettings(),
               exceptions: tuple[VerdictException, ...] = (),
-              criticality: tuple[TargetCriticality, ...] = ()) -> int:
+              criticality: tuple[TargetCriticality, ...] = (),
+              hygiene: HygieneSettings = HygieneSettings(), timings: dict | None = None) -> int:
     """Judge every activity row with start <= ts < end (all when both None), mark the failing
-    findings accepted exceptions cover, then run the detections over the same actions
-    (correlate/detect). Returns run_id."""
+    findings accepted exceptions cover, check the hygiene of the approvals starting in the
+    period (hygiene.sql, docs/hygiene.md), then run the detections over the same actions
+    (correlate/detect). Returns run_id. `timings`, when given, receives the seconds each stage
+    took (bench/bench_hygiene.py)."""
     con = store.con
     params = {"start": start, "end": end, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
@@ -83,12 +94,18 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
             con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
                         "lookaround_s, parameters, tool_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [run_id, started, start, end, policy.grace_s, policy.lookaround_s,
-                         json.dumps({**asdict(policy), **(parameters or {})}, default=str),
+                         json.dumps({**asdict(policy), **(parameters or {}),
+                                     "hygiene": asdict(hygiene)}, default=str),
                          __version__])
             params["run_id"] = run_id
             for statement in [*STORE_STATEMENTS, *CHECK_STATEMENTS]:
                 _run(con, statement, params)
             record_exceptions(con, run_id, started, exceptions, criticality)
+            lap = time.perf_counter()
+            for statement in HYGIENE_STATEMENTS:
+                _run(con, statement, {**params, **hygiene.params(), "now": started})
+            if timings is not None:
+                timings["hygiene"] = time.perf_counter() - lap
             run_detections(con, run_id, start, end, started, detections)
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
     except duckdb.Error as exc:

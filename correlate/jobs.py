@@ -19,6 +19,7 @@ from correlate.config import Settings
 from correlate.engine import correlate
 from correlate.errors import InputError, PamcorrError
 from correlate.exceptions import exception_lines, run_exceptions
+from correlate.hygiene import severities, summary_line
 from correlate.ingest import expand_paths, ingest
 from correlate.source_coverage import SourceCoverage, source_coverage
 from correlate.store import Store
@@ -189,6 +190,8 @@ class WeeklySummary:
     # per configured source name, every kind (correlate/source_coverage.py)
     source_coverage: list[SourceCoverage] = field(default_factory=list)
     exceptions: list[dict] = field(default_factory=list)      # accepted exceptions of the run
+    # approval hygiene per check: {check_id, severity, n, judged, not_judged, ...}
+    hygiene: list[dict] = field(default_factory=list)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -409,7 +412,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
                            {"job": "weekly", "week": week.label,
                             "config": str(settings.path) if settings.path else None},
                            detections=settings.detections, exceptions=settings.exceptions,
-                           criticality=settings.criticality)
+                           criticality=settings.criticality,
+                           hygiene=settings.hygiene)
         previous = previous_weekly_run(store, run_id, week)
         summary = WeeklySummary(
             week=week, run_id=run_id, config=str(settings.path) if settings.path else None,
@@ -423,7 +427,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
                                                  run_id),
             skipped_checks=queries.skipped_checks(store),
             source_coverage=source_coverage(store, settings.sources, matched, week),
-            exceptions=run_exceptions(store, run_id))
+            exceptions=run_exceptions(store, run_id),
+            hygiene=queries.hygiene_counts(store, run_id))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -468,6 +473,7 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     for c in [c for c in s.changes if c.state == "new"][:5]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
     lines += detection_summary(s)
+    lines.append(summary_line(s.hygiene).strip())
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
@@ -503,5 +509,7 @@ def worst_status(summary: WeeklySummary) -> set[str]:
     """Statuses present among findings no accepted exception covers and coverage, for
     --fail-on."""
     found = queries.counted_statuses(summary.totals)     # excepted findings do not count
+    # a FAIL (WARN) hygiene check counts for --fail-on as a FAIL (WARN) finding does
+    found |= {s for s, n in severities(summary.hygiene).items() if n and s != "INFO"}
     return (found | {c.status for c in summary.coverage}
             | {c.status for c in summary.source_coverage})

@@ -8,6 +8,7 @@ from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.exceptions import CRITICALITY
 from correlate.findings import VERDICTS, Finding
+from correlate.hygiene import CHECKS, NOT_JUDGED
 from correlate.store import Store
 
 # identity_kind: identities.csv's kind for the account, else what the connector saw
@@ -140,7 +141,8 @@ def pending_approvals(store: Store, source: str) -> list[dict]:
 
 def check_count(store: Store, run_id: int) -> int:
     """How many ticket-check warnings a run raised."""
-    return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ?", [run_id])
+    return store.scalar("SELECT count(*) FROM approval_checks WHERE run_id = ? "
+                        "AND family = 'ticket'", [run_id])
 
 
 def tickets_without_history(store: Store, run_id: int) -> list[str]:
@@ -303,3 +305,29 @@ def period_note(previous: dict, start, end, weekly: bool = False) -> str | None:
     else:
         how = "not the adjacent period: the two periods overlap"
     return f"compared with run {previous['run_id']} ({span}), {how}"
+
+
+# Approval hygiene per check of a run (correlate/sql/hygiene.sql): findings, judged, not judged.
+COUNTS_SQL = """
+SELECT h.check_id, h.judged, h.not_judged, count(c.check_id) AS n
+FROM hygiene_counts h
+LEFT JOIN approval_checks c ON c.run_id = h.run_id AND c.check_id = h.check_id
+                            AND c.family = 'hygiene'
+WHERE h.run_id = ? GROUP BY ALL
+"""
+
+
+def hygiene_counts(store: Store, run_id: int) -> list[dict]:
+    """Per check, in the checks' order: severity, control, title, findings (n), judged and not
+    judged (with why). Runs made before hygiene existed give no rows."""
+    got = {r["check_id"]: r for r in store.query_dicts(COUNTS_SQL, [run_id])}
+    out = []
+    for check_id, (severity, control, title) in CHECKS.items():
+        if check_id not in got:
+            continue
+        r = got[check_id]
+        out.append({"check_id": check_id, "severity": severity, "control": control,
+                    "title": title, "n": r["n"], "judged": r["judged"],
+                    "not_judged": r["not_judged"],
+                    "not_judged_why": NOT_JUDGED.get(check_id, "")})
+    return out

@@ -19,8 +19,10 @@ from pathlib import Path
 from correlate import __version__, queries
 from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
+from correlate.hygiene import severities
 from correlate.store import Store
 from reports import detections as det
+from reports import hygiene as hyg
 from reports.export import iso
 from reports.export_sql import findings_summary, write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
@@ -59,6 +61,9 @@ DESCRIPTIONS = {
     "detections.csv": "every detection of the period (one row per action and rule, worst "
                       "first), formula-safe CSV",
     "detections.jsonl": "every detection of the period, JSON lines",
+    "hygiene.csv": "the run's approval hygiene findings (self-approval, bypass, unused, ...; "
+                   "worst first) with their evidence, formula-safe CSV",
+    "hygiene.jsonl": "the run's approval hygiene findings, JSON lines",
     "gap-report.html": "the gap report of the run",
     "weekly.json": "the weekly run: ingest, coverage, changes since the previous week (JSON)",
 }
@@ -167,11 +172,11 @@ def _previous_from_path(path: Path) -> dict:
 
 
 def _rows_in(name: str, data: bytes) -> int | None:
-    if name in ("findings.jsonl", "detections.jsonl"):
+    if name in ("findings.jsonl", "detections.jsonl", "hygiene.jsonl"):
         return sum(1 for line in data.splitlines() if line.strip())
     if name == "findings.ocsf.json":
         return len(json.loads(data))
-    if name in ("findings.csv", "detections.csv"):
+    if name in ("findings.csv", "detections.csv", "hygiene.csv"):
         return max(0, sum(1 for _ in csv.reader(io.StringIO(data.decode("utf-8")))) - 1)
     return None
 
@@ -220,6 +225,11 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             rows["detections.csv"] = det.write_csv(detections, fh)
         with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
             rows["detections.jsonl"] = det.write_jsonl(detections, fh)
+        hygiene = hyg.hygiene_rows(store, run_id)   # per run: the approvals starting in it
+        with open(work / "hygiene.csv", "w", encoding="utf-8", newline="") as fh:
+            rows["hygiene.csv"] = hyg.write_csv(hygiene, fh)
+        with open(work / "hygiene.jsonl", "w", encoding="utf-8") as fh:
+            rows["hygiene.jsonl"] = hyg.write_jsonl(hygiene, fh)
         links = plan_scope_pages(store, run_id) if scope_pages else None
         write_gap_report(store, work / "gap-report.html", run_id, links=links)
         if links:
@@ -255,6 +265,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "period": {"start": period_start, "end": period_end},
             "findings": n_findings,
             "detections": len(detections),
+            "hygiene": severities(queries.hygiene_counts(store, run_id)),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},
             "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],

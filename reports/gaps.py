@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,6 +15,7 @@ from correlate.exceptions import CRITICALITY, run_exceptions, until
 from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
+from reports.hygiene import hygiene_rows
 from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
 from reports.trend import Trend, trend
@@ -25,6 +27,7 @@ RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
 TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
+HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
 ACCOUNTS_SQL = """
 SELECT a.account AS account, count(*) AS total,
@@ -140,7 +143,7 @@ CHECKS_SQL = """
 SELECT c.check_id, c.approval_id, c.ticket_id, c.detail, a.account, a.target
 FROM approval_checks c LEFT JOIN approvals a
   ON a.source = c.approval_source AND a.approval_id = c.approval_id
-WHERE c.run_id = ? ORDER BY c.check_id, c.approval_id LIMIT 200
+WHERE c.run_id = ? AND c.family = 'ticket' ORDER BY c.check_id, c.approval_id LIMIT 200
 """
 
 FRAMEWORKS = (
@@ -206,7 +209,7 @@ class GapReportContext:
     issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
     issues_total: int             # issue groups listed
     issues_limit: int             # per verdict
-    issues_capped: bool = False   # some verdict has more groups than the limit
+    issues_capped: bool           # some verdict has more groups than the limit
     previous_run: dict | None     # the run "new" and "resolved" compare with
     changes: dict | None          # {new, resolved, still} issue keys
     axis: list[dict]              # time axis ticks {x, label} shared by the timelines
@@ -238,6 +241,10 @@ class GapReportContext:
     def criticality_rank(level: str | None) -> int:
         """4 critical .. 1 low, 0 none: how the Criticality column sorts."""
         return CRITICALITY[::-1].index(level) + 1 if level in CRITICALITY else 0
+    # approval hygiene (_hygiene.html): counts per check, the findings (evidence as a dict)
+    hygiene: list[dict] = field(default_factory=list)
+    hygiene_rows: list[dict] = field(default_factory=list)
+    hygiene_total: int = 0
 
     @property
     def worst(self) -> list[dict]:
@@ -438,7 +445,18 @@ def gap_report_context(store: Store, run_id: int | None = None,
         trend=trend(store, run_id), links=links,
         source_coverage=source_coverage(store, run["period_start"], run["period_end"]),
         exceptions=accepted, excepted=excepted,
-        excepted_total=sum(t["excepted"] for t in totals))
+        excepted_total=sum(t["excepted"] for t in totals),
+        **_hygiene(store, run_id))
+
+
+def _hygiene(store: Store, run_id: int) -> dict:
+    """The Approval hygiene section's part of the context."""
+    counts = queries.hygiene_counts(store, run_id)
+    rows = hygiene_rows(store, run_id, limit=HYGIENE_LIMIT)
+    for r in rows:
+        r["evidence"] = json.loads(r["evidence"]) if r["evidence"] else {}
+    return {"hygiene": counts, "hygiene_rows": rows,
+            "hygiene_total": sum(c["n"] for c in counts)}
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None, links=None) -> Path:

@@ -108,6 +108,100 @@ def deploy_cmds(ver):
             ("sudo", "systemctl start app"), ("ssh.command", "curl -fsS localhost:8080/healthz")]
 
 
+# ---- approval hygiene examples (docs/hygiene.md) -----------------------------------------------
+# Fixed rows appended after everything drawn from the seed, so the rest of the week keeps its
+# bytes: one or more examples of each hygiene check the demo shows. Accounts that appear nowhere
+# else (nina.kowalski, omar.petrov, pia.lund) keep the other verdicts as they were.
+def _at(day, hh, mm=0):
+    return WEEK + day * D + hh * H + mm * M
+
+
+HYGIENE_TICKETS = [  # ticket_id, status, opened, closed, planned_start, planned_end, assignee
+    ("CHG-7001", "approved", DAY0, None, None, None, "nina.kowalski"),
+    ("CHG-7002", "closed", DAY0, _at(0, 18), None, None, "pia.lund"),     # closed on Monday
+    ("CHG-7003", "approved", DAY0 - 20 * D, None, None, None, "omar.petrov"),
+]
+# approval_id, account, target, start, end, ticket, requester, approver, kind
+HYGIENE_APPROVALS = [
+    # self_approval: nina approved her own request
+    ("PAM-20001", "nina.kowalski", "web-prod-03", _at(1, 9), _at(1, 11), "CHG-7001",
+     "nina.kowalski", "nina.kowalski", "standard"),
+    # approver_is_implementer: pia approved omar's request for root, then did the work herself
+    ("PAM-20002", "root", "db-prod-04", _at(1, 14), _at(1, 15), "CHG-7001", "omar.petrov",
+     "pia.lund", "standard"),
+    # approver_not_authorized: quinn.temp is not in approvers.csv
+    ("PAM-20003", "omar.petrov", "api-prod-02", _at(2, 10), _at(2, 11), "CHG-7001", "omar.petrov",
+     "quinn.temp", "standard"),
+    # approval_unused: nothing by nina on web-prod-05 while svc-monitor reported there
+    ("PAM-20004", "nina.kowalski", "web-prod-05", _at(2, 13), _at(2, 15), "CHG-7001",
+     "nina.kowalski", "alice.nguyen", "standard"),
+    # window_oversized: 8 h granted, 10 min used
+    ("PAM-20008", "pia.lund", "db-stg-02", _at(3, 8), _at(3, 16), "CHG-7001", "pia.lund",
+     "judy.silva", "standard"),
+    # ticket_reused: CHG-7002 closed on Monday, cited on Wednesday; CHG-7003 cited for 3 weeks
+    ("PAM-20009", "pia.lund", "db-stg-03", _at(2, 9), _at(2, 10), "CHG-7002", "pia.lund",
+     "judy.silva", "standard"),
+    ("PAM-20010", "omar.petrov", "api-prod-03", DAY0 - 19 * D, DAY0 - 19 * D + H, "CHG-7003",
+     "omar.petrov", "alice.nguyen", "standard"),
+    ("PAM-20011", "omar.petrov", "api-prod-03", _at(2, 15), _at(2, 16), "CHG-7003", "omar.petrov",
+     "alice.nguyen", "standard"),
+] + [
+    # standing_eligibility: omar's three unused approvals on cache-prod-02
+    (f"PAM-2000{5 + i}", "omar.petrov", "cache-prod-02", _at(3 + i, 10), _at(3 + i, 11),
+     "CHG-7001", "omar.petrov", "marco.baker", "standard") for i in range(3)
+] + [
+    # renewal_chain: four 4 h approvals back to back for nina on bastion-02 (16 h in a row)
+    (f"PAM-2002{i}", "nina.kowalski", "bastion-02", _at(4, 4 * i), _at(4, 4 * i + 4), "CHG-7001",
+     "nina.kowalski", "marco.baker", "standard") for i in range(4)
+]
+# ts, account, target, action, detail, actor
+HYGIENE_EVENTS = [
+    (_at(1, 9, 10), "nina.kowalski", "web-prod-03", "sudo", "systemctl reload nginx", None),
+    (_at(1, 14, 5), "root", "db-prod-04", "sudo", "systemctl restart postgresql", "pia.lund"),
+    (_at(1, 14, 20), "root", "db-prod-04", "db.query", "VACUUM ANALYZE orders", "pia.lund"),
+    (_at(2, 10, 15), "omar.petrov", "api-prod-02", "sudo", "systemctl restart api", None),
+    (_at(2, 14), "svc-monitor", "web-prod-05", "ssh.command", "check_load -w 8,6,4 -c 12,10,8",
+     "nagios"),
+    (_at(3, 9), "pia.lund", "db-stg-02", "sudo", "systemctl restart postgresql", None),
+    (_at(3, 9, 10), "pia.lund", "db-stg-02", "db.query", "ANALYZE sessions", None),
+    (_at(2, 9, 30), "pia.lund", "db-stg-03", "db.query", "ANALYZE sessions", None),
+    (DAY0 - 19 * D + 10 * M, "omar.petrov", "api-prod-03", "sudo", "systemctl restart api", None),
+    (_at(2, 15, 10), "omar.petrov", "api-prod-03", "sudo", "systemctl restart api", None),
+] + [
+    (_at(3 + i, 10, 30), "svc-monitor", "cache-prod-02", "ssh.command", "check_disk -w 20% -c 10%",
+     "nagios") for i in range(3)
+] + [
+    (_at(4, 4 * i + 1), "nina.kowalski", "bastion-02", "ssh.command", "tail -n 200 /var/log/auth.log",
+     None) for i in range(4)
+] + [
+    # approval_bypass: a policy attached by a person outside any approval (CloudTrail's shape),
+    # and a role assigned outside of PIM (Entra's audit event, as the pim connector maps it)
+    (_at(5, 2, 10), "omar.petrov", "aws-123456789012", "iam.amazonaws.com:AttachRolePolicy",
+     '{"roleName":"ci-deployer","policyArn":"arn:aws:iam::aws:policy/AdministratorAccess"}',
+     "omar.petrov"),
+    (_at(5, 2, 30), "mallory.cohen", "62e90394-69f5-4237-9190-012177145e10/",
+     "pim.add_member_outside_pim", "Add member to role outside of PIM (permanent): Global "
+     "Administrator", "omar.petrov"),
+]
+
+
+def hygiene_rows(approvers):
+    """The example rows as written: approvals, tickets, activity lines, approvers.csv rows
+    (`approvers`: every approver of the seeded week, allowed everywhere)."""
+    appr = [[a[0], a[1], a[2], iso(a[3]), iso(a[4]), a[5], a[6], a[7], a[8], "approved", ""]
+            for a in HYGIENE_APPROVALS]
+    tick = [[t[0], t[1]] + [iso(x) if x else "" for x in t[2:6]] + [t[6]] for t in HYGIENE_TICKETS]
+    lines = []
+    for i, (ts, account, target, action, detail, actor) in enumerate(HYGIENE_EVENTS, 1):
+        d = {"event_id": f"ev-h{i:03d}", "ts": iso(ts), "account": account, "target": target,
+             "action": action, "detail": detail}
+        if actor:
+            d["actor"] = actor
+        lines.append(json.dumps(d, separators=(",", ":")))
+    who = sorted(set(approvers) | {"alice.nguyen", "judy.silva", "marco.baker", "pia.lund"})
+    return appr, tick, lines, [[a, "*", ""] for a in who]
+
+
 class Gen:
     def __init__(self, seed):
         self.r = random.Random(seed)
@@ -417,9 +511,13 @@ class Gen:
                 for i, a in enumerate(self.approvals)]
         tick = [[t["id"], t["status"]] + [fmt(t[k], i, 1) for k in ("opened", "closed", "ps", "pe")]
                 + [t["assignee"]] for i, t in enumerate(self.tickets)]
+        h_appr, h_tick, h_lines, approvers = hygiene_rows({a["approver"] for a in self.approvals
+                                                           if a["approver"]})
+        appr, tick = appr + h_appr, tick + h_tick
         hist = [[t["id"], fmt(ts, i, 1), s] for i, t in enumerate(self.tickets) for ts, s in t["hist"] or []]
         for name, cols, rows in (("approvals", APPROVAL_COLS, appr), ("tickets", TICKET_COLS, tick),
-                                 ("ticket_history", "ticket_id ts status", hist)):
+                                 ("ticket_history", "ticket_id ts status", hist),
+                                 ("approvers", "approver scope kinds", approvers)):
             with open(os.path.join(out, f"{name}.csv"), "w", newline="", encoding="utf-8") as fh:
                 csv.writer(fh, lineterminator="\n").writerows([cols.split()] + rows)
 
@@ -453,6 +551,7 @@ class Gen:
             lines.append(((i, 0), line))
         lines += [((i + r.randint(1, 4), 1), lines[i][1]) for i in dups]
         lines.sort(key=lambda x: x[0])
+        lines += [(None, line) for line in h_lines]     # the hygiene examples, at the end
         with open(os.path.join(out, "activity.jsonl"), "w", encoding="utf-8") as fh:
             fh.writelines(line + "\n" for _, line in lines)
 
@@ -461,10 +560,11 @@ class Gen:
             rows=len(appr), end_before_start=2, rows_with_offset_timestamps=len(offs[0]), by_kind=by(appr, 8),
             by_status=by(appr, 9)), "tickets.csv": dict(
             rows=len(tick), with_history=len({h[0] for h in hist}), rows_with_offset_timestamps=len(offs[1]),
-            by_status=by(tick, 1)), "ticket_history.csv": dict(rows=len(hist)), "activity.jsonl": dict(
+            by_status=by(tick, 1)), "ticket_history.csv": dict(rows=len(hist)),
+            "approvers.csv": dict(rows=len(approvers)), "activity.jsonl": dict(
             lines=len(lines), invalid_json=len(bad), missing_account=len(no_acct),
             zoneless_timestamp=len(naive), exact_duplicate_lines=len(dups),
-            distinct_valid_events=len(ev) - len(bad) - len(no_acct) - len(naive),
+            distinct_valid_events=len(ev) + len(h_lines) - len(bad) - len(no_acct) - len(naive),
             epoch_ms_timestamps=len(epoch), offset_timestamps=len(offset),
             details_with_secrets=len(SECRETS) * 2, hostile_details=len(HOSTILE),
             hostile_targets=len(HOSTILE_TARGETS), hostile_actors=len(HOSTILE_ACTORS))}

@@ -92,7 +92,8 @@ class World:
         store = self.store(order=order)
         run = correlate(store, start, end, Policy(grace, lookaround, change_window))
         self.checks = store.query("SELECT approval_id, check_id FROM approval_checks "
-                                  "WHERE run_id = ? ORDER BY 1, 2", [run])
+                                  "WHERE family = 'ticket' "
+                                  "AND run_id = ? ORDER BY 1, 2", [run])
         rows = store.query_dicts(
             "SELECT a.event_id, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, "
             f"f.reason{extra} FROM findings f JOIN activity a USING (act_id) WHERE run_id = ?", [run])

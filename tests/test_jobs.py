@@ -128,7 +128,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     out = job.tmp / "out" / "2026-W47"
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
-        "detections.csv", "detections.jsonl",
+        "detections.csv", "detections.jsonl", "hygiene.csv", "hygiene.jsonl",
         "manifest.json", "weekly.json", "scope"}
     # scope pages of the three failing accounts (mallory, bob, carol), listed in the manifest
     assert len(list((out / "scope").iterdir())) == 3
@@ -137,7 +137,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 11/11 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 13/13 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):

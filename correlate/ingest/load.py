@@ -10,6 +10,7 @@ from __future__ import annotations
 from connectors.base import OPTIONAL_COLUMNS
 from correlate.ingest.activity import load_staged
 from correlate.ingest.base import scalar
+from correlate.approvers import load_approvers
 from correlate.ingest.events import load_approval_events
 from correlate.redact import redact_sql
 
@@ -115,4 +116,4 @@ def _load_targets(con, source, ingest_id):
 LOADERS = {"identities": _load_identities, "targets": _load_targets,
            "approvals": _load_approvals, "tickets": _load_tickets,
            "ticket_history": _load_history, "activity": load_staged,
-           "approval_events": load_approval_events}
+           "approval_events": load_approval_events, "approvers": load_approvers}

@@ -8,12 +8,12 @@ from correlate.ingest import log
 # Every table whose rows carry the ingest that brought them. Rows a later file superseded
 # (an approval or ticket it re-sent) carry that file's ingest id and stay.
 TABLES = ("activity", "approvals", "approvals_pending", "tickets", "ticket_history",
-          "approval_events", "identities", "targets", "quarantine", "ignored_counts")
+          "approval_events", "identities", "targets", "approvers", "quarantine", "ignored_counts")
 
 # What the summary line names, in this order (table, singular label).
 SHOWN = (("activity", "activity rows"), ("approvals", "approvals"), ("tickets", "tickets"),
          ("ticket_history", "ticket history rows"), ("approval_events", "approval events"),
-         ("identities", "identities"), ("targets", "targets"),
+         ("identities", "identities"), ("targets", "targets"), ("approvers", "approvers"),
          ("quarantine", "quarantined rows"))
 
 

@@ -22,7 +22,7 @@ JOIN tickets t ON t.ticket_id = a.ticket
 -- The requester should be the ticket's assignee or reporter (aliases from identities.csv count).
 -- Skipped for tickets from a source that gives no ticket a reporter (a CSV without that column):
 -- the requester who filed the ticket is unknown there (said once: queries.SKIPPED_CHECKS_SQL).
-INSERT INTO approval_checks
+INSERT INTO approval_checks (run_id, approval_source, approval_id, ticket_id, check_id, severity, detail)
 SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'requester_not_on_ticket', 'WARN',
        'requester ' || u.requester || ' is neither the assignee (' || coalesce(u.assignee, '-')
        || ') nor the reporter (' || coalesce(u.reporter, '-') || ') of ' || u.ticket_id
@@ -39,7 +39,7 @@ WHERE u.requester IS NOT NULL AND (u.assignee IS NOT NULL OR u.reporter IS NOT N
 ;
 -- When the ticket names components / configuration items, one should cover the target
 -- (equal, or either a glob of the other, case-insensitive).
-INSERT INTO approval_checks
+INSERT INTO approval_checks (run_id, approval_source, approval_id, ticket_id, check_id, severity, detail)
 SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'ticket_does_not_cover_target', 'WARN',
        'target ' || u.target || ' is not among the components of ' || u.ticket_id || ': '
        || array_to_string(u.components, ', ')
@@ -50,7 +50,7 @@ WHERE len(u.components) > 0
         OR lower(c) GLOB lower(u.target)))
 ;
 -- A ticket judged by its current state only (its state history could not be read): never silent.
-INSERT INTO approval_checks
+INSERT INTO approval_checks (run_id, approval_source, approval_id, ticket_id, check_id, severity, detail)
 SELECT $run_id, u.source, u.approval_id, u.ticket_id, 'ticket_state_without_history', 'WARN',
        u.ticket_id || ': ' || u.history_note
 FROM used_approvals u

@@ -122,12 +122,20 @@ FROM (SELECT act.act_id, coalesce(r.key_id, act.key_id) AS key_id, act.ts, act.o
 ASOF LEFT JOIN seg g ON g.key_id = a.key_id AND a.ts >= g.p
 ;
 -- Only segments some action falls in are judged (about a third of them in the benchmark).
+-- With the work done in each, read by the approval hygiene checks (hygiene.sql) in the same
+-- pass over the actions: actions that are not failed attempts, the first and the last of them.
 CREATE OR REPLACE TEMP TABLE seg_used AS
-SELECT s.key_id, s.p, s.sid FROM seg s JOIN (SELECT DISTINCT sid FROM hits) h ON h.sid = s.sid
+SELECT s.key_id, s.p, s.sid, h.n, h.lo, h.hi FROM seg s JOIN (
+    SELECT sid, count(*) FILTER (WHERE outcome IS DISTINCT FROM 'failure') AS n,
+           min(ts_us) FILTER (WHERE outcome IS DISTINCT FROM 'failure') AS lo,
+           max(ts_us) FILTER (WHERE outcome IS DISTINCT FROM 'failure') AS hi
+    FROM hits GROUP BY sid) h ON h.sid = s.sid
 ;
 -- Every window covering a segment's first instant (widened by grace), judged there.
+-- (n, lo, hi: the segment's work, for hygiene.sql)
 CREATE OR REPLACE TEMP TABLE cand AS
-SELECT s.key_id, s.p, s.sid, w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
+SELECT s.key_id, s.p, s.sid, s.n, s.lo, s.hi,
+       w.approval_source, w.approval_id, w.kind, w.ticket, w.ws, w.we, w.via,
        t.ticket_id AS t_id, t.status AS t_status, t.opened, t.closed,
        CASE WHEN $actual_window THEN t.work_start ELSE t.planned_start END AS planned_start,
        CASE WHEN $actual_window THEN t.work_end ELSE t.planned_end END AS planned_end
