@@ -206,7 +206,7 @@ class GapReportContext:
     issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
     issues_total: int             # issue groups listed
     issues_limit: int             # per verdict
-    issues_capped: bool = False   # some verdict has more groups than the limit
+    issues_capped: bool           # some verdict has more groups than the limit
     previous_run: dict | None     # the run "new" and "resolved" compare with
     changes: dict | None          # {new, resolved, still} issue keys
     axis: list[dict]              # time axis ticks {x, label} shared by the timelines
