@@ -60,3 +60,11 @@ class Finding:
 
 
 FINDING_FIELDS = tuple(f.name for f in fields(Finding))
+
+
+@dataclass(frozen=True)
+class ExceptedFinding(Finding):
+    """A finding and the name of the accepted exception that covers it (None: none does), for
+    `pamcorr findings`' table; FINDING_FIELDS (what exports write) leave it out."""
+
+    exception: str | None = None

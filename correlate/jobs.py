@@ -32,12 +32,16 @@ WHERE finished IS NOT NULL AND run_id <> ? AND period_end <= ?
 ORDER BY period_end DESC, run_id DESC
 """
 
-# One row per issue: the same account failing the same way on the same target.
+# One row per issue: the same account failing the same way on the same target. n: its FAIL
+# actions no accepted exception covers; excepted: those one covers (an exception matches the
+# whole key, so an issue is failing or excepted, counted apart).
 ISSUES_SQL = """
 SELECT lower(a.account) AS account_norm, lower(a.target) AS target_norm, f.verdict,
-       min(a.account) AS account, min(a.target) AS target, count(*) AS n,
+       min(a.account) AS account, min(a.target) AS target,
+       count(*) FILTER (WHERE e.act_id IS NULL) AS n, count(e.act_id) AS excepted,
        min(a.ts) AS first, max(a.ts) AS last
 FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
 WHERE f.run_id = ? AND f.status = 'FAIL'
 GROUP BY ALL
 """
@@ -132,13 +136,14 @@ class SourceIngest:
 class Change:
     """One issue key compared with the previous weekly run."""
 
-    state: str                    # new | still failing | resolved | not seen
+    state: str                    # new | still failing | resolved | not seen | excepted
     key: str
     account: str
     target: str
     verdict: str
-    before: int                   # failing actions in the previous run
-    now: int                      # failing actions in this run
+    before: int                   # failing actions in the previous run (not excepted)
+    now: int                      # failing actions in this run (not excepted)
+    excepted: int = 0             # FAIL actions in this run an accepted exception covers
 
 
 @dataclass
@@ -313,24 +318,32 @@ def compare_runs(store: Store, previous: int | None, current: int) -> list[Chang
 
     An issue that failed before is "resolved" only when the account acted on the target in this
     run and none of those actions failed that way; without any such action it is "not seen".
+    Only FAIL actions no accepted exception covers count as failing: an issue an exception covers
+    in this run is "excepted" (counted apart, never new or still failing); one covered in the
+    previous run counts as not failing then.
     """
     def issues(run):
         if run is None:
-            return {}
-        return {(r["account_norm"], r["target_norm"], r["verdict"]): r
-                for r in store.query_dicts(ISSUES_SQL, [run])}
-    before, now = issues(previous), issues(current)
+            return {}, {}
+        rows = store.query_dicts(ISSUES_SQL, [run])
+        key = lambda r: (r["account_norm"], r["target_norm"], r["verdict"])  # noqa: E731
+        return ({key(r): r for r in rows if r["n"]},
+                {key(r): r for r in rows if r["excepted"] and not r["n"]})
+    (before, _), (now, excepted) = issues(previous), issues(current)
     active = set(store.query(ACTIVE_PAIRS_SQL, [current])) if before else set()
     changes = []
-    for k in sorted(set(before) | set(now)):
-        row = now.get(k) or before[k]
+    for k in sorted(set(before) | set(now) | set(excepted)):
+        row = now.get(k) or excepted.get(k) or before[k]
         if k in now:
             state = "still failing" if k in before else "new"
+        elif k in excepted:
+            state = "excepted"
         else:
             state = "resolved" if (k[0], k[1]) in active else "not seen"
         changes.append(Change(state, issue_key(*k), row["account"], row["target"], k[2],
-                              before[k]["n"] if k in before else 0, now[k]["n"] if k in now else 0))
-    order = {"new": 0, "still failing": 1, "resolved": 2, "not seen": 3}
+                              before[k]["n"] if k in before else 0, now[k]["n"] if k in now else 0,
+                              excepted[k]["excepted"] if k in excepted else 0))
+    order = {"new": 0, "still failing": 1, "resolved": 2, "not seen": 3, "excepted": 4}
     return sorted(changes, key=lambda c: (order[c.state], -c.now, -c.before, c.account,
                                           c.target, c.verdict))
 
@@ -465,11 +478,13 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     if s.previous:
         lines.append(f"since {s.previous['week']} (run {s.previous['run_id']}): "
                      f"{s.count('new')} new, {s.count('still failing')} still failing, "
-                     f"{s.count('resolved')} resolved, {s.count('not seen')} not seen this week")
+                     f"{s.count('resolved')} resolved, {s.count('not seen')} not seen this week"
+                     + _excepted_note(s))
         if s.previous.get("note"):
             lines.append(f"  {s.previous['note']}")
     else:
-        lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)")
+        lines.append(f"no earlier weekly run to compare with: {s.count('new')} failing issue(s)"
+                     + _excepted_note(s))
     for c in [c for c in s.changes if c.state == "new"][:5]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
     lines += detection_summary(s)
@@ -485,6 +500,15 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     lines.append(f"output: {result.out_dir}/index.html (manifest sha256 "
                  f"{result.manifest_sha256[:16]}...)")
     return lines
+
+
+def _excepted_note(s: WeeklySummary) -> str:
+    """`; 2 excepted issue(s) (5 FAIL action(s), not counted as failing)`, or nothing."""
+    n = s.count("excepted")
+    if not n:
+        return ""
+    actions = sum(c.excepted for c in s.changes if c.state == "excepted")
+    return f"; {n} excepted issue(s) ({actions:,} FAIL action(s), not counted as failing)"
 
 
 def detection_summary(s: WeeklySummary) -> list[str]:

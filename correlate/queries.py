@@ -7,18 +7,22 @@ from datetime import timezone
 from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.exceptions import CRITICALITY
-from correlate.findings import VERDICTS, Finding
+from correlate.findings import VERDICTS, ExceptedFinding, Finding
 from correlate.hygiene import CHECKS, NOT_JUDGED
 from correlate.store import Store
 
 # identity_kind: identities.csv's kind for the account, else what the connector saw
-# (Teleport bots, CloudTrail service principals), else NULL (unknown).
+# (Teleport bots, CloudTrail service principals), else NULL (unknown). exception: the name of
+# the accepted exception that covers the finding (docs/verdicts.md), else NULL.
 FINDINGS_SQL = """
 SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
        a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id,
-       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome
+       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome,
+       x.name AS exception
 FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
+LEFT JOIN verdict_exceptions x ON x.run_id = e.run_id AND x.n = e.n
 WHERE f.run_id = $run_id
   AND ($verdict IS NULL OR f.verdict = $verdict)
   AND ($status IS NULL OR list_contains($status::VARCHAR[], f.status))
@@ -82,10 +86,11 @@ def statuses(status) -> list[str] | None:
 def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
              status: str | list[str] | None = None, account: str | None = None,
              limit: int | None = None, kind: str | None = None, start=None,
-             end=None) -> list[Finding]:
+             end=None, with_exception: bool = False) -> list[Finding]:
     """Findings of a run joined to their activity, oldest first; start <= ts < end when given.
 
-    `kind`: human, service, bot, non-human (service or bot) or unknown.
+    `kind`: human, service, bot, non-human (service or bot) or unknown. `with_exception`:
+    ExceptedFinding rows, naming the accepted exception that covers each (None: none does).
     """
     run_id = resolve_run(store, run_id)
     rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
@@ -93,7 +98,9 @@ def findings(store: Store, run_id: int | None = None, verdict: str | None = None
                                             "kind": kind,
                                             "start": start, "end": end,
                                             "limit": limit if limit is not None else 2**62})
-    return [Finding(**r) for r in rows]
+    if with_exception:
+        return [ExceptedFinding(**r) for r in rows]
+    return [Finding(**{k: v for k, v in r.items() if k != "exception"}) for r in rows]
 
 
 # Ticket sources that give no ticket a reporter: requester_not_on_ticket is skipped for their

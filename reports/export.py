@@ -93,12 +93,12 @@ def write_aligned(cols: tuple[str, ...], rows: list[list[str]], out: IO[str]) ->
 
 
 TABLE_COLUMNS = ("ts", "account", "target", "action", "status", "verdict", "approval_id",
-                 "ticket_id", "gap_seconds", "outcome", "reason")
+                 "ticket_id", "gap_seconds", "outcome", "reason", "exception")
 
 
 def write_table(findings: Iterable[Finding], out: IO[str]) -> int:
     """A plain table for a terminal: control characters in a cell shown escaped."""
-    return write_aligned(TABLE_COLUMNS, [[printable(formula_safe(getattr(f, c)))
+    return write_aligned(TABLE_COLUMNS, [[printable(formula_safe(getattr(f, c, None)))
                                           for c in TABLE_COLUMNS] for f in findings], out)
 
 

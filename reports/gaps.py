@@ -29,26 +29,33 @@ TIMELINE_MARKS = 400
 TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
+# warn, fail: what no accepted exception covers; excepted (FAIL and WARN) counted apart, so
+# pass + warn + fail + excepted + INFO = total. excepted_fail: for the timeline's FAIL marks.
 ACCOUNTS_SQL = """
 SELECT a.account AS account, count(*) AS total,
        count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN') AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL') AS fail,
+       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
+       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
+       count(e.act_id) AS excepted,
+       count(e.act_id) FILTER (WHERE f.status = 'FAIL') AS excepted_fail,
        count(DISTINCT a.target) AS targets, min(a.ts) AS first, max(a.ts) AS last,
        coalesce(any_value(i.kind), any_value(a.actor_kind), '') AS kind
 FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = ?
-GROUP BY a.account ORDER BY fail DESC, warn DESC, total DESC, account LIMIT ?
+GROUP BY a.account ORDER BY fail DESC, warn DESC, excepted DESC, total DESC, account LIMIT ?
 """
 
 # identity kind: identities.csv, else what the source said (bots, service principals).
 KINDS_SQL = """
 SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
        count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN') AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL') AS fail
+       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
+       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
+       count(e.act_id) AS excepted
 FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = ? GROUP BY 1 ORDER BY fail DESC, kind
 """
@@ -376,8 +383,11 @@ def _account_counts(row: dict | None) -> dict | None:
     """An account's actions per status from its row of the accounts table (no other scan)."""
     if row is None:
         return None
-    counts = {"PASS": row["pass"], "WARN": row["warn"], "FAIL": row["fail"],
-              "INFO": row["total"] - row["pass"] - row["warn"] - row["fail"]}
+    # an excepted finding keeps its status on the timeline
+    warn = row["warn"] + row["excepted"] - row["excepted_fail"]
+    fail = row["fail"] + row["excepted_fail"]
+    counts = {"PASS": row["pass"], "WARN": warn, "FAIL": fail,
+              "INFO": row["total"] - row["pass"] - warn - fail}
     return {status: n for status, n in counts.items() if n}
 
 

@@ -153,5 +153,6 @@ def test_findings_every_row_by_default_failing_and_repeatable_status(world, tmp_
     assert events("--status", "PASS") == ["ok"]
     table = runner.invoke(main, ["findings"]).stdout.splitlines()
     assert table[0].split() == ["ts", "account", "target", "action", "status", "verdict",
-                                "approval_id", "ticket_id", "gap_seconds", "outcome", "reason"]
+                                "approval_id", "ticket_id", "gap_seconds", "outcome", "reason",
+                                "exception"]
     assert any("after the end of the nearest approval" in line for line in table)

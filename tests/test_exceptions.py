@@ -365,3 +365,42 @@ def test_findings_are_joined_to_the_matched_keys_on_the_whole_key(db, tmp_path):
     conditions = [c.strip() for c in re.findall(r"Conditions: ([^│]*)", plan)]
     assert conditions and "verdict = verdict" not in conditions
     store.close()
+
+
+def test_the_accounts_table_counts_excepted_findings_apart_and_the_rows_add_up(db, tmp_path):
+    store, run = judge(db, configure(tmp_path, CRON.format(expires="2099-01-01")))
+    soup = BeautifulSoup(write_gap_report(store, tmp_path / "r.html", run).read_text(),
+                         "html.parser")
+    store.close()
+    head = [th.get_text() for th in soup.select("#accounts table")[1].select("thead th")]
+    rows = {}
+    for tr in soup.select("#accounts table")[1].select("tbody tr"):
+        cells = dict(zip(head, (td.get_text() for td in tr.find_all("td"))))
+        rows[cells["Account"]] = tuple(int(cells[c]) for c in
+                                       ("Actions", "PASS", "WARN", "FAIL", "EXCEPTED"))
+    assert rows == {"svc-cron": (3, 0, 0, 1, 2), "SVC-CRON": (1, 0, 0, 0, 1),
+                    "my-svc": (1, 0, 0, 1, 0), "alice": (3, 1, 1, 1, 0)}
+    kinds = [[td.get_text() for td in tr.find_all("td")] for tr in soup.select("#kinds tr[data-kind]")]
+    assert [k[1:] for k in kinds] == [["8", "1", "1", "3", "3"]]     # as in the summary
+    # the failing accounts first: an account whose only failures are excepted comes after
+    assert list(rows)[-1] == "SVC-CRON"
+
+
+def test_findings_table_names_the_exception_that_covers_each_finding(db, tmp_path):
+    config = configure(tmp_path, CRON.format(expires="2099-01-01"))
+    assert cli("correlate", "--db", db, "--config", config).exit_code == 0
+    res = cli("findings", "--db", db)
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[-1] == "exception"
+    at = lines[0].index("exception")
+    got = sorted((line.split()[1], line.split()[2], line[at:].strip()) for line in lines[1:])
+    assert got == [("SVC-CRON", "DB-PROD-2", "nightly-cron"), ("alice", "web-01", ""),
+                   ("alice", "web-01", ""), ("alice", "web-01", ""),
+                   ("my-svc", "db-prod-1", ""), ("svc-cron", "db-prod-1", "nightly-cron"),
+                   ("svc-cron", "db-prod-1", "nightly-cron"), ("svc-cron", "db-prod-10", "")]
+    store = Store(str(db), read_only=True)                 # the library call: opt-in
+    rows = queries.findings(store, with_exception=True)
+    assert sorted(r.event_id for r in rows if r.exception) == sorted(COVERED)
+    assert not hasattr(queries.findings(store)[0], "exception")    # exports' rows unchanged
+    store.close()

@@ -348,3 +348,46 @@ def test_weekly_run_says_which_files_it_did_not_read(job):
                         'paths = ["drop/extra/"]')
     res = job("--week", "2026-W47")
     assert "  extra: " in res.output and "1 hidden file not read" in res.output, res.output
+
+
+def test_an_excepted_issue_is_counted_apart_in_what_changed_and_in_the_index(job):
+    assert job("--week", "2026-W47").exit_code == 0
+    add_week_48(job.drop)
+    job.configure(extra="""
+[[exceptions]]
+name = "mallory-db"
+account = "mallory"
+verdict = "unapproved"
+reason = "migration, CHG-7"
+accepted_by = "ciso@example.com"
+expires = 2099-01-01
+""")
+    res = job("--week", "2026-W48")
+    assert res.exit_code == 0, res.output
+    # mallory failed in W47 and is excepted in W48: neither still failing nor resolved
+    assert ("since 2026-W47 (run 1): 1 new, 0 still failing, 1 resolved, 1 not seen this week; "
+            "1 excepted issue(s) (1 FAIL action(s), not counted as failing)") in res.output
+    changes = weekly_json(job, "2026-W48")["changes"]
+    states = {c["account"]: (c["state"], c["before"], c["now"], c["excepted"]) for c in changes}
+    assert states == {"dave": ("new", 0, 1, 0), "mallory": ("excepted", 1, 0, 1),
+                      "bob": ("resolved", 1, 0, 0), "carol": ("not seen", 1, 0, 0)}
+    soup = BeautifulSoup((job.tmp / "out" / "2026-W48" / "index.html").read_text(), "html.parser")
+    assert "1 excepted" in soup.select_one("#changes-summary").get_text()
+    assert sorted(tr["data-state"] for tr in soup.select("#changes tr.change")) == [
+        "excepted", "new", "not seen", "resolved"]
+    # totals: the Actions column counts what no exception covers, Excepted the rest
+    row = soup.select_one('#totals tr[data-verdict="unapproved"]')
+    assert (row.select_one(".count").get_text(), row.select_one(".excepted").get_text()) == (
+        "1", "1")
+    assert ("EXCEPTED 1: failing (FAIL, WARN) 2 = excepted 1 + not excepted 1"
+            in soup.select_one("#excepted-summary").get_text())
+    # the week after: mallory's exception is gone from the config and mallory fails again: new,
+    # since it was not counted as failing in W48
+    job.configure()
+    (job.drop / "activity-w49.jsonl").write_text(json.dumps(
+        {"event_id": "w49-mallory", "ts": "2026-12-01T09:00:00Z", "account": "mallory",
+         "target": "db-01"}) + "\n")
+    res = job("--week", "2026-W49")
+    states = {c["account"]: c["state"] for c in weekly_json(job, "2026-W49")["changes"]}
+    assert states["mallory"] == "new", res.output
+    assert "excepted" not in res.output.split("since 2026-W48")[1].splitlines()[0]
