@@ -7,12 +7,20 @@ from correlate.errors import PamcorrError
 from correlate.findings import Finding
 from correlate.store import Store
 
+
+def issue_key_sql(account: str, target: str, verdict: str, rule_id: str | None = None) -> str:
+    """SQL of correlate.findings.issue_key over these column expressions."""
+    parts = [account, target, f"coalesce({verdict}, '')"] + ([rule_id] if rule_id else [])
+    return f"'iss-' || substr(sha256(concat_ws(chr(31), {', '.join(parts)})), 1, 12)"
+
+
 # identity_kind: identities.csv's kind for the account, else what the connector saw
 # (Teleport bots, CloudTrail service principals), else NULL (unknown).
 FINDINGS_SQL = """
 SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
        a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id,
-       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome
+       f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome,
+       """ + issue_key_sql("a.account", "a.target", "f.verdict") + """ AS issue_key
 FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 WHERE f.run_id = $run_id
@@ -182,7 +190,8 @@ WITH prev AS (
     FROM findings f JOIN activity a USING (act_id)
     WHERE f.run_id = $previous AND f.status IN ('FAIL', 'WARN')
 )
-SELECT a.account, a.target, f.verdict, f.status, count(*) AS n,
+SELECT a.account, a.target, f.verdict, f.status,
+       """ + issue_key_sql("a.account", "a.target", "f.verdict") + """ AS issue_key, count(*) AS n,
        min(a.ts) AS first, max(a.ts) AS last,
        arg_min(trim(coalesce(a.action, '') || ' ' || coalesce(a.detail, '')), a.ts) AS sample,
        arg_min({'approval_id': f.approval_id, 'via': f.match_via, 'gap': f.gap_seconds},

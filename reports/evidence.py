@@ -22,6 +22,7 @@ from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports import detections as det
 from reports.export import iso
+from reports.detections_sql import write_detections
 from reports.export_sql import findings_summary, write_findings
 from reports.gaps import FRAMEWORKS, write_gap_report
 from reports.ocsf_sql import write_findings_ocsf
@@ -213,10 +214,10 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
             rows["findings.ocsf.json"] = write_findings_ocsf(
                 store, fh, run["finished"], detections, run_id=run_id, start=start, end=end)
-        with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
-            rows["detections.csv"] = det.write_csv(detections, fh)
-        with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
-            rows["detections.jsonl"] = det.write_jsonl(detections, fh)
+        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
+            with open(work / f"detections.{fmt}", "w", encoding="utf-8", newline="") as fh:
+                rows[f"detections.{fmt}"] = write_detections(store, fmt, fh, run_id=run_id,
+                                                             start=start, end=end)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
@@ -247,7 +248,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
             "period": {"start": period_start, "end": period_end},
             "findings": n_findings,
-            "detections": len(detections),
+            "detections": rows["detections.csv"],
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},
             "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],

@@ -26,9 +26,9 @@ INVISIBLE_RE2 = (r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{ad}\x{61c}\x{180e}\x{2
 FORMULA_RE2 = (r"^[ \x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
                r"[=+\-@\t\r\n\x{ff1d}\x{ff0b}\x{ff0d}\x{ff20}]")
 
-TS_FIELDS = ("ts",)
-FLOAT_FIELDS = ("gap_seconds",)
-INT_FIELDS = ("run_id",)
+# What each findings column is; a column not named is text (revealed, guarded, quoted). The
+# issue key is `iss-` and hex digits: nothing to reveal, guard or quote.
+FINDING_KINDS = {"ts": "ts", "gap_seconds": "float", "run_id": "int", "issue_key": "key"}
 
 
 def _reveal(x: str) -> str:
@@ -53,27 +53,38 @@ def _float(x: str) -> str:
             f"WHEN {x} = '-inf'::DOUBLE THEN '-Infinity' ELSE CAST({x} AS VARCHAR) END")
 
 
-def _text(col: str) -> str:
+def _text(col: str, kind: str) -> str:
     """SQL (layer 1): the value as formula_safe's text before the guard, NULL kept."""
     x = f"q.{col}"
-    if col in TS_FIELDS:
+    if kind == "ts":
         return _iso(x)
-    if col in FLOAT_FIELDS:
+    if kind == "float":
         return _float(x)
-    if col in INT_FIELDS:
+    if kind == "int":
         return f"CAST({x} AS VARCHAR)"
+    if kind == "bool":
+        return f"CASE WHEN {x} THEN 'true' WHEN NOT {x} THEN 'false' END"
+    if kind == "key":
+        return x
+    if kind == "list":      # reports/detections.py _cell: the items space-separated
+        x = f"array_to_string(coalesce({x}, []::VARCHAR[]), ' ')"
     return _reveal(x)
 
 
-def _guarded(col: str) -> str:
+GUARDED = ("text", "list")
+
+
+def _guarded(col: str, kind: str) -> str:
     """SQL (layer 2): the formula guard on text columns (numbers and times are never guarded)."""
-    if col in TS_FIELDS + FLOAT_FIELDS + INT_FIELDS:
+    if kind not in GUARDED:
         return col
     return f"CASE WHEN regexp_matches({col}, '{FORMULA_RE2}') THEN '''' || {col} ELSE {col} END"
 
 
-def _quoted(col: str) -> str:
+def _quoted(col: str, kind: str) -> str:
     """SQL (layer 3): csv_cell(); '' for NULL."""
+    if kind not in GUARDED:
+        return f"coalesce({col}, '')"
     return (f"coalesce(CASE WHEN regexp_matches({col}, '[,\"\\r\\n]') "
             f"THEN '\"' || replace({col}, '\"', '\"\"') || '\"' ELSE {col} END, '')")
 
@@ -91,41 +102,60 @@ def _json_string(x: str) -> str:
             f" END END), '') ELSE {esc} END || '\"'")
 
 
-def _json_value(col: str) -> str:
+def _json_value(col: str, kind: str) -> str:
     x = f"q.{col}"
-    if col in TS_FIELDS:
+    if kind == "ts":
         v = f"'\"' || {_iso(x)} || '\"'"
-    elif col in FLOAT_FIELDS:
+    elif kind == "float":
         v = _float(x)
-    elif col in INT_FIELDS:
+    elif kind == "int":
         v = f"CAST({x} AS VARCHAR)"
+    elif kind == "bool":
+        v = f"CASE WHEN {x} THEN 'true' WHEN NOT {x} THEN 'false' END"
+    elif kind == "key":
+        v = f"'\"' || {x} || '\"'"
+    elif kind == "list":    # json.dumps of a list of str; NULL as [] (reports/detections.py)
+        v = (f"'[' || array_to_string(list_transform(coalesce({x}, []::VARCHAR[]), "
+             f"lambda s: {_json_string('s')}), ', ') || ']'")
     else:
         v = _json_string(x)
     return f"coalesce({v}, 'null')"
 
 
-_KEYS = "q.ts AS k_ts, q.source AS k_source, q.event_id AS k_event"
-_KEYS_OUT = "k_ts, k_source, k_event"
-_ORDER = "ORDER BY k_ts, k_source, k_event"
+class Order:
+    """How an export's inner query is ordered: its keys carried out of it and sorted on again
+    (an ORDER BY inside a subquery does not order the outer query)."""
+
+    def __init__(self, keys: dict[str, str], order: str):
+        self.select = ", ".join(f"{expr} AS {name}" for name, expr in keys.items())
+        self.names = ", ".join(keys)
+        self.order = order
 
 
-def _csv_sql(columns, inner: str) -> str:
+FINDINGS_ORDER = Order({"k_ts": "q.ts", "k_source": "q.source", "k_event": "q.event_id"},
+                       "ORDER BY k_ts, k_source, k_event")
+
+
+def csv_sql(columns, kinds: dict, inner: str, order: Order) -> str:
     """Three layers (text, guard, quote and join); the inner query's order kept by its keys."""
-    l1 = ", ".join(f"{_text(c)} AS {c}" for c in columns)
-    l2 = ", ".join(f"{_guarded(c)} AS {c}" for c in columns)
-    line = "concat(" + ", ',', ".join(_quoted(c) for c in columns) + ", chr(10))"
-    return (f"SELECT {line} AS line FROM (SELECT {l2}, {_KEYS_OUT} FROM (SELECT {l1}, {_KEYS} "
-            f"FROM ({inner}) q)) {_ORDER}")
+    kind = {c: kinds.get(c, "text") for c in columns}
+    l1 = ", ".join(f"{_text(c, kind[c])} AS {c}" for c in columns)
+    l2 = ", ".join(f"{_guarded(c, kind[c])} AS {c}" for c in columns)
+    line = "concat(" + ", ',', ".join(_quoted(c, kind[c]) for c in columns) + ", chr(10))"
+    return (f"SELECT {line} AS line FROM (SELECT {l2}, {order.names} FROM (SELECT {l1}, "
+            f"{order.select} FROM ({inner}) q)) {order.order}")
 
 
-def _jsonl_sql(fields, inner: str) -> str:
-    parts = [f"'\"{k}\": ', {_json_value(k)}" for k in sorted(fields)]
+def jsonl_sql(fields, kinds: dict, inner: str, order: Order) -> str:
+    parts = [f"'\"{k}\": ', {_json_value(k, kinds.get(k, 'text'))}" for k in sorted(fields)]
     line = "concat('{', " + ", ', ', ".join(parts) + ", '}', chr(10))"   # one concat, no growing
-    return f"SELECT line FROM (SELECT {line} AS line, {_KEYS} FROM ({inner}) q) {_ORDER}"
+    return (f"SELECT line FROM (SELECT {line} AS line, {order.select} FROM ({inner}) q) "
+            f"{order.order}")
 
 
-FINDINGS_CSV_SQL = _csv_sql(CSV_COLUMNS, queries.FINDINGS_SQL)
-FINDINGS_JSONL_SQL = _jsonl_sql(FINDING_FIELDS, queries.FINDINGS_SQL)
+FINDINGS_CSV_SQL = csv_sql(CSV_COLUMNS, FINDING_KINDS, queries.FINDINGS_SQL, FINDINGS_ORDER)
+FINDINGS_JSONL_SQL = jsonl_sql(FINDING_FIELDS, FINDING_KINDS, queries.FINDINGS_SQL,
+                               FINDINGS_ORDER)
 
 BATCH = 20_000
 

@@ -16,7 +16,7 @@ from correlate.store import Store
 from reports.detections import group_detections
 from reports.export_sql import BATCH, _float, _iso, _json_string, fetch_batches, findings_params
 from reports.ocsf import (ACTIVITY_CREATE, CATEGORY_UID, CLASS_UID, OCSF_VERSION, OUTCOME_STATUS,
-                          SEVERITY, _ms, ocsf_detection)
+                          PROFILES, SEVERITY, _ms, ocsf_detection)
 
 
 def _lit(value) -> str:
@@ -77,11 +77,13 @@ def _finding_object() -> str:
         ("type_name", _lit("Detection Finding: Create")),
         ("severity_id", _severity(0)), ("severity", _severity(1)),
         ("status_id", _lit(1)), ("status", _lit("New")), ("status_code", _str("q.status")),
-        ("status_detail", _str("q.reason")),
+        ("status_detail", _str("q.reason"), "q.reason IS NOT NULL"),
         ("time", ts_ms), ("time_dt", f"'\"' || {_iso('q.ts')} || '\"'"),
         ("message", _str(message)),
-        ("metadata", _obj([("version", _lit(OCSF_VERSION)), ("product", _lit(product)),
-                           ("original_uid", _str("q.event_id")), ("log_name", _str("q.source"))])),
+        ("metadata", _obj([("version", _lit(OCSF_VERSION)), ("profiles", _lit(PROFILES)),
+                           ("product", _lit(product)), ("uid", _str("q.event_id")),
+                           ("log_name", _str("q.source")),
+                           ("correlation_uid", _str("q.issue_key"), "q.issue_key IS NOT NULL")])),
         ("finding_info", _obj([
             ("uid", f"'\"' || {uid} || '\"'"), ("title", _str("q.verdict")),
             ("desc", _case("q.verdict", DESCRIPTIONS, "")),
@@ -101,7 +103,7 @@ def _finding_object() -> str:
             ("reason", _str("q.reason")), ("action", _str("q.action")),
             ("detail", _str("q.detail")), ("actor", _str("q.actor")),
             ("event_id", _str("q.event_id")), ("run_id", "q.run_id::VARCHAR"),
-            ("outcome", _str("q.outcome")),
+            ("outcome", _str("q.outcome")), ("issue_key", _str("q.issue_key")),
             ("outcome_status_id", _outcome(0), known_outcome),
             ("outcome_status", _outcome(1), known_outcome)])),
     ])

