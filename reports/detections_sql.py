@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import IO
 
 from reports.detections import COLUMNS, DETECTIONS_SQL, detections_params
-from reports.export_sql import Order, csv_sql, jsonl_sql, write_lines
+from reports.export_sql import Order, copy_lines, csv_sql, jsonl_sql, write_lines
 from correlate.store import Store
 
 KINDS = {"ts": "ts", "attack": "list", "position": "int", "muted": "bool", "run_id": "int",
@@ -22,6 +22,8 @@ ORDER = Order({"k_review": "CASE q.review WHEN 'FAIL' THEN 0 WHEN 'needs_review'
 
 DETECTIONS_CSV_SQL = csv_sql(COLUMNS, KINDS, DETECTIONS_SQL, ORDER)
 DETECTIONS_JSONL_SQL = jsonl_sql(COLUMNS, KINDS, DETECTIONS_SQL, ORDER)
+COPY_SQL = {"csv": csv_sql(COLUMNS, KINDS, DETECTIONS_SQL, ORDER, True),
+            "jsonl": jsonl_sql(COLUMNS, KINDS, DETECTIONS_SQL, ORDER, True)}
 
 
 def write_detections(store: Store, fmt: str, out: IO[str], **filters) -> int:
@@ -33,3 +35,9 @@ def write_detections(store: Store, fmt: str, out: IO[str], **filters) -> int:
     if fmt == "jsonl":
         return write_lines(store, DETECTIONS_JSONL_SQL, params, out)
     raise ValueError(f"format must be csv or jsonl, not {fmt!r}")
+
+
+def copy_detections(store: Store, fmt: str, path, **filters) -> int:
+    """write_detections's bytes written by DuckDB straight to `path`."""
+    return copy_lines(store, COPY_SQL[fmt], detections_params(store, **filters), path,
+                      fmt == "csv")

@@ -22,10 +22,10 @@ from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
 from reports import detections as det
 from reports.export import iso
-from reports.detections_sql import write_detections
-from reports.export_sql import findings_summary, write_findings
+from reports.detections_sql import copy_detections
+from reports.export_sql import copy_findings, findings_summary
 from reports.gaps import FRAMEWORKS, write_gap_report
-from reports.ocsf_sql import write_findings_ocsf
+from reports.ocsf_sql import copy_findings_ocsf
 from reports.render import render
 
 MANIFEST = "manifest.json"
@@ -207,17 +207,14 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         rows = {}   # what each writer wrote, so the big files are not read back to count
-        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
-            with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
-                rows[f"findings.{fmt}"] = write_findings(store, fmt, fh, run_id=run_id,
-                                                         start=start, end=end)
-        with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            rows["findings.ocsf.json"] = write_findings_ocsf(
-                store, fh, run["finished"], detections, run_id=run_id, start=start, end=end)
-        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
-            with open(work / f"detections.{fmt}", "w", encoding="utf-8", newline="") as fh:
-                rows[f"detections.{fmt}"] = write_detections(store, fmt, fh, run_id=run_id,
-                                                             start=start, end=end)
+        for fmt in ("csv", "jsonl"):     # rendered in SQL, written by DuckDB
+            rows[f"findings.{fmt}"] = copy_findings(store, fmt, work / f"findings.{fmt}",
+                                                    run_id=run_id, start=start, end=end)
+            rows[f"detections.{fmt}"] = copy_detections(store, fmt, work / f"detections.{fmt}",
+                                                        run_id=run_id, start=start, end=end)
+        rows["findings.ocsf.json"] = copy_findings_ocsf(
+            store, work / "findings.ocsf.json", run["finished"], detections, run_id=run_id,
+            start=start, end=end)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")

@@ -14,7 +14,8 @@ from correlate import __version__, queries
 from correlate.findings import DESCRIPTIONS
 from correlate.store import Store
 from reports.detections import group_detections
-from reports.export_sql import BATCH, _float, _iso, _json_string, fetch_batches, findings_params
+from reports.export_sql import (BATCH, _float, _iso, _json_string, copy_lines, fetch_batches,
+                                findings_params)
 from reports.ocsf import (ACTIVITY_CREATE, CATEGORY_UID, CLASS_UID, OCSF_VERSION, OUTCOME_STATUS,
                           PROFILES, SEVERITY, _ms, ocsf_detection)
 
@@ -109,9 +110,16 @@ def _finding_object() -> str:
     ])
 
 
-FINDINGS_OCSF_SQL = (f"SELECT line FROM (SELECT {_finding_object()} AS line, q.ts AS k_ts, "
-                     f"q.source AS k_source, q.event_id AS k_event FROM ({queries.FINDINGS_SQL}) q)"
-                     f" ORDER BY k_ts, k_source, k_event")
+def _ocsf_sql(tail: str = "") -> str:
+    obj = _finding_object()
+    line = f"concat({obj}, {tail})" if tail else obj
+    return (f"SELECT line AS \"[\" FROM (SELECT {line} AS line, q.ts AS k_ts, q.source AS k_source, "
+            f"q.event_id AS k_event FROM ({queries.FINDINGS_SQL}) q) ORDER BY k_ts, k_source, k_event")
+
+
+FINDINGS_OCSF_SQL = _ocsf_sql()
+# For copy_lines: a comma after every object, the header line "[" (the last comma is cut after).
+COPY_OCSF_SQL = _ocsf_sql("','")
 
 
 def write_findings_ocsf(store: Store, out: IO[str], created: datetime | None = None,
@@ -131,4 +139,23 @@ def write_findings_ocsf(store: Store, out: IO[str], created: datetime | None = N
     return n
 
 
-__all__ = ["BATCH", "FINDINGS_OCSF_SQL", "write_findings_ocsf"]
+def copy_findings_ocsf(store: Store, path, created: datetime | None = None,
+                       detections: Iterable[dict] = (), **filters) -> int:
+    """write_findings_ocsf's bytes, the findings written by DuckDB straight to `path`."""
+    params = {**findings_params(store, **filters), "created_ms": _ms(created)}
+    n = copy_lines(store, COPY_OCSF_SQL, params, path, header=True)
+    with open(path, "r+b") as fh:
+        if n:       # "[\n{...},\n...{...},\n": cut the last ",\n"
+            fh.seek(-2, 2)
+            fh.truncate()
+        fh.seek(0, 2)
+        for group in group_detections(detections):
+            fh.write(b",\n" if n else b"")     # the header line ended the "[" line
+            fh.write(json.dumps(ocsf_detection(group, created), ensure_ascii=False,
+                                sort_keys=True).encode("utf-8"))
+            n += 1
+        fh.write(b"\n]\n" if n else b"]\n")
+    return n
+
+
+__all__ = ["BATCH", "FINDINGS_OCSF_SQL", "copy_findings_ocsf", "write_findings_ocsf"]

@@ -101,3 +101,26 @@ def test_cli_and_bundle_build_no_detection_dicts(world, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     for fmt in ("csv", "jsonl"):
         assert (tmp_path / "b" / f"detections.{fmt}").read_bytes() == expected[fmt].encode()
+
+
+def test_files_duckdb_writes_equal_the_streamed_bytes(hostile, tmp_path):
+    """The bundle's files (COPY ... TO, no line through Python) are the stdout bytes: findings
+    and detections CSV/JSON lines, and findings.ocsf.json with and without findings or
+    detections (its commas and brackets are cut and added around what DuckDB wrote)."""
+    from reports.detections_sql import copy_detections
+    from reports.export_sql import copy_findings, write_findings
+    from reports.ocsf_sql import copy_findings_ocsf, write_findings_ocsf
+    path = tmp_path / "out"
+    for fmt in ("csv", "jsonl"):
+        for write, copy in ((write_findings, copy_findings), (write_detections, copy_detections)):
+            streamed = io.StringIO()
+            assert write(hostile, fmt, streamed) == copy(hostile, fmt, path) > 20
+            assert path.read_bytes() == streamed.getvalue().encode("utf-8")
+    dets = det.detections(hostile)
+    for filters in ({}, {"verdict": "approved_in_grace"}):
+        for d in (dets, []):
+            streamed = io.StringIO()
+            n = write_findings_ocsf(hostile, streamed, None, d, **filters)
+            assert copy_findings_ocsf(hostile, path, None, d, **filters) == n
+            assert path.read_bytes() == streamed.getvalue().encode("utf-8"), (filters, len(d))
+    assert path.read_bytes() == b"[\n]\n"
