@@ -20,9 +20,8 @@ from correlate import __version__, queries
 from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
 from correlate.store import Store
-from reports import detections as det
 from reports.export import iso
-from reports.detections_sql import copy_detections
+from reports.detections_sql import copy_detections, detection_groups
 from reports.export_sql import copy_findings, findings_summary
 from reports.gaps import FRAMEWORKS, write_gap_report
 from reports.ocsf_sql import copy_findings_ocsf
@@ -192,7 +191,6 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
     n_findings, first_ts, last_ts = findings_summary(store, run_id=run_id, start=start, end=end)
-    detections = det.detections(store, run_id, start=start, end=end)
     period_start = start or run["period_start"] or first_ts
     period_end = end or run["period_end"] or last_ts
     prev = None
@@ -213,7 +211,8 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             rows[f"detections.{fmt}"] = copy_detections(store, fmt, work / f"detections.{fmt}",
                                                         run_id=run_id, start=start, end=end)
         rows["findings.ocsf.json"] = copy_findings_ocsf(
-            store, work / "findings.ocsf.json", run["finished"], detections, run_id=run_id,
+            store, work / "findings.ocsf.json", run["finished"],
+            groups=detection_groups(store, run_id=run_id, start=start, end=end), run_id=run_id,
             start=start, end=end)
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():

@@ -197,9 +197,14 @@ def copy_lines(store: Store, sql: str, params: dict, path, header: bool = False)
     finished CSV or JSON); with `header`, the column's name first. Returns how many lines."""
     target = str(path).replace("'", "''")    # COPY takes no bound parameter for its file
     try:
-        return store.con.execute(
-            f"COPY ({sql}) TO '{target}' (FORMAT CSV, HEADER {str(header).lower()}, QUOTE '', "
-            f"ESCAPE '', DELIMITER '\x01')", params).fetchall()[0][0]
+        # the store turns insertion order off (store.py); the lines must come out in ORDER BY order
+        store.con.execute("SET preserve_insertion_order = true")
+        try:
+            return store.con.execute(
+                f"COPY ({sql}) TO '{target}' (FORMAT CSV, HEADER {str(header).lower()}, QUOTE '', "
+                f"ESCAPE '', DELIMITER '\x01')", params).fetchall()[0][0]
+        finally:
+            store.con.execute("SET preserve_insertion_order = false")
     except duckdb.Error as exc:
         raise StoreError(str(exc)) from exc
 

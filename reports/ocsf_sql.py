@@ -140,8 +140,11 @@ def write_findings_ocsf(store: Store, out: IO[str], created: datetime | None = N
 
 
 def copy_findings_ocsf(store: Store, path, created: datetime | None = None,
-                       detections: Iterable[dict] = (), **filters) -> int:
-    """write_findings_ocsf's bytes, the findings written by DuckDB straight to `path`."""
+                       detections: Iterable[dict] = (), groups: Iterable[list] | None = None,
+                       **filters) -> int:
+    """write_findings_ocsf's bytes, the findings written by DuckDB straight to `path`; the
+    detections given as rows, or already grouped (reports/detections_sql.py detection_groups:
+    streamed, one group at a time)."""
     params = {**findings_params(store, **filters), "created_ms": _ms(created)}
     n = copy_lines(store, COPY_OCSF_SQL, params, path, header=True)
     with open(path, "r+b") as fh:
@@ -149,7 +152,7 @@ def copy_findings_ocsf(store: Store, path, created: datetime | None = None,
             fh.seek(-2, 2)
             fh.truncate()
         fh.seek(0, 2)
-        for group in group_detections(detections):
+        for group in group_detections(detections) if groups is None else groups:
             fh.write(b",\n" if n else b"")     # the header line ended the "[" line
             fh.write(json.dumps(ocsf_detection(group, created), ensure_ascii=False,
                                 sort_keys=True).encode("utf-8"))

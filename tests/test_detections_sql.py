@@ -18,7 +18,7 @@ from correlate.engine import correlate
 from correlate.ingest import ingest
 from correlate.store import Store
 from reports import detections as det
-from reports.detections_sql import write_detections
+from reports.detections_sql import detection_groups, write_detections
 
 
 def both(store, fmt: str, **filters) -> tuple[str, str]:
@@ -124,3 +124,18 @@ def test_files_duckdb_writes_equal_the_streamed_bytes(hostile, tmp_path):
             assert copy_findings_ocsf(hostile, path, None, d, **filters) == n
             assert path.read_bytes() == streamed.getvalue().encode("utf-8"), (filters, len(d))
     assert path.read_bytes() == b"[\n]\n"
+
+
+@pytest.mark.parametrize("filters", [{}, {"review": "MUTED"}, {"limit": 5}])
+def test_streamed_groups_are_group_detections(sample_store, world, filters):
+    """The bundle's OCSF detections come one group at a time from SQL, in group_detections's
+    order and membership (a sequence at the place of its first row, members by position)."""
+    export_world.build(world)
+    hostile = world.store()
+    export_world.correlate_world(hostile)
+    for store in (sample_store, hostile):
+        expected = det.group_detections(det.detections(store, **filters))
+        assert list(detection_groups(store, **filters)) == expected
+        if not filters:
+            assert any(len(g) > 1 for g in expected)
+    hostile.close()
