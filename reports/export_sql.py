@@ -31,10 +31,10 @@ FORMULA_RE2 = (r"^[ \x{a0}\x{1680}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]*"
 FINDING_KINDS = {"ts": "ts", "gap_seconds": "float", "run_id": "int", "issue_key": "key"}
 
 
-def _reveal(x: str) -> str:
+def _reveal(x: str, flag: str = "true") -> str:
     """SQL: x with each invisible character as <U+XXXX> (one code point at a time, only for the
-    rare text that holds one)."""
-    return (f"CASE WHEN regexp_matches({x}, '{INVISIBLE_RE2}') THEN array_to_string(list_transform("
+    rare text that holds one). `flag`: false when no column of the row holds one (row_flag)."""
+    return (f"CASE WHEN {flag} AND regexp_matches({x}, '{INVISIBLE_RE2}') THEN array_to_string(list_transform("
             f"regexp_extract_all({x}, '(?s).'), lambda c: CASE WHEN regexp_matches(c, '{INVISIBLE_RE2}')"
             f" THEN printf('<U+%04X>', unicode(c)) ELSE c END), '')"
             f" ELSE {x} END")
@@ -68,35 +68,43 @@ def _text(col: str, kind: str) -> str:
         return x
     if kind == "list":      # reports/detections.py _cell: the items space-separated
         x = f"array_to_string(coalesce({x}, []::VARCHAR[]), ' ')"
-    return _reveal(x)
+    return _reveal(x, "q._inv")
 
 
 GUARDED = ("text", "list")
+# What FORMULA_RE2 can match at: the regex runs only on text that starts with one of these.
+_FORMULA_FIRST = ", ".join(f"chr({ord(c)})" for c in
+                           " \u00a0\u1680\u202f\u205f\u3000=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
+                           + "".join(map(chr, range(0x2000, 0x200b))))
 
 
 def _guarded(col: str, kind: str) -> str:
     """SQL (layer 2): the formula guard on text columns (numbers and times are never guarded)."""
     if kind not in GUARDED:
         return col
-    return f"CASE WHEN regexp_matches({col}, '{FORMULA_RE2}') THEN '''' || {col} ELSE {col} END"
+    return (f"CASE WHEN left({col}, 1) IN ({_FORMULA_FIRST}) AND regexp_matches({col}, "
+            f"'{FORMULA_RE2}') THEN '''' || {col} ELSE {col} END")
 
 
 def _quoted(col: str, kind: str) -> str:
     """SQL (layer 3): csv_cell(); '' for NULL."""
     if kind not in GUARDED:
         return f"coalesce({col}, '')"
-    return (f"coalesce(CASE WHEN regexp_matches({col}, '[,\"\\r\\n]') "
+    return (f"coalesce(CASE WHEN contains({col}, ',') OR contains({col}, '\"') OR "
+            f"contains({col}, chr(13)) OR contains({col}, chr(10)) "
             f"THEN '\"' || replace({col}, '\"', '\"\"') || '\"' ELSE {col} END, '')")
 
 
 _JSON_SHORT = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _json_string(x: str) -> str:
-    """SQL: json.dumps(str, ensure_ascii=False) of text column x, NULL kept."""
+def _json_string(x: str, flag: str = "true") -> str:
+    """SQL: json.dumps(str, ensure_ascii=False) of text column x, NULL kept. `flag`: false when
+    no column of the row holds a control character (row_flag)."""
     short = " ".join(f"WHEN chr({ord(k)}) THEN '{v}'" for k, v in _JSON_SHORT.items())
-    esc = f"replace(replace({x}, '\\', '\\\\'), '\"', '\\\"')"
-    return (f"'\"' || CASE WHEN regexp_matches({x}, '[\\x00-\\x1f]') THEN array_to_string("
+    esc = (f"CASE WHEN contains({x}, '\\') OR contains({x}, '\"') THEN "
+           f"replace(replace({x}, '\\', '\\\\'), '\"', '\\\"') ELSE {x} END")
+    return (f"'\"' || CASE WHEN {flag} AND regexp_matches({x}, '[\\x00-\\x1f]') THEN array_to_string("
             f"list_transform(regexp_extract_all({esc}, '(?s).'), lambda c: CASE WHEN unicode(c) >= 32 "
             f"THEN c ELSE CASE c {short} ELSE '\\u00' || lpad(lower(to_hex(unicode(c))), 2, '0')"
             f" END END), '') ELSE {esc} END || '\"'")
@@ -118,8 +126,26 @@ def _json_value(col: str, kind: str) -> str:
         v = (f"'[' || array_to_string(list_transform(coalesce({x}, []::VARCHAR[]), "
              f"lambda s: {_json_string('s')}), ', ') || ']'")
     else:
-        v = _json_string(x)
+        v = _json_string(x, "q._ctl")
     return f"coalesce({v}, 'null')"
+
+
+CONTROL_RE2 = r"[\x00-\x1f]"
+
+
+def row_flag(inner: str, columns, kinds: dict, pattern: str, name: str) -> str:
+    """`inner` with one more column `name`: whether any text column of the row matches
+    `pattern`. One regex over the row instead of one per column: most rows hold no invisible or
+    control character, and then no column is searched again."""
+    texts = []
+    for c in columns:
+        kind = kinds.get(c, "text")
+        if kind == "text":
+            texts.append(c)
+        elif kind == "list":
+            texts.append(f"array_to_string(coalesce({c}, []::VARCHAR[]), ' ')")
+    return (f"SELECT *, regexp_matches(concat({', '.join(texts)}), '{pattern}') AS {name} "
+            f"FROM ({inner})")
 
 
 class Order:
@@ -132,16 +158,19 @@ class Order:
         self.order = order
 
 
-FINDINGS_ORDER = Order({"k_ts": "q.ts", "k_source": "q.source", "k_event": "q.event_id"},
-                       "ORDER BY k_ts, k_source, k_event")
+# Findings are not sorted again: FINDINGS_SQL's own ORDER BY sorts the stored columns, and the
+# lines are rendered above it in that order (insertion order kept: run_lines, copy_lines).
+# Sorting the rendered lines instead held them all in the sort (3 GB for 1e6 OCSF objects).
+FINDINGS_ORDER = None
 
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def csv_sql(columns, kinds: dict, inner: str, order: Order, copy: bool = False) -> str:
-    """Three layers (text, guard, quote and join); the inner query's order kept by its keys.
+def csv_sql(columns, kinds: dict, inner: str, order: Order | None, copy: bool = False) -> str:
+    """Three layers (text, guard, quote and join); the inner query's order kept by its keys (or
+    as it comes, `order` None, when the inner query's own ORDER BY is the order).
     `copy`: for copy_lines, lines without their LF in a column named as the CSV header."""
     kind = {c: kinds.get(c, "text") for c in columns}
     l1 = ", ".join(f"{_text(c, kind[c])} AS {c}" for c in columns)
@@ -149,14 +178,20 @@ def csv_sql(columns, kinds: dict, inner: str, order: Order, copy: bool = False) 
     line = ("concat(" + ", ',', ".join(_quoted(c, kind[c]) for c in columns)
             + ("" if copy else ", chr(10)") + ")")
     alias = _ident(",".join(columns)) if copy else "line"
+    inner = row_flag(inner, columns, kinds, INVISIBLE_RE2, "_inv")
+    if order is None:
+        return (f"SELECT {line} AS {alias} FROM (SELECT {l2} FROM (SELECT {l1} FROM ({inner}) q))")
     return (f"SELECT {line} AS {alias} FROM (SELECT {l2}, {order.names} FROM (SELECT {l1}, "
             f"{order.select} FROM ({inner}) q)) {order.order}")
 
 
-def jsonl_sql(fields, kinds: dict, inner: str, order: Order, copy: bool = False) -> str:
+def jsonl_sql(fields, kinds: dict, inner: str, order: Order | None, copy: bool = False) -> str:
     parts = [f"'\"{k}\": ', {_json_value(k, kinds.get(k, 'text'))}" for k in sorted(fields)]
     line = ("concat('{', " + ", ', ', ".join(parts) + ", '}'"   # one concat, no growing
             + ("" if copy else ", chr(10)") + ")")
+    inner = row_flag(inner, fields, kinds, CONTROL_RE2, "_ctl")
+    if order is None:
+        return f"SELECT {line} AS line FROM ({inner}) q"
     return f"SELECT line FROM (SELECT {line} AS line, {order.select} FROM ({inner}) q) {order.order}"
 
 
@@ -171,11 +206,17 @@ BATCH = 20_000
 
 
 def fetch_batches(store: Store, sql: str, params: dict):
-    """The one-column result of `sql`, BATCH values at a time (lists of str)."""
+    """The one-column result of `sql`, BATCH values at a time (lists of str), in the order of
+    its (or its inner query's) ORDER BY."""
     try:
-        cur = store.con.execute(sql, params)
-        while rows := cur.fetchmany(BATCH):
-            yield [r[0] for r in rows]
+        # the store turns insertion order off (store.py): on, projections above an ORDER BY keep it
+        store.con.execute("SET preserve_insertion_order = true")
+        try:
+            cur = store.con.execute(sql, params)
+            while rows := cur.fetchmany(BATCH):
+                yield [r[0] for r in rows]
+        finally:
+            store.con.execute("SET preserve_insertion_order = false")
     except duckdb.Error as exc:
         raise StoreError(str(exc)) from exc
 

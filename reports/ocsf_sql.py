@@ -14,8 +14,9 @@ from correlate import __version__, queries
 from correlate.findings import DESCRIPTIONS
 from correlate.store import Store
 from reports.detections import group_detections
-from reports.export_sql import (BATCH, _float, _iso, _json_string, copy_lines, fetch_batches,
-                                findings_params)
+from correlate.findings import FINDING_FIELDS
+from reports.export_sql import (BATCH, CONTROL_RE2, FINDING_KINDS, _float, _iso, _json_string,
+                                copy_lines, fetch_batches, findings_params, row_flag)
 from reports.ocsf import (ACTIVITY_CREATE, CATEGORY_UID, CLASS_UID, OCSF_VERSION, OUTCOME_STATUS,
                           PROFILES, SEVERITY, _ms, ocsf_detection)
 
@@ -26,7 +27,7 @@ def _lit(value) -> str:
 
 
 def _str(x: str) -> str:
-    return f"coalesce({_json_string(x)}, 'null')"
+    return f"coalesce({_json_string(x, 'q._ctl')}, 'null')"
 
 
 def _case(x: str, mapping: dict, default) -> str:
@@ -110,11 +111,14 @@ def _finding_object() -> str:
     ])
 
 
+_FLAGGED = row_flag(queries.FINDINGS_SQL, FINDING_FIELDS, FINDING_KINDS, CONTROL_RE2, "_ctl")
+
+
 def _ocsf_sql(tail: str = "") -> str:
     obj = _finding_object()
     line = f"concat({obj}, {tail})" if tail else obj
-    return (f"SELECT line AS \"[\" FROM (SELECT {line} AS line, q.ts AS k_ts, q.source AS k_source, "
-            f"q.event_id AS k_event FROM ({queries.FINDINGS_SQL}) q) ORDER BY k_ts, k_source, k_event")
+    # in FINDINGS_SQL's order (rendered above its ORDER BY: see export_sql.FINDINGS_ORDER)
+    return f"SELECT {line} AS \"[\" FROM ({_FLAGGED}) q"
 
 
 FINDINGS_OCSF_SQL = _ocsf_sql()
