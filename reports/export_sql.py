@@ -6,6 +6,8 @@ json.dumps(sort_keys=True, ensure_ascii=False) spelling."""
 
 from __future__ import annotations
 
+import os
+import re
 from typing import IO
 
 import duckdb
@@ -246,6 +248,11 @@ def copy_lines(store: Store, sql: str, params: dict, path, header: bool = False)
                 f"ESCAPE '', DELIMITER '\x01')", params).fetchall()[0][0]
         finally:
             store.con.execute("SET preserve_insertion_order = false")
+    except duckdb.IOException as exc:   # full disk, ulimit -f: an OSError, as Python's writes raise
+        code = re.search(r'"errno":\s*"?(\d+)', str(exc))
+        if code:
+            raise OSError(int(code[1]), os.strerror(int(code[1]))) from None
+        raise OSError(str(exc)) from None
     except duckdb.Error as exc:
         raise StoreError(str(exc)) from exc
 
