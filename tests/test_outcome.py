@@ -105,7 +105,8 @@ def test_cli_prints_attempts_apart_and_fail_on_ignores_them(world, tmp_path):
     assert json.loads(res.output)["outcome"] == "failure"
     res = runner.invoke(main, ["findings", "--status", "INFO", "--format", "csv", "--db", db])
     header, row = res.output.splitlines()
-    assert header.endswith(",outcome") and row.endswith(",failure")
+    cells = dict(zip(header.split(","), row.split(",")))     # issue_key is the last column now
+    assert cells["outcome"] == "failure" and header.endswith(",outcome,issue_key")
     res = runner.invoke(main, ["findings", "--db", db])
     assert "outcome" in res.output.splitlines()[0].split()
 
