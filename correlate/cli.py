@@ -412,7 +412,12 @@ def detections_cmd(run_id, cls, severity, review, account, fmt, limit, db):
     """Print a run's detections, worst first: one row per (action, rule), with the action's
     verdict, approval and ticket (table, formula-safe CSV, or JSON lines)."""
     from reports.detections import WRITERS, detections
+    from reports.detections_sql import write_detections
     with open_store(db, read_only=True) as store:
+        if fmt != "table":      # rendered in SQL, streamed in batches
+            write_detections(store, fmt, sys.stdout, run_id=run_id, cls=cls, severity=severity,
+                             review=review, account=account, limit=limit)
+            return
         rows = detections(store, run_id, cls, severity, review, account, limit=limit)
     WRITERS[fmt](rows, sys.stdout)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -57,6 +58,7 @@ class Finding:
     match_via: str | None = None      # identity/target mapping that made the match
     identity_kind: str | None = None  # human | service | bot, when known
     outcome: str | None = None        # success | failure | unknown; None: the source says nothing
+    issue_key: str | None = None      # the gap report's issue group (issue_key below)
 
 
 FINDING_FIELDS = tuple(f.name for f in fields(Finding))
@@ -68,3 +70,9 @@ class ExceptedFinding(Finding):
     `pamcorr findings`' table; FINDING_FIELDS (what exports write) leave it out."""
 
     exception: str | None = None
+def issue_key(account: str, target: str, verdict: str | None, rule_id: str | None = None) -> str:
+    """The issue a finding (or a detection, with its rule) belongs to, as the gap report groups
+    them: `iss-` and 12 hex digits of sha256(account US target US verdict[ US rule_id]), US the
+    unit separator. The same in every run, export and report; queries.issue_key_sql is its SQL."""
+    parts = [account, target, verdict or ""] + ([rule_id] if rule_id is not None else [])
+    return "iss-" + hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:12]

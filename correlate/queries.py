@@ -11,6 +11,13 @@ from correlate.findings import VERDICTS, ExceptedFinding, Finding
 from correlate.hygiene import CHECKS, NOT_JUDGED
 from correlate.store import Store
 
+
+def issue_key_sql(account: str, target: str, verdict: str, rule_id: str | None = None) -> str:
+    """SQL of correlate.findings.issue_key over these column expressions."""
+    parts = [account, target, f"coalesce({verdict}, '')"] + ([rule_id] if rule_id else [])
+    return f"'iss-' || substr(sha256(concat_ws(chr(31), {', '.join(parts)})), 1, 12)"
+
+
 # identity_kind: identities.csv's kind for the account, else what the connector saw
 # (Teleport bots, CloudTrail service principals), else NULL (unknown). exception: the name of
 # the accepted exception that covers the finding (docs/verdicts.md), else NULL.
@@ -18,7 +25,8 @@ FINDINGS_SQL = """
 SELECT a.event_id, a.source, a.ts, a.account, a.target, a.action, a.detail, a.session_id,
        a.actor, f.verdict, f.status, f.approval_id, f.ticket_id, f.gap_seconds, f.reason, f.run_id,
        f.match_via, coalesce(i.kind, a.actor_kind) AS identity_kind, f.outcome,
-       x.name AS exception
+       x.name AS exception,
+       """ + issue_key_sql("a.account", "a.target", "f.verdict") + """ AS issue_key
 FROM findings f JOIN activity a USING (act_id)
 LEFT JOIN identities i ON i.alias_norm = lower(a.account)
 LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
@@ -235,7 +243,9 @@ WITH prev AS (
     QUALIFY row_number() OVER (PARTITION BY g.verdict
                                ORDER BY crit_rank DESC, g.n DESC, g.account, g.target) <= $limit
 )
-SELECT r.account, r.target, r.verdict, r.status, r.n, r.first, r.last,
+SELECT r.account, r.target, r.verdict, r.status,
+       """ + issue_key_sql("r.account", "r.target", "r.verdict") + """ AS issue_key,
+       r.n, r.first, r.last,
        trim(coalesce(s.action, '') || ' ' || coalesce(s.detail, '')) AS sample, r.approval,
        r.ticket_id, r.reason, r.new, r.criticality, r.exception,
        r.exception_reason, r.accepted_by, r.exception_expires

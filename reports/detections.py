@@ -18,7 +18,7 @@ REVIEWS = ("FAIL", "needs_review", "MUTED")
 COLUMNS = ("event_id", "ts", "account", "target", "source", "action", "detail", "rule_id", "title",
            "class", "severity", "attack", "verdict", "status", "approval_id", "ticket_id",
            "ticket_title", "sequence_id", "position", "review", "muted", "muted_by", "session_id",
-           "actor", "run_id")
+           "actor", "run_id", "issue_key")
 
 TABLE_COLUMNS = ("ts", "review", "severity", "rule_id", "account", "target", "verdict",
                  "ticket_id", "sequence_id", "detail")
@@ -30,7 +30,8 @@ DETECTIONS_SQL = """
 SELECT a.event_id, a.ts, a.account, a.target, a.source, a.action, a.detail, d.rule_id, r.title,
        r.class, r.severity, r.attack, f.verdict, f.status, f.approval_id, f.ticket_id,
        t.title AS ticket_title, d.sequence_id, d.position, d.review, d.review = 'MUTED' AS muted,
-       d.muted_by, a.session_id, a.actor, d.run_id, r.description, r.kind
+       d.muted_by, a.session_id, a.actor, d.run_id, r.description, r.kind,
+       """ + queries.issue_key_sql("a.account", "a.target", "f.verdict", "d.rule_id") + """ AS issue_key
 FROM detections d
 JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
 JOIN activity a ON a.act_id = d.act_id
@@ -58,20 +59,28 @@ def severity_rank(severity: str | None) -> int:
     return SEVERITIES.index(severity) + 1
 
 
-def detections(store: Store, run_id: int | None = None, cls: str | None = None,
-               severity: str | None = None, review: str | None = None,
-               account: str | None = None, start: datetime | None = None,
-               end: datetime | None = None, limit: int | None = None) -> list[dict]:
-    """The run's detections (latest run by default), worst first; `severity` means that or worse."""
+def detections_params(store: Store, run_id: int | None = None, cls: str | None = None,
+                      severity: str | None = None, review: str | None = None,
+                      account: str | None = None, start: datetime | None = None,
+                      end: datetime | None = None, limit: int | None = None) -> dict:
+    """DETECTIONS_SQL's parameters (the run resolved: the latest by default), checked."""
     run_id = queries.resolve_run(store, run_id)
     if cls is not None and cls not in CLASSES:
         raise ValueError(f"class must be one of {', '.join(CLASSES)}, not {cls!r}")
     if review is not None and review not in REVIEWS:
         raise ValueError(f"review must be one of {', '.join(REVIEWS)}, not {review!r}")
-    rows = store.query_dicts(DETECTIONS_SQL, {
-        "run_id": run_id, "class": cls, "severities": list(SEVERITIES),
-        "min_rank": severity_rank(severity), "review": review, "account": account,
-        "start": start, "end": end, "limit": limit if limit is not None else 2**62})
+    return {"run_id": run_id, "class": cls, "severities": list(SEVERITIES),
+            "min_rank": severity_rank(severity), "review": review, "account": account,
+            "start": start, "end": end, "limit": limit if limit is not None else 2**62}
+
+
+def detections(store: Store, run_id: int | None = None, cls: str | None = None,
+               severity: str | None = None, review: str | None = None,
+               account: str | None = None, start: datetime | None = None,
+               end: datetime | None = None, limit: int | None = None) -> list[dict]:
+    """The run's detections (latest run by default), worst first; `severity` means that or worse."""
+    rows = store.query_dicts(DETECTIONS_SQL, detections_params(
+        store, run_id, cls, severity, review, account, start, end, limit))
     for r in rows:
         r["attack"] = list(r["attack"] or [])
     return rows

@@ -21,12 +21,12 @@ from correlate.clock import now_utc
 from correlate.errors import OutputError, PamcorrError
 from correlate.hygiene import severities
 from correlate.store import Store
-from reports import detections as det
 from reports import hygiene as hyg
 from reports.export import iso
-from reports.export_sql import findings_summary, write_findings
+from reports.detections_sql import copy_detections, detection_groups
+from reports.export_sql import copy_findings, findings_summary
 from reports.gaps import FRAMEWORKS, write_gap_report
-from reports.ocsf_sql import write_findings_ocsf
+from reports.ocsf_sql import copy_findings_ocsf
 from reports.render import render
 from reports.scope_pages import plan as plan_scope_pages, write_pages as write_scope_pages
 
@@ -199,7 +199,6 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
     n_findings, first_ts, last_ts = findings_summary(store, run_id=run_id, start=start, end=end)
-    detections = det.detections(store, run_id, start=start, end=end)
     period_start = start or run["period_start"] or first_ts
     period_end = end or run["period_end"] or last_ts
     prev = None
@@ -214,17 +213,15 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         rows = {}   # what each writer wrote, so the big files are not read back to count
-        for fmt in ("csv", "jsonl"):     # rendered in SQL, streamed in batches
-            with open(work / f"findings.{fmt}", "w", encoding="utf-8", newline="") as fh:
-                rows[f"findings.{fmt}"] = write_findings(store, fmt, fh, run_id=run_id,
-                                                         start=start, end=end)
-        with open(work / "findings.ocsf.json", "w", encoding="utf-8") as fh:
-            rows["findings.ocsf.json"] = write_findings_ocsf(
-                store, fh, run["finished"], detections, run_id=run_id, start=start, end=end)
-        with open(work / "detections.csv", "w", encoding="utf-8", newline="") as fh:
-            rows["detections.csv"] = det.write_csv(detections, fh)
-        with open(work / "detections.jsonl", "w", encoding="utf-8") as fh:
-            rows["detections.jsonl"] = det.write_jsonl(detections, fh)
+        for fmt in ("csv", "jsonl"):     # rendered in SQL, written by DuckDB
+            rows[f"findings.{fmt}"] = copy_findings(store, fmt, work / f"findings.{fmt}",
+                                                    run_id=run_id, start=start, end=end)
+            rows[f"detections.{fmt}"] = copy_detections(store, fmt, work / f"detections.{fmt}",
+                                                        run_id=run_id, start=start, end=end)
+        rows["findings.ocsf.json"] = copy_findings_ocsf(
+            store, work / "findings.ocsf.json", run["finished"],
+            groups=detection_groups(store, run_id=run_id, start=start, end=end), run_id=run_id,
+            start=start, end=end)
         hygiene = hyg.hygiene_rows(store, run_id)   # per run: the approvals starting in it
         with open(work / "hygiene.csv", "w", encoding="utf-8", newline="") as fh:
             rows["hygiene.csv"] = hyg.write_csv(hygiene, fh)
@@ -264,7 +261,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "parameters": {"run": run_id, "from": start, "to": end, **(parameters or {})},
             "period": {"start": period_start, "end": period_end},
             "findings": n_findings,
-            "detections": len(detections),
+            "detections": rows["detections.csv"],
             "hygiene": severities(queries.hygiene_counts(store, run_id)),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},

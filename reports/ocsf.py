@@ -19,6 +19,9 @@ from reports.detections import group_detections
 from reports.export import iso
 
 OCSF_VERSION = "1.3.0"
+# time_dt and the *_dt times need the datetime profile, actor the host profile (OCSF 1.3.0);
+# tests/test_ocsf_schema.py validates every object against the published schema with them.
+PROFILES = ["datetime", "host"]
 CLASS_UID, CATEGORY_UID, ACTIVITY_CREATE = 2004, 2, 1
 
 # status -> (severity_id, severity): PASS is kept as evidence of a control that worked.
@@ -53,13 +56,11 @@ def ocsf_finding(f: Finding, created: datetime | None = None) -> dict:
         "activity_id": ACTIVITY_CREATE, "activity_name": "Create",
         "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE, "type_name": "Detection Finding: Create",
         "severity_id": severity_id, "severity": severity,
-        "status_id": 1, "status": "New", "status_code": f.status, "status_detail": f.reason,
+        "status_id": 1, "status": "New", "status_code": f.status,
+        **({"status_detail": f.reason} if f.reason is not None else {}),
         "time": _ms(f.ts), "time_dt": iso(f.ts),
         "message": f"{f.verdict}: {f.account} on {f.target}",
-        "metadata": {"version": OCSF_VERSION,
-                     "product": {"name": "pamcorr", "vendor_name": "pamcorr",
-                                 "version": __version__},
-                     "original_uid": f.event_id, "log_name": f.source},
+        "metadata": _metadata(f.event_id, f.source, f.issue_key),
         "finding_info": {"uid": finding_uid(f.source, f.event_id, f.verdict),
                          "title": f.verdict, "desc": DESCRIPTIONS.get(f.verdict, ""),
                          "types": ["privileged access"], "created_time": _ms(created),
@@ -71,9 +72,18 @@ def ocsf_finding(f: Finding, created: datetime | None = None) -> dict:
                      "ticket_id": f.ticket_id, "gap_seconds": f.gap_seconds,
                      "reason": f.reason, "action": f.action, "detail": f.detail,
                      "actor": f.actor, "event_id": f.event_id, "run_id": f.run_id,
-                     "outcome": f.outcome,
+                     "outcome": f.outcome, "issue_key": f.issue_key,
                      **_outcome_status(f.outcome)},
     }
+
+
+def _metadata(event_id: str, source: str, issue_key: str | None) -> dict:
+    """The action's id as the event's uid, its source as the log name; the issue key (the gap
+    report's group) as correlation_uid: every object of one issue shares it."""
+    return {"version": OCSF_VERSION, "profiles": PROFILES,
+            "product": {"name": "pamcorr", "vendor_name": "pamcorr", "version": __version__},
+            "uid": event_id, "log_name": source,
+            **({"correlation_uid": issue_key} if issue_key is not None else {})}
 
 
 def _outcome_status(outcome: str | None) -> dict:
@@ -157,22 +167,19 @@ def ocsf_detection(members: list[dict], created: datetime | None = None) -> dict
         "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE, "type_name": "Detection Finding: Create",
         "severity_id": severity_id, "severity": severity,
         "status_id": status_id, "status": status, "status_code": review,
-        "status_detail": first["muted_by"] if review == "MUTED" else None,
-        "is_alert": review != "MUTED",
+        **({"status_detail": first["muted_by"]}
+           if review == "MUTED" and first["muted_by"] is not None else {}),
         "time": _ms(end), "time_dt": iso(end),
         "message": f"{first['title']}: {', '.join(accounts)} on {', '.join(targets)}",
-        "metadata": {"version": OCSF_VERSION,
-                     "product": {"name": "pamcorr", "vendor_name": "pamcorr",
-                                 "version": __version__},
-                     "original_uid": first["event_id"], "log_name": first["source"]},
+        "metadata": _metadata(first["event_id"], first["source"], first.get("issue_key")),
         "finding_info": {
-            "uid": detection_uid(members), "title": first["title"], "desc": first["description"],
+            "uid": detection_uid(members), "title": first["title"],
+            **({"desc": first["description"]} if first["description"] is not None else {}),
             "types": ["risky action", first["class"]],
             "analytic": {"uid": first["rule_id"], "name": first["title"], "type_id": 1,
                          "type": "Rule"},
             "attacks": attacks(first["attack"]), "created_time": _ms(created or end),
-            "first_seen_time": _ms(start), "last_seen_time": _ms(end),
-            "related_events_count": len(members)},
+            "first_seen_time": _ms(start), "last_seen_time": _ms(end)},
         "actor": {"user": {"name": first["account"]},
                   **({"session": {"uid": first["session_id"]}} if first["session_id"] else {})},
         "resources": [{"name": t, "type": "target"} for t in targets],
@@ -188,7 +195,9 @@ def ocsf_detection(members: list[dict], created: datetime | None = None) -> dict
                      "review": review, "muted_by": first["muted_by"],
                      "verdict": first["verdict"], "approval_id": first["approval_id"],
                      "ticket_id": first["ticket_id"], "ticket_title": first["ticket_title"],
-                     "sequence_id": first["sequence_id"], "run_id": first["run_id"]},
+                     "sequence_id": first["sequence_id"], "run_id": first["run_id"],
+                     "is_alert": review != "MUTED", "related_events_count": len(members),
+                     "issue_key": first.get("issue_key")},
     }
 
 

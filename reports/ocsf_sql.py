@@ -14,9 +14,11 @@ from correlate import __version__, queries
 from correlate.findings import DESCRIPTIONS
 from correlate.store import Store
 from reports.detections import group_detections
-from reports.export_sql import BATCH, _float, _iso, _json_string, fetch_batches, findings_params
+from correlate.findings import FINDING_FIELDS
+from reports.export_sql import (BATCH, CONTROL_RE2, FINDING_KINDS, _float, _iso, _json_string,
+                                copy_lines, fetch_batches, findings_params, row_flag)
 from reports.ocsf import (ACTIVITY_CREATE, CATEGORY_UID, CLASS_UID, OCSF_VERSION, OUTCOME_STATUS,
-                          SEVERITY, _ms, ocsf_detection)
+                          PROFILES, SEVERITY, _ms, ocsf_detection)
 
 
 def _lit(value) -> str:
@@ -25,7 +27,7 @@ def _lit(value) -> str:
 
 
 def _str(x: str) -> str:
-    return f"coalesce({_json_string(x)}, 'null')"
+    return f"coalesce({_json_string(x, 'q._ctl')}, 'null')"
 
 
 def _case(x: str, mapping: dict, default) -> str:
@@ -77,11 +79,13 @@ def _finding_object() -> str:
         ("type_name", _lit("Detection Finding: Create")),
         ("severity_id", _severity(0)), ("severity", _severity(1)),
         ("status_id", _lit(1)), ("status", _lit("New")), ("status_code", _str("q.status")),
-        ("status_detail", _str("q.reason")),
+        ("status_detail", _str("q.reason"), "q.reason IS NOT NULL"),
         ("time", ts_ms), ("time_dt", f"'\"' || {_iso('q.ts')} || '\"'"),
         ("message", _str(message)),
-        ("metadata", _obj([("version", _lit(OCSF_VERSION)), ("product", _lit(product)),
-                           ("original_uid", _str("q.event_id")), ("log_name", _str("q.source"))])),
+        ("metadata", _obj([("version", _lit(OCSF_VERSION)), ("profiles", _lit(PROFILES)),
+                           ("product", _lit(product)), ("uid", _str("q.event_id")),
+                           ("log_name", _str("q.source")),
+                           ("correlation_uid", _str("q.issue_key"), "q.issue_key IS NOT NULL")])),
         ("finding_info", _obj([
             ("uid", f"'\"' || {uid} || '\"'"), ("title", _str("q.verdict")),
             ("desc", _case("q.verdict", DESCRIPTIONS, "")),
@@ -101,15 +105,25 @@ def _finding_object() -> str:
             ("reason", _str("q.reason")), ("action", _str("q.action")),
             ("detail", _str("q.detail")), ("actor", _str("q.actor")),
             ("event_id", _str("q.event_id")), ("run_id", "q.run_id::VARCHAR"),
-            ("outcome", _str("q.outcome")),
+            ("outcome", _str("q.outcome")), ("issue_key", _str("q.issue_key")),
             ("outcome_status_id", _outcome(0), known_outcome),
             ("outcome_status", _outcome(1), known_outcome)])),
     ])
 
 
-FINDINGS_OCSF_SQL = (f"SELECT line FROM (SELECT {_finding_object()} AS line, q.ts AS k_ts, "
-                     f"q.source AS k_source, q.event_id AS k_event FROM ({queries.FINDINGS_SQL}) q)"
-                     f" ORDER BY k_ts, k_source, k_event")
+_FLAGGED = row_flag(queries.FINDINGS_SQL, FINDING_FIELDS, FINDING_KINDS, CONTROL_RE2, "_ctl")
+
+
+def _ocsf_sql(tail: str = "") -> str:
+    obj = _finding_object()
+    line = f"concat({obj}, {tail})" if tail else obj
+    # in FINDINGS_SQL's order (rendered above its ORDER BY: see export_sql.FINDINGS_ORDER)
+    return f"SELECT {line} AS \"[\" FROM ({_FLAGGED}) q"
+
+
+FINDINGS_OCSF_SQL = _ocsf_sql()
+# For copy_lines: a comma after every object, the header line "[" (the last comma is cut after).
+COPY_OCSF_SQL = _ocsf_sql("','")
 
 
 def write_findings_ocsf(store: Store, out: IO[str], created: datetime | None = None,
@@ -129,4 +143,26 @@ def write_findings_ocsf(store: Store, out: IO[str], created: datetime | None = N
     return n
 
 
-__all__ = ["BATCH", "FINDINGS_OCSF_SQL", "write_findings_ocsf"]
+def copy_findings_ocsf(store: Store, path, created: datetime | None = None,
+                       detections: Iterable[dict] = (), groups: Iterable[list] | None = None,
+                       **filters) -> int:
+    """write_findings_ocsf's bytes, the findings written by DuckDB straight to `path`; the
+    detections given as rows, or already grouped (reports/detections_sql.py detection_groups:
+    streamed, one group at a time)."""
+    params = {**findings_params(store, **filters), "created_ms": _ms(created)}
+    n = copy_lines(store, COPY_OCSF_SQL, params, path, header=True)
+    with open(path, "r+b") as fh:
+        if n:       # "[\n{...},\n...{...},\n": cut the last ",\n"
+            fh.seek(-2, 2)
+            fh.truncate()
+        fh.seek(0, 2)
+        for group in group_detections(detections) if groups is None else groups:
+            fh.write(b",\n" if n else b"")     # the header line ended the "[" line
+            fh.write(json.dumps(ocsf_detection(group, created), ensure_ascii=False,
+                                sort_keys=True).encode("utf-8"))
+            n += 1
+        fh.write(b"\n]\n" if n else b"]\n")
+    return n
+
+
+__all__ = ["BATCH", "FINDINGS_OCSF_SQL", "copy_findings_ocsf", "write_findings_ocsf"]

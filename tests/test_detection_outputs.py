@@ -223,7 +223,8 @@ def test_ocsf_detection_findings_with_attack_mapping(cli, muted_run):
     audit = by_rule["auditctl_rules_deleted"]
     assert (audit["class_uid"], audit["category_uid"], audit["type_uid"]) == (2004, 2, 200401)
     assert (audit["severity_id"], audit["severity"]) == (5, "Critical")
-    assert (audit["status_id"], audit["status_code"], audit["is_alert"]) == (1, "needs_review", True)
+    assert (audit["status_id"], audit["status_code"], audit["unmapped"]["is_alert"]) == \
+        (1, "needs_review", True)
     info = audit["finding_info"]
     assert info["title"] == "Audit rules deleted or auditing disabled with auditctl" and info["desc"]
     assert info["analytic"]["type"] == "Rule" and info["types"] == ["risky action", "log_tamper"]
@@ -238,7 +239,7 @@ def test_ocsf_detection_findings_with_attack_mapping(cli, muted_run):
     assert (by_rule["network_egress_tool"]["status_id"],
             by_rule["network_egress_tool"]["status_detail"]) == (3, "nightly backup upload")
     seq = by_rule["seq_root_then_history"]
-    assert seq["finding_info"]["related_events_count"] == 2
+    assert seq["unmapped"]["related_events_count"] == 2
     assert [e["data"]["event_id"] for e in seq["evidences"]] == ["root", "hist"]
     assert seq["severity_id"] == 4 and seq["finding_info"]["attacks"][0]["technique"]["uid"] == \
         "T1070"

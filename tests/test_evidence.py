@@ -83,7 +83,7 @@ def test_csv_in_the_bundle_is_formula_safe(cli):
 
 def test_ocsf_detection_findings(cli):
     cli("export", "-o", str(cli.tmp / "b"))
-    items = {i["metadata"]["original_uid"]: i
+    items = {i["metadata"]["uid"]: i
              for i in json.loads((cli.tmp / "b" / "findings.ocsf.json").read_text())}
     bad, ok = items["bad"], items["ok"]
     for i in items.values():
@@ -106,7 +106,7 @@ def test_finding_uid_is_stable_across_runs_and_exports(cli):
     cli("export", "-o", str(cli.tmp / "b1"))
     cli("correlate")
     cli("export", "-o", str(cli.tmp / "b2"))
-    uids = [{i["metadata"]["original_uid"]: i["finding_info"]["uid"]
+    uids = [{i["metadata"]["uid"]: i["finding_info"]["uid"]
              for i in json.loads((cli.tmp / b / "findings.ocsf.json").read_text())}
             for b in ("b1", "b2")]
     assert uids[0] == uids[1] and len(set(uids[0].values())) == 3

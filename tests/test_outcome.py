@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+
 import json
 
 from click.testing import CliRunner
@@ -104,8 +106,8 @@ def test_cli_prints_attempts_apart_and_fail_on_ignores_them(world, tmp_path):
     res = runner.invoke(main, ["findings", "--format", "jsonl", "--db", db])
     assert json.loads(res.output)["outcome"] == "failure"
     res = runner.invoke(main, ["findings", "--status", "INFO", "--format", "csv", "--db", db])
-    header, row = res.output.splitlines()
-    assert header.endswith(",outcome") and row.endswith(",failure")
+    (cells,) = csv.DictReader(io.StringIO(res.output))      # issue_key is the last column now
+    assert cells["outcome"] == "failure" and list(cells)[-2:] == ["outcome", "issue_key"]
     res = runner.invoke(main, ["findings", "--db", db])
     assert "outcome" in res.output.splitlines()[0].split()
 
