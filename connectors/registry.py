@@ -26,7 +26,7 @@ OPTION_KEYS: dict[str, tuple[str, ...]] = {
     "teleport": ("ticket_regex",),
     "cyberark": ("checkout_minutes", "dst", "ticket_regex"),
     "pim": ("dst",),
-    "cloudtrail": (),
+    "cloudtrail": ("cloudtrail_public_keys", "digest_metadata"),
     "auditd": ("host", "passwd", "sudo_runas"),
     "syslog": ("dst", "host"),
     "k8s": ("cluster",),

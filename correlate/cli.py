@@ -211,10 +211,19 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
     options = Options(tz=tz, year=year, extra=pairs)
     not_read: list[str] = []     # files a folder holds that are not read: said now and at the end
     with open_store(db) as store:
-        results = ingest(store, connector, kind, list(paths), options,
-                         progress=lambda m: _err(f"ingesting {m}"),
-                         warn=lambda m: (_err(f"warning: {m}"), not_read.append(m)),
-                         reingest=reingest, reject=True)
+        def warn(m):
+            _err(f"warning: {m}")
+            not_read.append(m)
+
+        def run_ingest(files):
+            return ingest(store, connector, kind, files, options,
+                          progress=lambda m: _err(f"ingesting {m}"), warn=warn,
+                          reingest=reingest, reject=True)
+        if connector.name == "cloudtrail":     # digests and log hashes (correlate/integrity)
+            from correlate.integrity.cli import ingest_cloudtrail
+            results = ingest_cloudtrail(store, list(paths), options, run_ingest, warn)
+        else:
+            results = run_ingest(list(paths))
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:
@@ -508,3 +517,7 @@ def demo(db, output):
 from correlate.cli_jobs import register  # noqa: E402 - the job commands (run, scope, export, verify)
 
 register(main)
+
+from correlate.integrity.cli import register as register_integrity  # noqa: E402
+
+register_integrity(main)
