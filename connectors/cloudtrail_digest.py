@@ -32,8 +32,8 @@ class DigestError(ValueError):
 
 
 def is_digest_path(path: Path) -> bool:
-    """True for a file under a `CloudTrail-Digest` folder (digests are only ever there)."""
-    return DIGEST_DIR in Path(path).parts
+    """True for a file under a `CloudTrail-Digest` folder or named like a digest."""
+    return DIGEST_DIR in Path(path).parts or "_CloudTrail-Digest_" in Path(path).name
 
 
 def local_key(path: Path) -> str:

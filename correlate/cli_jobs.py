@@ -72,6 +72,8 @@ def exit_reason(summary, met) -> str:
                 gaps = sum(1 for c in summary.coverage if c.status == status)
                 parts += [f"{n:,} {status} findings"] if n else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
+                checks = sum(1 for f in summary.integrity if f["severity"] == status)
+                parts += [f"{checks} {status} input-integrity finding(s)"] if checks else []
         else:
             n = sum(d["n"] for d in summary.detections if d["review"] != "MUTED"
                     and SEVERITIES.index(d["severity"]) >= SEVERITIES.index(level))

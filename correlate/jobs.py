@@ -184,6 +184,7 @@ class WeeklySummary:
     detections: list[dict] = field(default_factory=list)     # [{severity, review, n}]
     detection_changes: list[DetectionChange] = field(default_factory=list)
     skipped_checks: list[str] = field(default_factory=list)   # ticket checks without their field
+    integrity: list[dict] = field(default_factory=list)   # input-integrity findings (issue 20)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -224,9 +225,22 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
                 files.extend(expand_paths([pattern], warn=done.not_read.append))
             except InputError:
                 done.unmatched.append(pattern)
+        digests = []
+        if connector.name == "cloudtrail":     # digests and log hashes (correlate/integrity)
+            from correlate.integrity.load import ingest_digests, split_digests
+            digests, files = split_digests(files)
         if files:
-            for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
-                            progress=progress, reject=True):
+            results = ingest(store, connector, src.kind, [str(f) for f in files], options,
+                             progress=progress, reject=True)
+            if connector.name == "cloudtrail":
+                from correlate.integrity.load import hash_log_files
+                hash_log_files(store, files)
+        else:
+            results = []
+        if digests:
+            results = results + ingest_digests(store, digests)
+        if results:
+            for r in results:
                 if r.skipped:
                     done.skipped_files += 1
                     continue
@@ -378,6 +392,7 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
                progress=None) -> WeeklyResult:
     """The whole weekly job; the bundle lands in OUTPUT/<week label>/."""
     from reports.evidence import write_bundle   # reports sit downstream of the engine
+    from correlate.integrity.checks import run_checks
     week = week or last_full_week()
     with Store(db or settings.db) as store:
         ingested = ingest_sources(store, settings, progress)
@@ -397,7 +412,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             detections=queries.detection_totals(store, run_id),
             detection_changes=compare_detections(store, previous["run_id"] if previous else None,
                                                  run_id),
-            skipped_checks=queries.skipped_checks(store))
+            skipped_checks=queries.skipped_checks(store),
+            integrity=run_checks(store, week.start, week.end, now_utc()))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -439,6 +455,8 @@ def summary_lines(result: WeeklyResult) -> list[str]:
     for c in [c for c in s.changes if c.state == "new"][:5]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
     lines += detection_summary(s)
+    from correlate.integrity.checks import summary_lines as integrity_lines
+    lines += integrity_lines(s.integrity)
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
@@ -468,4 +486,5 @@ def detection_summary(s: WeeklySummary) -> list[str]:
 def worst_status(summary: WeeklySummary) -> set[str]:
     """Statuses present among findings and coverage, for --fail-on."""
     found = {t["status"] for t in summary.totals if t["n"]}
+    found |= {f["severity"] for f in summary.integrity if f["severity"] in ("FAIL", "WARN")}
     return found | {c.status for c in summary.coverage}

@@ -327,3 +327,19 @@ def test_fail_on_exits_3(tmp_path, keys):
     result = CliRunner().invoke(main, ["integrity", "--fail-on", "fail",
                                        "--db", str(tmp_path / "t.duckdb")])
     assert result.exit_code == 3 and "ct_log_missing" in result.stdout
+
+
+def test_weekly_run_ingests_digests_and_reports_integrity(tmp_path, keys, monkeypatch):
+    monkeypatch.delenv("PAMCORR_DB", raising=False)
+    chain = build(tmp_path, keys[0])
+    chain["logs"][0].unlink()
+    config = tmp_path / "pamcorr.toml"
+    config.write_text(f'db = "{tmp_path / "w.duckdb"}"\noutput = "{tmp_path / "out"}"\n'
+                      f'[[sources]]\nname = "aws"\nconnector = "cloudtrail"\n'
+                      f'paths = ["{tmp_path / "AWSLogs"}/"]\n')
+    result = CliRunner().invoke(main, ["run", "--config", str(config), "--week", "2026-W49",
+                                       "--fail-on", "fail"])
+    assert result.exit_code == 3, result.output
+    assert "integrity: 1 FAIL, 0 WARN, 1 INFO" in result.stdout
+    assert "FAIL: ct_log_missing" in result.stdout
+    assert "1 FAIL input-integrity finding(s)" in result.stdout

@@ -112,3 +112,16 @@ def summary(store: Store) -> dict:
                                 "FROM ct_digest").fetchall()[0]
     _, counts = _signature_findings(con) if digests else ([], {})
     return {"cloudtrail": {"files": logs, "digests": digests, **counts}}
+
+
+def summary_lines(findings: list[dict]) -> list[str]:
+    """The input-integrity lines of the weekly summary (`pamcorr integrity` lists them all)."""
+    if not findings:
+        return ["integrity: no input-integrity findings"]
+    counts = {sev: sum(1 for f in findings if f["severity"] == sev)
+              for sev in ("FAIL", "WARN", "INFO")}
+    lines = ["integrity: " + ", ".join(f"{n} {sev}" for sev, n in counts.items())
+             + " (pamcorr integrity lists them)"]
+    for f in [f for f in findings if f["severity"] != "INFO"][:5]:
+        lines.append(f"  {f['severity']}: {f['check_id']} {f['subject']}")
+    return lines
