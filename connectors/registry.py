@@ -27,7 +27,7 @@ OPTION_KEYS: dict[str, tuple[str, ...]] = {
     "cyberark": ("checkout_minutes", "dst", "ticket_regex"),
     "pim": ("dst",),
     "cloudtrail": ("cloudtrail_public_keys", "digest_metadata"),
-    "auditd": ("host", "passwd", "sudo_runas"),
+    "auditd": ("host", "passwd", "sudo_runas", "auditd_complete"),
     "syslog": ("dst", "host"),
     "k8s": ("cluster",),
     "vault": ("vault_target",),

@@ -219,9 +219,10 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, db):
             return ingest(store, connector, kind, files, options,
                           progress=lambda m: _err(f"ingesting {m}"), warn=warn,
                           reingest=reingest, reject=True)
-        if connector.name == "cloudtrail":     # digests and log hashes (correlate/integrity)
-            from correlate.integrity.cli import ingest_cloudtrail
-            results = ingest_cloudtrail(store, list(paths), options, run_ingest, warn)
+        if connector.name in ("cloudtrail", "auditd"):   # the input-integrity pass as well
+            from correlate.integrity.cli import ingest_with_integrity
+            results = ingest_with_integrity(store, connector.name, list(paths), options,
+                                            run_ingest, warn)
         else:
             results = run_ingest(list(paths))
         pending = queries.pending_approvals(store, connector.name)

@@ -232,9 +232,8 @@ def ingest_sources(store: Store, settings: Settings, progress=None) -> list[Sour
         if files:
             results = ingest(store, connector, src.kind, [str(f) for f in files], options,
                              progress=progress, reject=True)
-            if connector.name == "cloudtrail":
-                from correlate.integrity.load import hash_log_files
-                hash_log_files(store, files)
+            from correlate.integrity.load import after_ingest
+            after_ingest(store, connector.name, files, options.extra)
         else:
             results = []
         if digests:

@@ -10,27 +10,27 @@ import click
 from correlate.clock import now_utc
 from correlate.errors import printable
 from correlate.integrity.checks import SEVERITIES, run_checks
-from correlate.integrity.load import (IntegrityFileError, hash_log_files, ingest_digests,
+from correlate.integrity.load import (IntegrityFileError, after_ingest, ingest_digests,
                                       load_options, split_digests)
 from correlate.store import Store
 
 FAIL_ON = {"warn": "WARN", "fail": "FAIL"}
 
 
-def ingest_cloudtrail(store: Store, paths: list[str], options, ingest_rest, warn=None) -> list:
-    """Digest files into ct_digest, the others through `ingest_rest(files)` (the usual ingest)
-    and then hashed into ct_log_file; the --option key and metadata files stored. Returns the
-    results of both, digests last."""
+def ingest_with_integrity(store: Store, source: str, paths: list[str], options, ingest_rest,
+                          warn=None) -> list:
+    """`ingest_rest(files)` (the usual ingest) with the integrity pass of the source: CloudTrail
+    digest files go to ct_digest instead (their results last) and log files are hashed;
+    auditd files have their serials recorded; --option key and metadata files are stored."""
     from correlate.ingest import expand_paths
     try:
         load_options(store, options.extra)
     except IntegrityFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--option") from None
     files = expand_paths(paths, warn)
-    digests, rest = split_digests(files)
+    digests, rest = split_digests(files) if source == "cloudtrail" else ([], files)
     results = ingest_rest([str(f) for f in rest]) if rest else []
-    if rest:
-        hash_log_files(store, rest)
+    after_ingest(store, source, rest, options.extra)
     return results + ingest_digests(store, digests)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from connectors.audit_serials import scan as scan_audit
 from connectors.cloudtrail_digest import (DigestError, is_digest_path, log_file_row,
                                           parse_digest)
 from correlate.clock import now_utc
@@ -179,3 +180,40 @@ def load_options(store: Store, options: dict) -> None:
         _insert(store.con, "ct_public_key", ("fingerprint", "der", "file"), keys, "OR REPLACE")
         _insert(store.con, "ct_digest_signature", ("digest_key", "signature", "file"), meta,
                 "OR REPLACE")
+
+
+AUDIT_COLS = ("host", "ts", "serial", "rtype", "file", "line", "info", "complete")
+
+
+def scan_audit_files(store: Store, files: list[Path], options: dict) -> int:
+    """Record every auditd record's host, time, serial and type (and kernel lost-record lines)
+    for the sequence checks; `auditd_complete=yes` marks the files as the host's whole log."""
+    complete = str(options.get("auditd_complete", "")).lower() in ("yes", "true", "1")
+    records, lost = [], []
+    for path in files:
+        got, gone = scan_audit(path, options.get("host"))
+        records += got
+        lost += gone
+    for r in records:
+        r["complete"] = complete
+    con = store.con
+    with store.transaction():
+        if records:
+            frame = pd.DataFrame(records, columns=list(AUDIT_COLS))
+            con.register("_audit_rows", frame)
+            try:
+                con.execute("INSERT OR IGNORE INTO audit_record SELECT DISTINCT ON (host, ts, "
+                            "serial, rtype) host, ts, serial, rtype, file, line, info, complete "
+                            "FROM _audit_rows ORDER BY host, ts, serial, rtype, line")
+            finally:
+                con.unregister("_audit_rows")
+        _insert(con, "audit_lost", ("file", "line", "host", "info"), lost, "OR IGNORE")
+    return len(records)
+
+
+def after_ingest(store: Store, source: str, files: list[Path], options: dict) -> None:
+    """The integrity pass over files a source just ingested (log hashes, audit serials)."""
+    if source == "cloudtrail":
+        hash_log_files(store, files)
+    elif source == "auditd":
+        scan_audit_files(store, files, options)
