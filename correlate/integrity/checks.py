@@ -83,35 +83,111 @@ def cloudtrail_findings(store: Store, start: datetime | None, end: datetime | No
         for severity, subject, detail, evidence in con.execute(
                 text, _params(text, start, end)).fetchall():
             out.append(_finding(check_id, severity, subject, detail, evidence))
+    text = sql("ct_head_not_continued")        # a check of its own, reported as a missing digest
+    for severity, subject, detail, evidence in con.execute(
+            text, _params(text, start, end)).fetchall():
+        out.append(_finding("ct_digest_missing", severity, subject, detail, evidence))
     signed, _ = _signature_findings(con)
     return out + signed
 
 
 def run_checks(store: Store, start: datetime | None, end: datetime | None,
                checked: datetime) -> list[dict]:
-    """Run every integrity check for the period and record the findings (replacing the ones
-    recorded before for the same period)."""
+    """Run every integrity check for the period and record the findings, the per-source
+    summary and the digest chain heads (replacing what was recorded for the same period)."""
     from correlate.integrity import host_checks
     findings = cloudtrail_findings(store, start, end) + host_checks.findings(store, start, end)
     con = store.con
+    _, signatures = _signature_findings(con)
+    rows = _summary_rows(con, findings, signatures)
+    heads = con.execute(sql("_ct_heads")).fetchall()
+    same = "WHERE period_start IS NOT DISTINCT FROM ? AND period_end IS NOT DISTINCT FROM ?"
     with store.transaction():
-        con.execute("DELETE FROM integrity_findings WHERE period_start IS NOT DISTINCT FROM ? "
-                    "AND period_end IS NOT DISTINCT FROM ?", [start, end])
+        for table in ("integrity_findings", "integrity_summary", "integrity_chain_head"):
+            con.execute(f"DELETE FROM {table} {same}", [start, end])
         if findings:
             con.executemany(
                 "INSERT INTO integrity_findings (period_start, period_end, checked, check_id, "
                 "severity, source, subject, detail, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[start, end, checked] + [f[c] for c in FINDING_COLS] for f in findings])
+        for row in rows:
+            con.execute("INSERT INTO integrity_summary VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [start, end, checked] + [row[c] for c in SUMMARY_COLS])
+        for chain, key, sha, end_ts in heads:
+            con.execute("INSERT INTO integrity_chain_head VALUES (?, ?, ?, ?, ?, ?)",
+                        [start, end, chain, key, sha, end_ts])
     return findings
 
 
-def summary(store: Store) -> dict:
-    """Per-source counts for the report and the manifest."""
-    con = store.con
-    digests, logs = con.execute("SELECT count(*), (SELECT count(*) FROM ct_log_file) "
-                                "FROM ct_digest").fetchall()[0]
-    _, counts = _signature_findings(con) if digests else ([], {})
-    return {"cloudtrail": {"files": logs, "digests": digests, **counts}}
+SUMMARY_COLS = ("source", "files", "digests", "valid", "missing", "modified", "unsigned", "gaps",
+                "config_changes")
+
+
+def _summary_rows(con, findings: list[dict], signatures: dict) -> list[dict]:
+    """Per source: files, digests, valid, missing, modified, unsigned, gaps, config changes."""
+    def n(*check_ids):
+        return sum(1 for f in findings if f["check_id"] in check_ids)
+    digests = [k for (k,) in con.execute("SELECT digest_key FROM ct_period").fetchall()]
+    failed = {f["subject"] for f in findings if f["severity"] == "FAIL"}
+    logs = con.execute("SELECT count(*) FROM ct_log_file").fetchall()[0][0]
+    audit_files = con.execute("SELECT count(DISTINCT file) FROM audit_record").fetchall()[0][0]
+    rows = []
+    if logs or digests:
+        rows.append({"source": "cloudtrail", "files": logs, "digests": len(digests),
+                     "valid": sum(1 for k in digests if k not in failed),
+                     "missing": n("ct_log_missing", "ct_digest_missing"),
+                     "modified": n("ct_log_modified", "ct_digest_modified",
+                                   "ct_digest_signature_invalid", "ct_digest_moved"),
+                     "unsigned": signatures.get("unsigned", 0), "gaps": n("ct_chain_restart"),
+                     "config_changes": 0})
+    if audit_files:
+        rows.append({"source": "auditd", "files": audit_files, "digests": None, "valid": None,
+                     "missing": n("auditd_lost"), "modified": None, "unsigned": None,
+                     "gaps": n("auditd_sequence_gap", "auditd_stopped"),
+                     "config_changes": n("audit_config_change")})
+    if n("session_unterminated", "session_event_after_end"):
+        rows.append({"source": "teleport", "files": None, "digests": None, "valid": None,
+                     "missing": n("session_unterminated"), "modified": None, "unsigned": None,
+                     "gaps": n("session_event_after_end"), "config_changes": None})
+    return rows
+
+
+def recorded(store: Store, start: datetime | None, end: datetime | None) -> dict | None:
+    """What the last check pass of exactly this period recorded (None when none ran):
+    `{checked, summary, findings, heads, fingerprints}` for the report and the manifest."""
+    same = "WHERE period_start IS NOT DISTINCT FROM ? AND period_end IS NOT DISTINCT FROM ?"
+    checked = store.query(f"SELECT max(checked) FROM integrity_summary {same} UNION ALL "
+                          f"SELECT max(checked) FROM integrity_findings {same}",
+                          [start, end, start, end])
+    when = max((c for (c,) in checked if c is not None), default=None)
+    if when is None:
+        return None
+    return {
+        "checked": when,
+        "summary": store.query_dicts(f"SELECT {', '.join(SUMMARY_COLS)} FROM integrity_summary "
+                                     f"{same} ORDER BY source", [start, end]),
+        "findings": store.query_dicts(
+            f"SELECT check_id, severity, source, subject, detail, evidence "
+            f"FROM integrity_findings {same} ORDER BY CASE severity WHEN 'FAIL' THEN 0 "
+            f"WHEN 'WARN' THEN 1 ELSE 2 END, check_id, subject", [start, end]),
+        "heads": store.query_dicts(f"SELECT chain, digest_key AS key, sha256 FROM "
+                                   f"integrity_chain_head {same} ORDER BY chain", [start, end]),
+        "fingerprints": [f for (f,) in store.query(
+            "SELECT fingerprint FROM ct_public_key ORDER BY 1")],
+    }
+
+
+def manifest_section(store: Store, start: datetime | None, end: datetime | None) -> dict:
+    """`input_integrity` of manifest.json: counts, the head of each digest chain (key and
+    sha256) and the key fingerprints, as the period's check pass recorded them."""
+    got = recorded(store, start, end)
+    if got is None:
+        return {"checked": False}
+    counts: dict[str, int] = {}
+    for f in got["findings"]:
+        counts[f["severity"]] = counts.get(f["severity"], 0) + 1
+    return {"checked": True, "findings": counts, "sources": got["summary"],
+            "chain_heads": got["heads"], "key_fingerprints": got["fingerprints"]}
 
 
 def summary_lines(findings: list[dict]) -> list[str]:
