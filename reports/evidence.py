@@ -50,7 +50,10 @@ INSERT INTO exports (export_id, created, run_id, path, bundle, manifest_sha256, 
 SELECT coalesce(max(export_id), 0) + 1, ?, ?, ?, ?, ?, ? FROM exports
 """
 
+INTEGRITY = "input-integrity.json"     # the manifest's input_integrity, as a hashed file
 DESCRIPTIONS = {
+    INTEGRITY: "input integrity: check counts, digest chain heads, key fingerprints "
+               "(as manifest.json input_integrity)",
     "findings.csv": "every finding of the period, formula-safe CSV",
     "findings.jsonl": "every finding of the period, JSON lines",
     "findings.ocsf.json": "every finding, and every detection (a sequence as one), as an OCSF "
@@ -220,6 +223,8 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         write_gap_report(store, work / "gap-report.html", run_id)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
+        integrity = input_integrity(store, run)
+        (work / INTEGRITY).write_bytes(_dumps(integrity))
         files = []
         for p in sorted(work.iterdir()):
             with open(p, "rb") as fh:
@@ -250,6 +255,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "detections": len(detections),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},
+            "input_integrity": integrity,
             "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],
             "outputs": sorted(files, key=lambda f: f["path"]),
             "previous": prev,
@@ -269,6 +275,30 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
         con.execute(RECORD_EXPORT_SQL, [created, run_id, str(out), out.name, digest,
                                         prev["manifest_sha256"] if prev else None])
     return Bundle(out, digest, manifest)
+
+
+def input_integrity(store: Store, run: dict) -> dict:
+    """The input-integrity pass recorded for the run's period, else the one over all records."""
+    from correlate.integrity.checks import manifest_section
+    got = manifest_section(store, run["period_start"], run["period_end"])
+    return got if got.get("checked") else manifest_section(store, None, None)
+
+
+def _check_integrity(reader: BundleReader, manifest: dict, v: Verification) -> None:
+    """manifest.json input_integrity must be what the hashed input-integrity.json says."""
+    if "input_integrity" not in manifest:
+        return
+    try:
+        data = reader.read(INTEGRITY)
+    except DamagedBundle as exc:
+        v.problems.append(str(exc))
+        return
+    try:
+        same = data is not None and json.loads(data) == manifest["input_integrity"]
+    except ValueError:
+        same = False
+    if not same:
+        v.problems.append(f"changed: {MANIFEST} input_integrity differs from {INTEGRITY}")
 
 
 def _check_replaceable(out: Path) -> None:
@@ -450,6 +480,7 @@ def verify_bundle(path: str | os.PathLike, chain_dirs=(),
             v.problems.append(f"{MANIFEST}: format {manifest.get('format')!r}, expected {FORMAT}")
             return v
         _check_files(reader, manifest, v)
+        _check_integrity(reader, manifest, v)
     finally:
         reader.close()
     if isinstance(chain_dirs, (str, os.PathLike)):

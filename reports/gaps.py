@@ -181,6 +181,7 @@ class GapReportContext:
     risky_total: int = 0          # detection rows in the run (risky + muted, all of them)
     risky_shown: int = 0          # detection rows listed (RISKY_LIMIT)
     risky_counts: dict = field(default_factory=dict)   # review -> rows
+    integrity: dict | None = None  # recorded input-integrity pass (correlate/integrity), or None
 
     @property
     def worst(self) -> list[dict]:
@@ -335,7 +336,14 @@ def gap_report_context(store: Store, run_id: int | None = None) -> GapReportCont
         failed_attempts=attempts[:200], failed_attempts_total=sum(a["n"] for a in attempts),
         frameworks=FRAMEWORKS, descriptions=DESCRIPTIONS,
         verdict_order=list(VERDICTS), svg_width=width, risky=risky, risky_muted=risky_muted,
-        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts)
+        risky_total=sum(counts.values()), risky_shown=len(rows), risky_counts=counts,
+        integrity=integrity_recorded(store, run["period_start"], run["period_end"]))
+
+
+def integrity_recorded(store: Store, start, end) -> dict | None:
+    """The input-integrity pass recorded for the run's period, else the one over all records."""
+    from correlate.integrity.checks import recorded
+    return recorded(store, start, end) or recorded(store, None, None)
 
 
 def write_gap_report(store: Store, path: Path, run_id: int | None = None) -> Path:

@@ -55,7 +55,7 @@ def test_bundle_holds_findings_report_index_and_manifest(cli):
     names = {p.name for p in out.iterdir()}
     assert names == {"findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html",
                      "detections.csv", "detections.jsonl",
-                     "index.html", "manifest.json"}
+                     "index.html", "manifest.json", "input-integrity.json"}
     m = json.loads((out / "manifest.json").read_text())
     assert m["tool"] == {"name": "pamcorr", "version": __version__}
     assert m["run"]["run_id"] == 1 and m["run"]["grace_s"] == 300 and m["findings"] == 3
