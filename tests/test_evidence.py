@@ -126,7 +126,7 @@ def test_period_and_run_select_findings(cli):
 def test_untouched_bundle_verifies(cli):
     cli("export", "-o", str(cli.tmp / "b"))
     res = verify(cli.tmp / "b")
-    assert res.exit_code == 0 and "files: 7/7 valid" in res.output
+    assert res.exit_code == 0 and "files: 8/8 valid" in res.output
     assert "chain: 0/0 links valid" in res.output
 
 
@@ -138,7 +138,7 @@ def test_tampered_byte_is_caught(cli):
     (out / "findings.csv").write_bytes(bytes(data))
     res = verify(out)
     assert res.exit_code == 1
-    assert "files: 6/7 valid" in res.output and "changed: findings.csv" in res.output
+    assert "files: 7/8 valid" in res.output and "changed: findings.csv" in res.output
 
 
 def test_deleted_and_added_files_are_caught(cli):
@@ -201,7 +201,7 @@ def test_zip_bundle_verifies_and_tampering_inside_is_caught(cli):
     z = cli.tmp / "bundle.zip"
     assert cli("export", "-o", str(z)).exit_code == 0
     res = verify(z)
-    assert res.exit_code == 0 and "files: 7/7 valid" in res.output
+    assert res.exit_code == 0 and "files: 8/8 valid" in res.output
     bad = cli.tmp / "bad.zip"
     with zipfile.ZipFile(z) as src, zipfile.ZipFile(bad, "w") as dst:
         for name in src.namelist():

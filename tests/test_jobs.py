@@ -135,7 +135,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 8/8 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 9/9 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):
