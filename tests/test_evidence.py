@@ -160,7 +160,7 @@ def test_bundles_chain_and_a_rewritten_predecessor_breaks_the_chain(cli):
     assert "chain: 1/1 links valid" in verify(b2).output
     index = BeautifulSoup((b2 / "index.html").read_text(), "html.parser")
     assert index.select_one("#previous-sha256").get_text() == sha(b1 / "manifest.json")
-    assert len(index.select("#bundle-files tr.file")) == 6
+    assert len(index.select("#bundle-files tr.file")) == 7
     # rewrite b1 consistently: its own verify passes, but b2 no longer vouches for it
     m1 = json.loads((b1 / "manifest.json").read_text())
     m1["findings"] = 2
