@@ -21,7 +21,6 @@ _LOST = re.compile(r"audit_lost=([1-9]\d*)|backlog limit exceeded")
 # what makes a CONFIG_CHANGE worth a warning: rules removed, auditing off, failure mode or
 # backlog changed
 _CONFIG = re.compile(r'op="?remove_rule|audit_enabled=0\b|audit_failure=|backlog_limit=')
-_AUID = re.compile(r"\bauid=(\d+|\?)")
 MAX_INFO = 500
 
 
@@ -57,8 +56,3 @@ def scan(path: Path, default_host: str | None = None) -> tuple[list[dict], list[
                          "line": line, "info": text[:MAX_INFO]})
     return records, lost
 
-
-def config_auid(info: str) -> str | None:
-    """The auid of a config record's text (None when unset)."""
-    m = _AUID.search(info or "")
-    return m.group(1) if m and m.group(1) not in ("?", "4294967295") else None
