@@ -129,7 +129,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
         "detections.csv", "detections.jsonl",
-        "manifest.json", "weekly.json"}
+        "manifest.json", "weekly.json", "input-integrity.json"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["period"] == {"start": "2026-11-16T00:00:00Z", "end": "2026-11-23T00:00:00Z"}
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
