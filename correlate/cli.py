@@ -236,10 +236,19 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, no_progress, db):
     from correlate.ingest import expand_paths
     with open_store(db) as store, IngestProgress(planned_files(paths, expand_paths),
                                                  not no_progress, say=_err) as progress:
-        results = ingest(store, connector, kind, list(paths), options, progress=progress,
-                         warn=lambda m: (progress.note(f"warning: {m}", _err),
-                                         not_read.append(m)),
-                         reingest=reingest, reject=True)
+        def warn(m):
+            progress.note(f"warning: {m}", _err)
+            not_read.append(m)
+
+        def run_ingest(files):
+            return ingest(store, connector, kind, files, options, progress=progress, warn=warn,
+                          reingest=reingest, reject=True)
+        if connector.name in ("cloudtrail", "auditd"):   # the input-integrity pass as well
+            from correlate.integrity.cli import ingest_with_integrity
+            results = ingest_with_integrity(store, connector.name, list(paths), options,
+                                            run_ingest, warn)
+        else:
+            results = run_ingest(list(paths))
         pending = queries.pending_approvals(store, connector.name)
     print_results(results)
     for note in not_read:
@@ -572,3 +581,6 @@ register_spark(main)
 from correlate.cli_hygiene import register as register_hygiene  # noqa: E402 - `pamcorr hygiene`
 
 register_hygiene(main)
+from correlate.integrity.cli import register as register_integrity  # noqa: E402
+
+register_integrity(main)

@@ -91,6 +91,8 @@ def exit_reason(summary, met) -> str:
                 h = sum(c["n"] for c in summary.hygiene if c["severity"] == status)
                 parts += [f"{h} {status} approval hygiene finding(s)"] if h else []
                 parts += [f"{gaps} {status} coverage gap(s)"] if gaps else []
+                checks = sum(1 for f in summary.integrity if f["severity"] == status)
+                parts += [f"{checks} {status} input-integrity finding(s)"] if checks else []
         else:
             n = sum(d["n"] for d in summary.detections if d["review"] != "MUTED"
                     and SEVERITIES.index(d["severity"]) >= SEVERITIES.index(level))

@@ -197,6 +197,7 @@ class WeeklySummary:
     exceptions: list[dict] = field(default_factory=list)      # accepted exceptions of the run
     # approval hygiene per check: {check_id, severity, n, judged, not_judged, ...}
     hygiene: list[dict] = field(default_factory=list)
+    integrity: list[dict] = field(default_factory=list)   # input-integrity findings (issue 20)
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.changes if c.state == state)
@@ -243,9 +244,21 @@ def ingest_sources(store: Store, settings: Settings, progress=None,
         shas: list[str] = []
         if matched is not None:
             matched[i] = ([str(f) for f in files], shas)
+        digests = []
+        if connector.name == "cloudtrail":     # digests and log hashes (correlate/integrity)
+            from correlate.integrity.load import ingest_digests, split_digests
+            digests, files = split_digests(files)
         if files:
-            for r in ingest(store, connector, src.kind, [str(f) for f in files], options,
-                            progress=progress, reject=True):
+            results = ingest(store, connector, src.kind, [str(f) for f in files], options,
+                             progress=progress, reject=True)
+            from correlate.integrity.load import after_ingest
+            after_ingest(store, connector.name, files, options.extra)
+        else:
+            results = []
+        if digests:
+            results = results + ingest_digests(store, digests)
+        if results:
+            for r in results:
                 shas.append(r.sha256)
                 if r.skipped:
                     done.skipped_files += 1
@@ -407,6 +420,7 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
                progress=None) -> WeeklyResult:
     """The whole weekly job; the bundle lands in OUTPUT/<week label>/."""
     from reports.evidence import write_bundle   # reports sit downstream of the engine
+    from correlate.integrity.checks import run_checks
     week = week or last_full_week()
     if settings.tickets is not None:     # before ingesting anything, let alone connecting
         from connectors.http import credentials_problem
@@ -441,7 +455,8 @@ def run_weekly(settings: Settings, week: Week | None = None, db: str | None = No
             skipped_checks=queries.skipped_checks(store),
             source_coverage=source_coverage(store, settings.sources, matched, week),
             exceptions=run_exceptions(store, run_id),
-            hygiene=queries.hygiene_counts(store, run_id))
+            hygiene=queries.hygiene_counts(store, run_id),
+            integrity=run_checks(store, week.start, week.end, now_utc()))
         out = Path(settings.output) / week.label
         bundle = write_bundle(store, out, run_id, siblings=True,
                               extra={"weekly.json": summary.as_json()},
@@ -489,6 +504,8 @@ def summary_lines(result: WeeklyResult) -> list[str]:
         lines.append(f"  new: {c.verdict} {c.account} on {c.target} ({c.now}x)")
     lines += detection_summary(s)
     lines.append(summary_line(s.hygiene).strip())
+    from correlate.integrity.checks import summary_lines as integrity_lines
+    lines += integrity_lines(s.integrity)
     problems = [c for c in s.coverage if c.status != "PASS"]
     lines.append("coverage: every source sent activity" if not problems else "coverage:")
     lines += [f"  {c.status}: {c.message}" for c in problems]
@@ -535,5 +552,6 @@ def worst_status(summary: WeeklySummary) -> set[str]:
     found = queries.counted_statuses(summary.totals)     # excepted findings do not count
     # a FAIL (WARN) hygiene check counts for --fail-on as a FAIL (WARN) finding does
     found |= {s for s, n in severities(summary.hygiene).items() if n and s != "INFO"}
+    found |= {f["severity"] for f in summary.integrity if f["severity"] in ("FAIL", "WARN")}
     return (found | {c.status for c in summary.coverage}
             | {c.status for c in summary.source_coverage})

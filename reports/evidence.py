@@ -53,7 +53,10 @@ INSERT INTO exports (export_id, created, run_id, path, bundle, manifest_sha256, 
 SELECT coalesce(max(export_id), 0) + 1, ?, ?, ?, ?, ?, ? FROM exports
 """
 
+INTEGRITY = "input-integrity.json"     # the manifest's input_integrity, as a hashed file
 DESCRIPTIONS = {
+    INTEGRITY: "input integrity: check counts, digest chain heads, key fingerprints "
+               "(as manifest.json input_integrity)",
     "findings.csv": "every finding of the period, formula-safe CSV",
     "findings.jsonl": "every finding of the period, JSON lines",
     "findings.ocsf.json": "every finding, and every detection (a sequence as one), as an OCSF "
@@ -233,6 +236,8 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             write_scope_pages(store, work, links, run)
         for name, text in (extra or {}).items():
             (work / name).write_text(text, encoding="utf-8")
+        integrity = input_integrity(store, run)
+        (work / INTEGRITY).write_bytes(_dumps(integrity))
         files = []
         for p in _members(work):
             name = p.relative_to(work).as_posix()
@@ -265,6 +270,7 @@ def write_bundle(store: Store, out: str | os.PathLike, run_id: int | None = None
             "hygiene": severities(queries.hygiene_counts(store, run_id)),
             "inputs": inputs,
             "completeness": {"sources": sources, "quarantined": quarantined},
+            "input_integrity": integrity,
             "controls": [{"framework": f, "control": c, "evidences": e} for f, c, e in FRAMEWORKS],
             "outputs": sorted(files, key=lambda f: f["path"]),
             "previous": prev,
@@ -296,6 +302,30 @@ def _describe(name: str) -> str:
     if name.startswith("scope/"):
         return "a scope page: everything on record for one account or approval in the period"
     return ""
+
+
+def input_integrity(store: Store, run: dict) -> dict:
+    """The input-integrity pass recorded for the run's period, else the one over all records."""
+    from correlate.integrity.checks import manifest_section
+    got = manifest_section(store, run["period_start"], run["period_end"])
+    return got if got.get("checked") else manifest_section(store, None, None)
+
+
+def _check_integrity(reader: BundleReader, manifest: dict, v: Verification) -> None:
+    """manifest.json input_integrity must be what the hashed input-integrity.json says."""
+    if "input_integrity" not in manifest:
+        return
+    try:
+        data = reader.read(INTEGRITY)
+    except DamagedBundle as exc:
+        v.problems.append(str(exc))
+        return
+    try:
+        same = data is not None and json.loads(data) == manifest["input_integrity"]
+    except ValueError:
+        same = False
+    if not same:
+        v.problems.append(f"changed: {MANIFEST} input_integrity differs from {INTEGRITY}")
 
 
 def _check_replaceable(out: Path) -> None:
@@ -479,6 +509,7 @@ def verify_bundle(path: str | os.PathLike, chain_dirs=(),
         _check_files(reader, manifest, v)
         from reports.manifest_sums import arithmetic_problems
         v.problems += arithmetic_problems(manifest)
+        _check_integrity(reader, manifest, v)
     finally:
         reader.close()
     if isinstance(chain_dirs, (str, os.PathLike)):

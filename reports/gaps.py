@@ -252,6 +252,7 @@ class GapReportContext:
     hygiene: list[dict] = field(default_factory=list)
     hygiene_rows: list[dict] = field(default_factory=list)
     hygiene_total: int = 0
+    integrity: dict | None = None  # recorded input-integrity pass (correlate/integrity), or None
 
     @property
     def worst(self) -> list[dict]:
@@ -456,7 +457,14 @@ def gap_report_context(store: Store, run_id: int | None = None,
         source_coverage=source_coverage(store, run["period_start"], run["period_end"]),
         exceptions=accepted, excepted=excepted,
         excepted_total=sum(t["excepted"] for t in totals),
+        integrity=integrity_recorded(store, run["period_start"], run["period_end"]),
         **_hygiene(store, run_id))
+
+
+def integrity_recorded(store: Store, start, end) -> dict | None:
+    """The input-integrity pass recorded for the run's period, else the one over all records."""
+    from correlate.integrity.checks import recorded
+    return recorded(store, start, end) or recorded(store, None, None)
 
 
 def _hygiene(store: Store, run_id: int) -> dict:

@@ -206,7 +206,7 @@ def test_bundle_has_detection_files_in_the_manifest_and_verifies(cli, muted_run)
     jl = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
     assert [j["event_id"] for j in jl] == [r["event_id"] for r in rows]
     res = CliRunner().invoke(main, ["verify", str(out)])
-    assert res.exit_code == 0 and "files: 9/9 valid" in res.output, res.output
+    assert res.exit_code == 0 and "files: 10/10 valid" in res.output, res.output
     (out / "detections.jsonl").write_text("")
     res = CliRunner().invoke(main, ["verify", str(out)])
     assert res.exit_code == 1 and "changed: detections.jsonl" in res.output

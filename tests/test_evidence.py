@@ -55,7 +55,7 @@ def test_bundle_holds_findings_report_index_and_manifest(cli):
     names = {p.name for p in out.iterdir()}
     assert names == {"findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html",
                      "detections.csv", "detections.jsonl", "hygiene.csv", "hygiene.jsonl",
-                     "index.html", "manifest.json"}
+                     "index.html", "manifest.json", "input-integrity.json"}
     m = json.loads((out / "manifest.json").read_text())
     assert m["tool"] == {"name": "pamcorr", "version": __version__}
     assert m["run"]["run_id"] == 1 and m["run"]["grace_s"] == 300 and m["findings"] == 3
@@ -126,7 +126,7 @@ def test_period_and_run_select_findings(cli):
 def test_untouched_bundle_verifies(cli):
     cli("export", "-o", str(cli.tmp / "b"))
     res = verify(cli.tmp / "b")
-    assert res.exit_code == 0 and "files: 9/9 valid" in res.output
+    assert res.exit_code == 0 and "files: 10/10 valid" in res.output
     assert "chain: 0/0 links valid" in res.output
 
 
@@ -138,7 +138,7 @@ def test_tampered_byte_is_caught(cli):
     (out / "findings.csv").write_bytes(bytes(data))
     res = verify(out)
     assert res.exit_code == 1
-    assert "files: 8/9 valid" in res.output and "changed: findings.csv" in res.output
+    assert "files: 9/10 valid" in res.output and "changed: findings.csv" in res.output
 
 
 def test_deleted_and_added_files_are_caught(cli):
@@ -160,7 +160,7 @@ def test_bundles_chain_and_a_rewritten_predecessor_breaks_the_chain(cli):
     assert "chain: 1/1 links valid" in verify(b2).output
     index = BeautifulSoup((b2 / "index.html").read_text(), "html.parser")
     assert index.select_one("#previous-sha256").get_text() == sha(b1 / "manifest.json")
-    assert len(index.select("#bundle-files tr.file")) == 8
+    assert len(index.select("#bundle-files tr.file")) == 9
     # rewrite b1 consistently: its own verify passes, but b2 no longer vouches for it
     m1 = json.loads((b1 / "manifest.json").read_text())
     m1["created"] = "2020-01-01T00:00:00Z"     # (a count edited is caught by its arithmetic)
@@ -201,7 +201,7 @@ def test_zip_bundle_verifies_and_tampering_inside_is_caught(cli):
     z = cli.tmp / "bundle.zip"
     assert cli("export", "-o", str(z)).exit_code == 0
     res = verify(z)
-    assert res.exit_code == 0 and "files: 9/9 valid" in res.output
+    assert res.exit_code == 0 and "files: 10/10 valid" in res.output
     bad = cli.tmp / "bad.zip"
     with zipfile.ZipFile(z) as src, zipfile.ZipFile(bad, "w") as dst:
         for name in src.namelist():

@@ -129,7 +129,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert {p.name for p in out.iterdir()} == {
         "findings.csv", "findings.jsonl", "findings.ocsf.json", "gap-report.html", "index.html",
         "detections.csv", "detections.jsonl", "hygiene.csv", "hygiene.jsonl",
-        "manifest.json", "weekly.json", "scope"}
+        "manifest.json", "weekly.json", "scope", "input-integrity.json"}
     # scope pages of the three failing accounts (mallory, bob, carol), listed in the manifest
     assert len(list((out / "scope").iterdir())) == 3
     manifest = json.loads((out / "manifest.json").read_text())
@@ -137,7 +137,7 @@ def test_run_without_week_judges_last_full_week_and_writes_bundle(job):
     assert manifest["run"]["parameters"]["week"] == "2026-W47"
     assert manifest["previous"] is None
     verify = CliRunner().invoke(main, ["verify", str(out)])
-    assert verify.exit_code == 0 and "files: 13/13 valid" in verify.output
+    assert verify.exit_code == 0 and "files: 14/14 valid" in verify.output
 
 
 def test_fail_on_exits_3_from_option_or_config(job):

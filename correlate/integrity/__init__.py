@@ -1,0 +1,1 @@
+"""Input integrity: CloudTrail digest chains checked offline, audit gaps and silent sources."""
