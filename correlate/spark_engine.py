@@ -202,8 +202,9 @@ def _detections(spark, df, shared, tasks: int, start, end, policy: Policy, tz,
     def task(keep):
         def detect(batches):
             import pyarrow as pa
-            table = pa.Table.from_batches(list(batches))
-            if table.num_rows:
+            batches = list(batches)           # a task the split left empty gets none
+            table = pa.Table.from_batches(batches) if batches else None
+            if table is not None and table.num_rows:
                 yield from detect_actions(shared.value, table, start, end, policy, tz,
                                           settings, keep).to_batches()
         return detect
