@@ -70,7 +70,8 @@ def load_run(store: Store, output: str, progress=None) -> int:
         raise InputError(f"already loaded as run {loaded[0][0]}", str(folder))
     connector = GenericConnector()
     if files:
-        ingest(store, connector, "activity", files, Options(), progress=progress)
+        # Spark's timestamps are UTC instants; an INT96 ts reads back zone-less: UTC it is
+        ingest(store, connector, "activity", files, Options(tz="UTC"), progress=progress)
     con = store.con
     with store.transaction():
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]

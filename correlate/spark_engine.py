@@ -65,6 +65,8 @@ def spark_session(master: str = "local[2]", app: str = "pamcorr", ui: bool = Fal
     builder = (builder.appName(app)
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               # UTC instants as such (the default, INT96, reads back zone-less elsewhere)
+               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                .config("spark.ui.enabled", "true" if ui else "false")
                .config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
