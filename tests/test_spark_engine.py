@@ -150,7 +150,7 @@ def _detect_in_passes(lake, start=None, end=None, policy=Policy(), parts=3):
         keep = sequences + (events if key == "target" else ())
         groups = {}
         for i, r in enumerate(rows):
-            value = (r[key] or "").strip().lower()
+            value = (r[key] or "").strip().lower() if key else ""     # None: one task
             groups.setdefault(zlib.crc32(value.encode()) % parts, []).append(i)
         tables += [detect_actions(ref, actions.take(g), start, end, policy, None,
                                   DetectionSettings(), keep) for g in groups.values()]
