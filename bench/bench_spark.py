@@ -3,6 +3,7 @@
 Data: the performance anchor's generator (/work/shared/perf-anchor/gen.py) output, turned into
 a lake (activity/, approvals/, tickets/ as Parquet in the generic contract's columns).
 Usage: python bench/bench_spark.py DATA_DIR [--master local[2]] [--out DIR] [--rows-per-task N]
+       [--detections]   (both engines run the detections; default off: verdicts only)
 Prints one JSON line per engine: seconds, seconds per 1e6 actions, and for Spark the shuffle
 bytes written and read (from the Spark UI's REST API, switched on for this run only) and tasks.
 Both engines also check they gave the same number of findings per verdict.
@@ -59,21 +60,22 @@ def make_lake(data: Path, lake: Path) -> int:
     return n
 
 
-def embedded(lake: Path, db: Path) -> tuple[float, dict]:
+def embedded(lake: Path, db: Path, detect: bool = False) -> tuple[float, dict]:
     started = time.perf_counter()
     with Store(str(db)) as store:
         for kind in ("approvals", "tickets", "activity"):
             files = sorted(str(p) for p in (lake / kind).rglob("*.parquet"))
             ingest(store, GenericConnector(), kind, files, Options())
         loaded = time.perf_counter()
-        run_id = correlate(store, detections=DetectionSettings(enabled=False))
+        run_id = correlate(store, detections=DetectionSettings(enabled=detect))
+        detections = store.scalar("SELECT count(*) FROM detections WHERE run_id = ?", [run_id])
         totals = dict(store.query("SELECT verdict, count(*) FROM findings WHERE run_id = ? "
                                   "GROUP BY 1", [run_id]))
         quarantined = store.scalar("SELECT count(*) FROM quarantine")
     end = time.perf_counter()
     return end - started, {"ingest_s": round(loaded - started, 1),
                            "correlate_s": round(end - loaded, 1), "quarantined": quarantined,
-                           "verdicts": totals}
+                           "verdicts": totals, "detections": detections}
 
 
 def stage_figures(spark) -> tuple[int, int, list]:
@@ -97,6 +99,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="scratch folder (default: a temp one)")
     ap.add_argument("--rows-per-task", type=int, default=None)
     ap.add_argument("--skip-embedded", action="store_true")
+    ap.add_argument("--detections", action="store_true",
+                    help="run the detections in both engines (Spark: the detection passes)")
     args = ap.parse_args()
     scratch = args.out or Path(tempfile.mkdtemp(prefix="pamcorr-bench-spark-"))
     lake = scratch / "lake"
@@ -105,7 +109,7 @@ def main() -> None:
     if not args.skip_embedded:
         db = scratch / "embedded.duckdb"
         db.unlink(missing_ok=True)
-        seconds, extra = embedded(lake, db)
+        seconds, extra = embedded(lake, db, args.detections)
         print(json.dumps({"engine": "embedded", "actions": n, "seconds": round(seconds, 1),
                           "s_per_1e6": round(seconds * per, 2), **extra}), flush=True)
     from correlate.spark_engine import clear_output, run_spark, spark_session
@@ -117,7 +121,8 @@ def main() -> None:
     clear_output(str(out))
     extra = {"rows_per_task": args.rows_per_task} if args.rows_per_task else {}
     started = time.perf_counter()
-    summary = run_spark(spark, str(lake), str(out), **extra)
+    summary = run_spark(spark, str(lake), str(out),
+                        detections=DetectionSettings(enabled=args.detections), **extra)
     seconds = time.perf_counter() - started
     written, read, stages = stage_figures(spark)
     print(json.dumps({"engine": "spark", "master": args.master, "actions": n,
@@ -126,6 +131,7 @@ def main() -> None:
                       "shuffle_write_bytes": written, "shuffle_read_bytes": read,
                       "shuffle_bytes_per_action": round(written / n, 1), **extra,
                       "verdicts": {v["verdict"]: v["count"] for v in summary["verdicts"]},
+                      "detections": summary["detections"],
                       "stages": stages}),
           flush=True)
     spark.stop()

@@ -33,7 +33,11 @@ def _say(msg: str) -> None:
               help="Seconds within which a window makes an action out_of_window (default "
                    "7 days, or the config's).")
 @click.option("--config", "config_path", default=None, metavar="FILE",
-              help="Take [policy] (grace_s, lookaround_s, change_window) from this TOML file.")
+              help="Take [policy] (grace_s, lookaround_s, change_window) and [detections] "
+                   "(rule folders, mutes) from this TOML file.")
+@click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
+              help="A folder of your own Sigma rules, run besides the shipped ones (readable "
+                   "at this path on every executor). Repeatable.")
 @click.option("--tz", default=None, help="Zone for timestamps that carry none (IANA name).")
 @click.option("--reference-db", "reference_db", default=None, metavar="FILE",
               help="Take approvals, tickets, identities and targets from this pamcorr store "
@@ -44,14 +48,19 @@ def _say(msg: str) -> None:
               help="A key with more actions than this is split over several tasks "
                    "(default 500,000).")
 def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookaround,
-                        config_path, tz, reference_db, rows_per_task, hot_key_rows):
+                        config_path, tz, reference_db, rows_per_task, hot_key_rows, rule_dirs):
     """Judge a data lake's activity on Apache Spark with the embedded engine's verdicts."""
     from correlate.cli import parse_range   # correlate.cli imports this module at its end
+    from dataclasses import replace
+    from correlate.detect.run import DetectionSettings
     from correlate.engine import Policy
-    policy = Policy()
+    policy, detections = Policy(), DetectionSettings()
     if config_path:
         from correlate.config import load_settings
-        policy = load_settings(config_path).policy
+        settings = load_settings(config_path)
+        policy, detections = settings.policy, settings.detections
+    if rule_dirs:
+        detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     policy = Policy(policy.grace_s if grace is None else grace,
                     policy.lookaround_s if lookaround is None else lookaround,
                     policy.change_window)
@@ -66,13 +75,17 @@ def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookar
                                ("hot_rows", hot_key_rows)) if v is not None}
     spark_engine.clear_output(output_uri)
     summary = spark_engine.run_spark(spark, input_uri, output_uri, lo, hi, policy, tz,
-                                     reference_db, **extra)
+                                     reference_db, detections=detections, **extra)
     a = summary["activity"]
     _say(f"spark run on {summary['master']}: {a['read']} actions read, {a['accepted']} "
          f"accepted, {a['quarantined']} quarantined, {a['duplicates']} duplicates; "
          f"{summary['tasks']} tasks")
     for v in summary["verdicts"]:
         _say(f"  {v['verdict']:24} {v['status']:4} {v['count']}")
+    if summary["detections"] is not None:
+        reviews = summary["detections"]["reviews"]
+        _say(f"detections: {sum(reviews.values())} ("
+             + ", ".join(f"{k} {n}" for k, n in sorted(reviews.items())) + ")")
     _say(f"findings: {output_uri.rstrip('/')}/findings (then: pamcorr load-run {output_uri})")
 
 

@@ -30,13 +30,28 @@ FROM read_parquet($files) f
 JOIN activity a ON a.source = $source AND a.event_id = f.event_id
 """
 
+# A sequence's id as the embedded engine makes it (detect/sequences.py): a hash of its rule and
+# its members' act_ids in order; the output names it by its members' event ids instead.
+INSERT_DETECTIONS_SQL = """
+INSERT INTO detections
+WITH d AS (SELECT d.rule_id, d.sequence, d.position, d.review, d.muted_by, a.act_id
+           FROM read_parquet($files, hive_partitioning = false) d
+           JOIN activity a ON a.source = $source AND a.event_id = d.event_id),
+s AS (SELECT rule_id, sequence,
+             md5(rule_id || ':' || string_agg(act_id::VARCHAR, ',' ORDER BY position)) AS sid
+      FROM d WHERE sequence IS NOT NULL GROUP BY rule_id, sequence)
+SELECT $run_id, d.act_id, d.rule_id, s.sid, d.position, d.review, d.muted_by
+FROM d LEFT JOIN s USING (rule_id, sequence)
+"""
+
 
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
 def load_run(store: Store, output: str, progress=None) -> int:
-    """Load the Spark output folder `output` (summary.json, findings/) as a new run; returns
+    """Load the Spark output folder `output` (summary.json, findings/, detections/) as a new
+    run; returns
     its run_id. Loading the same output twice is an InputError naming the run."""
     folder = Path(output)
     summary_path = folder / "summary.json"
@@ -49,12 +64,14 @@ def load_run(store: Store, output: str, progress=None) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"unreadable summary: {exc}", str(summary_path)) from None
     files = sorted(str(p) for p in (folder / "findings").rglob("*.parquet"))
+    detected = sorted(str(p) for p in (folder / "detections").rglob("*.parquet"))
     loaded = store.query(LOADED_SQL, [str(folder.resolve()), started])
     if loaded:
         raise InputError(f"already loaded as run {loaded[0][0]}", str(folder))
     connector = GenericConnector()
     if files:
-        ingest(store, connector, "activity", files, Options(), progress=progress)
+        # Spark's timestamps are UTC instants; an INT96 ts reads back zone-less: UTC it is
+        ingest(store, connector, "activity", files, Options(tz="UTC"), progress=progress)
     con = store.con
     with store.transaction():
         run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
@@ -71,4 +88,19 @@ def load_run(store: Store, output: str, progress=None) -> int:
         if files:
             con.execute(INSERT_FINDINGS_SQL, {"run_id": run_id, "files": files,
                                               "source": connector.name})
+        if files and detected:
+            con.execute(INSERT_DETECTIONS_SQL, {"run_id": run_id, "files": detected,
+                                                "source": connector.name})
+        if summary.get("detections"):
+            _record_rules(con, run_id, summary["detections"].get("rule_dirs") or [])
     return run_id
+
+
+def _record_rules(con, run_id: int, rule_dirs: list[str]) -> None:
+    """The run's detection_rules rows, from the rule folders the Spark run used (read here)."""
+    from correlate.detect.run import cached_rules
+    con.executemany(
+        "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
+          r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path,
+          r.sha256] for r in cached_rules(tuple(rule_dirs))])

@@ -6,7 +6,10 @@ ticket_history/, identities/, targets/) in the generic contract's columns. The s
 ingested on the driver by the embedded generic connector (same checks, same quarantine) and
 broadcast as Arrow tables; activity is read by Spark, split by (account, target) key, with hot
 keys salted over several tasks, and judged by correlate/spark_task.py in each task.
-Output: findings/ (Parquet, partitioned by day), quarantine/ (Parquet) and summary.json.
+A second pass splits the actions by target (every shipped sequence rule groups by it) and
+runs the embedded correlate() with detections on in each task.
+Output: findings/ and detections/ (Parquet, partitioned by day), quarantine/ (Parquet) and
+summary.json.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from correlate.clock import now_utc
 from correlate.engine import Policy
 from correlate.errors import InputError
 from correlate.ingest import expand_paths, ingest
-from correlate.spark_task import ACTIVITY_COLUMNS, OUTPUT_SCHEMA, judge_actions, reference_tables
+from correlate.detect.run import DetectionSettings, cached_rules
+from correlate.spark_task import (
+    ACTIVITY_COLUMNS, DETECTION_SCHEMA, OUTPUT_SCHEMA, detect_actions, judge_actions,
+    reference_tables,
+)
 from correlate.store import Store
 
 REFERENCE_KINDS = ("identities", "targets", "approvals", "tickets", "ticket_history")
@@ -58,6 +65,8 @@ def spark_session(master: str = "local[2]", app: str = "pamcorr", ui: bool = Fal
     builder = (builder.appName(app)
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               # UTC instants as such (the default, INT96, reads back zone-less elsewhere)
+               .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
                .config("spark.ui.enabled", "true" if ui else "false")
                .config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ:
@@ -159,12 +168,70 @@ def _split(df, rows_per_task: int, hot_rows: int):
     return split.select(*ACTIVITY_COLUMNS, "source_file", "source_row"), tasks, buckets, total
 
 
+# The columns a detection pass may split the actions by, in order of preference; each is lowered
+# and trimmed, which groups no less than the lower() the sequences group by (detect/run.py).
+SPLIT_COLUMNS = ("target", "account", "actor", "session_id")
+
+
+def detection_passes(settings: DetectionSettings) -> dict[str | None, tuple[str, ...]]:
+    """{split column: the sequence rules whose rows that pass keeps}. A sequence rule goes to
+    the pass split by the first of SPLIT_COLUMNS it groups by, so that each group it forms
+    lies in one task ([account, target] and [actor, target] by target, [account] by account);
+    a rule grouping by none of them to the pass of one task (None). The event rules' rows
+    come from the `target` pass (an event rule reads one action: any split serves)."""
+    passes: dict[str | None, list[str]] = {"target": []}
+    for rule in cached_rules(tuple(settings.rule_dirs)):
+        if rule.is_sequence:
+            groups = set(rule.sequence.get("group_by") or ())
+            key = next((c for c in SPLIT_COLUMNS if c in groups), None)
+            passes.setdefault(key, []).append(rule.id)
+    return {k: tuple(v) for k, v in passes.items()}
+
+
+def _detections(spark, df, shared, tasks: int, start, end, policy: Policy, tz,
+                settings: DetectionSettings, output_uri: str) -> dict:
+    """The detection passes: the actions split by each pass's column (never salted: a sequence
+    needs all of its group in one task), each task the embedded correlate() with detections
+    on, keeping its pass's rows; writes detections/ (Parquet by day). Returns the summary's
+    `detections` entry."""
+    from functools import reduce
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema
+    passes = detection_passes(settings)
+    events = tuple(r.id for r in cached_rules(tuple(settings.rule_dirs)) if not r.is_sequence)
+
+    def task(keep):
+        def detect(batches):
+            import pyarrow as pa
+            batches = list(batches)           # a task the split left empty gets none
+            table = pa.Table.from_batches(batches) if batches else None
+            if table is not None and table.num_rows:
+                yield from detect_actions(shared.value, table, start, end, policy, tz,
+                                          settings, keep).to_batches()
+        return detect
+
+    frames = []
+    for key, sequences in passes.items():
+        keep = sequences + (events if key == "target" else ())
+        split = df.repartition(tasks, F.lower(F.trim(key))) if key else df.repartition(1)
+        frames.append(split.mapInArrow(task(keep), from_arrow_schema(DETECTION_SCHEMA)))
+    folder = output_uri.rstrip("/") + "/detections"
+    (reduce(lambda x, y: x.unionByName(y), frames).withColumn("day", F.to_date("ts"))
+     .write.mode("overwrite").partitionBy("day").parquet(folder))
+    counts = spark.read.parquet(folder).groupBy("review").count().collect()
+    return {"passes": {str(k): list(v) for k, v in passes.items()}, "tasks_per_pass": tasks,
+            "rule_dirs": list(settings.rule_dirs),
+            "reviews": {r["review"]: r["count"] for r in counts}}
+
+
 def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = None,
               end: datetime | None = None, policy: Policy = Policy(), tz: str | None = None,
               store_path: str | None = None, rows_per_task: int = ROWS_PER_TASK,
-              hot_rows: int = HOT_KEY_ROWS) -> dict:
-    """Judge the input's activity on Spark; write findings/, quarantine/ and summary.json
-    under `output_uri`. Returns the summary."""
+              hot_rows: int = HOT_KEY_ROWS,
+              detections: DetectionSettings = DetectionSettings()) -> dict:
+    """Judge the input's activity on Spark, then run the detections; write findings/,
+    detections/, quarantine/ and summary.json under `output_uri`. Returns the summary."""
     from pyspark.sql import functions as F
     started = now_utc()
     options = Options(tz=tz)
@@ -179,7 +246,9 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         if table.num_rows:
             yield from judge_actions(shared.value, table, start, end, policy, tz).to_batches()
 
-    split, tasks, hot, total = _split(_activity(spark, input_uri), rows_per_task, hot_rows)
+    activity_df = _activity(spark, input_uri)
+    split, tasks, hot, total = _split(activity_df, rows_per_task, hot_rows)
+    found = None
     from pyspark.sql.pandas.types import from_arrow_schema
     # The tasks judge once, into a staging folder; findings, quarantine and the tallies are
     # read back from it. (persist() + three actions re-ran the judging: measured 114 s of a
@@ -198,6 +267,9 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
             output_uri.rstrip("/") + "/quarantine")
         tallies = [json.loads(r["note"]) for r in
                    out.where(F.col("record") == "tally").select("note").collect()]
+        if detections.enabled:
+            found = _detections(spark, activity_df, shared, tasks, start, end, policy, tz,
+                                detections, output_uri)
     finally:
         shared.unpersist()
         _delete(spark, staging)
@@ -221,7 +293,7 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         "broadcast_bytes": sum(len(v) for v in reference.values()),
         "activity": activity, "activity_rows_seen": total, "tasks": tasks,
         "salted_keys": [{"account": a, "target": t, "tasks": b} for a, t, b in hot],
-        "verdicts": verdicts,
+        "verdicts": verdicts, "detections": found,
     }
     _write_text(spark, output_uri.rstrip("/") + "/summary.json",
                 json.dumps(summary, indent=2, default=str))
@@ -256,7 +328,7 @@ def _delete(spark, uri: str) -> None:
 def clear_output(output_uri: str) -> None:
     """Remove a local output folder's earlier findings (Spark overwrites remote ones)."""
     if is_local(output_uri):
-        for name in ("findings", "quarantine", "summary.json"):
+        for name in ("findings", "detections", "quarantine", "summary.json"):
             target = _local(output_uri) / name
             if target.is_dir():
                 shutil.rmtree(target)

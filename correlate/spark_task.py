@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from connectors.base import Options
 from connectors.generic import GenericConnector
@@ -50,6 +51,23 @@ FINDING_TYPES = (
     ("gap_seconds", pa.float64()), ("reason", pa.string()), ("match_via", pa.string()))
 # A task's output: findings, plus rows of kind 'quarantine' and one 'tally' carrying JSON.
 OUTPUT_SCHEMA = pa.schema([*FINDING_TYPES, ("record", pa.string()), ("note", pa.string())])
+
+# One row per detection of the task's run, keyed by the action's event_id; a sequence is named
+# by its rule and its members' event ids (act_id is the task's own), load_run.py renames it.
+DETECTIONS_OUT_SQL = """
+WITH d AS (SELECT d.*, a.event_id, a.ts FROM detections d JOIN activity a USING (act_id)
+           WHERE d.run_id = $run_id),
+s AS (SELECT rule_id, sequence_id,
+             md5(rule_id || ':' || string_agg(event_id, ',' ORDER BY position)) AS sequence
+      FROM d WHERE sequence_id IS NOT NULL GROUP BY rule_id, sequence_id)
+SELECT d.event_id, d.ts, d.rule_id, s.sequence, d.position, d.review, d.muted_by
+FROM d LEFT JOIN s USING (rule_id, sequence_id)
+"""
+DETECTION_TYPES = (
+    ("event_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("rule_id", pa.string()),
+    ("sequence", pa.string()), ("position", pa.int32()), ("review", pa.string()),
+    ("muted_by", pa.string()))
+DETECTION_SCHEMA = pa.schema(DETECTION_TYPES)
 
 QUARANTINE_OUT_SQL = """
 SELECT o.source_file, o.source_row, q.reason, q.raw
@@ -91,6 +109,30 @@ def _write_actions(actions: pa.Table, path: Path) -> None:
                     f"TO '{path}' (FORMAT parquet)")
     finally:
         con.close()
+
+
+def detect_actions(reference: dict[str, bytes], actions: pa.Table, start: datetime | None,
+                   end: datetime | None, policy: Policy = Policy(), tz: str | None = None,
+                   settings: DetectionSettings = DetectionSettings(),
+                   keep: tuple[str, ...] | None = None) -> pa.Table:
+    """Detections (DETECTION_SCHEMA) for `actions` of the rules `keep` (all when None): the
+    embedded engine's correlate(), detections on, in a fresh in-memory store. `actions` must
+    hold every action a kept sequence rule may group together (spark_engine splits them by a
+    column the rule groups by)."""
+    with tempfile.TemporaryDirectory(prefix="pamcorr-task-") as tmp:
+        path = Path(tmp) / "actions.parquet"
+        _write_actions(actions, path)
+        store = Store(":memory:")
+        try:
+            _load_reference(store.con, reference)
+            ingest(store, GenericConnector(), "activity", [str(path)], Options(tz=tz))
+            run_id = correlate(store, start, end, policy, detections=settings)
+            found = store.con.sql(DETECTIONS_OUT_SQL, params={"run_id": run_id}).to_arrow_table()
+        finally:
+            store.close()
+    if keep is not None:
+        found = found.filter(pa.compute.is_in(found["rule_id"], pa.array(keep, pa.string())))
+    return found.cast(DETECTION_SCHEMA)
 
 
 def judge_actions(reference: dict[str, bytes], actions: pa.Table, start: datetime | None,

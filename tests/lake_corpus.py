@@ -102,6 +102,21 @@ def generated_lake(folder: Path, seed: int = 7, actions: int = 4000) -> Path:
         if eid and rnd.random() < 0.01:   # a repeated event id: the first one is kept
             acts.append([eid, ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), acc, acts[-1][3],
                          "other", "dup", None, None, None, None])
+    # detections: one account wiping three hosts within ten minutes (a sequence grouped by
+    # account, across targets) and a burst of failed logins then a success (grouped by target)
+    wipe = t0 + timedelta(days=2, hours=3)
+    for i, tgt in enumerate(["db-01", "web-02", "app-7", "db-02"]):
+        acts.append([f"wipe-{i}", (wipe + timedelta(minutes=2 * i)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"), "Dave" if i == 1 else "dave", tgt, "sudo",
+            "rm -rf /var/lib/mysql", None, "jenkins", None, None])
+    burst = t0 + timedelta(days=4, hours=1)
+    for i in range(6):
+        acts.append([f"fail-{i}", (burst + timedelta(seconds=40 * (i // 2))).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"), "carol", "web-01", "ssh.login_failed",
+            "password from 198.51.100.23", None, None, None, "failure"])
+    acts.append(["ok-0", (burst + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                 "carol", "web-01", "session.start", "ssh from 10.0.0.9", None, None, None,
+                 None])
     acts.append([None, "not a time", "bob", "db-01", None, None, None, None, None, None])
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -150,12 +165,41 @@ def embedded_findings(folder: Path, start=None, end=None, policy: Policy = Polic
     return frame
 
 
-def differences(left: pd.DataFrame, right: pd.DataFrame) -> tuple[int, int]:
+DETECTED = ("event_id", "ts", "rule_id", "sequence", "position", "review", "muted_by")
+# A sequence named by its rule and its members' event ids (as correlate/spark_task.py does).
+DETECTIONS_SQL = """
+WITH d AS (SELECT d.*, a.event_id, a.ts FROM detections d JOIN activity a USING (act_id)
+           WHERE d.run_id = ?),
+s AS (SELECT rule_id, sequence_id,
+             md5(rule_id || ':' || string_agg(event_id, ',' ORDER BY position)) AS sequence
+      FROM d WHERE sequence_id IS NOT NULL GROUP BY rule_id, sequence_id)
+SELECT d.event_id, d.ts, d.rule_id, s.sequence, d.position, d.review, d.muted_by
+FROM d LEFT JOIN s USING (rule_id, sequence_id)
+"""
+
+
+def store_detections(store: Store, run_id: int) -> pd.DataFrame:
+    """A run's detections in the Spark output's columns."""
+    return store.con.execute(DETECTIONS_SQL, [run_id]).df()
+
+
+def embedded_detections(folder: Path, start=None, end=None, policy: Policy = Policy(),
+                        settings: DetectionSettings = DetectionSettings()) -> pd.DataFrame:
+    """The embedded engine's detections for the lake, in the Spark output's columns."""
+    store = lake_store(folder)
+    run_id = correlate(store, start, end, policy, detections=settings)
+    frame = store_detections(store, run_id)
+    store.close()
+    return frame
+
+
+def differences(left: pd.DataFrame, right: pd.DataFrame,
+                columns: tuple[str, ...] = COMPARED) -> tuple[int, int]:
     """(rows of left not in right, rows of right not in left), duplicates counted (EXCEPT ALL)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    con.register("l", left[list(COMPARED)])
-    con.register("r", right[list(COMPARED)])
+    con.register("l", left[list(columns)])
+    con.register("r", right[list(columns)])
     a = con.execute("SELECT count(*) FROM (SELECT * FROM l EXCEPT ALL SELECT * FROM r)").fetchone()[0]
     b = con.execute("SELECT count(*) FROM (SELECT * FROM r EXCEPT ALL SELECT * FROM l)").fetchone()[0]
     con.close()

@@ -15,10 +15,13 @@ pa = pytest.importorskip("pyarrow")
 
 from correlate.cli import main  # noqa: E402
 from correlate.engine import Policy  # noqa: E402
-from correlate.spark_task import ACTIVITY_COLUMNS, judge_actions, reference_tables  # noqa: E402
+from correlate.spark_task import (  # noqa: E402
+    ACTIVITY_COLUMNS, detect_actions, judge_actions, reference_tables,
+)
 from correlate.store import Store  # noqa: E402
 from lake_corpus import (  # noqa: E402
-    differences, embedded_findings, generated_lake, lake_store, sample_week_lake,
+    DETECTED, differences, embedded_detections, embedded_findings, generated_lake, lake_store,
+    sample_week_lake, store_detections,
 )
 
 
@@ -50,6 +53,15 @@ def _spark_findings(out):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     frame = con.execute(f"SELECT * FROM read_parquet('{out}/findings/**/*.parquet', "
+                        f"hive_partitioning = true)").df()
+    con.close()
+    return frame
+
+
+def _spark_detections(out):
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    frame = con.execute(f"SELECT * FROM read_parquet('{out}/detections/**/*.parquet', "
                         f"hive_partitioning = true)").df()
     con.close()
     return frame
@@ -116,6 +128,60 @@ def test_reference_db_supplies_the_reference_tables(lake, tmp_path):
     assert differences(embedded_findings(lake), got) == (0, 0)
 
 
+def test_detection_passes_split_by_a_column_each_sequence_groups_by():
+    """[account, target], [actor, target] and [target] by target; [account] by account."""
+    from correlate.detect.run import DetectionSettings
+    from correlate.spark_engine import detection_passes
+    passes = detection_passes(DetectionSettings())
+    assert set(passes) == {"target", "account"}
+    assert passes["account"] == ("seq_destructive_on_many_hosts",)
+    assert {"seq_login_failures_burst", "seq_new_account_then_login",
+            "seq_root_shell_then_audit_off"} <= set(passes["target"])
+
+
+def _detect_in_passes(lake, start=None, end=None, policy=Policy(), parts=3):
+    """Each pass's actions cut into `parts` task slices by its column, as spark_engine does."""
+    from correlate.detect.run import DetectionSettings, cached_rules
+    from correlate.spark_engine import detection_passes
+    ref, actions = _reference(lake), _actions(lake)
+    events = tuple(r.id for r in cached_rules(()) if not r.is_sequence)
+    rows, tables = actions.to_pylist(), []
+    for key, sequences in detection_passes(DetectionSettings()).items():
+        keep = sequences + (events if key == "target" else ())
+        groups = {}
+        for i, r in enumerate(rows):
+            value = (r[key] or "").strip().lower() if key else ""     # None: one task
+            groups.setdefault(zlib.crc32(value.encode()) % parts, []).append(i)
+        tables += [detect_actions(ref, actions.take(g), start, end, policy, None,
+                                  DetectionSettings(), keep) for g in groups.values()]
+    return pa.concat_tables(tables).to_pandas()
+
+
+@pytest.mark.parametrize("corpus", ["generated", "sample"])
+def test_detections_split_by_pass_columns_match_embedded(lake, corpus, tmp_path):
+    """Row for row, sequences included; the wipe across hosts needs the account pass."""
+    if corpus == "sample":
+        lake = sample_week_lake(tmp_path / "lake")
+    expected = embedded_detections(lake)
+    got = _detect_in_passes(lake)
+    assert expected.sequence.notna().sum() >= 10
+    assert "seq_destructive_on_many_hosts" in set(expected.rule_id)
+    assert differences(expected, got, DETECTED) == (0, 0)
+
+
+def test_detections_by_target_alone_miss_the_sequence_across_hosts(lake):
+    """Why the account pass exists: one task per target, none sees the wipe's three hosts."""
+    from correlate.detect.run import DetectionSettings
+    ref, actions = _reference(lake), _actions(lake)
+    rows = actions.to_pylist()
+    groups = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r["target"].lower(), []).append(i)
+    got = pa.concat_tables([detect_actions(ref, actions.take(g), None, None, Policy(), None,
+                                           DetectionSettings()) for g in groups.values()])
+    assert "seq_destructive_on_many_hosts" not in set(got["rule_id"].to_pylist())
+
+
 def _write_output(folder, table, summary: dict) -> None:
     """What spark-correlate writes, from one task's table (for load-run without Spark)."""
     (folder / "findings" / "day=2026-03-02").mkdir(parents=True)
@@ -174,6 +240,10 @@ def test_spark_gives_the_embedded_findings_on_the_generated_corpus(spark, lake, 
                    ).fetchall()
     assert len(q) == 1 and q[0][0].endswith("part-1.parquet") and "not a time" in q[0][2]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["activity"] == a
+    detected = _spark_detections(tmp_path / "out")
+    assert differences(embedded_detections(lake), detected, DETECTED) == (0, 0)
+    assert "seq_destructive_on_many_hosts" in set(detected.rule_id)
+    assert set(summary["detections"]["passes"]) == {"target", "account"}
 
 
 def test_spark_cli_on_the_sample_week_with_a_period_matches_embedded(spark, tmp_path):
@@ -192,6 +262,23 @@ def test_spark_cli_on_the_sample_week_with_a_period_matches_embedded(spark, tmp_
     assert differences(expected, got) == (0, 0)
     days = sorted(p.name for p in (out / "findings").iterdir() if p.name.startswith("day="))
     assert days == ["day=2026-11-16", "day=2026-11-17", "day=2026-11-18", "day=2026-11-19"]
+    expected = embedded_detections(lake, start, end, Policy(grace_s=600))
+    assert "seq_destructive_on_many_hosts" in set(expected.rule_id)
+    assert differences(expected, _spark_detections(out), DETECTED) == (0, 0)
+    assert "detections: " in result.output
+    # load-run stores them as the run's detections, sequence ids made as the embedded engine's
+    db = str(tmp_path / "p.duckdb")
+    loaded = CliRunner().invoke(main, ["load-run", str(out), "--db", db])
+    assert loaded.exit_code == 0, loaded.output
+    with Store(db) as store:
+        assert differences(expected, store_detections(store, 1), DETECTED) == (0, 0)
+        ids = store.con.execute(
+            "SELECT d.sequence_id = md5(d.rule_id || ':' || string_agg(d.act_id::VARCHAR, ',' "
+            "ORDER BY d.position)) FROM detections d WHERE d.sequence_id IS NOT NULL "
+            "GROUP BY d.rule_id, d.sequence_id").fetchall()
+        assert ids and all(ok for (ok,) in ids)
+        assert store.con.execute("SELECT count(*) FROM detection_rules WHERE run_id = 1"
+                                 ).fetchone()[0] > 20
 
 
 def test_spark_input_without_activity_is_a_clear_error(spark, tmp_path):
