@@ -63,6 +63,28 @@ class Entry:
     options: str | None
     tail: Tail = Tail()
 
+# `pamcorr watch` (correlate/watch/state.py): a spooled chunk's rows are filed under the followed
+# file (its name, running sha256, size, offset and first line), so a later ingest of that file
+# skips what watch read; a chunk that brought no row is still marked as read.
+MOVE_CHUNK_SQL = ("UPDATE ingest_log SET file = ?, sha256 = ?, size_bytes = ?, offset_bytes = ?, "
+                  "first_line = ? WHERE ingest_id = ?")
+MARK_FOLLOWED_SQL = (
+    "INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, read, accepted, "
+    "quarantined, duplicates, ignored, started, finished, offset_bytes, first_line) "
+    "SELECT coalesce(max(ingest_id), 0) + 1, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, ? "
+    "FROM ingest_log RETURNING ingest_id")
+
+
+def move_chunk(con, ingest_id: int, file: str, sha256: str, size: int, offset: int,
+               first_line: int) -> None:
+    con.execute(MOVE_CHUNK_SQL, [file, sha256, size, offset, first_line, ingest_id])
+
+
+def mark_followed(con, source: str, kind: str, file: str, sha256: str, size: int, now,
+                  offset: int, first_line: int) -> None:
+    con.execute(MARK_FOLLOWED_SQL, [source, kind, file, sha256, size, now, now, offset,
+                                    first_line]).fetchall()
+
 
 def next_id(con) -> int:
     """The ingest_id the next file gets (inside the transaction that will log it)."""

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from correlate.clock import now_utc
+from correlate.ingest import log as ingest_log
 from correlate.watch.sources import Chunk, Position
 
 LINE_TABLES_SQL = ("SELECT table_name FROM information_schema.columns c "
@@ -30,12 +31,6 @@ POSITION_SQL = ("SELECT dev, inode, offset_bytes, lines FROM watch_offsets "
 SAVE_SQL = ("INSERT OR REPLACE INTO watch_offsets (source, kind, path, dev, inode, offset_bytes, "
             "lines, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 CHUNK_IDS_SQL = "SELECT ingest_id FROM ingest_log WHERE file = ? ORDER BY ingest_id"
-MOVE_LOG_SQL = ("UPDATE ingest_log SET file = ?, sha256 = ?, size_bytes = ?, offset_bytes = ?, "
-                "first_line = ? WHERE ingest_id = ?")
-MARK_SQL = ("INSERT INTO ingest_log (ingest_id, source, kind, file, sha256, size_bytes, read, "
-            "accepted, quarantined, duplicates, ignored, started, finished, offset_bytes, "
-            "first_line) SELECT coalesce(max(ingest_id), 0) + 1, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, "
-            "?, ?, ?, ? FROM ingest_log RETURNING ingest_id")
 
 
 def position(con, source: str, kind: str, path: str) -> Position | None:
@@ -102,11 +97,11 @@ def file_chunk(con, chunk: Chunk, spooled: Path, tables: list[str]) -> list[int]
     ids = [i for (i,) in con.execute(CHUNK_IDS_SQL, [str(spooled)]).fetchall()]
     now = now_utc()
     if not ids:
-        con.execute(MARK_SQL, [chunk.source, chunk.kind, chunk.path, chunk.sha_prefix, chunk.end,
-                               now, now, chunk.start, chunk.lines_before + 1]).fetchall()
+        ingest_log.mark_followed(con, chunk.source, chunk.kind, chunk.path, chunk.sha_prefix,
+                                 chunk.end, now, chunk.start, chunk.lines_before + 1)
     for i in ids:
-        con.execute(MOVE_LOG_SQL, [chunk.path, chunk.sha_prefix, chunk.end, chunk.start,
-                                   chunk.lines_before + 1, i])
+        ingest_log.move_chunk(con, i, chunk.path, chunk.sha_prefix, chunk.end, chunk.start,
+                              chunk.lines_before + 1)
     if ids and chunk.lines_before:
         for table in tables:
             con.execute(f"UPDATE main.{table} SET line = line + ? WHERE ingest_id IN "
