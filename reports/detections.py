@@ -10,7 +10,7 @@ from correlate import queries
 from correlate.detect.rules import CLASSES, SEVERITIES
 from correlate.errors import printable
 from correlate.store import Store
-from reports.export import csv_cell, formula_safe, iso, write_aligned, write_dict_lines
+from reports.export import formula_safe, iso, write_aligned, write_csv_rows, write_dict_lines
 
 REVIEWS = ("FAIL", "needs_review", "MUTED")
 
@@ -114,12 +114,7 @@ def _cell(value) -> str:
 
 def write_csv(rows: Iterable[dict], out: IO[str]) -> int:
     """Formula-safe CSV of COLUMNS (ATT&CK ids space-separated), "\n" line ends."""
-    out.write(",".join(COLUMNS) + "\n")
-    n = 0
-    for r in rows:
-        out.write(",".join(csv_cell(_cell(r[c])) for c in COLUMNS) + "\n")
-        n += 1
-    return n
+    return write_csv_rows(rows, COLUMNS, out, cell=_cell)
 
 
 def row_dict(r: dict) -> dict:

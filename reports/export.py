@@ -71,6 +71,17 @@ def finding_dict(f: Finding) -> dict:
     return d
 
 
+def write_csv_rows(rows: Iterable[dict], columns, out: IO[str], cell=formula_safe) -> int:
+    """CSV of `columns` with a header, each value through `cell` (formula-safe by default) and
+    RFC 4180 quoting, "\n" line ends; returns the rows written."""
+    out.write(",".join(columns) + "\n")
+    n = 0
+    for r in rows:
+        out.write(",".join(csv_cell(cell(r[c])) for c in columns) + "\n")
+        n += 1
+    return n
+
+
 def write_dict_lines(dicts: Iterable[dict], out: IO[str]) -> int:
     """One JSON object a line (keys sorted, text as is); returns how many."""
     n = 0

@@ -10,7 +10,7 @@ from correlate import queries
 from correlate.errors import printable
 from correlate.hygiene import CHECK_IDS, CHECKS, SEVERITY_ORDER
 from correlate.store import Store
-from reports.export import csv_cell, formula_safe, write_aligned, write_dict_lines
+from reports.export import formula_safe, write_aligned, write_csv_rows, write_dict_lines
 
 # What every output writes, in this order (the CLI, the bundle's CSV and JSON lines).
 COLUMNS = ("check_id", "severity", "control", "approval_source", "approval_id", "account",
@@ -45,18 +45,9 @@ def hygiene_rows(store: Store, run_id: int | None = None, check: str | None = No
     return rows
 
 
-def _cell(value) -> str:
-    return formula_safe(value)
-
-
 def write_csv(rows: Iterable[dict], out: IO[str]) -> int:
     """Formula-safe CSV of COLUMNS (evidence as its JSON text), "\n" line ends."""
-    out.write(",".join(COLUMNS) + "\n")
-    n = 0
-    for r in rows:
-        out.write(",".join(csv_cell(_cell(r[c])) for c in COLUMNS) + "\n")
-        n += 1
-    return n
+    return write_csv_rows(rows, COLUMNS, out)
 
 
 def row_dict(r: dict) -> dict:
@@ -73,9 +64,9 @@ def write_jsonl(rows: Iterable[dict], out: IO[str]) -> int:
 def write_table(rows: Iterable[dict], out: IO[str]) -> int:
     """A plain table for a terminal: control characters shown escaped, long details cut."""
     def show(r, c):
-        text = printable(_cell(r[c]))
+        text = printable(formula_safe(r[c]))
         if c == "approval_id" and not r[c] and r["event_id"]:    # a bypass names its action
-            text = printable(_cell(f"event {r['event_id']}"))
+            text = printable(formula_safe(f"event {r['event_id']}"))
         limit = 100 if c == "detail" else 40
         return text if len(text) <= limit else text[:limit - 3] + "..."
     return write_aligned(TABLE_COLUMNS, [[show(r, c) for c in TABLE_COLUMNS] for r in rows], out)
