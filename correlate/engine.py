@@ -77,18 +77,20 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
     findings accepted exceptions cover, check the hygiene of the approvals starting in the
     period (hygiene.sql, docs/hygiene.md), then run the detections over the same actions
     (correlate/detect). Returns run_id. `timings`, when given, receives the seconds each stage
-    took (bench/bench_hygiene.py)."""
+    took (_Laps)."""
     con = store.con
     params = {"start": start, "end": end, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
               "actual_window": policy.change_window == "actual"}
     started = now_utc()
+    lap = _Laps(timings)
     # The segment tables are connection-local scratch: build them outside the transaction,
     # where the planner sees their statistics (inside it, fresh tables planned as if empty
     # made some joins ten times slower). Only what a run stores is written in the transaction.
     try:
         for statement in VERDICT_STATEMENTS:
             _run(con, statement, params)
+        lap("verdicts")
         with store.transaction():
             run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()[0]
             con.execute("INSERT INTO runs (run_id, started, period_start, period_end, grace_s, "
@@ -98,22 +100,40 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
                                      "hygiene": asdict(hygiene)}, default=str),
                          __version__])
             params["run_id"] = run_id
-            for statement in [*STORE_STATEMENTS, *CHECK_STATEMENTS]:
+            for statement in STORE_STATEMENTS:
+                _run(con, statement, params)
+            lap("store")
+            for statement in CHECK_STATEMENTS:
                 _run(con, statement, params)
             record_exceptions(con, run_id, started, exceptions, criticality)
-            lap = time.perf_counter()
+            lap("checks")
             for statement in HYGIENE_STATEMENTS:
                 _run(con, statement, {**params, **hygiene.params(), "now": started})
-            if timings is not None:
-                timings["hygiene"] = time.perf_counter() - lap
+            lap("hygiene")
             run_detections(con, run_id, start, end, started, detections)
+            lap("detections")
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
+        lap("commit")
     except duckdb.Error as exc:
         raise StoreError(str(exc)) from exc
     finally:
         for name in _CLEANUP:
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return run_id
+
+
+class _Laps:
+    """Seconds per stage into `timings` (when given): verdicts, store, checks, hygiene,
+    detections, commit (bench/bench_anchor.py --profile prints them)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.timings is not None:
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.last
+        self.last = now
 
 
 def _run(con, statement: str, params: dict) -> None:
