@@ -400,8 +400,7 @@ def findings_cmd(verdict, status, failing, account, kind, run_id, fmt, limit, db
             write_findings(store, fmt, sys.stdout, run_id=run_id, verdict=verdict, status=status,
                            account=account, limit=limit, kind=kind)
             return
-        rows = queries.findings(store, run_id, verdict, status, account, limit, kind,
-                                with_exception=True)
+        rows = queries.findings(store, run_id, verdict, status, account, limit, kind)
     WRITERS[fmt](rows, sys.stdout)
 
 

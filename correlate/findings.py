@@ -59,17 +59,11 @@ class Finding:
     identity_kind: str | None = None  # human | service | bot, when known
     outcome: str | None = None        # success | failure | unknown; None: the source says nothing
     issue_key: str | None = None      # the gap report's issue group (issue_key below)
+    exception: str | None = None      # the accepted exception covering it ([[exceptions]])
 
 
 FINDING_FIELDS = tuple(f.name for f in fields(Finding))
 
-
-@dataclass(frozen=True)
-class ExceptedFinding(Finding):
-    """A finding and the name of the accepted exception that covers it (None: none does), for
-    `pamcorr findings`' table; FINDING_FIELDS (what exports write) leave it out."""
-
-    exception: str | None = None
 def issue_key(account: str, target: str, verdict: str | None, rule_id: str | None = None) -> str:
     """The issue a finding (or a detection, with its rule) belongs to, as the gap report groups
     them: `iss-` and 12 hex digits of sha256(account US target US verdict[ US rule_id]), US the

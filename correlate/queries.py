@@ -7,7 +7,7 @@ from datetime import timezone
 from correlate.detect.rules import SEVERITIES
 from correlate.errors import PamcorrError
 from correlate.exceptions import CRITICALITY
-from correlate.findings import VERDICTS, ExceptedFinding, Finding
+from correlate.findings import VERDICTS, Finding
 from correlate.hygiene import CHECKS, NOT_JUDGED
 from correlate.store import Store
 
@@ -94,11 +94,11 @@ def statuses(status) -> list[str] | None:
 def findings(store: Store, run_id: int | None = None, verdict: str | None = None,
              status: str | list[str] | None = None, account: str | None = None,
              limit: int | None = None, kind: str | None = None, start=None,
-             end=None, with_exception: bool = False) -> list[Finding]:
+             end=None) -> list[Finding]:
     """Findings of a run joined to their activity, oldest first; start <= ts < end when given.
 
-    `kind`: human, service, bot, non-human (service or bot) or unknown. `with_exception`:
-    ExceptedFinding rows, naming the accepted exception that covers each (None: none does).
+    `kind`: human, service, bot, non-human (service or bot) or unknown. Each names the accepted
+    exception that covers it (None: none does).
     """
     run_id = resolve_run(store, run_id)
     rows = store.query_dicts(FINDINGS_SQL, {"run_id": run_id, "verdict": verdict,
@@ -106,9 +106,7 @@ def findings(store: Store, run_id: int | None = None, verdict: str | None = None
                                             "kind": kind,
                                             "start": start, "end": end,
                                             "limit": limit if limit is not None else 2**62})
-    if with_exception:
-        return [ExceptedFinding(**r) for r in rows]
-    return [Finding(**{k: v for k, v in r.items() if k != "exception"}) for r in rows]
+    return [Finding(**r) for r in rows]
 
 
 # Ticket sources that give no ticket a reporter: requester_not_on_ticket is skipped for their

@@ -13,7 +13,7 @@ from reports.visible import reveal
 
 CSV_COLUMNS = ("event_id", "ts", "account", "target", "verdict", "status", "approval_id",
                "ticket_id", "gap_seconds", "reason", "source", "action", "detail", "session_id",
-               "actor", "run_id", "match_via", "identity_kind", "outcome", "issue_key")
+               "actor", "run_id", "match_via", "identity_kind", "outcome", "issue_key", "exception")
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 

@@ -73,7 +73,7 @@ def ocsf_finding(f: Finding, created: datetime | None = None) -> dict:
                      "reason": f.reason, "action": f.action, "detail": f.detail,
                      "actor": f.actor, "event_id": f.event_id, "run_id": f.run_id,
                      "outcome": f.outcome, "issue_key": f.issue_key,
-                     **_outcome_status(f.outcome)},
+                     "exception": f.exception, **_outcome_status(f.outcome)},
     }
 
 

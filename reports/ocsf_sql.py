@@ -106,6 +106,7 @@ def _finding_object() -> str:
             ("detail", _str("q.detail")), ("actor", _str("q.actor")),
             ("event_id", _str("q.event_id")), ("run_id", "q.run_id::VARCHAR"),
             ("outcome", _str("q.outcome")), ("issue_key", _str("q.issue_key")),
+            ("exception", _str("q.exception")),
             ("outcome_status_id", _outcome(0), known_outcome),
             ("outcome_status", _outcome(1), known_outcome)])),
     ])

@@ -399,8 +399,35 @@ def test_findings_table_names_the_exception_that_covers_each_finding(db, tmp_pat
                    ("alice", "web-01", ""), ("alice", "web-01", ""),
                    ("my-svc", "db-prod-1", ""), ("svc-cron", "db-prod-1", "nightly-cron"),
                    ("svc-cron", "db-prod-1", "nightly-cron"), ("svc-cron", "db-prod-10", "")]
-    store = Store(str(db), read_only=True)                 # the library call: opt-in
-    rows = queries.findings(store, with_exception=True)
+    store = Store(str(db), read_only=True)                 # the library call
+    rows = queries.findings(store)
     assert sorted(r.event_id for r in rows if r.exception) == sorted(COVERED)
-    assert not hasattr(queries.findings(store)[0], "exception")    # exports' rows unchanged
     store.close()
+
+
+def test_every_findings_export_names_the_exception_that_covers_each_finding(db, tmp_path):
+    """An auditor's CSV, JSON lines and OCSF say which failing findings are accepted exceptions
+    (by name), in the SQL writers and the reference Python writers alike."""
+    import csv
+    import io
+    from reports import export, ocsf
+    config = configure(tmp_path, CRON.format(expires="2099-01-01"))
+    assert cli("correlate", "--db", db, "--config", config).exit_code == 0
+    res = cli("findings", "--db", db, "--format", "csv")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert sorted(r["event_id"] for r in rows if r["exception"]) == sorted(COVERED)
+    assert {r["exception"] for r in rows if r["exception"]} == {"nightly-cron"}
+    res = cli("findings", "--db", db, "--format", "jsonl")
+    got = [json.loads(line) for line in res.stdout.splitlines()]
+    assert sorted(d["event_id"] for d in got if d["exception"]) == sorted(COVERED)
+    assert all("exception" in d for d in got)
+    sql_csv = cli("findings", "--db", db, "--format", "csv").stdout
+    store = Store(str(db), read_only=True)
+    out = io.StringIO()
+    export.write_csv(queries.findings(store), out)
+    assert out.getvalue() == sql_csv
+    events = [ocsf.ocsf_finding(f) for f in queries.findings(store)]
+    store.close()
+    assert sorted(e["unmapped"]["event_id"] for e in events
+                  if e["unmapped"]["exception"]) == sorted(COVERED)

@@ -106,8 +106,8 @@ def test_cli_prints_attempts_apart_and_fail_on_ignores_them(world, tmp_path):
     res = runner.invoke(main, ["findings", "--format", "jsonl", "--db", db])
     assert json.loads(res.output)["outcome"] == "failure"
     res = runner.invoke(main, ["findings", "--status", "INFO", "--format", "csv", "--db", db])
-    (cells,) = csv.DictReader(io.StringIO(res.output))      # issue_key is the last column now
-    assert cells["outcome"] == "failure" and list(cells)[-2:] == ["outcome", "issue_key"]
+    (cells,) = csv.DictReader(io.StringIO(res.output))      # then issue_key, exception
+    assert cells["outcome"] == "failure" and list(cells)[-3:] == ["outcome", "issue_key", "exception"]
     res = runner.invoke(main, ["findings", "--db", db])
     assert "outcome" in res.output.splitlines()[0].split()
 
