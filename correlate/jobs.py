@@ -252,7 +252,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None,
             results = ingest(store, connector, src.kind, [str(f) for f in files], options,
                              progress=progress, reject=True)
             from correlate.integrity.load import after_ingest
-            after_ingest(store, connector.name, files, options.extra)
+            after_ingest(store, connector.name, files, options.extra, results)
         else:
             results = []
         if digests:

@@ -29,7 +29,7 @@ def ingest_with_integrity(store: Store, source: str, paths: list[str], options, 
     files = expand_paths(paths, warn)
     digests, rest = split_digests(files) if source == "cloudtrail" else ([], files)
     results = ingest_rest([str(f) for f in rest]) if rest else []
-    after_ingest(store, source, rest, options.extra)
+    after_ingest(store, source, rest, options.extra, results)
     return results + ingest_digests(store, digests)
 
 
