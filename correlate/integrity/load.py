@@ -22,6 +22,8 @@ from correlate.store import Store
 class IntegrityFileError(PamcorrError):
     """A key or metadata file that cannot be read (the CLI exits 2 naming it)."""
 
+    exit_code = 2
+
 
 @dataclass
 class DigestResult:
@@ -193,15 +195,27 @@ def parse_metadata(path: str) -> list[dict]:
     return rows
 
 
-def load_options(store: Store, options: dict) -> None:
-    """Store the keys and signatures named by --option cloudtrail_public_keys / digest_metadata."""
+def read_options(options: dict) -> tuple[list[dict], list[dict]]:
+    """(keys, signatures) from the files named by the cloudtrail_public_keys / digest_metadata
+    options; IntegrityFileError (exit 2) naming a file that cannot be read or used."""
     keys = parse_public_keys(options["cloudtrail_public_keys"]) \
         if options.get("cloudtrail_public_keys") else []
     meta = parse_metadata(options["digest_metadata"]) if options.get("digest_metadata") else []
+    return keys, meta
+
+
+def store_options(store: Store, keys: list[dict], meta: list[dict]) -> None:
+    """Store keys and digest signatures read by read_options (a key or digest stored again
+    replaces the earlier row)."""
     with store.transaction():
         _insert(store.con, "ct_public_key", ("fingerprint", "der", "file"), keys, "OR REPLACE")
         _insert(store.con, "ct_digest_signature", ("digest_key", "signature", "file"), meta,
                 "OR REPLACE")
+
+
+def load_options(store: Store, options: dict) -> None:
+    """Store the keys and signatures named by --option cloudtrail_public_keys / digest_metadata."""
+    store_options(store, *read_options(options))
 
 
 AUDIT_COLS = ("host", "ts", "serial", "rtype", "file", "line", "info", "complete")
