@@ -155,9 +155,10 @@ def _summary_rows(con, findings: list[dict], signatures: dict) -> list[dict]:
                      "missing": n("auditd_lost"), "modified": None, "unsigned": None,
                      "gaps": n("auditd_sequence_gap", "auditd_stopped"),
                      "config_changes": n("audit_config_change")})
-    if n("session_unterminated", "session_event_after_end"):
+    if n("session_unterminated", "session_event_after_end", "recording_not_uploaded"):
         rows.append({"source": "teleport", "files": None, "digests": None, "valid": None,
-                     "missing": n("session_unterminated"), "modified": None, "unsigned": None,
+                     "missing": n("session_unterminated", "recording_not_uploaded"),
+                     "modified": None, "unsigned": None,
                      "gaps": n("session_event_after_end"), "config_changes": None})
     return rows
 

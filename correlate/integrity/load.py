@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.audit_serials import scan as scan_audit
+from connectors.teleport_uploads import scan as scan_teleport
 from connectors.cloudtrail_digest import (DigestError, is_digest_path, is_log_name,
                                           log_file_row, parse_digest)
 from correlate.clock import now_utc
@@ -247,6 +248,27 @@ def scan_audit_files(store: Store, files: list[Path], options: dict) -> int:
     return len(records)
 
 
+def scan_teleport_files(store: Store, files: list[Path]) -> int:
+    """Record which sessions Teleport logged a `session.upload` for, and which ended with
+    recording off, for `recording_not_uploaded`. Returns how many marks were read."""
+    marks = [m for path in files for m in scan_teleport(path)]
+    if marks:
+        con = store.con
+        with store.transaction():
+            con.register("_teleport_marks", pd.DataFrame(marks, columns=list(MARK_COLS)))
+            try:
+                con.execute("INSERT OR IGNORE INTO teleport_session_mark SELECT DISTINCT ON "
+                            "(sid, mark, cluster) sid, mark, cluster, "
+                            "try_cast(nullif(ts, '') AS TIMESTAMPTZ), file, line "
+                            "FROM _teleport_marks ORDER BY sid, mark, cluster, file, line")
+            finally:
+                con.unregister("_teleport_marks")
+    return len(marks)
+
+
+MARK_COLS = ("sid", "mark", "cluster", "ts", "file", "line")
+
+
 def after_ingest(store: Store, source: str, files: list[Path], options: dict,
                  results: list | None = None) -> None:
     """The integrity pass over files a source just ingested (log hashes, audit serials,
@@ -255,3 +277,5 @@ def after_ingest(store: Store, source: str, files: list[Path], options: dict,
         hash_log_files(store, files, results)
     elif source == "auditd":
         scan_audit_files(store, files, options)
+    elif source == "teleport":
+        scan_teleport_files(store, files)
