@@ -131,3 +131,19 @@ def test_a_log_ingested_before_the_hashes_were_kept_is_hashed_once(tmp_path, key
     second_passes.clear()
     _ingest(tmp_path)
     assert second_passes == []
+
+
+def test_key_options_are_not_logged_as_ingest_options(tmp_path, keys):
+    """The key file is stored once; ingesting the same logs later without it is no
+    'first ingest ran with other options: add --reingest'."""
+    build(tmp_path, keys[0])
+    db = str(tmp_path / "t.duckdb")
+    logs = str(tmp_path / "AWSLogs")
+    first = CliRunner().invoke(main, ["ingest", "cloudtrail", logs, "--db", db, "--option",
+                                      f"cloudtrail_public_keys={write_keys(tmp_path, keys[0])}"])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(main, ["ingest", "cloudtrail", logs, "--db", db])
+    assert again.exit_code == 0, again.output
+    assert "skipped" in again.output and "other options" not in again.output
+    with Store(db) as store:
+        assert store.query("SELECT count(*) FROM ct_public_key")[0][0] == 1
