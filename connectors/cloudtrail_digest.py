@@ -132,14 +132,20 @@ def parse_digest(path: Path) -> Digest:
     return Digest(row, logs)
 
 
-def log_file_row(path: Path) -> dict | None:
-    """ct_log_file row of a CloudTrail log file named the S3 way (None for other files)."""
+def is_log_name(path: Path) -> bool:
+    """True for a CloudTrail log file named the S3 way (ACCOUNT_CloudTrail_REGION_...)."""
+    return _LOG_NAME.match(Path(path).name) is not None
+
+
+def log_file_row(path: Path, sha256: str | None = None) -> dict | None:
+    """ct_log_file row of a CloudTrail log file named the S3 way (None for other files);
+    `sha256` of its uncompressed bytes when the ingest's read computed it, else hashed here."""
     name = _LOG_NAME.match(Path(path).name)
     if name is None:
         return None
     stamp = datetime.strptime(name.group(3), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc)
     return {"file": str(path), "local_key": local_key(path), "basename": Path(path).name,
-            "sha256": sha256_uncompressed(path), "account": name.group(1),
+            "sha256": sha256 or sha256_uncompressed(path), "account": name.group(1),
             "region": name.group(2), "name_ts": stamp}
 
 

@@ -243,7 +243,7 @@ def ingest_cmd(source, paths, kind, tz, year, extra, reingest, no_progress, db):
         def run_ingest(files):
             return ingest(store, connector, kind, files, options, progress=progress, warn=warn,
                           reingest=reingest, reject=True)
-        if connector.name in ("cloudtrail", "auditd"):   # the input-integrity pass as well
+        if connector.name in ("cloudtrail", "auditd", "teleport"):   # the integrity pass too
             from correlate.integrity.cli import ingest_with_integrity
             results = ingest_with_integrity(store, connector.name, list(paths), options,
                                             run_ingest, warn)

@@ -35,7 +35,11 @@ _DETECTIONS = {"rules", "enabled", "mute"}
 _MUTE = {"rule", "account", "target", "ticket", "reason", "expires"}
 _EXCEPTION = {"name", "account", "target", "verdict", "reason", "accepted_by", "expires"}
 _POLICY = {"grace_s", "lookaround_s", "fail_on", "coverage_gap_hours", "change_window"}
-_SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity"}
+_SOURCE = {"name", "connector", "kind", "paths", "tz", "year", "expect_activity",
+           "cloudtrail_public_keys", "digest_metadata"}
+# Files a cloudtrail source names for the integrity checks (docs/integrity.md), as the
+# --option of `pamcorr ingest cloudtrail` of the same names.
+_INTEGRITY_FILES = ("cloudtrail_public_keys", "digest_metadata")
 _TICKETS = {"system", "url", "flavour", "timeout", "max_retries"}
 
 
@@ -50,6 +54,12 @@ class SourceConfig:
     tz: str | None = None
     year: int | None = None
     expect_activity: bool = False   # a coverage finding when it sends no activity in the period
+    cloudtrail_public_keys: str | None = None   # `aws cloudtrail list-public-keys` output
+    digest_metadata: str | None = None          # JSON lines {key, signature} (head-object)
+
+    def options(self) -> dict:
+        """The integrity files this source names, as ingest options (`--option` names)."""
+        return {k: getattr(self, k) for k in _INTEGRITY_FILES if getattr(self, k)}
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,18 @@ def _source(path: Path, base: Path, i: int, raw) -> SourceConfig:
     year = raw.get("year")
     if year is not None:
         _typed(path, where, year, int, "year")
+    files = {}
+    for key in _INTEGRITY_FILES:
+        if key in raw:
+            if str(raw["connector"]) != "cloudtrail":
+                raise ConfigError(f"{where}.{key}: only a cloudtrail source has digests to check "
+                                  f"(this one is {raw['connector']!r})", str(path))
+            value = os.path.expanduser(_typed(path, where, raw[key], str, key))
+            files[key] = value if os.path.isabs(value) else str(base / value)
     return SourceConfig(
         name=str(raw.get("name") or raw["connector"]), connector=str(raw["connector"]),
         paths=resolved, kind=raw.get("kind"), tz=raw.get("tz"), year=year,
-        expect_activity=bool(raw.get("expect_activity", False)))
+        expect_activity=bool(raw.get("expect_activity", False)), **files)
 
 
 def _tickets(path: Path, raw) -> TicketsConfig | None:

@@ -229,11 +229,15 @@ def ingest_sources(store: Store, settings: Settings, progress=None,
     """Ingest every configured source; files already ingested (same sha256) are skipped.
     `matched` (when given) receives, per source (its index), the files its paths matched and
     their sha256s, for the coverage check."""
+    from correlate.integrity.load import read_options, store_options
     plans = []
     for src in settings.sources:   # check every connector and option before touching the store
-        plans.append((src, get_connector(src.connector), Options(tz=src.tz, year=src.year)))
+        plans.append((src, get_connector(src.connector),
+                      Options(tz=src.tz, year=src.year),
+                      read_options(src.options())))     # key and digest metadata files
     out, rejected = [], []
-    for i, (src, connector, options) in enumerate(plans):
+    for i, (src, connector, options, integrity_files) in enumerate(plans):
+        store_options(store, *integrity_files)
         done = SourceIngest(src.name, src.connector)
         files = []
         for pattern in src.paths:
@@ -252,7 +256,7 @@ def ingest_sources(store: Store, settings: Settings, progress=None,
             results = ingest(store, connector, src.kind, [str(f) for f in files], options,
                              progress=progress, reject=True)
             from correlate.integrity.load import after_ingest
-            after_ingest(store, connector.name, files, options.extra)
+            after_ingest(store, connector.name, files, options.extra, results)
         else:
             results = []
         if digests:

@@ -175,3 +175,58 @@ def test_calibration_on_the_shared_samples(tmp_path):
     assert loud == [("WARN", "audit_config_change", "audit-rhel7")]
     fork = [f for f in found if f["subject"] == "fork-sleep-exec"]
     assert [(f["check_id"], f["severity"]) for f in fork] == [("auditd_sequence_gap", "INFO")]
+    # the Teleport sample logs no session.upload (so three session.ends without one are no
+    # finding), and one session.end says session_recording off
+    from correlate.store import Store
+    with Store(db) as store:
+        assert store.query("SELECT mark, count(*) FROM teleport_session_mark GROUP BY ALL") == [
+            ("recording_off", 1)]
+
+
+def upload(sid: str, minutes: float, cluster: str | None = "c1") -> str:
+    """A session.upload event as Teleport writes it (no target; ei near MaxInt32)."""
+    ts = datetime.fromtimestamp(T0 + minutes * 60, tz=timezone.utc)
+    event = {"event": "session.upload", "code": "T2005I", "uid": f"up-{sid}", "sid": sid,
+             "ei": 2147483646, "time": ts.isoformat().replace("+00:00", "Z"),
+             "url": f"s3://recordings/{sid}.tar"}
+    if cluster is not None:
+        event["cluster_name"] = cluster
+    return json.dumps(event) + "\n"
+
+
+def session(sid: str, start: float, end: float, target: str = "web1", **end_fields) -> str:
+    ended = json.loads(teleport("session.end", sid, end, 9, target))
+    ended.update(end_fields)
+    return teleport("session.start", sid, start, 0, target) + json.dumps(ended) + "\n"
+
+
+def test_recording_not_uploaded_where_the_cluster_logs_uploads(tmp_path):
+    ingest(tmp_path, "teleport", "tp.log",
+           session("uploaded", 0, 10) + upload("uploaded", 11)
+           + session("lost", 20, 30)                                   # no upload
+           + session("off", 40, 50, session_recording="off")           # nothing recorded
+           + session("late", 100, 200) + upload("late", 210)
+           + session("recent", 215, 220))     # ended 10 min before the last event: may follow
+    found = checks(tmp_path)
+    assert by_check(found, "recording_not_uploaded") == [("WARN", "lost")]
+    [lost] = [f for f in found if f["check_id"] == "recording_not_uploaded"]
+    assert lost["evidence"]["cluster"] == "c1" and lost["evidence"]["uploads_in_cluster"] == 2
+    # the period is the session's end
+    assert by_check(checks(tmp_path, "--from", "2026-11-30T10:31:00Z",
+                           "--to", "2026-12-01T00:00:00Z"), "recording_not_uploaded") == []
+
+
+def test_no_recording_finding_where_the_cluster_logs_no_uploads(tmp_path):
+    # uploads are logged, but only by another cluster: c1's log says nothing of uploads
+    ingest(tmp_path, "teleport", "tp.log",
+           session("s1", 0, 10) + session("s2", 100, 200)
+           + upload("elsewhere", 300, cluster="c2"))
+    assert by_check(checks(tmp_path), "recording_not_uploaded") == []
+
+
+def test_recording_upload_in_a_later_file_counts(tmp_path):
+    ingest(tmp_path, "teleport", "day1.log", session("s1", 0, 10) + session("s2", 20, 30))
+    ingest(tmp_path, "teleport", "day2.log", upload("s1", 15) + upload("s2", 35)
+           + session("s3", 300, 310) + upload("s3", 312))
+    ingest(tmp_path, "teleport", "day2-again.log", upload("s1", 15))   # a duplicate mark
+    assert by_check(checks(tmp_path), "recording_not_uploaded") == []

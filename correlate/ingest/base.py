@@ -28,6 +28,7 @@ class FileResult:
     warnings: list = field(default_factory=list)   # about the whole file (a connector's)
     rejected: bool = False      # every record quarantined: nothing of it kept, not recorded
     guess: str | None = None    # what a rejected file looks like (connectors.registry)
+    plain_sha256: str | None = None  # of the uncompressed bytes, when the read inflated it whole
 
     @property
     def balanced(self) -> bool:

@@ -58,12 +58,14 @@ class Prepared:
     array: Path | None = None     # its Records array, cut out into <index>.json
     nbytes: int = 0
     known: bool = False           # sha256 logged before this run began
+    plain_sha256: str | None = None   # of the uncompressed bytes (issue 20: digests list it)
 
 
-def inflate_to(raw: bytes, fh, limit: int = MAX_DOCUMENT) -> bool:
+def inflate_to(raw: bytes, fh, limit: int = MAX_DOCUMENT, plain=None) -> bool:
     """Write the gzip members of `raw` decompressed to `fh`, a piece at a time (small pieces
     stay in the CPU cache); False when corrupt (zlib checks each member's CRC-32 and length)
-    or over `limit` bytes: the per-file path then says why."""
+    or over `limit` bytes: the per-file path then says why. `plain` (a hashlib object), when
+    given, gets one update per piece: the SHA-256 a CloudTrail digest lists, in this pass."""
     view, total = memoryview(raw), 0
     try:
         while view:
@@ -74,6 +76,8 @@ def inflate_to(raw: bytes, fh, limit: int = MAX_DOCUMENT) -> bool:
                 if total > limit or not piece and len(d.unconsumed_tail) == len(view):
                     return False            # too big, or cut short
                 fh.write(piece)
+                if plain is not None:
+                    plain.update(piece)
                 view = d.unconsumed_tail
             view = memoryview(d.unused_data)
     except zlib.error:
@@ -107,9 +111,12 @@ def prepare(connector, index: int, path: Path, folder: Path, known: frozenset) -
     out = folder / f"{index}.json"
     with open(out, "w+b") as fh:
         if path.name.endswith(".gz"):
-            written = inflate_to(raw, fh, min(MAX_DOCUMENT, inflate_limit(len(raw))))
+            plain = hashlib.sha256()
+            written = inflate_to(raw, fh, min(MAX_DOCUMENT, inflate_limit(len(raw))), plain)
+            prep.plain_sha256 = plain.hexdigest() if written else None
         else:
             written = bool(fh.write(raw))
+            prep.plain_sha256 = prep.sha256
         span = None
         if written and fh.tell():
             fh.flush()

@@ -187,4 +187,5 @@ class ArraysLoad:
 
     def result(self, p, **counts) -> FileResult:
         """A prepared file's result with these counts."""
-        return FileResult(str(p.path), self.source, self.kind, p.sha256, **counts)
+        return FileResult(str(p.path), self.source, self.kind, p.sha256,
+                          plain_sha256=p.plain_sha256, **counts)

@@ -14,6 +14,7 @@ from correlate.integrity.load import (IntegrityFileError, after_ingest, ingest_d
 from correlate.store import Store
 
 FAIL_ON = {"warn": "WARN", "fail": "FAIL"}
+INTEGRITY_OPTIONS = ("cloudtrail_public_keys", "digest_metadata")
 
 
 def ingest_with_integrity(store: Store, source: str, paths: list[str], options, ingest_rest,
@@ -26,10 +27,15 @@ def ingest_with_integrity(store: Store, source: str, paths: list[str], options, 
         load_options(store, options.extra)
     except IntegrityFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--option") from None
+    # Stored now, and they change nothing a connector reads: not kept among the options the
+    # ingest logs, or a later ingest without them would call the files "read with other
+    # options" and ask for --reingest (`options` is the one `ingest_rest` reads).
+    for name in INTEGRITY_OPTIONS:
+        options.extra.pop(name, None)
     files = expand_paths(paths, warn)
     digests, rest = split_digests(files) if source == "cloudtrail" else ([], files)
     results = ingest_rest([str(f) for f in rest]) if rest else []
-    after_ingest(store, source, rest, options.extra)
+    after_ingest(store, source, rest, options.extra, results)
     return results + ingest_digests(store, digests)
 
 

@@ -14,16 +14,19 @@ from correlate.store import Store
 HOST_CHECKS = (("auditd_lost", "auditd"), ("auditd_stopped", "auditd"),
                ("audit_config_change", "auditd"), ("auditd_sequence_gap", "auditd"),
                ("session_unterminated", "teleport"), ("session_event_after_end", "teleport"),
+               ("recording_not_uploaded", "teleport"),
                ("source_silent_during_session", "activity"))
 GAP_WARN = 1000       # a serial gap this large is a WARN on its own
 IDLE_HOURS = 24       # records further apart than this are separate segments
+UPLOAD_GRACE_S = 3600  # a session ended this close to its cluster's last event: upload may follow
 
 
 def findings(store: Store, start: datetime | None, end: datetime | None,
              gap_warn: int = GAP_WARN) -> list[dict]:
     """Host-side integrity findings for the period (all on record when start/end are None)."""
     from correlate.integrity.checks import _finding, sql
-    values = {"start": start, "end": end, "gap_warn": gap_warn, "idle_hours": IDLE_HOURS}
+    values = {"start": start, "end": end, "gap_warn": gap_warn, "idle_hours": IDLE_HOURS,
+              "grace_s": UPLOAD_GRACE_S}
     out = []
     for check_id, source in HOST_CHECKS:
         text = sql(check_id)

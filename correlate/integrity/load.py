@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from connectors.audit_serials import scan as scan_audit
-from connectors.cloudtrail_digest import (DigestError, is_digest_path, log_file_row,
-                                          parse_digest)
+from connectors.teleport_uploads import scan as scan_teleport
+from connectors.cloudtrail_digest import (DigestError, is_digest_path, is_log_name,
+                                          log_file_row, parse_digest)
 from correlate.clock import now_utc
 from correlate.errors import PamcorrError, printable
 from correlate.store import Store
@@ -21,6 +22,8 @@ from correlate.store import Store
 
 class IntegrityFileError(PamcorrError):
     """A key or metadata file that cannot be read (the CLI exits 2 naming it)."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -54,7 +57,8 @@ DIGEST_COLS = ("digest_key", "bucket", "account", "region", "trail", "start_ts",
                "sig_algo", "key_fp", "sha256", "file", "local_key", "backfill")
 LOG_COLS = ("digest_key", "s3_bucket", "s3_object", "hash_value", "hash_algo", "oldest_ts",
             "newest_ts")
-FILE_COLS = ("file", "local_key", "basename", "sha256", "account", "region", "name_ts")
+FILE_COLS = ("file", "local_key", "basename", "sha256", "account", "region", "name_ts",
+             "file_sha256")
 
 
 def split_digests(files: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -109,14 +113,35 @@ def ingest_digests(store: Store, files: list[Path]) -> list[DigestResult]:
     return results
 
 
-def hash_log_files(store: Store, files: list[Path]) -> int:
-    """Record the SHA-256 of the uncompressed bytes of each S3-named CloudTrail log file
-    (a separate pass for now; see docs/performance.md). Returns how many were hashed."""
-    rows = [r for r in (log_file_row(f) for f in files) if r is not None]
+def hash_log_files(store: Store, files: list[Path], results: list | None = None) -> int:
+    """Record the SHA-256 of the uncompressed bytes of each S3-named CloudTrail log file.
+
+    The ingest's read computes it while it inflates a file (FileResult.plain_sha256, one
+    `update` per piece); a file it has not (skipped as ingested before, or read the per-file
+    way) is hashed here, unless ct_log_file holds it already with the same file sha256.
+    Returns how many were hashed here."""
+    given = {r.file: r for r in results or ()}
+    files = [f for f in files if is_log_name(f)]
+    stored = {}
+    if files:
+        stored = dict(store.con.execute(
+            "SELECT file, file_sha256 FROM ct_log_file WHERE file_sha256 IS NOT NULL"
+        ).fetchall())
+    rows, hashed = [], 0
+    for path in files:
+        r = given.get(str(path))
+        sha = r.sha256 if r is not None and r.sha256 else None
+        plain = getattr(r, "plain_sha256", None)
+        if plain is None and sha is not None and stored.get(str(path)) == sha:
+            continue                    # the same file, hashed before
+        hashed += plain is None
+        row = log_file_row(path, plain)
+        row["file_sha256"] = sha
+        rows.append(row)
     with store.transaction():
         _insert(store.con, "ct_log_file", FILE_COLS, rows, "OR REPLACE")
         store.con.execute("UPDATE ct_log_file SET hashed = ? WHERE hashed IS NULL", [now_utc()])
-    return len(rows)
+    return hashed
 
 
 def _read_text(path: str, what: str) -> str:
@@ -171,15 +196,27 @@ def parse_metadata(path: str) -> list[dict]:
     return rows
 
 
-def load_options(store: Store, options: dict) -> None:
-    """Store the keys and signatures named by --option cloudtrail_public_keys / digest_metadata."""
+def read_options(options: dict) -> tuple[list[dict], list[dict]]:
+    """(keys, signatures) from the files named by the cloudtrail_public_keys / digest_metadata
+    options; IntegrityFileError (exit 2) naming a file that cannot be read or used."""
     keys = parse_public_keys(options["cloudtrail_public_keys"]) \
         if options.get("cloudtrail_public_keys") else []
     meta = parse_metadata(options["digest_metadata"]) if options.get("digest_metadata") else []
+    return keys, meta
+
+
+def store_options(store: Store, keys: list[dict], meta: list[dict]) -> None:
+    """Store keys and digest signatures read by read_options (a key or digest stored again
+    replaces the earlier row)."""
     with store.transaction():
         _insert(store.con, "ct_public_key", ("fingerprint", "der", "file"), keys, "OR REPLACE")
         _insert(store.con, "ct_digest_signature", ("digest_key", "signature", "file"), meta,
                 "OR REPLACE")
+
+
+def load_options(store: Store, options: dict) -> None:
+    """Store the keys and signatures named by --option cloudtrail_public_keys / digest_metadata."""
+    store_options(store, *read_options(options))
 
 
 AUDIT_COLS = ("host", "ts", "serial", "rtype", "file", "line", "info", "complete")
@@ -211,9 +248,34 @@ def scan_audit_files(store: Store, files: list[Path], options: dict) -> int:
     return len(records)
 
 
-def after_ingest(store: Store, source: str, files: list[Path], options: dict) -> None:
-    """The integrity pass over files a source just ingested (log hashes, audit serials)."""
+def scan_teleport_files(store: Store, files: list[Path]) -> int:
+    """Record which sessions Teleport logged a `session.upload` for, and which ended with
+    recording off, for `recording_not_uploaded`. Returns how many marks were read."""
+    marks = [m for path in files for m in scan_teleport(path)]
+    if marks:
+        con = store.con
+        with store.transaction():
+            con.register("_teleport_marks", pd.DataFrame(marks, columns=list(MARK_COLS)))
+            try:
+                con.execute("INSERT OR IGNORE INTO teleport_session_mark SELECT DISTINCT ON "
+                            "(sid, mark, cluster) sid, mark, cluster, "
+                            "try_cast(nullif(ts, '') AS TIMESTAMPTZ), file, line "
+                            "FROM _teleport_marks ORDER BY sid, mark, cluster, file, line")
+            finally:
+                con.unregister("_teleport_marks")
+    return len(marks)
+
+
+MARK_COLS = ("sid", "mark", "cluster", "ts", "file", "line")
+
+
+def after_ingest(store: Store, source: str, files: list[Path], options: dict,
+                 results: list | None = None) -> None:
+    """The integrity pass over files a source just ingested (log hashes, audit serials,
+    Teleport upload marks); `results` are the ingest's FileResults of those files."""
     if source == "cloudtrail":
-        hash_log_files(store, files)
+        hash_log_files(store, files, results)
     elif source == "auditd":
         scan_audit_files(store, files, options)
+    elif source == "teleport":
+        scan_teleport_files(store, files)

@@ -6,6 +6,7 @@ Never by hand: padding checked by hand is how forged signatures pass.
 from __future__ import annotations
 
 import binascii
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -17,8 +18,10 @@ from connectors.cloudtrail_digest import data_to_sign
 SUPPORTED = "SHA256withRSA"
 
 
+@lru_cache(maxsize=64)
 def load_key(der: bytes):
-    """An RSA public key from DER (SubjectPublicKeyInfo or PKCS#1), else None."""
+    """An RSA public key from DER (SubjectPublicKeyInfo or PKCS#1), else None. Cached: loading
+    a key costs more than checking a signature with it, and one key signs a chain's digests."""
     key = None
     for loader in (load_der_public_key, _pkcs1):
         try:
