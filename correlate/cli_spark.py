@@ -33,8 +33,9 @@ def _say(msg: str) -> None:
               help="Seconds within which a window makes an action out_of_window (default "
                    "7 days, or the config's).")
 @click.option("--config", "config_path", default=None, metavar="FILE",
-              help="Take [policy] (grace_s, lookaround_s, change_window) and [detections] "
-                   "(rule folders, mutes) from this TOML file.")
+              help="Take [policy] (grace_s, lookaround_s, change_window), [detections] "
+                   "(rule folders, mutes), [[exceptions]] and [criticality] from this TOML "
+                   "file.")
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="A folder of your own Sigma rules, run besides the shipped ones (readable "
                    "at this path on every executor). Repeatable.")
@@ -54,11 +55,12 @@ def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookar
     from dataclasses import replace
     from correlate.detect.run import DetectionSettings
     from correlate.engine import Policy
-    policy, detections = Policy(), DetectionSettings()
+    policy, detections, exceptions, criticality = Policy(), DetectionSettings(), (), ()
     if config_path:
         from correlate.config import load_settings
         settings = load_settings(config_path)
         policy, detections = settings.policy, settings.detections
+        exceptions, criticality = settings.exceptions, settings.criticality
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     policy = Policy(policy.grace_s if grace is None else grace,
@@ -75,7 +77,8 @@ def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookar
                                ("hot_rows", hot_key_rows)) if v is not None}
     spark_engine.clear_output(output_uri)
     summary = spark_engine.run_spark(spark, input_uri, output_uri, lo, hi, policy, tz,
-                                     reference_db, detections=detections, **extra)
+                                     reference_db, detections=detections,
+                                     exceptions=exceptions, criticality=criticality, **extra)
     a = summary["activity"]
     _say(f"spark run on {summary['master']}: {a['read']} actions read, {a['accepted']} "
          f"accepted, {a['quarantined']} quarantined, {a['duplicates']} duplicates; "

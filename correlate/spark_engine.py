@@ -32,6 +32,7 @@ from correlate import __version__
 from correlate.clock import now_utc
 from correlate.engine import Policy
 from correlate.errors import InputError
+from correlate.exceptions import TargetCriticality, VerdictException
 from correlate.ingest import expand_paths, ingest
 from correlate.detect.run import DetectionSettings, cached_rules
 from correlate.spark_task import (
@@ -229,9 +230,14 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
               end: datetime | None = None, policy: Policy = Policy(), tz: str | None = None,
               store_path: str | None = None, rows_per_task: int = ROWS_PER_TASK,
               hot_rows: int = HOT_KEY_ROWS,
-              detections: DetectionSettings = DetectionSettings()) -> dict:
+              detections: DetectionSettings = DetectionSettings(),
+              exceptions: tuple[VerdictException, ...] = (),
+              criticality: tuple[TargetCriticality, ...] = ()) -> dict:
     """Judge the input's activity on Spark, then run the detections; write findings/,
-    detections/, quarantine/ and summary.json under `output_uri`. Returns the summary."""
+    detections/, quarantine/ and summary.json under `output_uri`. Returns the summary.
+    `exceptions` mark the findings they cover in each task (findings' `exception`), expiry
+    decided by this run's start; they and `criticality` go into the summary, whence load-run
+    stores them with the run as the embedded engine does."""
     from pyspark.sql import functions as F
     started = now_utc()
     options = Options(tz=tz)
@@ -244,7 +250,8 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         import pyarrow as pa
         table = pa.Table.from_batches(list(batches))
         if table.num_rows:
-            yield from judge_actions(shared.value, table, start, end, policy, tz).to_batches()
+            yield from judge_actions(shared.value, table, start, end, policy, tz, exceptions,
+                                     started).to_batches()
 
     activity_df = _activity(spark, input_uri)
     split, tasks, hot, total = _split(activity_df, rows_per_task, hot_rows)
@@ -281,6 +288,11 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
             totals[key] = totals.get(key, 0) + n
     verdicts = [{"verdict": k.split(" ")[0], "status": k.split(" ")[1], "count": n}
                 for k, n in sorted(totals.items())]
+    accepted = [{"n": i, "name": x.name, "account": x.account, "target": x.target,
+                 "verdict": x.verdict, "reason": x.reason, "accepted_by": x.accepted_by,
+                 "expires": x.expires.isoformat(), "expired": x.expires <= started,
+                 "findings": sum(t.get("exceptions", {}).get(str(i), 0) for t in tallies)}
+                for i, x in enumerate(exceptions)]
     summary = {
         "engine": "spark", "master": spark.sparkContext.master, "input": input_uri,
         "output": output_uri, "tool_version": __version__,
@@ -293,7 +305,9 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         "broadcast_bytes": sum(len(v) for v in reference.values()),
         "activity": activity, "activity_rows_seen": total, "tasks": tasks,
         "salted_keys": [{"account": a, "target": t, "tasks": b} for a, t, b in hot],
-        "verdicts": verdicts, "detections": found,
+        "verdicts": verdicts, "detections": found, "exceptions": accepted,
+        "criticality": [{"pattern": c.pattern, "level": c.level,
+                         "specificity": c.specificity} for c in criticality],
     }
     _write_text(spark, output_uri.rstrip("/") + "/summary.json",
                 json.dumps(summary, indent=2, default=str))
