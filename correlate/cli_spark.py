@@ -43,13 +43,18 @@ def _say(msg: str) -> None:
 @click.option("--reference-db", "reference_db", default=None, metavar="FILE",
               help="Take approvals, tickets, identities and targets from this pamcorr store "
                    "(any connector, fetched tickets) instead of the input's folders.")
+@click.option("--ocsf", "ocsf_uri", default=None, metavar="DIR_OR_URI",
+              help="Take the activity from this OCSF dataset (API Activity, Process Activity, "
+                   "Authentication; Security Lake's region=/accountId=/eventDay= folders), "
+                   "mapped as `pamcorr ingest ocsf` maps it, instead of --input's activity/.")
 @click.option("--rows-per-task", type=click.IntRange(1000), default=None,
               help="Actions per Spark task (default 2,000,000).")
 @click.option("--hot-key-rows", type=click.IntRange(1), default=None,
               help="A key with more actions than this is split over several tasks "
                    "(default 500,000).")
 def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookaround,
-                        config_path, tz, reference_db, rows_per_task, hot_key_rows, rule_dirs):
+                        config_path, tz, reference_db, rows_per_task, hot_key_rows, rule_dirs,
+                        ocsf_uri):
     """Judge a data lake's activity on Apache Spark with the embedded engine's verdicts."""
     from correlate.cli import parse_range   # correlate.cli imports this module at its end
     from dataclasses import replace
@@ -78,10 +83,12 @@ def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookar
     spark_engine.clear_output(output_uri)
     summary = spark_engine.run_spark(spark, input_uri, output_uri, lo, hi, policy, tz,
                                      reference_db, detections=detections,
-                                     exceptions=exceptions, criticality=criticality, **extra)
+                                     exceptions=exceptions, criticality=criticality,
+                                     ocsf_uri=ocsf_uri, **extra)
     a = summary["activity"]
     _say(f"spark run on {summary['master']}: {a['read']} actions read, {a['accepted']} "
-         f"accepted, {a['quarantined']} quarantined, {a['duplicates']} duplicates; "
+         f"accepted, {a.get('ignored', 0)} ignored, {a['quarantined']} quarantined, "
+         f"{a['duplicates']} duplicates; "
          f"{summary['tasks']} tasks")
     for v in summary["verdicts"]:
         _say(f"  {v['verdict']:24} {v['status']:4} {v['count']}")

@@ -232,12 +232,14 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
               hot_rows: int = HOT_KEY_ROWS,
               detections: DetectionSettings = DetectionSettings(),
               exceptions: tuple[VerdictException, ...] = (),
-              criticality: tuple[TargetCriticality, ...] = ()) -> dict:
+              criticality: tuple[TargetCriticality, ...] = (),
+              ocsf_uri: str | None = None) -> dict:
     """Judge the input's activity on Spark, then run the detections; write findings/,
     detections/, quarantine/ and summary.json under `output_uri`. Returns the summary.
     `exceptions` mark the findings they cover in each task (findings' `exception`), expiry
     decided by this run's start; they and `criticality` go into the summary, whence load-run
-    stores them with the run as the embedded engine does."""
+    stores them with the run as the embedded engine does. `ocsf_uri`: take the activity from
+    this OCSF dataset (correlate/spark_ocsf.py) instead of the input's activity/ folder."""
     from pyspark.sql import functions as F
     started = now_utc()
     options = Options(tz=tz)
@@ -253,9 +255,14 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
             yield from judge_actions(shared.value, table, start, end, policy, tz, exceptions,
                                      started).to_batches()
 
-    activity_df = _activity(spark, input_uri)
+    found, mapped, early = None, None, []
+    if ocsf_uri:
+        from correlate.spark_ocsf import ocsf_activity
+        activity_df, early, mapped = ocsf_activity(spark, ocsf_uri,
+                                                   output_uri.rstrip("/") + "/_ocsf", tz)
+    else:
+        activity_df = _activity(spark, input_uri)
     split, tasks, hot, total = _split(activity_df, rows_per_task, hot_rows)
-    found = None
     from pyspark.sql.pandas.types import from_arrow_schema
     # The tasks judge once, into a staging folder; findings, quarantine and the tallies are
     # read back from it. (persist() + three actions re-ran the judging: measured 114 s of a
@@ -270,6 +277,10 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
          .partitionBy("day").parquet(output_uri.rstrip("/") + "/findings"))
         notes = out.where(F.col("record") == "quarantine").select(
             F.from_json("note", "file string, row long, reason string, raw string").alias("q"))
+        if early:      # what the OCSF mapping quarantined first
+            notes = spark.createDataFrame(
+                [{"q": q} for q in early],
+                "q struct<file string, row long, reason string, raw string>").unionByName(notes)
         notes.select("q.*").write.mode("overwrite").parquet(
             output_uri.rstrip("/") + "/quarantine")
         tallies = [json.loads(r["note"]) for r in
@@ -280,8 +291,14 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
     finally:
         shared.unpersist()
         _delete(spark, staging)
+        if ocsf_uri:
+            _delete(spark, output_uri.rstrip("/") + "/_ocsf")
     activity = {k: sum(t[k] for t in tallies)
                 for k in ("read", "accepted", "quarantined", "duplicates", "judged")}
+    if mapped:      # OCSF: records read are the files' records, some ignored or dropped first
+        activity = {**activity, "read": mapped["read"], "ignored": mapped["ignored"],
+                    "quarantined": activity["quarantined"] + mapped["quarantined"],
+                    "duplicates": activity["duplicates"] + mapped["duplicates"]}
     totals = {}
     for tally in tallies:                    # each task counted its own verdicts
         for key, n in tally["verdicts"].items():
@@ -295,7 +312,7 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
                 for i, x in enumerate(exceptions)]
     summary = {
         "engine": "spark", "master": spark.sparkContext.master, "input": input_uri,
-        "output": output_uri, "tool_version": __version__,
+        "output": output_uri, "tool_version": __version__, "ocsf": ocsf_uri,
         "started": started.isoformat(), "finished": now_utc().isoformat(),
         "period_start": start.isoformat() if start else None,
         "period_end": end.isoformat() if end else None,
