@@ -3,7 +3,8 @@ so that `findings`, `report gaps`, `scope` and `export` read it like any other.
 
 The judged actions come in through the generic connector's Parquet reader (same checks and
 de-duplication as `pamcorr ingest`); each finding is stored finished in findings_v1 (schema
-045), joined to its action by (source, event_id).
+045), joined to its action by (source, event_id); the run's accepted exceptions, the findings
+they cover and its target criticality as the embedded engine stores them (correlate/exceptions.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ broadcast as Arrow tables; activity is read by Spark, split by (account, target)
 keys salted over several tasks, and judged by correlate/spark_task.py in each task.
 A second pass splits the actions by target (every shipped sequence rule groups by it) and
 runs the embedded correlate() with detections on in each task.
+With an OCSF dataset (`ocsf_uri`), the activity comes from correlate/spark_ocsf.py instead: the
+tasks map whole OCSF files with the embedded connector first.
 Output: findings/ and detections/ (Parquet, partitioned by day), quarantine/ (Parquet) and
-summary.json.
+summary.json (with the config's exceptions, their counts, and criticality, for load-run).
 """
 
 from __future__ import annotations
