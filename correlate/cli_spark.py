@@ -33,8 +33,9 @@ def _say(msg: str) -> None:
               help="Seconds within which a window makes an action out_of_window (default "
                    "7 days, or the config's).")
 @click.option("--config", "config_path", default=None, metavar="FILE",
-              help="Take [policy] (grace_s, lookaround_s, change_window) and [detections] "
-                   "(rule folders, mutes) from this TOML file.")
+              help="Take [policy] (grace_s, lookaround_s, change_window), [detections] "
+                   "(rule folders, mutes), [[exceptions]] and [criticality] from this TOML "
+                   "file.")
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="A folder of your own Sigma rules, run besides the shipped ones (readable "
                    "at this path on every executor). Repeatable.")
@@ -42,23 +43,29 @@ def _say(msg: str) -> None:
 @click.option("--reference-db", "reference_db", default=None, metavar="FILE",
               help="Take approvals, tickets, identities and targets from this pamcorr store "
                    "(any connector, fetched tickets) instead of the input's folders.")
+@click.option("--ocsf", "ocsf_uri", default=None, metavar="DIR_OR_URI",
+              help="Take the activity from this OCSF dataset (API Activity, Process Activity, "
+                   "Authentication; Security Lake's region=/accountId=/eventDay= folders), "
+                   "mapped as `pamcorr ingest ocsf` maps it, instead of --input's activity/.")
 @click.option("--rows-per-task", type=click.IntRange(1000), default=None,
               help="Actions per Spark task (default 2,000,000).")
 @click.option("--hot-key-rows", type=click.IntRange(1), default=None,
               help="A key with more actions than this is split over several tasks "
                    "(default 500,000).")
 def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookaround,
-                        config_path, tz, reference_db, rows_per_task, hot_key_rows, rule_dirs):
+                        config_path, tz, reference_db, rows_per_task, hot_key_rows, rule_dirs,
+                        ocsf_uri):
     """Judge a data lake's activity on Apache Spark with the embedded engine's verdicts."""
     from correlate.cli import parse_range   # correlate.cli imports this module at its end
     from dataclasses import replace
     from correlate.detect.run import DetectionSettings
     from correlate.engine import Policy
-    policy, detections = Policy(), DetectionSettings()
+    policy, detections, exceptions, criticality = Policy(), DetectionSettings(), (), ()
     if config_path:
         from correlate.config import load_settings
         settings = load_settings(config_path)
         policy, detections = settings.policy, settings.detections
+        exceptions, criticality = settings.exceptions, settings.criticality
     if rule_dirs:
         detections = replace(detections, rule_dirs=detections.rule_dirs + tuple(rule_dirs))
     policy = Policy(policy.grace_s if grace is None else grace,
@@ -75,10 +82,13 @@ def spark_correlate_cmd(input_uri, output_uri, master, start, end, grace, lookar
                                ("hot_rows", hot_key_rows)) if v is not None}
     spark_engine.clear_output(output_uri)
     summary = spark_engine.run_spark(spark, input_uri, output_uri, lo, hi, policy, tz,
-                                     reference_db, detections=detections, **extra)
+                                     reference_db, detections=detections,
+                                     exceptions=exceptions, criticality=criticality,
+                                     ocsf_uri=ocsf_uri, **extra)
     a = summary["activity"]
     _say(f"spark run on {summary['master']}: {a['read']} actions read, {a['accepted']} "
-         f"accepted, {a['quarantined']} quarantined, {a['duplicates']} duplicates; "
+         f"accepted, {a.get('ignored', 0)} ignored, {a['quarantined']} quarantined, "
+         f"{a['duplicates']} duplicates; "
          f"{summary['tasks']} tasks")
     for v in summary["verdicts"]:
         _say(f"  {v['verdict']:24} {v['status']:4} {v['count']}")

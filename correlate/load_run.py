@@ -3,7 +3,8 @@ so that `findings`, `report gaps`, `scope` and `export` read it like any other.
 
 The judged actions come in through the generic connector's Parquet reader (same checks and
 de-duplication as `pamcorr ingest`); each finding is stored finished in findings_v1 (schema
-045), joined to its action by (source, event_id).
+045), joined to its action by (source, event_id); the run's accepted exceptions, the findings
+they cover and its target criticality as the embedded engine stores them (correlate/exceptions.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ SELECT $run_id, a.act_id, f.verdict, f.status, f.approval_id, f.approval_source,
 FROM read_parquet($files) f
 JOIN activity a ON a.source = $source AND a.event_id = f.event_id
 """
+
+# The accepted exceptions the Spark run was judged with (summary.json, findings summed over its
+# tasks) and the findings each covers (the findings' exception_n), as record_exceptions stores
+# them for an embedded run (correlate/exceptions.py).
+EXCEPTION_ROW_SQL = "INSERT INTO verdict_exceptions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_COVERED_SQL = """
+INSERT INTO finding_exceptions
+SELECT $run_id, a.act_id, f.exception_n
+FROM read_parquet($files) f
+JOIN activity a ON a.source = $source AND a.event_id = f.event_id
+WHERE f.exception_n IS NOT NULL
+"""
+CRITICALITY_ROW_SQL = "INSERT INTO target_criticality VALUES (?, ?, ?, ?)"
 
 # A sequence's id as the embedded engine makes it (detect/sequences.py): a hash of its rule and
 # its members' act_ids in order; the output names it by its members' event ids instead.
@@ -88,6 +102,17 @@ def load_run(store: Store, output: str, progress=None) -> int:
         if files:
             con.execute(INSERT_FINDINGS_SQL, {"run_id": run_id, "files": files,
                                               "source": connector.name})
+        if summary.get("exceptions"):
+            con.executemany(EXCEPTION_ROW_SQL, [
+                [run_id, x["n"], x["name"], x["account"], x["target"], x["verdict"],
+                 x["reason"], x["accepted_by"], _when(x["expires"]), x["expired"],
+                 x["findings"]] for x in summary["exceptions"]])
+            if files:
+                con.execute(INSERT_COVERED_SQL, {"run_id": run_id, "files": files,
+                                                 "source": connector.name})
+        for c in summary.get("criticality") or []:
+            con.execute(CRITICALITY_ROW_SQL, [run_id, c["pattern"], c["level"],
+                                              c["specificity"]])
         if files and detected:
             con.execute(INSERT_DETECTIONS_SQL, {"run_id": run_id, "files": detected,
                                                 "source": connector.name})

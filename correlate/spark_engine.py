@@ -8,8 +8,10 @@ broadcast as Arrow tables; activity is read by Spark, split by (account, target)
 keys salted over several tasks, and judged by correlate/spark_task.py in each task.
 A second pass splits the actions by target (every shipped sequence rule groups by it) and
 runs the embedded correlate() with detections on in each task.
+With an OCSF dataset (`ocsf_uri`), the activity comes from correlate/spark_ocsf.py instead: the
+tasks map whole OCSF files with the embedded connector first.
 Output: findings/ and detections/ (Parquet, partitioned by day), quarantine/ (Parquet) and
-summary.json.
+summary.json (with the config's exceptions, their counts, and criticality, for load-run).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from correlate import __version__
 from correlate.clock import now_utc
 from correlate.engine import Policy
 from correlate.errors import InputError
+from correlate.exceptions import TargetCriticality, VerdictException
 from correlate.ingest import expand_paths, ingest
 from correlate.detect.run import DetectionSettings, cached_rules
 from correlate.spark_task import (
@@ -229,9 +232,16 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
               end: datetime | None = None, policy: Policy = Policy(), tz: str | None = None,
               store_path: str | None = None, rows_per_task: int = ROWS_PER_TASK,
               hot_rows: int = HOT_KEY_ROWS,
-              detections: DetectionSettings = DetectionSettings()) -> dict:
+              detections: DetectionSettings = DetectionSettings(),
+              exceptions: tuple[VerdictException, ...] = (),
+              criticality: tuple[TargetCriticality, ...] = (),
+              ocsf_uri: str | None = None) -> dict:
     """Judge the input's activity on Spark, then run the detections; write findings/,
-    detections/, quarantine/ and summary.json under `output_uri`. Returns the summary."""
+    detections/, quarantine/ and summary.json under `output_uri`. Returns the summary.
+    `exceptions` mark the findings they cover in each task (findings' `exception`), expiry
+    decided by this run's start; they and `criticality` go into the summary, whence load-run
+    stores them with the run as the embedded engine does. `ocsf_uri`: take the activity from
+    this OCSF dataset (correlate/spark_ocsf.py) instead of the input's activity/ folder."""
     from pyspark.sql import functions as F
     started = now_utc()
     options = Options(tz=tz)
@@ -244,25 +254,40 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         import pyarrow as pa
         table = pa.Table.from_batches(list(batches))
         if table.num_rows:
-            yield from judge_actions(shared.value, table, start, end, policy, tz).to_batches()
+            yield from judge_actions(shared.value, table, start, end, policy, tz, exceptions,
+                                     started).to_batches()
 
-    activity_df = _activity(spark, input_uri)
+    found, mapped, early = None, None, []
+    if ocsf_uri:
+        from correlate.spark_ocsf import ocsf_activity
+        activity_df, early, mapped = ocsf_activity(spark, ocsf_uri,
+                                                   output_uri.rstrip("/") + "/_ocsf", tz)
+    else:
+        activity_df = _activity(spark, input_uri)
     split, tasks, hot, total = _split(activity_df, rows_per_task, hot_rows)
-    found = None
     from pyspark.sql.pandas.types import from_arrow_schema
-    # The tasks judge once, into a staging folder; findings, quarantine and the tallies are
-    # read back from it. (persist() + three actions re-ran the judging: measured 114 s of a
-    # 194 s run at 1e6 when the cache did not hold.)
+    # The tasks judge once, into a staging folder partitioned by record and day, whose
+    # record=finding/ folder becomes findings/ by a rename; quarantine and the tallies are read
+    # back from the rest. (Reading the findings back to write them by day took 110 of 370
+    # core-s at 1e6; persist() + three actions re-ran the judging when the cache did not hold.)
     staging = output_uri.rstrip("/") + "/_staging"
     try:
         (split.mapInArrow(judge, from_arrow_schema(OUTPUT_SCHEMA))
-         .write.mode("overwrite").parquet(staging))
-        out = spark.read.parquet(staging)
-        findings = out.where(F.col("record") == "finding").drop("record", "note")
-        (findings.withColumn("day", F.to_date("ts")).write.mode("overwrite")
-         .partitionBy("day").parquet(output_uri.rstrip("/") + "/findings"))
+         .withColumn("day", F.to_date("ts"))
+         .write.mode("overwrite").partitionBy("record", "day").parquet(staging))
+        findings_uri = output_uri.rstrip("/") + "/findings"
+        if not _move(spark, staging + "/record=finding", findings_uri):
+            spark.createDataFrame([], from_arrow_schema(OUTPUT_SCHEMA)).drop("record").withColumn(
+                "day", F.to_date("ts")).write.mode("overwrite").partitionBy("day").parquet(
+                findings_uri)
+        staged = from_arrow_schema(OUTPUT_SCHEMA)
+        out = spark.read.schema(staged.add("day", "date")).parquet(staging)  # none: empty
         notes = out.where(F.col("record") == "quarantine").select(
             F.from_json("note", "file string, row long, reason string, raw string").alias("q"))
+        if early:      # what the OCSF mapping quarantined first
+            notes = spark.createDataFrame(
+                [{"q": q} for q in early],
+                "q struct<file string, row long, reason string, raw string>").unionByName(notes)
         notes.select("q.*").write.mode("overwrite").parquet(
             output_uri.rstrip("/") + "/quarantine")
         tallies = [json.loads(r["note"]) for r in
@@ -273,17 +298,28 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
     finally:
         shared.unpersist()
         _delete(spark, staging)
+        if ocsf_uri:
+            _delete(spark, output_uri.rstrip("/") + "/_ocsf")
     activity = {k: sum(t[k] for t in tallies)
                 for k in ("read", "accepted", "quarantined", "duplicates", "judged")}
+    if mapped:      # OCSF: records read are the files' records, some ignored or dropped first
+        activity = {**activity, "read": mapped["read"], "ignored": mapped["ignored"],
+                    "quarantined": activity["quarantined"] + mapped["quarantined"],
+                    "duplicates": activity["duplicates"] + mapped["duplicates"]}
     totals = {}
     for tally in tallies:                    # each task counted its own verdicts
         for key, n in tally["verdicts"].items():
             totals[key] = totals.get(key, 0) + n
     verdicts = [{"verdict": k.split(" ")[0], "status": k.split(" ")[1], "count": n}
                 for k, n in sorted(totals.items())]
+    accepted = [{"n": i, "name": x.name, "account": x.account, "target": x.target,
+                 "verdict": x.verdict, "reason": x.reason, "accepted_by": x.accepted_by,
+                 "expires": x.expires.isoformat(), "expired": x.expires <= started,
+                 "findings": sum(t.get("exceptions", {}).get(str(i), 0) for t in tallies)}
+                for i, x in enumerate(exceptions)]
     summary = {
         "engine": "spark", "master": spark.sparkContext.master, "input": input_uri,
-        "output": output_uri, "tool_version": __version__,
+        "output": output_uri, "tool_version": __version__, "ocsf": ocsf_uri,
         "started": started.isoformat(), "finished": now_utc().isoformat(),
         "period_start": start.isoformat() if start else None,
         "period_end": end.isoformat() if end else None,
@@ -293,7 +329,9 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         "broadcast_bytes": sum(len(v) for v in reference.values()),
         "activity": activity, "activity_rows_seen": total, "tasks": tasks,
         "salted_keys": [{"account": a, "target": t, "tasks": b} for a, t, b in hot],
-        "verdicts": verdicts, "detections": found,
+        "verdicts": verdicts, "detections": found, "exceptions": accepted,
+        "criticality": [{"pattern": c.pattern, "level": c.level,
+                         "specificity": c.specificity} for c in criticality],
     }
     _write_text(spark, output_uri.rstrip("/") + "/summary.json",
                 json.dumps(summary, indent=2, default=str))
@@ -313,6 +351,21 @@ def _write_text(spark, uri: str, text: str) -> None:
         stream.write(bytearray(text.encode("utf-8")))
     finally:
         stream.close()
+
+
+def _move(spark, src: str, dst: str) -> bool:
+    """Rename the folder `src` to `dst` (replacing it): os.replace when local, Hadoop's
+    FileSystem.rename otherwise. False when `src` does not exist."""
+    _delete(spark, dst)
+    if is_local(src):
+        if not _local(src).exists():
+            return False
+        os.replace(_local(src), _local(dst))
+        return True
+    jvm = spark.sparkContext._jvm
+    source = jvm.org.apache.hadoop.fs.Path(src)
+    fs = source.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(source) and fs.rename(source, jvm.org.apache.hadoop.fs.Path(dst)))
 
 
 def _delete(spark, uri: str) -> None:

@@ -20,8 +20,10 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from connectors.base import Options
 from connectors.generic import GenericConnector
+from correlate.clock import now_utc
 from correlate.detect.run import DetectionSettings
 from correlate.engine import Policy, correlate
+from correlate.exceptions import VerdictException, record_exceptions
 from correlate.ingest import ingest
 from correlate.store import Store
 
@@ -34,21 +36,29 @@ ACTIVITY_COLUMNS = ("event_id", "ts", "account", "target", "action", "detail", "
                     "actor", "approval_ref", "outcome")
 ORIGIN_COLUMNS = ("source_file", "source_row")     # where Spark read the record
 
-# One row per judged action: the action as stored and its finding.
+# One row per judged action: the action as stored and its finding, with the accepted exception
+# that covers it (its place in the config and its name; NULL: none).
 FINDINGS_OUT_SQL = """
 SELECT a.event_id, a.ts, a.account, a.target, a.action, a.detail, a.session_id, a.actor,
        a.approval_ref, f.outcome, f.verdict, f.status, f.approval_id, f.approval_source,
-       f.ticket_id, f.gap_seconds, f.reason, f.match_via
+       f.ticket_id, f.gap_seconds, f.reason, f.match_via, e.n AS exception_n,
+       x.name AS exception
 FROM findings f JOIN activity a ON a.act_id = f.act_id
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
+LEFT JOIN verdict_exceptions x ON x.run_id = e.run_id AND x.n = e.n
 WHERE f.run_id = $run_id
 """
+# Per entry: the task's findings it covers (in force) or would have covered (expired); these
+# sum over tasks, since an entry matches findings one (account, target, verdict) key at a time.
+EXCEPTION_COUNTS_SQL = "SELECT n, findings FROM verdict_exceptions WHERE run_id = ?"
 FINDING_TYPES = (
     ("event_id", pa.string()), ("ts", pa.timestamp("us", tz="UTC")), ("account", pa.string()),
     ("target", pa.string()), ("action", pa.string()), ("detail", pa.string()),
     ("session_id", pa.string()), ("actor", pa.string()), ("approval_ref", pa.string()),
     ("outcome", pa.string()), ("verdict", pa.string()), ("status", pa.string()),
     ("approval_id", pa.string()), ("approval_source", pa.string()), ("ticket_id", pa.string()),
-    ("gap_seconds", pa.float64()), ("reason", pa.string()), ("match_via", pa.string()))
+    ("gap_seconds", pa.float64()), ("reason", pa.string()), ("match_via", pa.string()),
+    ("exception_n", pa.int32()), ("exception", pa.string()))
 # A task's output: findings, plus rows of kind 'quarantine' and one 'tally' carrying JSON.
 OUTPUT_SCHEMA = pa.schema([*FINDING_TYPES, ("record", pa.string()), ("note", pa.string())])
 
@@ -137,9 +147,13 @@ def detect_actions(reference: dict[str, bytes], actions: pa.Table, start: dateti
 
 def judge_actions(reference: dict[str, bytes], actions: pa.Table, start: datetime | None,
                   end: datetime | None, policy: Policy = Policy(),
-                  tz: str | None = None) -> pa.Table:
+                  tz: str | None = None, exceptions: tuple[VerdictException, ...] = (),
+                  now: datetime | None = None) -> pa.Table:
     """Findings (OUTPUT_SCHEMA) for `actions` (ACTIVITY_COLUMNS + ORIGIN_COLUMNS), with the
-    quarantined records and one tally row (read, accepted, quarantined, duplicates)."""
+    quarantined records and one tally row (read, accepted, quarantined, duplicates, findings
+    per exception entry). `exceptions` are matched as the embedded engine matches them
+    (correlate/exceptions.py), expired ones decided by `now`, the whole run's start (one
+    clock for every task, not each task's own)."""
     with tempfile.TemporaryDirectory(prefix="pamcorr-task-") as tmp:
         path = Path(tmp) / "actions.parquet"
         _write_actions(actions, path)
@@ -151,6 +165,9 @@ def judge_actions(reference: dict[str, bytes], actions: pa.Table, start: datetim
                                Options(tz=tz))
             run_id = correlate(store, start, end, policy,
                                detections=DetectionSettings(enabled=False))
+            if exceptions:
+                record_exceptions(con, run_id, now or now_utc(), exceptions)
+            covered = dict(con.execute(EXCEPTION_COUNTS_SQL, [run_id]).fetchall())
             # row k of the file (a quarantined record's `line`) came from source_file/source_row
             con.execute("CREATE TEMP TABLE origin AS SELECT file_row_number + 1 AS line, "
                         "source_file, source_row FROM read_parquet(?, file_row_number = true)",
@@ -172,7 +189,8 @@ def judge_actions(reference: dict[str, bytes], actions: pa.Table, start: datetim
     notes.append(("tally", json.dumps({"read": result.read, "accepted": result.accepted,
                                        "quarantined": result.quarantined,
                                        "duplicates": result.duplicates,
-                                       "judged": n, "verdicts": verdicts})))
+                                       "judged": n, "verdicts": verdicts,
+                                       "exceptions": covered})))
     extra = pa.table({**{name: pa.nulls(len(notes), kind) for name, kind in FINDING_TYPES},
                       "record": pa.array([k for k, _ in notes], pa.string()),
                       "note": pa.array([v for _, v in notes], pa.string())})

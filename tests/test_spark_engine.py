@@ -20,7 +20,7 @@ from correlate.spark_task import (  # noqa: E402
 )
 from correlate.store import Store  # noqa: E402
 from lake_corpus import (  # noqa: E402
-    DETECTED, differences, embedded_detections, embedded_findings, generated_lake, lake_store,
+    COMPARED, DETECTED, differences, embedded_detections, embedded_findings, generated_lake, lake_store,
     sample_week_lake, store_detections,
 )
 
@@ -93,7 +93,7 @@ def test_any_split_of_the_actions_gives_the_embedded_findings(lake):
     assert differences(expected, got) == (0, 0)
     tallies = [json.loads(n) for t in parts for r, n in zip(t["record"].to_pylist(),
                                                             t["note"].to_pylist()) if r == "tally"]
-    total = {k: sum(t[k] for t in tallies) for k in tallies[0] if k != "verdicts"}
+    total = {k: sum(t[k] for t in tallies) for k in tallies[0] if k not in ("verdicts", "exceptions")}
     assert total["read"] == total["accepted"] + total["quarantined"] + total["duplicates"]
     assert total["accepted"] == len(expected) and total["quarantined"] == 1
 
@@ -287,3 +287,95 @@ def test_spark_input_without_activity_is_a_clear_error(spark, tmp_path):
                                        "--output", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "no activity/ folder" in result.output and "Traceback" not in result.output
+
+
+# --- config policy: [[exceptions]] and [criticality] ---
+
+POLICY_TOML = """
+[[exceptions]]
+name = "batch-db"
+account = "svc-batch"
+target = "db-*"
+reason = "nightly batch, CHG-77"
+accepted_by = "jane (CISO)"
+expires = 2099-12-31
+
+[[exceptions]]
+name = "batch-all-unapproved"
+account = "SVC-*"
+verdict = "unapproved"
+reason = "covers what batch-db left: the first entry in force wins"
+accepted_by = "jane (CISO)"
+expires = 2099-12-31
+
+[[exceptions]]
+name = "old-web"
+target = "web-0?"
+reason = "expired: counted, applies to nothing"
+accepted_by = "joe"
+expires = 2020-01-01
+
+[criticality]
+"db-*" = "high"
+"db-01" = "critical"
+"web-*" = "low"
+"""
+
+EXCEPTION_ROWS = ("SELECT n, name, account, target, verdict, reason, accepted_by, expires, "
+                  "expired, findings FROM verdict_exceptions WHERE run_id = ? ORDER BY n")
+CRITICALITY_ROWS = ("SELECT pattern, level, specificity FROM target_criticality "
+                    "WHERE run_id = ? ORDER BY pattern")
+EXCEPTED_FINDINGS = """
+SELECT a.event_id, a.ts, a.account, a.target, f.verdict, f.status, x.name AS exception
+FROM findings f JOIN activity a USING (act_id)
+LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
+LEFT JOIN verdict_exceptions x ON x.run_id = e.run_id AND x.n = e.n
+WHERE f.run_id = ?
+"""
+
+
+def test_spark_applies_the_configs_exceptions_and_criticality_as_embedded(spark, lake,
+                                                                          tmp_path):
+    """Same findings with the same exception names (Parquet and after load-run), the same
+    per-entry counts (in force, overlapping, expired) and criticality rows, the same totals."""
+    from correlate import queries
+    from correlate.config import load_settings
+    from correlate.engine import correlate
+    from correlate.detect.run import DetectionSettings
+    config = tmp_path / "pamcorr.toml"
+    config.write_text(POLICY_TOML)
+    settings = load_settings(str(config))
+    store = lake_store(lake)
+    run = correlate(store, detections=DetectionSettings(enabled=False),
+                    exceptions=settings.exceptions, criticality=settings.criticality)
+    cols = ", ".join(f"a.{c}" if c in COMPARED[:9] else f"f.{c}" for c in COMPARED)
+    expected = store.con.execute(
+        f"SELECT {cols}, x.name AS exception FROM findings f JOIN activity a USING (act_id) "
+        "LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id "
+        "LEFT JOIN verdict_exceptions x ON x.run_id = e.run_id AND x.n = e.n "
+        "WHERE f.run_id = ?", [run]).df()
+    entries = store.con.execute(EXCEPTION_ROWS, [run]).fetchall()
+    levels = store.con.execute(CRITICALITY_ROWS, [run]).fetchall()
+    totals = sorted(queries.verdict_totals(store, run), key=lambda t: (t['verdict'], t['status']))
+    store.close()
+    counts = {name: n for _, name, *_, n in entries}
+    assert counts["batch-db"] > 0 and counts["batch-all-unapproved"] > 0
+    assert counts["old-web"] > 0 and entries[2][8] is True     # expired, would have covered
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [
+        "spark-correlate", "--input", str(lake), "--output", str(out), "--config", str(config),
+        "--rows-per-task", "1000", "--hot-key-rows", "300"])
+    assert result.exit_code == 0, result.output
+    got = _spark_findings(out)
+    assert differences(expected, got, COMPARED + ("exception",)) == (0, 0)
+    db = str(tmp_path / "p.duckdb")
+    loaded = CliRunner().invoke(main, ["load-run", str(out), "--db", db])
+    assert loaded.exit_code == 0, loaded.output
+    with Store(db) as spark_store:
+        assert spark_store.con.execute(EXCEPTION_ROWS, [1]).fetchall() == entries
+        assert spark_store.con.execute(CRITICALITY_ROWS, [1]).fetchall() == levels
+        assert sorted(queries.verdict_totals(spark_store, 1),
+                      key=lambda t: (t['verdict'], t['status'])) == totals
+        stored = spark_store.con.execute(EXCEPTED_FINDINGS, [1]).df()
+    assert differences(expected, stored, ("event_id", "ts", "account", "target", "verdict",
+                                          "status", "exception")) == (0, 0)
