@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import detections, group_detections
 from reports.hygiene import hygiene_rows
+from reports import run_groups as rg
 from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
 from reports.trend import Trend, trend
@@ -28,44 +28,6 @@ TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
 TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
-
-# warn, fail: what no accepted exception covers; excepted (FAIL and WARN) counted apart, so
-# pass + warn + fail + excepted + INFO = total. excepted_fail: for the timeline's FAIL marks.
-ACCOUNTS_SQL = """
-SELECT a.account AS account, count(*) AS total,
-       count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
-       count(e.act_id) AS excepted,
-       count(e.act_id) FILTER (WHERE f.status = 'FAIL') AS excepted_fail,
-       count(DISTINCT a.target) AS targets, min(a.ts) AS first, max(a.ts) AS last,
-       coalesce(any_value(i.kind), any_value(a.actor_kind), '') AS kind
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
-LEFT JOIN identities i ON i.alias_norm = lower(a.account)
-WHERE f.run_id = ?
-GROUP BY a.account ORDER BY fail DESC, warn DESC, excepted DESC, total DESC, account LIMIT ?
-"""
-
-# identity kind: identities.csv, else what the source said (bots, service principals).
-KINDS_SQL = """
-SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
-       count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
-       count(e.act_id) AS excepted
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
-LEFT JOIN identities i ON i.alias_norm = lower(a.account)
-WHERE f.run_id = ? GROUP BY 1 ORDER BY fail DESC, kind
-"""
-
-ACCOUNT_STATUS_SQL = """
-SELECT f.status, count(*) AS n FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = ? AND a.account = ? GROUP BY f.status
-"""
-
-PERIOD_SQL = "SELECT min(a.ts), max(a.ts) FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?"
 
 QUARANTINE_SQL = """
 SELECT file, line, reason FROM quarantine ORDER BY file, line LIMIT 200
@@ -214,9 +176,9 @@ class GapReportContext:
     top_fail: list[dict]          # the biggest FAIL issues, together most of the FAIL actions
     top_fail_actions: int         # FAIL actions they make up
     issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
-    issues_total: int             # issue groups listed
+    issues_total: int             # issue groups (not excepted), listed or not
     issues_limit: int             # per verdict
-    issues_capped: bool           # some verdict has more groups than the limit
+    issues_capped: bool           # some verdict has more groups than the limit (v["more"])
     previous_run: dict | None     # the run "new" and "resolved" compare with
     changes: dict | None          # {new, resolved, still} issue keys
     axis: list[dict]              # time axis ticks {x, label} shared by the timelines
@@ -366,8 +328,13 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
             g["exception_until"] = until(g.pop("exception_expires"))
             excepted.append(g)
             continue
-        by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
-                                             "n": 0, "groups": []})["groups"].append(g)
+        v = by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
+                                                 "n": 0, "groups": []})
+        v["groups"].append(g)
+        v["issues"] = g.get("verdict_issues", len(v["groups"]))
+    for v in by_verdict.values():     # the worst N are listed; how many more there are
+        v["issues"] = max(v.get("issues", 0), len(v["groups"]))
+        v["more"] = v["issues"] - len(v["groups"])
     verdicts = sorted(by_verdict.values(), key=lambda v: (v["status"] != "FAIL", -v["n"]))
     top, covered = [], 0
     # the biggest FAIL issues no exception covers (groups come in criticality order)
@@ -398,21 +365,23 @@ def gap_report_context(store: Store, run_id: int | None = None,
     plain text, so a report alone has no link that leads nowhere."""
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
-    first, last = store.query(PERIOD_SQL, [run_id])[0]
-    start = run["period_start"] or first
-    end = run["period_end"] or last
-    totals = queries.verdict_totals(store, run_id)
+    previous = queries.previous_run(store, run_id)
+    rg.load_groups(store, [run_id, previous])     # counts from the groups, not the findings
+    start, end = run["period_start"], run["period_end"]
+    if start is None or end is None:
+        first, last = rg.period(store, run_id)
+        start, end = start or first, end or last
+    totals = rg.verdict_totals(store, run_id)
     by_verdict = {t["verdict"]: t for t in totals}
     ordered = [by_verdict.get(v, {"verdict": v, "status": s, "n": 0, "excepted": 0})
                for v, s in VERDICTS.items()]
-    accounts = store.query_dicts(ACCOUNTS_SQL, [run_id, 200])
+    accounts = rg.accounts(store, run_id, 200)
     # FAIL actions no accepted exception covers (the excepted ones are counted apart)
     failing_total = sum(t["n"] - t["excepted"] for t in totals if t["status"] == "FAIL")
-    previous = queries.previous_run(store, run_id)
-    groups = queries.issue_groups(store, run_id, previous, ISSUE_LIMIT)
+    groups = rg.issue_groups(store, run_id, previous, ISSUE_LIMIT)
     issue_verdicts, top_fail, top_actions, excepted = _issues(groups, ordered, failing_total)
     accepted = run_exceptions(store, run_id)
-    attempts = queries.failed_attempts(store, run_id)
+    attempts = rg.failed_attempts(store, run_id)
     width = 900
     timelines = []
     if start and end:
@@ -421,8 +390,7 @@ def gap_report_context(store: Store, run_id: int | None = None,
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
         listed = {a["account"]: a for a in accounts}
         for acc in chosen[:TIMELINE_ACCOUNTS]:
-            counts = _account_counts(listed.get(acc)) or dict(
-                store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
+            counts = _account_counts(listed.get(acc)) or rg.account_status(store, run_id, acc)
             timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
     rows = detections(store, run_id, limit=RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
@@ -433,14 +401,13 @@ def gap_report_context(store: Store, run_id: int | None = None,
         title="pamcorr gap report", generated=now_utc(), tool_version=__version__, run=run,
         period_start=start, period_end=end, sources=queries.source_counts(store),
         totals=ordered, total_findings=sum(t["n"] for t in totals), accounts=accounts,
-        kinds=store.query_dicts(KINDS_SQL, [run_id]),
+        kinds=rg.kinds(store, run_id),
         failing_total=failing_total, status_counts=_status_counts(totals, bool(accepted)),
         top_fail=top_fail, top_fail_actions=top_actions, issue_verdicts=issue_verdicts,
-        issues_total=len(groups) - len(excepted), issues_limit=ISSUE_LIMIT,
-        issues_capped=max(Counter(g["verdict"] for g in groups).values(), default=0)
-        >= ISSUE_LIMIT,
+        issues_total=sum(v["issues"] for v in issue_verdicts), issues_limit=ISSUE_LIMIT,
+        issues_capped=any(v["more"] for v in issue_verdicts),
         previous_run=queries.run_info(store, previous) if previous else None,
-        changes=queries.issue_changes(store, run_id, previous) if previous else None,
+        changes=rg.issue_changes(store, run_id, previous) if previous else None,
         axis=_axis(start, end, width) if start and end else [],
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),
