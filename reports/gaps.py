@@ -13,7 +13,7 @@ from correlate.detect.rules import SEVERITIES
 from correlate.exceptions import CRITICALITY, run_exceptions, until
 from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
-from reports.detections import detections, group_detections
+from reports.detections import group_detections, worst_detections
 from reports.hygiene import hygiene_rows
 from reports import run_groups as rg
 from reports.render import render, write_atomic
@@ -40,26 +40,37 @@ WHERE lower(account) = lower(?) AND status <> 'denied' AND end_ts >= ? AND start
 ORDER BY start_ts LIMIT 200
 """
 
+# The timeline accounts' actions and their detections, read once for all of them (one pass over
+# the run's findings instead of one per account; issue 11).
+TIMELINE_SCRATCH_SQL = ("""
+CREATE OR REPLACE TEMP TABLE timeline_actions AS
+SELECT a.act_id, a.account, a.ts, a.target, f.verdict, f.status
+FROM (SELECT act_id, account, ts, target FROM activity
+      WHERE account IN (SELECT unnest($accounts::VARCHAR[]))) a
+JOIN findings f USING (act_id)
+WHERE f.run_id = $run_id
+""", """
+CREATE OR REPLACE TEMP TABLE timeline_flags AS
+SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
+       max(list_position($severities, r.severity)) AS sev,
+       min(CASE d.review WHEN 'FAIL' THEN 1 WHEN 'needs_review' THEN 2 ELSE 3 END) AS rev,
+       list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
+           FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
+FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+WHERE d.run_id = $run_id AND d.act_id IN (SELECT act_id FROM timeline_actions)
+GROUP BY d.act_id
+""")
+
 # An account's actions for its timeline: every FAIL and every action a detection flagged (never
-# cut), then WARN, INFO and PASS up to the cap; with their rules, worst severity and review, and the sequences they belong to.
+# cut), then WARN, INFO and PASS up to the cap; with their rules, worst severity and review, and
+# the sequences they belong to.
 TIMELINE_ACTIONS_SQL = """
-SELECT a.ts, f.verdict, f.status, a.target, dd.rules, dd.severity, dd.review, dd.sequences
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN (
-    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
-           $severities[max(list_position($severities, r.severity))] AS severity,
-           ['FAIL', 'needs_review', 'MUTED'][min(CASE d.review WHEN 'FAIL' THEN 1
-                                             WHEN 'needs_review' THEN 2 ELSE 3 END)] AS review,
-           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
-               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
-    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id
-      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
-    GROUP BY d.act_id
-) dd USING (act_id)
-WHERE f.run_id = $run_id AND a.account = $account
-QUALIFY dd.rules IS NOT NULL OR f.status = 'FAIL' OR row_number() OVER (
-    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+SELECT a.ts, a.verdict, a.status, a.target, dd.rules, $severities[dd.sev] AS severity,
+       ['FAIL', 'needs_review', 'MUTED'][dd.rev] AS review, dd.sequences
+FROM timeline_actions a LEFT JOIN timeline_flags dd USING (act_id)
+WHERE a.account = $account
+QUALIFY dd.rules IS NOT NULL OR a.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE a.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, a.ts) <= $limit
 ORDER BY a.ts
 """
@@ -68,8 +79,8 @@ ORDER BY a.ts
 # same status (flagged or not) are one mark that says how many it stands for, so every FAIL and
 # every detection is still drawn and the report stays small at 1e7 findings (issue 11).
 TIMELINE_BINS_SQL = """
-SELECT min(a.ts) AS ts, string_agg(DISTINCT f.verdict, ', ' ORDER BY f.verdict) AS verdict,
-       f.status,
+SELECT min(a.ts) AS ts, string_agg(DISTINCT a.verdict, ', ' ORDER BY a.verdict) AS verdict,
+       a.status,
        CASE WHEN count(*) = 1 THEN min(a.target)
             ELSE min(a.target) || ' and ' || (count(*) - 1) || ' more action(s) here' END AS target,
        list_sort(list_distinct(flatten(list(dd.rules) FILTER (WHERE dd.rules IS NOT NULL))))
@@ -79,23 +90,12 @@ SELECT min(a.ts) AS ts, string_agg(DISTINCT f.verdict, ', ' ORDER BY f.verdict) 
        list_sort(list_distinct(flatten(list(dd.sequences) FILTER (WHERE dd.sequences IS NOT NULL))))
            AS sequences,
        count(*) AS n
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN (
-    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
-           max(list_position($severities, r.severity)) AS sev,
-           min(CASE d.review WHEN 'FAIL' THEN 1 WHEN 'needs_review' THEN 2 ELSE 3 END) AS rev,
-           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
-               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
-    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id
-      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
-    GROUP BY d.act_id
-) dd USING (act_id)
-WHERE f.run_id = $run_id AND a.account = $account
-GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), f.status,
+FROM timeline_actions a LEFT JOIN timeline_flags dd USING (act_id)
+WHERE a.account = $account
+GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), a.status,
          dd.rules IS NULL
-QUALIFY NOT (dd.rules IS NULL) OR f.status = 'FAIL' OR row_number() OVER (
-    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+QUALIFY NOT (dd.rules IS NULL) OR a.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE a.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, min(a.ts)) <= $limit
 ORDER BY ts
 """
@@ -255,7 +255,7 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
         x0, x1 = x(ws), x(we)
         tl.bars.append({"x": x0, "w": max(x1 - x0, 1.5), "row": i % 4, "approval_id": aid,
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
-    params = {"run_id": run_id, "account": account, "limit": TIMELINE_MARKS,
+    params = {"account": account, "limit": TIMELINE_MARKS,
               "severities": list(SEVERITIES)}
     if sum(counts.values()) > TIMELINE_BIN_ABOVE:
         actions = store.query(TIMELINE_BINS_SQL, {**params, "t0": start.timestamp(),
@@ -389,10 +389,15 @@ def gap_report_context(store: Store, run_id: int | None = None,
         chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
         listed = {a["account"]: a for a in accounts}
-        for acc in chosen[:TIMELINE_ACCOUNTS]:
+        chosen = chosen[:TIMELINE_ACCOUNTS]
+        scratch = {"run_id": run_id, "accounts": chosen, "severities": list(SEVERITIES)}
+        for statement in TIMELINE_SCRATCH_SQL:
+            store.query(statement, {k: v for k, v in scratch.items() if f"${k}" in statement})
+        for acc in chosen:
             counts = _account_counts(listed.get(acc)) or rg.account_status(store, run_id, acc)
             timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
-    rows = detections(store, run_id, limit=RISKY_LIMIT)
+        store.query("DROP TABLE IF EXISTS timeline_actions; DROP TABLE IF EXISTS timeline_flags")
+    rows = worst_detections(store, run_id, RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
     counts: dict[str, int] = {}
     for t in queries.detection_totals(store, run_id):
