@@ -21,6 +21,8 @@ from reports.gaps import gap_report_context, write_gap_report
 S, E = "2026-11-16T10:00:00Z", "2026-11-16T12:00:00Z"
 EXC = VerdictException("db-maint", "agreed", "ciso", datetime(2099, 1, 1, tzinfo=timezone.utc),
                        account="carol", target="db-*")
+GRACE = VerdictException("grace-ok", "agreed", "ciso",
+                         datetime(2099, 1, 1, tzinfo=timezone.utc), verdict="approved_in_grace")
 CRIT = (TargetCriticality("db-*", "critical"), TargetCriticality("web-01", "low"))
 
 # The findings, counted directly (what the report counted before schema 066).
@@ -77,6 +79,8 @@ def _week(world):
     world.action("svc", "2026-11-17T09:30:00Z", account="svc-x", target="db-02",
                  actor_kind="service")
     world.action("old", "2026-11-15T09:30:00Z", account="frank", target="db-09")   # resolved
+    world.approval("H", S, E, account="hank", target="web-05")
+    world.action("late", "2026-11-16T13:00:00Z", account="hank", target="web-05")  # oow, only +
     return world.store()
 
 
@@ -92,8 +96,8 @@ def _rows(store, sql, run):
 def _runs(world):
     """Two runs: the 15th and 16th, then the 16th to the 18th (new and resolved issues)."""
     store = _week(world)
-    previous = correlate(store, D(15), D(17), exceptions=(EXC,), criticality=CRIT)
-    run = correlate(store, D(16), D(19), exceptions=(EXC,), criticality=CRIT)
+    previous = correlate(store, D(15), D(17), exceptions=(EXC, GRACE), criticality=CRIT)
+    run = correlate(store, D(16), D(19), exceptions=(EXC, GRACE), criticality=CRIT)
     return store, run, previous
 
 
@@ -106,7 +110,8 @@ def test_groups_from_finding_refs_equal_the_groups_by_definition(world):
     assert stored == _rows(store, BY_DEFINITION, run) == _rows(store, FROM_REFS, run)
     assert store.query("SELECT findings, groups FROM run_summaries WHERE run_id = ?", [run]) == [
         (store.scalar("SELECT count(*) FROM findings WHERE run_id = ?", [run]), len(stored))]
-    assert any(r["entry"] is not None for r in stored)           # the exception is in the key
+    assert {r["status"] for r in stored if r["entry"] is not None} == {"FAIL", "WARN"}
+    assert any(r["account"] == "hank" and r["approval"]["approval_id"] == "H" for r in stored)
     store.close()
 
 
@@ -137,7 +142,7 @@ def _direct_vs_groups(store, run, previous):
 def test_the_reports_counts_equal_direct_counts_over_the_findings(world):
     store, run, previous = _runs(world)
     mine = _direct_vs_groups(store, run, previous)
-    assert {g["exception"] for g in mine} == {None, "db-maint"}
+    assert {g["exception"] for g in mine} == {None, "db-maint", "grace-ok"}
     assert {g["criticality"] for g in mine} >= {"critical", "low"}
     assert any(g["new"] for g in mine) and not all(g["new"] for g in mine)
     changes = rg.issue_changes(store, run, previous)
