@@ -20,12 +20,13 @@ from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
 from reports.trend import Trend, trend
 
-ISSUE_LIMIT = 1000      # issue groups listed per verdict (account, target, verdict); all: `findings`
+ISSUE_LIMIT = 200       # issue groups listed per verdict (the worst; "N more not shown"); all: `findings`
 TOP_FAIL = 5            # at most this many issues in the summary ...
 TOP_FAIL_SHARE = 0.8    # ... enough to make up this share of the FAIL actions
 RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
+TIMELINE_SEQUENCES = 50     # sequence lines drawn per timeline, the longest; the rest counted
 TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
@@ -138,6 +139,7 @@ class Timeline:
     drawn: int = 0                # actions the marks stand for (a binned mark: several)
     omitted_by_status: dict = field(default_factory=dict)   # status -> actions not drawn
     sequences: list[dict] = field(default_factory=list)   # {sequence_id, points, n}
+    sequences_omitted: int = 0    # sequences not drawn (TIMELINE_SEQUENCES)
 
 
 @dataclass
@@ -269,7 +271,10 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
                          "review": review, "n": n})
         for sid in sequences or ():
             members.setdefault(sid, []).append(x(ts))
-    for sid, xs in members.items():
+    # the longest sequences are drawn (at 1e7 an account had 28,893: 17 MB of lines)
+    longest = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    tl.sequences_omitted = max(len(longest) - TIMELINE_SEQUENCES, 0)
+    for sid, xs in longest[:TIMELINE_SEQUENCES]:
         tl.sequences.append({"sequence_id": sid, "n": len(xs),
                              "points": " ".join(f"{v},63" for v in sorted(xs))})
     drawn = {st: 0 for st in counts}

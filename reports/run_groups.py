@@ -99,23 +99,19 @@ ISSUE_GROUPS_SQL = """
 WITH prev AS (
     SELECT DISTINCT account, target, verdict FROM report_groups
     WHERE run_id = $previous AND status IN ('FAIL', 'WARN')
-), groups AS (
-    SELECT account, target, verdict, status, entry, sum(n)::BIGINT AS n, min(first) AS first,
-           max(last) AS last, min(sample).act_id AS sample_id,
-           min(approval) AS approval, min(ticket).ticket_id AS ticket_id,
-           min(reason).reason AS reason,
-           $previous IS NOT NULL AND (account, target, verdict) NOT IN (
-               SELECT (account, target, verdict) FROM prev) AS new
+), keyed AS (
+    SELECT account, target, verdict, status, entry, sum(n)::BIGINT AS n
     FROM report_groups
     WHERE run_id = $run_id AND status IN ('FAIL', 'WARN')
     GROUP BY account, target, verdict, status, entry
 ), ranked AS (
+    -- only the issues listed get their first, last, sample, approval, ticket and reason
     SELECT g.*, c.criticality, x.name AS exception, x.reason AS exception_reason, x.accepted_by,
            x.expires AS exception_expires,
            coalesce(list_position($levels, c.criticality), 0) AS crit_rank, k.verdict_issues
-    FROM groups g
+    FROM keyed g
     JOIN (SELECT verdict, count(*) FILTER (WHERE entry IS NULL) AS verdict_issues
-          FROM groups GROUP BY verdict) k USING (verdict)
+          FROM keyed GROUP BY verdict) k USING (verdict)
     LEFT JOIN verdict_exceptions x ON x.run_id = $run_id AND x.n = g.entry
     LEFT JOIN LATERAL (
         SELECT arg_max(t.level, t.specificity * 10 + list_position($levels, t.level)) AS criticality
@@ -123,14 +119,30 @@ WITH prev AS (
     ) c ON true
     QUALIFY row_number() OVER (PARTITION BY g.verdict
                                ORDER BY crit_rank DESC, g.n DESC, g.account, g.target) <= $limit
+), listed AS (
+    SELECT r.account, r.target, r.verdict, r.status, r.entry, min(g.first) AS first,
+           max(g.last) AS last, min(g.sample).act_id AS sample_id, min(g.approval) AS approval,
+           min(g.ticket).ticket_id AS ticket_id, min(g.reason).reason AS reason
+    FROM ranked r JOIN report_groups g
+      ON g.run_id = $run_id AND g.account IS NOT DISTINCT FROM r.account
+     AND g.target IS NOT DISTINCT FROM r.target AND g.verdict = r.verdict
+     AND g.status = r.status AND g.entry IS NOT DISTINCT FROM r.entry
+    GROUP BY r.account, r.target, r.verdict, r.status, r.entry
 )
 SELECT r.account, r.target, r.verdict, r.status,
        """ + issue_key_sql("r.account", "r.target", "r.verdict") + """ AS issue_key,
-       r.n, r.first, r.last,
-       trim(coalesce(s.action, '') || ' ' || coalesce(s.detail, '')) AS sample, r.approval,
-       r.ticket_id, r.reason, r.new, r.criticality, r.exception,
-       r.exception_reason, r.accepted_by, r.exception_expires, r.verdict_issues
-FROM ranked r JOIN activity s ON s.act_id = r.sample_id
+       r.n, l.first, l.last,
+       trim(coalesce(s.action, '') || ' ' || coalesce(s.detail, '')) AS sample, l.approval,
+       l.ticket_id, l.reason,
+       $previous IS NOT NULL AND (r.account, r.target, r.verdict) NOT IN (
+           SELECT (account, target, verdict) FROM prev) AS new,
+       r.criticality, r.exception, r.exception_reason, r.accepted_by, r.exception_expires,
+       r.verdict_issues
+FROM ranked r
+JOIN listed l ON l.account IS NOT DISTINCT FROM r.account
+             AND l.target IS NOT DISTINCT FROM r.target AND l.verdict = r.verdict
+             AND l.status = r.status AND l.entry IS NOT DISTINCT FROM r.entry
+JOIN activity s ON s.act_id = l.sample_id
 ORDER BY r.crit_rank DESC, list_position($severity, r.verdict), r.n DESC, r.account, r.target,
          r.verdict
 """
