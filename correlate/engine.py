@@ -16,6 +16,7 @@ from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
 from correlate.exceptions import TargetCriticality, VerdictException, record_exceptions
 from correlate.hygiene import HygieneSettings
+from correlate.run_groups import GROUP_STATEMENTS
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -107,6 +108,9 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
                 _run(con, statement, params)
             record_exceptions(con, run_id, started, exceptions, criticality)
             lap("checks")
+            for statement in GROUP_STATEMENTS:      # the gap report's groups (schema 066)
+                _run(con, statement, params)
+            lap("groups")
             for statement in HYGIENE_STATEMENTS:
                 _run(con, statement, {**params, **hygiene.params(), "now": started})
             lap("hygiene")

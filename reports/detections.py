@@ -50,6 +50,58 @@ LIMIT $limit
 """
 
 
+# DETECTIONS_SQL's first $limit rows of a run, without joining every detection to its action
+# and finding (the gap report at 1e7, issue 11): only the (review, severity) classes the first
+# $limit rows fall in are joined to activity for their order; the chosen rows' actions are then
+# read by rowid and their findings joined. Same rows, same order (tests/test_run_groups.py).
+WORST_ROWS_SQL = """
+CREATE OR REPLACE TEMP TABLE worst_detections AS
+WITH d AS (
+    SELECT d.*, CASE d.review WHEN 'FAIL' THEN 0 WHEN 'needs_review' THEN 1 ELSE 2 END AS rv,
+           list_position($severities, r.severity) AS sv
+    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+    WHERE d.run_id = $run_id
+), classes AS (
+    SELECT rv, sv, count(*) AS n,
+           sum(count(*)) OVER (ORDER BY rv, sv DESC ROWS UNBOUNDED PRECEDING) AS upto
+    FROM d GROUP BY rv, sv
+)
+SELECT d.*, a.rowid AS arow, a.ts, a.source, a.event_id
+FROM d JOIN (SELECT rv, sv FROM classes WHERE upto - n < $limit) c USING (rv, sv)
+JOIN activity a ON a.act_id = d.act_id
+ORDER BY d.rv, d.sv DESC, a.ts, a.source, a.event_id, d.rule_id, d.sequence_id, d.position
+LIMIT $limit
+"""
+
+WORST_SQL = """
+SELECT a.event_id, a.ts, a.account, a.target, a.source, a.action, a.detail, w.rule_id, r.title,
+       r.class, r.severity, r.attack, f.verdict, f.status, f.approval_id, f.ticket_id,
+       t.title AS ticket_title, w.sequence_id, w.position, w.review, w.review = 'MUTED' AS muted,
+       w.muted_by, a.session_id, a.actor, w.run_id, r.description, r.kind,
+       """ + queries.issue_key_sql("a.account", "a.target", "f.verdict", "w.rule_id") + """ AS issue_key
+FROM worst_detections w
+JOIN detection_rules r ON r.run_id = w.run_id AND r.rule_id = w.rule_id
+JOIN (SELECT rowid AS arow, * FROM activity
+      WHERE rowid IN (SELECT arow FROM worst_detections)) a USING (arow)
+LEFT JOIN (SELECT * FROM findings WHERE run_id = $run_id
+           AND act_id IN (SELECT act_id FROM worst_detections)) f ON f.act_id = w.act_id
+LEFT JOIN tickets t ON t.ticket_id = f.ticket_id
+ORDER BY w.rv, w.sv DESC, w.ts, w.source, w.event_id, w.rule_id, w.sequence_id, w.position
+"""
+
+
+def worst_detections(store: Store, run_id: int, limit: int) -> list[dict]:
+    """detections(store, run_id, limit=limit), read without a pass over every detection's
+    action and finding."""
+    params = {"run_id": run_id, "severities": list(SEVERITIES), "limit": limit}
+    store.query(WORST_ROWS_SQL, params)
+    rows = store.query_dicts(WORST_SQL, {"run_id": run_id})
+    store.query("DROP TABLE IF EXISTS worst_detections")
+    for r in rows:
+        r["attack"] = list(r["attack"] or [])
+    return rows
+
+
 def severity_rank(severity: str | None) -> int:
     """1 (info) .. 5 (critical); 0 for None (every severity)."""
     if severity is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,58 +13,22 @@ from correlate.detect.rules import SEVERITIES
 from correlate.exceptions import CRITICALITY, run_exceptions, until
 from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
-from reports.detections import detections, group_detections
+from reports.detections import group_detections, worst_detections
 from reports.hygiene import hygiene_rows
+from reports import run_groups as rg
 from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
 from reports.trend import Trend, trend
 
-ISSUE_LIMIT = 1000      # issue groups listed per verdict (account, target, verdict); all: `findings`
+ISSUE_LIMIT = 200       # issue groups listed per verdict (the worst; "N more not shown"); all: `findings`
 TOP_FAIL = 5            # at most this many issues in the summary ...
 TOP_FAIL_SHARE = 0.8    # ... enough to make up this share of the FAIL actions
 RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
+TIMELINE_SEQUENCES = 50     # sequence lines drawn per timeline, the longest; the rest counted
 TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
-
-# warn, fail: what no accepted exception covers; excepted (FAIL and WARN) counted apart, so
-# pass + warn + fail + excepted + INFO = total. excepted_fail: for the timeline's FAIL marks.
-ACCOUNTS_SQL = """
-SELECT a.account AS account, count(*) AS total,
-       count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
-       count(e.act_id) AS excepted,
-       count(e.act_id) FILTER (WHERE f.status = 'FAIL') AS excepted_fail,
-       count(DISTINCT a.target) AS targets, min(a.ts) AS first, max(a.ts) AS last,
-       coalesce(any_value(i.kind), any_value(a.actor_kind), '') AS kind
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
-LEFT JOIN identities i ON i.alias_norm = lower(a.account)
-WHERE f.run_id = ?
-GROUP BY a.account ORDER BY fail DESC, warn DESC, excepted DESC, total DESC, account LIMIT ?
-"""
-
-# identity kind: identities.csv, else what the source said (bots, service principals).
-KINDS_SQL = """
-SELECT coalesce(i.kind, a.actor_kind, 'unknown') AS kind, count(*) AS total,
-       count(*) FILTER (WHERE f.status = 'PASS') AS pass,
-       count(*) FILTER (WHERE f.status = 'WARN' AND e.act_id IS NULL) AS warn,
-       count(*) FILTER (WHERE f.status = 'FAIL' AND e.act_id IS NULL) AS fail,
-       count(e.act_id) AS excepted
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN finding_exceptions e ON e.run_id = f.run_id AND e.act_id = f.act_id
-LEFT JOIN identities i ON i.alias_norm = lower(a.account)
-WHERE f.run_id = ? GROUP BY 1 ORDER BY fail DESC, kind
-"""
-
-ACCOUNT_STATUS_SQL = """
-SELECT f.status, count(*) AS n FROM findings f JOIN activity a USING (act_id)
-WHERE f.run_id = ? AND a.account = ? GROUP BY f.status
-"""
-
-PERIOD_SQL = "SELECT min(a.ts), max(a.ts) FROM findings f JOIN activity a USING (act_id) WHERE f.run_id = ?"
 
 QUARANTINE_SQL = """
 SELECT file, line, reason FROM quarantine ORDER BY file, line LIMIT 200
@@ -78,26 +41,37 @@ WHERE lower(account) = lower(?) AND status <> 'denied' AND end_ts >= ? AND start
 ORDER BY start_ts LIMIT 200
 """
 
+# The timeline accounts' actions and their detections, read once for all of them (one pass over
+# the run's findings instead of one per account; issue 11).
+TIMELINE_SCRATCH_SQL = ("""
+CREATE OR REPLACE TEMP TABLE timeline_actions AS
+SELECT a.act_id, a.account, a.ts, a.target, f.verdict, f.status
+FROM (SELECT act_id, account, ts, target FROM activity
+      WHERE account IN (SELECT unnest($accounts::VARCHAR[]))) a
+JOIN findings f USING (act_id)
+WHERE f.run_id = $run_id
+""", """
+CREATE OR REPLACE TEMP TABLE timeline_flags AS
+SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
+       max(list_position($severities, r.severity)) AS sev,
+       min(CASE d.review WHEN 'FAIL' THEN 1 WHEN 'needs_review' THEN 2 ELSE 3 END) AS rev,
+       list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
+           FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
+FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
+WHERE d.run_id = $run_id AND d.act_id IN (SELECT act_id FROM timeline_actions)
+GROUP BY d.act_id
+""")
+
 # An account's actions for its timeline: every FAIL and every action a detection flagged (never
-# cut), then WARN, INFO and PASS up to the cap; with their rules, worst severity and review, and the sequences they belong to.
+# cut), then WARN, INFO and PASS up to the cap; with their rules, worst severity and review, and
+# the sequences they belong to.
 TIMELINE_ACTIONS_SQL = """
-SELECT a.ts, f.verdict, f.status, a.target, dd.rules, dd.severity, dd.review, dd.sequences
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN (
-    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
-           $severities[max(list_position($severities, r.severity))] AS severity,
-           ['FAIL', 'needs_review', 'MUTED'][min(CASE d.review WHEN 'FAIL' THEN 1
-                                             WHEN 'needs_review' THEN 2 ELSE 3 END)] AS review,
-           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
-               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
-    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id
-      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
-    GROUP BY d.act_id
-) dd USING (act_id)
-WHERE f.run_id = $run_id AND a.account = $account
-QUALIFY dd.rules IS NOT NULL OR f.status = 'FAIL' OR row_number() OVER (
-    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+SELECT a.ts, a.verdict, a.status, a.target, dd.rules, $severities[dd.sev] AS severity,
+       ['FAIL', 'needs_review', 'MUTED'][dd.rev] AS review, dd.sequences
+FROM timeline_actions a LEFT JOIN timeline_flags dd USING (act_id)
+WHERE a.account = $account
+QUALIFY dd.rules IS NOT NULL OR a.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE a.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, a.ts) <= $limit
 ORDER BY a.ts
 """
@@ -106,8 +80,8 @@ ORDER BY a.ts
 # same status (flagged or not) are one mark that says how many it stands for, so every FAIL and
 # every detection is still drawn and the report stays small at 1e7 findings (issue 11).
 TIMELINE_BINS_SQL = """
-SELECT min(a.ts) AS ts, string_agg(DISTINCT f.verdict, ', ' ORDER BY f.verdict) AS verdict,
-       f.status,
+SELECT min(a.ts) AS ts, string_agg(DISTINCT a.verdict, ', ' ORDER BY a.verdict) AS verdict,
+       a.status,
        CASE WHEN count(*) = 1 THEN min(a.target)
             ELSE min(a.target) || ' and ' || (count(*) - 1) || ' more action(s) here' END AS target,
        list_sort(list_distinct(flatten(list(dd.rules) FILTER (WHERE dd.rules IS NOT NULL))))
@@ -117,23 +91,12 @@ SELECT min(a.ts) AS ts, string_agg(DISTINCT f.verdict, ', ' ORDER BY f.verdict) 
        list_sort(list_distinct(flatten(list(dd.sequences) FILTER (WHERE dd.sequences IS NOT NULL))))
            AS sequences,
        count(*) AS n
-FROM findings f JOIN activity a USING (act_id)
-LEFT JOIN (
-    SELECT d.act_id, list(DISTINCT d.rule_id ORDER BY d.rule_id) AS rules,
-           max(list_position($severities, r.severity)) AS sev,
-           min(CASE d.review WHEN 'FAIL' THEN 1 WHEN 'needs_review' THEN 2 ELSE 3 END) AS rev,
-           list(DISTINCT d.sequence_id ORDER BY d.sequence_id)
-               FILTER (WHERE d.sequence_id IS NOT NULL) AS sequences
-    FROM detections d JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
-    WHERE d.run_id = $run_id
-      AND d.act_id IN (SELECT act_id FROM activity WHERE account = $account)
-    GROUP BY d.act_id
-) dd USING (act_id)
-WHERE f.run_id = $run_id AND a.account = $account
-GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), f.status,
+FROM timeline_actions a LEFT JOIN timeline_flags dd USING (act_id)
+WHERE a.account = $account
+GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), a.status,
          dd.rules IS NULL
-QUALIFY NOT (dd.rules IS NULL) OR f.status = 'FAIL' OR row_number() OVER (
-    ORDER BY dd.rules IS NULL, CASE f.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+QUALIFY NOT (dd.rules IS NULL) OR a.status = 'FAIL' OR row_number() OVER (
+    ORDER BY dd.rules IS NULL, CASE a.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, min(a.ts)) <= $limit
 ORDER BY ts
 """
@@ -176,6 +139,7 @@ class Timeline:
     drawn: int = 0                # actions the marks stand for (a binned mark: several)
     omitted_by_status: dict = field(default_factory=dict)   # status -> actions not drawn
     sequences: list[dict] = field(default_factory=list)   # {sequence_id, points, n}
+    sequences_omitted: int = 0    # sequences not drawn (TIMELINE_SEQUENCES)
 
 
 @dataclass
@@ -214,9 +178,9 @@ class GapReportContext:
     top_fail: list[dict]          # the biggest FAIL issues, together most of the FAIL actions
     top_fail_actions: int         # FAIL actions they make up
     issue_verdicts: list[dict]    # {verdict, status, n, groups}: every FAIL and WARN verdict
-    issues_total: int             # issue groups listed
+    issues_total: int             # issue groups (not excepted), listed or not
     issues_limit: int             # per verdict
-    issues_capped: bool           # some verdict has more groups than the limit
+    issues_capped: bool           # some verdict has more groups than the limit (v["more"])
     previous_run: dict | None     # the run "new" and "resolved" compare with
     changes: dict | None          # {new, resolved, still} issue keys
     axis: list[dict]              # time axis ticks {x, label} shared by the timelines
@@ -293,7 +257,7 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
         x0, x1 = x(ws), x(we)
         tl.bars.append({"x": x0, "w": max(x1 - x0, 1.5), "row": i % 4, "approval_id": aid,
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
-    params = {"run_id": run_id, "account": account, "limit": TIMELINE_MARKS,
+    params = {"account": account, "limit": TIMELINE_MARKS,
               "severities": list(SEVERITIES)}
     if sum(counts.values()) > TIMELINE_BIN_ABOVE:
         actions = store.query(TIMELINE_BINS_SQL, {**params, "t0": start.timestamp(),
@@ -307,7 +271,10 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
                          "review": review, "n": n})
         for sid in sequences or ():
             members.setdefault(sid, []).append(x(ts))
-    for sid, xs in members.items():
+    # the longest sequences are drawn (at 1e7 an account had 28,893: 17 MB of lines)
+    longest = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    tl.sequences_omitted = max(len(longest) - TIMELINE_SEQUENCES, 0)
+    for sid, xs in longest[:TIMELINE_SEQUENCES]:
         tl.sequences.append({"sequence_id": sid, "n": len(xs),
                              "points": " ".join(f"{v},63" for v in sorted(xs))})
     drawn = {st: 0 for st in counts}
@@ -366,8 +333,13 @@ def _issues(groups: list[dict], ordered: list[dict], failing_total: int):
             g["exception_until"] = until(g.pop("exception_expires"))
             excepted.append(g)
             continue
-        by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
-                                             "n": 0, "groups": []})["groups"].append(g)
+        v = by_verdict.setdefault(g["verdict"], {"verdict": g["verdict"], "status": g["status"],
+                                                 "n": 0, "groups": []})
+        v["groups"].append(g)
+        v["issues"] = g.get("verdict_issues", len(v["groups"]))
+    for v in by_verdict.values():     # the worst N are listed; how many more there are
+        v["issues"] = max(v.get("issues", 0), len(v["groups"]))
+        v["more"] = v["issues"] - len(v["groups"])
     verdicts = sorted(by_verdict.values(), key=lambda v: (v["status"] != "FAIL", -v["n"]))
     top, covered = [], 0
     # the biggest FAIL issues no exception covers (groups come in criticality order)
@@ -398,21 +370,23 @@ def gap_report_context(store: Store, run_id: int | None = None,
     plain text, so a report alone has no link that leads nowhere."""
     run_id = queries.resolve_run(store, run_id)
     run = queries.run_info(store, run_id)
-    first, last = store.query(PERIOD_SQL, [run_id])[0]
-    start = run["period_start"] or first
-    end = run["period_end"] or last
-    totals = queries.verdict_totals(store, run_id)
+    previous = queries.previous_run(store, run_id)
+    rg.load_groups(store, [run_id, previous])     # counts from the groups, not the findings
+    start, end = run["period_start"], run["period_end"]
+    if start is None or end is None:
+        first, last = rg.period(store, run_id)
+        start, end = start or first, end or last
+    totals = rg.verdict_totals(store, run_id)
     by_verdict = {t["verdict"]: t for t in totals}
     ordered = [by_verdict.get(v, {"verdict": v, "status": s, "n": 0, "excepted": 0})
                for v, s in VERDICTS.items()]
-    accounts = store.query_dicts(ACCOUNTS_SQL, [run_id, 200])
+    accounts = rg.accounts(store, run_id, 200)
     # FAIL actions no accepted exception covers (the excepted ones are counted apart)
     failing_total = sum(t["n"] - t["excepted"] for t in totals if t["status"] == "FAIL")
-    previous = queries.previous_run(store, run_id)
-    groups = queries.issue_groups(store, run_id, previous, ISSUE_LIMIT)
+    groups = rg.issue_groups(store, run_id, previous, ISSUE_LIMIT)
     issue_verdicts, top_fail, top_actions, excepted = _issues(groups, ordered, failing_total)
     accepted = run_exceptions(store, run_id)
-    attempts = queries.failed_attempts(store, run_id)
+    attempts = rg.failed_attempts(store, run_id)
     width = 900
     timelines = []
     if start and end:
@@ -420,11 +394,15 @@ def gap_report_context(store: Store, run_id: int | None = None,
         chosen = [a for (a, _) in store.query(SEQUENCE_ACCOUNTS_SQL, [run_id, TIMELINE_ACCOUNTS])]
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
         listed = {a["account"]: a for a in accounts}
-        for acc in chosen[:TIMELINE_ACCOUNTS]:
-            counts = _account_counts(listed.get(acc)) or dict(
-                store.query(ACCOUNT_STATUS_SQL, [run_id, acc]))
+        chosen = chosen[:TIMELINE_ACCOUNTS]
+        scratch = {"run_id": run_id, "accounts": chosen, "severities": list(SEVERITIES)}
+        for statement in TIMELINE_SCRATCH_SQL:
+            store.query(statement, {k: v for k, v in scratch.items() if f"${k}" in statement})
+        for acc in chosen:
+            counts = _account_counts(listed.get(acc)) or rg.account_status(store, run_id, acc)
             timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
-    rows = detections(store, run_id, limit=RISKY_LIMIT)
+        store.query("DROP TABLE IF EXISTS timeline_actions; DROP TABLE IF EXISTS timeline_flags")
+    rows = worst_detections(store, run_id, RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)
     counts: dict[str, int] = {}
     for t in queries.detection_totals(store, run_id):
@@ -433,14 +411,13 @@ def gap_report_context(store: Store, run_id: int | None = None,
         title="pamcorr gap report", generated=now_utc(), tool_version=__version__, run=run,
         period_start=start, period_end=end, sources=queries.source_counts(store),
         totals=ordered, total_findings=sum(t["n"] for t in totals), accounts=accounts,
-        kinds=store.query_dicts(KINDS_SQL, [run_id]),
+        kinds=rg.kinds(store, run_id),
         failing_total=failing_total, status_counts=_status_counts(totals, bool(accepted)),
         top_fail=top_fail, top_fail_actions=top_actions, issue_verdicts=issue_verdicts,
-        issues_total=len(groups) - len(excepted), issues_limit=ISSUE_LIMIT,
-        issues_capped=max(Counter(g["verdict"] for g in groups).values(), default=0)
-        >= ISSUE_LIMIT,
+        issues_total=sum(v["issues"] for v in issue_verdicts), issues_limit=ISSUE_LIMIT,
+        issues_capped=any(v["more"] for v in issue_verdicts),
         previous_run=queries.run_info(store, previous) if previous else None,
-        changes=queries.issue_changes(store, run_id, previous) if previous else None,
+        changes=rg.issue_changes(store, run_id, previous) if previous else None,
         axis=_axis(start, end, width) if start and end else [],
         quarantine=store.query_dicts(QUARANTINE_SQL),
         quarantined_total=store.scalar("SELECT count(*) FROM quarantine"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from correlate.findings import VERDICTS
 from correlate.store import Store
+from reports.run_groups import stored_runs
 
 TREND_RUNS = 8          # points in the trend: this run and up to 7 before it
 SPARK_WIDTH = 160
@@ -39,9 +40,14 @@ SELECT run_id, period_start, period_end FROM (
 """
 
 # Actions per (run, verdict) for those runs; a verdict a run did not give, or a run that judged
-# nothing, has no row here and counts 0.
+# nothing, has no row here and counts 0. A run written before its groups (schema 066) is counted
+# over its findings; the others are read from their groups.
 TREND_COUNTS_SQL = """
 SELECT run_id, verdict, count(*) AS n FROM findings
+WHERE list_contains($runs, run_id) GROUP BY ALL
+"""
+TREND_GROUPS_SQL = """
+SELECT run_id, verdict, sum(n)::BIGINT AS n FROM run_groups
 WHERE list_contains($runs, run_id) GROUP BY ALL
 """
 
@@ -75,8 +81,11 @@ def trend(store: Store, run_id: int, limit: int = TREND_RUNS) -> Trend:
     """Actions per verdict in `run_id` and the comparable runs before it."""
     runs = store.query_dicts(TREND_RUNS_SQL, {"run_id": run_id, "limit": limit})
     ids = [r["run_id"] for r in runs]
-    by_key = {(r, v): n for r, v, n in store.query(
-        TREND_COUNTS_SQL, {"runs": ids})}
+    grouped = sorted(stored_runs(store) & set(ids))
+    rows = store.query(TREND_COUNTS_SQL, {"runs": [r for r in ids if r not in grouped]})
+    if grouped:
+        rows += store.query(TREND_GROUPS_SQL, {"runs": grouped})
+    by_key = {(r, v): n for r, v, n in rows}
     out = Trend(runs=runs)
     for verdict, status in VERDICTS.items():
         counts = [by_key.get((r, verdict), 0) for r in ids]

@@ -326,3 +326,14 @@ def test_scope_shows_detections_in_place(cli, muted_run, tmp_path):
     (act,) = json.loads(egress.stdout)["actions"]
     assert act["detections"][0]["review"] == "MUTED"
     assert act["detections"][0]["muted_by"] == "nightly backup upload"
+
+
+def test_a_timeline_joins_its_longest_sequences_and_counts_the_others(cli, muted_run,
+                                                                     monkeypatch):
+    import reports.gaps as gaps
+    monkeypatch.setattr(gaps, "TIMELINE_SEQUENCES", 0)      # at 1e7 one account had 28,893
+    soup = gap_report(cli, muted_run)
+    mallory = [f for f in soup.select("#timelines figure") if "mallory" in f.figcaption.get_text()]
+    assert mallory and not mallory[0].select("polyline.sequence")
+    assert "1 more sequence(s) not shown" in mallory[0].figcaption.get_text(" ", strip=True)
+    assert len(mallory[0].select("circle.detection.FAIL")) == 3          # members still dotted
