@@ -71,9 +71,6 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="More detection rule folders.")
 @click.option("--no-detections", is_flag=True, default=False, help="Verdicts only.")
-@click.option("--detect-every", type=click.FloatRange(0), default=5.0, show_default=True,
-              help="The detection rules run when a look finds nothing new, and at least this "
-                   "often (seconds) under a steady flow; verdict alerts never wait for them.")
 @click.option("--rejudge-hours", type=click.FloatRange(0), default=24.0, show_default=True,
               help="FAIL verdicts judged this recently are judged again when approvals or "
                    "tickets arrive.")
@@ -95,7 +92,7 @@ def _rate(value: str) -> tuple[int, int]:
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
-              grace, lookaround, rule_dirs, no_detections, detect_every, rejudge_hours, spool, dead_letter,
+              grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
               poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
               once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
@@ -152,8 +149,7 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         alerts=AlertPolicy(severity, limit, window), detections=detections,
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,
-        listen_options=Options(tz, year, options_extra), once=once,
-        detect_every_s=detect_every)
+        listen_options=Options(tz, year, options_extra), once=once)
     with Store(db_path) as store:
         try:
             watcher = Watcher(store, follows, settings,

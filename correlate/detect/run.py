@@ -147,10 +147,11 @@ def hits_sql(rules: list[Rule]) -> list[str]:
 
 def run_detections(con, run_id: int, start, end, now: datetime,
                    settings: DetectionSettings = DetectionSettings(),
-                   record_rules: bool = True) -> int:
+                   record_rules: bool = True, events_hook=None) -> int:
     """Store the run's detections and the rules it ran; returns how many rows were stored.
     `record_rules=False` (pamcorr watch, which judges small batches often and knows its rules)
-    skips the detection_rules rows."""
+    skips the detection_rules rows. `events_hook(con)`, when given, runs once det_events holds
+    the run's matches, before the sequences (pamcorr watch adds earlier batches' matches)."""
     if not settings.enabled:
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
@@ -158,6 +159,8 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     for statement in hits_sql(rules):
         con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
     con.execute(EVENTS_SQL, {"run_id": run_id})
+    if events_hook is not None:
+        events_hook(con)
     blocks = [_lit(r.id) for r in rules if r.building_block]
     parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
              "FROM det_hits" + (f" WHERE rule_id NOT IN ({', '.join(blocks)})" if blocks else "")]

@@ -1,8 +1,8 @@
 """The watch loop: read what is new, store it through ingest, judge it, alert, repeat.
 
 One cycle (docs/watch.md): every follower hands out its new complete lines (a chunk); each
-chunk is spooled, ingested, and committed with its verdicts and alerts; if approvals or tickets
-changed, the open FAIL verdicts are judged again; folded alerts whose window closed are
+chunk is spooled, ingested, and committed with its verdicts, detections and alerts; if
+approvals or tickets changed, the open FAIL verdicts are judged again; folded alerts whose window closed are
 summarised; pending alerts are offered to every sink and what the sinks acknowledge is
 recorded. The loop sleeps until watchfiles reports a change, a receiver writes, or `poll_s`.
 """
@@ -27,6 +27,7 @@ from correlate.ingest import ingest
 from correlate.store import Store
 from correlate.watch import alerts as A
 from correlate.watch.judge import changes_verdicts, judge, load_rules, new_actions, open_actions
+from correlate.watch.sequences import SequenceHistory
 from correlate.watch.sinks import Sink
 from correlate.watch.sources import (REFUSED_SUFFIXES, Chunk, FileFollower, Journal,
                                      SyslogReceiver, read_stdin)
@@ -34,10 +35,9 @@ from correlate.watch.state import Spool, file_chunk, line_tables, position
 
 JOURNAL_LIMIT = 64 << 20     # a journal fully read and this big starts again empty
 
-TODO_ADD_SQL = "INSERT OR IGNORE INTO watch_detect_todo SELECT unnest(?::INTEGER[])"
+# Ingests an earlier version of watch left without their detections (it ran them apart)
 TODO_SQL = "SELECT ingest_id FROM watch_detect_todo"
-TODO_DONE_SQL = ("DELETE FROM watch_detect_todo WHERE ingest_id IN "
-                 "(SELECT unnest(?::INTEGER[]))")
+TODO_DONE_SQL = "DELETE FROM watch_detect_todo"
 FILE_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE file = ? AND sha256 IN "
                 "(SELECT unnest(?::VARCHAR[]))")
 WHOLE_FILE_SQL = "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
@@ -77,7 +77,6 @@ class WatchSettings:
     listen_source: str = "syslog"
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
-    detect_every_s: float = 5.0  # under a steady flow, the detection rules run this often
     threads: int = 1             # DuckDB threads: small batches run faster on one
 
 
@@ -100,11 +99,16 @@ class Watcher:
         self.stdin_done: threading.Event | None = None
         self.receiver = None
         self.rejudge_due = False
-        self.summarized = self.detected = 0.0
+        self.summarized = 0.0
         # batches are small: one DuckDB thread wastes less time handing work between threads
         # (a loaded machine made that most of a batch's time; docs/performance.md)
         self.con.execute(f"SET threads = {int(settings.threads)}")
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
+        self.history = None
+        if settings.detections.enabled:
+            from correlate.detect.run import cached_rules
+            self.history = SequenceHistory(cached_rules(tuple(settings.detections.rule_dirs)))
+            self._detect_leftovers()
         self.stats = {"chunks": 0, "read": 0, "accepted": 0, "alerts": 0, "resolved": 0}
         for f in follows:
             self._add(f)
@@ -182,12 +186,6 @@ class Watcher:
             with self.store.transaction():
                 A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
-        # the rules run as soon as a look finds nothing new; under a steady flow at most every
-        # detect_every_s, so verdict alerts do not queue behind them
-        if (self.s.once or not done or time.monotonic() - self.detected >= self.s.detect_every_s) \
-                and self._detect():
-            self.detected = time.monotonic()
-            self.deliver()
         return done
 
     def _leftovers(self) -> int:
@@ -226,28 +224,22 @@ class Watcher:
         self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
 
     def _judge_new(self, ids: list[int], now) -> None:
-        """Verdicts and verdict alerts now; the detection rules run after the verdict alerts
-        went out (_detect), so a verdict alert does not wait for them."""
+        """Inside the batch's transaction: the verdicts and detections of its new actions
+        (sequence rules with earlier batches' matches) and their alerts, pending."""
         new_actions(self.con, ids)
-        judge(self.con, self.s.policy, now, None)
+        judge(self.con, self.s.policy, now, self.s.detections, self.history)
         A.store_new(self.con, self.s.alerts, now)
-        if self.s.detections.enabled:
-            self.con.execute(TODO_ADD_SQL, [ids])
 
-    def _detect(self) -> bool:
-        """The detections of every action judged but not yet run through the rules."""
-        if not self.s.detections.enabled:
-            return False
+    def _detect_leftovers(self) -> None:
+        """Detections an earlier version deferred and did not run before it stopped."""
         ids = [i for (i,) in self.con.execute(TODO_SQL).fetchall()]
-        if not ids:
-            return False
-        now = now_utc()
-        with self.store.transaction():
-            new_actions(self.con, ids)
-            judge(self.con, self.s.policy, now, self.s.detections)
-            A.store_new(self.con, self.s.alerts, now, verdicts=False)
-            self.con.execute(TODO_DONE_SQL, [ids])
-        return True
+        if ids:
+            now = now_utc()
+            with self.store.transaction():
+                new_actions(self.con, ids)
+                judge(self.con, self.s.policy, now, self.s.detections, self.history)
+                A.store_new(self.con, self.s.alerts, now, verdicts=False)
+                self.con.execute(TODO_DONE_SQL)
 
     def _folder(self, folder: Path, pattern: str, connector, kind, options, sizes: dict) -> int:
         """New files in a watched folder (matching the glob), read whole once their size held
@@ -365,9 +357,7 @@ class Watcher:
             self.close()
 
     def _drain(self, timeout_s: float = 30) -> None:
-        """Before stopping: the detections still due, then wait for the sinks to acknowledge
-        what they hold."""
-        self._detect()
+        """Before stopping: wait for the sinks to acknowledge what they hold."""
         end = time.monotonic() + timeout_s
         while self.pending() and time.monotonic() < end:
             self.deliver()
