@@ -78,6 +78,18 @@ LEFT JOIN LATERAL (
 ) m ON true
 """
 
+# The rules that matched something: a sequence none (temporal: not all) of whose rules did
+# cannot match, and its SQL is not run (planning 12 sequences cost ~70 ms a watch batch).
+PRESENT_SQL = "SELECT DISTINCT rule_id FROM det_events"
+
+
+def _possible(seq: dict, present: set[str]) -> bool:
+    members = set(seq["rules"])
+    if seq["type"] in ("temporal", "temporal_ordered"):
+        return members <= present
+    return bool(members & present)
+
+
 MUTE_COLUMNS = ("n", "rule", "account", "target", "ticket", "reason", "expires")
 
 
@@ -164,8 +176,10 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     blocks = [_lit(r.id) for r in rules if r.building_block]
     parts = ["SELECT act_id, rule_id, NULL::VARCHAR AS sequence_id, NULL::INTEGER AS position "
              "FROM det_hits" + (f" WHERE rule_id NOT IN ({', '.join(blocks)})" if blocks else "")]
+    present = {r for (r,) in con.execute(PRESENT_SQL).fetchall()}
     parts += [f"SELECT act_id, {_lit(r.id)}, sequence_id, position::INTEGER "
-              f"FROM ({sequence_sql(r.id, r.sequence)}) s" for r in rules if r.is_sequence]
+              f"FROM ({sequence_sql(r.id, r.sequence)}) s" for r in rules
+              if r.is_sequence and _possible(r.sequence, present)]
     con.execute("CREATE OR REPLACE TEMP TABLE det_all AS " + "\nUNION ALL\n".join(parts))
     mutes = pd.DataFrame([(i, m.rule, m.account, m.target, m.ticket, m.reason, m.expires)
                           for i, m in enumerate(settings.mutes)], columns=list(MUTE_COLUMNS))
