@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -35,6 +36,17 @@ def _address(value: str | None):
     if not sep or not port.isdigit():
         raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--listen")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _memory(value: str | None) -> str:
+    """--memory-limit, else PAMCORR_MEMORY_LIMIT, else 256MB (docs/watch.md)."""
+    from correlate.store import _size
+    text = value or os.environ.get("PAMCORR_MEMORY_LIMIT") or "256MB"
+    try:
+        return _size(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a size such as 256MB or 1GB",
+                                 param_hint="--memory-limit") from None
 
 
 def _rate(value: str) -> tuple[int, int]:
@@ -88,13 +100,16 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="Follow the [[sources]] of this pamcorr TOML file (files line by line, folders "
                    "and globs by whole new files) with its db, [policy] and [detections].")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="DuckDB's memory for watch, e.g. 256MB (default: PAMCORR_MEMORY_LIMIT, else "
+                   "256MB); past it cached blocks of the store are evicted.")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
               grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
               poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
-              once, db):
+              memory_limit, once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
     verdicts and detections, and again when a late approval resolves one."""
     from connectors.registry import REGISTRY, check_options
@@ -149,7 +164,8 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         alerts=AlertPolicy(severity, limit, window), detections=detections,
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,
-        listen_options=Options(tz, year, options_extra), once=once)
+        listen_options=Options(tz, year, options_extra), once=once,
+        memory_limit=_memory(memory_limit))
     with Store(db_path) as store:
         try:
             watcher = Watcher(store, follows, settings,

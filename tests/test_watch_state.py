@@ -107,6 +107,8 @@ def test_watch_usage_errors_are_messages_not_tracebacks(tmp_path):
     assert gz.exit_code == 1 and "cannot be followed line by line" in gz.output
     sink = run(main, ["watch", "--db", db, "--alert", "ftp://x", "generic:activity", "a.jsonl"])
     assert sink.exit_code == 2 and "unknown alert sink" in sink.output
+    mem = run(main, ["watch", "--db", db, "--memory-limit", "lots", "generic:activity", "a.jsonl"])
+    assert mem.exit_code == 2 and "'lots' is not a size" in mem.output
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

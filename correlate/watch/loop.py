@@ -78,6 +78,7 @@ class WatchSettings:
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
     threads: int = 1             # DuckDB threads: small batches run faster on one
+    memory_limit: str | None = None   # DuckDB's memory for this process (SET memory_limit)
 
 
 class Watcher:
@@ -103,6 +104,11 @@ class Watcher:
         # batches are small: one DuckDB thread wastes less time handing work between threads
         # (a loaded machine made that most of a batch's time; docs/performance.md)
         self.con.execute(f"SET threads = {int(settings.threads)}")
+        if settings.memory_limit:
+            # DuckDB keeps the blocks of the growing store it has read (the de-duplication reads
+            # every stored event id) until this limit, then evicts them: RSS stops growing
+            from correlate.store import _size
+            self.con.execute(f"SET memory_limit = '{_size(settings.memory_limit)}'")
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
         self.history = None
         if settings.detections.enabled:
