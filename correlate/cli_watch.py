@@ -39,9 +39,9 @@ def _address(value: str | None):
 
 
 def _memory(value: str | None) -> str:
-    """--memory-limit, else PAMCORR_MEMORY_LIMIT, else 256MB (docs/watch.md)."""
+    """--memory-limit, else PAMCORR_MEMORY_LIMIT, else 40MB (docs/watch.md)."""
     from correlate.store import _size
-    text = value or os.environ.get("PAMCORR_MEMORY_LIMIT") or "256MB"
+    text = value or os.environ.get("PAMCORR_MEMORY_LIMIT") or "40MB"
     try:
         return _size(text)
     except ValueError:
@@ -102,7 +102,7 @@ def _rate(value: str) -> tuple[int, int]:
                    "and globs by whole new files) with its db, [policy] and [detections].")
 @click.option("--memory-limit", default=None, metavar="SIZE",
               help="DuckDB's memory for watch, e.g. 256MB (default: PAMCORR_MEMORY_LIMIT, else "
-                   "256MB); past it cached blocks of the store are evicted.")
+                   "40MB); past it cached blocks of the store are evicted.")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
