@@ -94,7 +94,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
             time.sleep(tick)
     expected = (written + fail_every - 1) // fail_every
     deadline = time.monotonic() + 30
-    while (len(latencies) < expected or len(det_latencies) < expected // 2) \
+    while (len(latencies) < expected or detections and len(det_latencies) < expected // 2) \
             and time.monotonic() < deadline:
         time.sleep(0.1)
     elapsed = time.monotonic() - start
