@@ -124,3 +124,23 @@ def test_detection_alert_is_committed_with_its_batch_under_a_steady_flow(tmp_pat
         created = store.con.execute(
             "SELECT rule, created FROM watch_alerts WHERE body->>'event_id' = 'e2'").fetchall()
     assert len(created) == 2 and created[0][1] == created[1][1], created
+
+
+def test_detections_an_earlier_version_deferred_are_run_at_start(tmp_path):
+    from connectors.base import Options
+    from connectors.generic import GenericConnector
+    from correlate.ingest import ingest
+    log, out = tmp_path / "act.jsonl", io.StringIO()
+    log.write_text(event(1, detail="rm -rf /etc"))
+    store = Store(tmp_path / "w.duckdb")
+    ingest(store, GenericConnector(), "activity", [str(log)], Options())
+    store.con.execute("INSERT INTO watch_detect_todo SELECT ingest_id FROM ingest_log")
+    store.close()
+    w = _watcher(tmp_path, tmp_path / "other.jsonl", out)
+    try:
+        w.deliver()
+        assert [(a["event_id"], a["rule"]) for a in _alerts(out)] == [
+            ("e1", "recursive_delete_of_data")]
+        assert w.store.con.execute("SELECT count(*) FROM watch_detect_todo").fetchall()[0][0] == 0
+    finally:
+        w.store.close()

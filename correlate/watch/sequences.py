@@ -17,7 +17,7 @@ otherwise empty the look-back); it still pairs within its own batch.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 COLUMNS = "rule_id, act_id, ts, account, target, session_id, actor, detail, source, approval_id"
 
@@ -70,7 +70,3 @@ class SequenceHistory:
         con.execute(KEEP_SQL, {"members": self.members})
         con.execute(self.add_sql, params)
         con.execute(PRUNE_SQL, {"now": now, "lookback": self.lookback_s})
-
-    @property
-    def lookback(self) -> timedelta:
-        return timedelta(seconds=self.lookback_s)
