@@ -41,15 +41,15 @@ def _setup(folder: Path) -> tuple[Path, list[str]]:
 
 
 def run(rate: int, seconds: float, fail_share: float, detections: bool,
-        sample_every: float = 5.0, warmup: float = 15.0, memory_limit: str | None = None) -> dict:
+        sample_every: float = 5.0, warmup: float = 15.0, cache_limit: str | None = None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     log, pairs = _setup(folder)
     cmd = [sys.executable, "-c", "from correlate.cli import main; main()", "watch",
            "--db", str(folder / "w.duckdb"), "--poll", "0.2", "--debounce-ms", "20", *pairs]
     if not detections:
         cmd.append("--no-detections")
-    if memory_limit:
-        cmd += ["--memory-limit", memory_limit]
+    if cache_limit:
+        cmd += ["--cache-limit", cache_limit]
     err = open(folder / "watch.stderr", "wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
     latencies, det_latencies = [], []
@@ -119,7 +119,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
             "cpu_pct": round(100 * cpu / elapsed), "rss_mib": samples,
             f"rss_mib_after_{warmup:g}s": [min(after), max(after)] if after else None,
             "load_average": round(os.getloadavg()[0], 1), "detections": detections,
-            "memory_limit": memory_limit,
+            "cache_limit": cache_limit,
             "watch_stderr": str(folder / "watch.stderr")}
 
 
@@ -140,12 +140,12 @@ def main() -> None:
     ap.add_argument("--sample-every", type=float, default=5.0, help="RSS sample interval, s")
     ap.add_argument("--warmup", type=float, default=15.0,
                     help="RSS samples from this second on count as after warm-up")
-    ap.add_argument("--memory-limit", default=None, help="watch --memory-limit (default: its own)")
+    ap.add_argument("--cache-limit", default=None, help="watch --cache-limit (default: its own)")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     for rate in args.rate or [1000, 10000]:
         print(json.dumps(run(rate, args.seconds, args.fail_share, not args.no_detections,
-                             args.sample_every, args.warmup, args.memory_limit)), flush=True)
+                             args.sample_every, args.warmup, args.cache_limit)), flush=True)
 
 
 if __name__ == "__main__":

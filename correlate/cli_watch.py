@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from dataclasses import replace
@@ -38,15 +37,13 @@ def _address(value: str | None):
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def _memory(value: str | None) -> str:
-    """--memory-limit, else PAMCORR_MEMORY_LIMIT, else 40MB (docs/watch.md)."""
+def _cache(value: str) -> str:
     from correlate.store import _size
-    text = value or os.environ.get("PAMCORR_MEMORY_LIMIT") or "40MB"
     try:
-        return _size(text)
+        return _size(value)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a size such as 256MB or 1GB",
-                                 param_hint="--memory-limit") from None
+        raise click.BadParameter(f"{value!r} is not a size such as 16MB or 1GB",
+                                 param_hint="--cache-limit") from None
 
 
 def _rate(value: str) -> tuple[int, int]:
@@ -100,16 +97,16 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="Follow the [[sources]] of this pamcorr TOML file (files line by line, folders "
                    "and globs by whole new files) with its db, [policy] and [detections].")
-@click.option("--memory-limit", default=None, metavar="SIZE",
-              help="DuckDB's memory for watch, e.g. 256MB (default: PAMCORR_MEMORY_LIMIT, else "
-                   "40MB); past it cached blocks of the store are evicted.")
+@click.option("--cache-limit", default="16MB", show_default=True, metavar="SIZE",
+              help="After each batch DuckDB's cached blocks of the store are evicted down to "
+                   "this (a statement may still use up to PAMCORR_MEMORY_LIMIT).")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
               grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
               poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
-              memory_limit, once, db):
+              cache_limit, once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
     verdicts and detections, and again when a late approval resolves one."""
     from connectors.registry import REGISTRY, check_options
@@ -165,7 +162,7 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,
         listen_options=Options(tz, year, options_extra), once=once,
-        memory_limit=_memory(memory_limit))
+        cache_limit=_cache(cache_limit))
     with Store(db_path) as store:
         try:
             watcher = Watcher(store, follows, settings,

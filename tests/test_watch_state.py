@@ -107,7 +107,7 @@ def test_watch_usage_errors_are_messages_not_tracebacks(tmp_path):
     assert gz.exit_code == 1 and "cannot be followed line by line" in gz.output
     sink = run(main, ["watch", "--db", db, "--alert", "ftp://x", "generic:activity", "a.jsonl"])
     assert sink.exit_code == 2 and "unknown alert sink" in sink.output
-    mem = run(main, ["watch", "--db", db, "--memory-limit", "lots", "generic:activity", "a.jsonl"])
+    mem = run(main, ["watch", "--db", db, "--cache-limit", "lots", "generic:activity", "a.jsonl"])
     assert mem.exit_code == 2 and "'lots' is not a size" in mem.output
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -133,3 +133,27 @@ def test_a_muted_detection_does_not_alert(tmp_path):
     alerts = [json.loads(x) for x in out.getvalue().splitlines()]
     assert sorted((a["event_id"], a["rule"]) for a in alerts) == [
         ("e1", "verdict"), ("e2", "recursive_delete_of_data"), ("e2", "verdict")]
+
+
+def test_cache_limit_trims_after_a_batch_and_is_lifted_so_big_files_still_fit(tmp_path):
+    """After each batch DuckDB's limit drops to --cache-limit (its cached blocks evicted) and
+    goes back: the next file read whole needs far more than that and is stored."""
+    (tmp_path / "drop").mkdir()
+    store = Store(tmp_path / "w.duckdb")
+    limit = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    w = Watcher(store, [Follow("generic", str(tmp_path / "drop"), "activity")],
+                WatchSettings(spool=tmp_path / "spool", sinks=[StdoutSink(io.StringIO())],
+                              once=True, cache_limit="8MB",
+                              detections=DetectionSettings(enabled=False)),
+                say=lambda m: None)
+    try:
+        for part in range(2):
+            (tmp_path / "drop" / f"big{part}.jsonl").write_text("".join(
+                event(part * 60000 + n, account="u", detail=f"cmd --value {n}")
+                for n in range(60000)))
+            assert w.step() == 1
+            assert store.con.execute("SELECT current_setting('memory_limit')").fetchall() == [
+                (limit,)]
+        assert store.scalar("SELECT count(*) FROM activity") == 120000
+    finally:
+        store.close()

@@ -10,12 +10,15 @@ recorded. The loop sleeps until watchfiles reports a change, a receiver writes, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+import duckdb
 
 from connectors.base import Options
 from connectors.registry import get_connector
@@ -42,6 +45,19 @@ FILE_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE file = ? AND sha256 IN "
                 "(SELECT unnest(?::VARCHAR[]))")
 WHOLE_FILE_SQL = "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
 PENDING_COUNT_SQL = "SELECT count(*) FROM watch_alerts WHERE pending"
+
+
+def _trim_sql(cache_limit: str | None) -> list[str]:
+    """DuckDB keeps every block of the store it has read (ingest's de-duplication reads the
+    stored event ids, more each batch) until its memory limit, 80 % of RAM by default: RSS grew
+    with the store. Lowering the limit to `cache_limit` evicts them (they are on disk); setting
+    it back leaves a statement that needs more (a big file read whole) its usual room."""
+    if not cache_limit:
+        return []
+    from correlate.store import _size
+    limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
+    return [f"SET memory_limit = '{_size(cache_limit)}'",
+            f"SET memory_limit = '{_size(limit)}'" if limit else "RESET memory_limit"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ class WatchSettings:
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
     threads: int = 1             # DuckDB threads: small batches run faster on one
-    memory_limit: str | None = None   # DuckDB's memory for this process (SET memory_limit)
+    cache_limit: str | None = None    # DuckDB's cache of the store trimmed to this each batch
 
 
 class Watcher:
@@ -104,11 +120,7 @@ class Watcher:
         # batches are small: one DuckDB thread wastes less time handing work between threads
         # (a loaded machine made that most of a batch's time; docs/performance.md)
         self.con.execute(f"SET threads = {int(settings.threads)}")
-        if settings.memory_limit:
-            # DuckDB keeps the blocks of the growing store it has read (the de-duplication reads
-            # every stored event id) until this limit, then evicts them: RSS stops growing
-            from correlate.store import _size
-            self.con.execute(f"SET memory_limit = '{_size(settings.memory_limit)}'")
+        self.trim_sql = _trim_sql(settings.cache_limit)
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
         self.history = None
         if settings.detections.enabled:
@@ -184,6 +196,8 @@ class Watcher:
         for folder in self.folders:
             done += self._folder(*folder)
         self._journals_trim()
+        if done:
+            self._trim()
         if self.rejudge_due:
             self.rejudge_due = False
             self._rejudge()
@@ -193,6 +207,15 @@ class Watcher:
                 A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
         return done
+
+    def _trim(self) -> None:
+        if not self.trim_sql:
+            return
+        try:
+            self.con.execute(self.trim_sql[0])
+        except duckdb.Error:     # more than that still held (the batch's temp tables): next time
+            return
+        self.con.execute(self.trim_sql[1])
 
     def _leftovers(self) -> int:
         n = 0
