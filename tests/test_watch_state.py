@@ -157,3 +157,25 @@ def test_cache_limit_trims_after_a_batch_and_is_lifted_so_big_files_still_fit(tm
         assert store.scalar("SELECT count(*) FROM activity") == 120000
     finally:
         store.close()
+
+
+def test_chunk_that_runs_out_of_memory_is_not_skipped_and_is_stored_after_a_restart(tmp_path):
+    """Ingest reports DuckDB out of memory as a file it cannot read; watch used to say so and
+    mark the chunk read (its lines lost). It stops instead; the next start stores the chunk."""
+    import pytest
+    from correlate.watch.loop import OutOfMemory
+    log = tmp_path / "act.jsonl"
+    log.write_text("".join(event(n, account="u", detail=f"cmd --value {n}") for n in range(60000)))
+    store = Store(tmp_path / "w.duckdb")
+    w = _watcher(store, log, tmp_path / "spool", io.StringIO())
+    store.con.execute("SET memory_limit = '8MB'")          # as PAMCORR_MEMORY_LIMIT=8MB would
+    with pytest.raises(OutOfMemory):
+        w.step()
+    store.close()
+    store = Store(tmp_path / "w.duckdb")
+    w = _watcher(store, log, tmp_path / "spool", io.StringIO())
+    try:
+        w.step()
+        assert store.scalar("SELECT count(*) FROM activity") == 60000
+    finally:
+        store.close()

@@ -25,7 +25,7 @@ from connectors.registry import get_connector
 from correlate.clock import now_utc
 from correlate.detect.run import DetectionSettings
 from correlate.engine import Policy
-from correlate.errors import InputError, PamcorrError, printable
+from correlate.errors import InputError, PamcorrError, StoreError, printable
 from correlate.ingest import ingest
 from correlate.store import Store
 from correlate.watch import alerts as A
@@ -58,6 +58,10 @@ def _trim_sql(cache_limit: str | None) -> list[str]:
     limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
     return [f"SET memory_limit = '{_size(cache_limit)}'",
             f"SET memory_limit = '{_size(limit)}'" if limit else "RESET memory_limit"]
+
+
+class OutOfMemory(StoreError):
+    """DuckDB ran out of memory storing a batch (never a reason to skip it)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,10 @@ class Watcher:
             return ingest(self.store, connector, kind, [str(path)], options,
                           warn=lambda m: self.say(f"watch: {m}"))
         except InputError as exc:
+            if "Out of Memory" in str(exc):
+                # ingest reports DuckDB running out of memory as a file it cannot read
+                # (ingest/read.py); skipping it would lose the chunk: stop, it stays spooled
+                raise OutOfMemory(f"watch: {exc}; raise PAMCORR_MEMORY_LIMIT") from None
             self.say(f"watch: {exc}")
             return []
 
