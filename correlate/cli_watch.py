@@ -42,7 +42,7 @@ def _cache(value: str) -> str:
     try:
         return _size(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a size such as 16MB or 1GB",
+        raise click.BadParameter(f"{value!r} is not a size such as 40MB or 1GB",
                                  param_hint="--cache-limit") from None
 
 
@@ -97,9 +97,9 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="Follow the [[sources]] of this pamcorr TOML file (files line by line, folders "
                    "and globs by whole new files) with its db, [policy] and [detections].")
-@click.option("--cache-limit", default="16MB", show_default=True, metavar="SIZE",
-              help="After each batch DuckDB's cached blocks of the store are evicted down to "
-                   "this (a statement may still use up to PAMCORR_MEMORY_LIMIT).")
+@click.option("--cache-limit", default="40MB", show_default=True, metavar="SIZE",
+              help="DuckDB's memory while a batch is stored and judged (its cache of the store "
+                   "evicted past it); a batch that needs more is done again without it.")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option

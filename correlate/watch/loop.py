@@ -47,11 +47,12 @@ WHOLE_FILE_SQL = "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?,
 PENDING_COUNT_SQL = "SELECT count(*) FROM watch_alerts WHERE pending"
 
 
-def _trim_sql(cache_limit: str | None) -> list[str]:
-    """DuckDB keeps every block of the store it has read (ingest's de-duplication reads the
-    stored event ids, more each batch) until its memory limit, 80 % of RAM by default: RSS grew
-    with the store. Lowering the limit to `cache_limit` evicts them (they are on disk); setting
-    it back leaves a statement that needs more (a big file read whole) its usual room."""
+def _limit_sql(cache_limit: str | None) -> list[str]:
+    """[hold to the cache limit, lift it]. DuckDB keeps every block of the store it has read
+    (ingest's de-duplication reads the stored event ids, more each batch) until its memory
+    limit, 80 % of RAM by default: RSS grew with the store. A batch is stored and judged held to
+    `cache_limit` (blocks beyond it evicted: they are on disk); one that needs more is done
+    again with the limit lifted; everything else runs lifted."""
     if not cache_limit:
         return []
     from correlate.store import _size
@@ -124,7 +125,7 @@ class Watcher:
         # batches are small: one DuckDB thread wastes less time handing work between threads
         # (a loaded machine made that most of a batch's time; docs/performance.md)
         self.con.execute(f"SET threads = {int(settings.threads)}")
-        self.trim_sql = _trim_sql(settings.cache_limit)
+        self.limits = _limit_sql(settings.cache_limit)
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
         self.history = None
         if settings.detections.enabled:
@@ -200,8 +201,6 @@ class Watcher:
         for folder in self.folders:
             done += self._folder(*folder)
         self._journals_trim()
-        if done:
-            self._trim()
         if self.rejudge_due:
             self.rejudge_due = False
             self._rejudge()
@@ -212,14 +211,26 @@ class Watcher:
         self.deliver()
         return done
 
-    def _trim(self) -> None:
-        if not self.trim_sql:
-            return
+    def _held(self, work, *args) -> None:
+        """work(*args) with DuckDB held to the cache limit; when it ran out of memory (its
+        transaction rolled back) it is done again with the limit lifted: a big file read whole,
+        an 8 MiB chunk. The limit is lifted afterwards either way."""
+        if not self.limits:
+            return work(*args)
         try:
-            self.con.execute(self.trim_sql[0])
-        except duckdb.Error:     # more than that still held (the batch's temp tables): next time
-            return
-        self.con.execute(self.trim_sql[1])
+            self.con.execute(self.limits[0])
+        except duckdb.Error:     # more than that in use now: this batch runs lifted
+            return work(*args)
+        try:
+            return work(*args)
+        except (duckdb.OutOfMemoryException, StoreError) as exc:
+            if not (isinstance(exc, (duckdb.OutOfMemoryException, OutOfMemory))
+                    or isinstance(exc.__cause__, duckdb.OutOfMemoryException)):
+                raise
+            self.con.execute(self.limits[1])
+            return work(*args)
+        finally:
+            self.con.execute(self.limits[1])
 
     def _leftovers(self) -> int:
         n = 0
@@ -248,6 +259,14 @@ class Watcher:
 
     def _chunk(self, chunk: Chunk, connector, options: Options, spooled: Path | None = None):
         spooled = spooled or self.spool.write(chunk)
+        self._held(self._store_chunk, chunk, connector, options, spooled)
+        Spool.remove(spooled)
+        self.stats["chunks"] += 1
+        self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
+
+    def _store_chunk(self, chunk: Chunk, connector, options: Options, spooled: Path) -> None:
+        """Ingest the spooled chunk, then file, judge and alert it in one transaction (done
+        again from the start after running out of memory: ingest skips what it committed)."""
         for r in self._ingest(connector, chunk.kind, spooled, options):
             self.stats["read"] += r.read
             self.stats["accepted"] += r.accepted
@@ -256,9 +275,6 @@ class Watcher:
             ids = file_chunk(self.con, chunk, spooled, self.tables)
             if ids:
                 self._judge_new(ids, now)
-        Spool.remove(spooled)
-        self.stats["chunks"] += 1
-        self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
 
     def _judge_new(self, ids: list[int], now) -> None:
         """Inside the batch's transaction: the verdicts and detections of its new actions
@@ -295,21 +311,23 @@ class Watcher:
                 self.wake.set()
                 continue
             if not stored:
-                results = self._ingest(connector, kind, path, options)
-                now = now_utc()
-                with self.store.transaction():
-                    shas = [r.sha256 for r in results]
-                    ids = [i for (i,) in self.con.execute(FILE_IDS_SQL, [key, shas]).fetchall()]
-                    if ids:
-                        self._judge_new(ids, now)
-                    self.rejudge_due |= changes_verdicts(connector.name, kind)
-                    st = path.stat()
-                    self.con.execute(
-                        WHOLE_FILE_SQL,
-                        [connector.name, kind, key, st.st_dev, st.st_ino, size, now])
+                self._held(self._store_file, connector, kind, path, options, size)
                 n += 1
             sizes[key] = ("done", size)
         return n
+
+    def _store_file(self, connector, kind, path: Path, options: Options, size: int) -> None:
+        results = self._ingest(connector, kind, path, options)
+        now = now_utc()
+        with self.store.transaction():
+            shas = [r.sha256 for r in results]
+            ids = [i for (i,) in self.con.execute(FILE_IDS_SQL, [str(path), shas]).fetchall()]
+            if ids:
+                self._judge_new(ids, now)
+            self.rejudge_due |= changes_verdicts(connector.name, kind)
+            st = path.stat()
+            self.con.execute(WHOLE_FILE_SQL,
+                             [connector.name, kind, str(path), st.st_dev, st.st_ino, size, now])
 
     def _rejudge(self) -> None:
         now = now_utc()
