@@ -1,6 +1,6 @@
 """Benchmark `pamcorr watch`: a writer appends generic activity JSON lines to a followed file
-at a fixed rate; report p50/p99 latency from line written to alert on watch's stdout, CPU and
-RSS of the watch process over the run.
+at a fixed rate; report p50/p99 latency from line written to alert on watch's stdout per alert
+kind (verdict, detection), CPU, and RSS of the watch process sampled every --sample-every s.
 
     python bench/bench_watch.py --rate 1000 --rate 10000 --seconds 60
 
@@ -40,14 +40,18 @@ def _setup(folder: Path) -> tuple[Path, list[str]]:
                  str(folder / "approvals.jsonl"), "generic:activity", str(log)]
 
 
-def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
+def run(rate: int, seconds: float, fail_share: float, detections: bool,
+        sample_every: float = 5.0, warmup: float = 15.0, cache_limit: str | None = None) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     log, pairs = _setup(folder)
     cmd = [sys.executable, "-c", "from correlate.cli import main; main()", "watch",
            "--db", str(folder / "w.duckdb"), "--poll", "0.2", "--debounce-ms", "20", *pairs]
     if not detections:
         cmd.append("--no-detections")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if cache_limit:
+        cmd += ["--cache-limit", cache_limit]
+    err = open(folder / "watch.stderr", "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
     latencies, det_latencies = [], []
 
     def read():
@@ -86,11 +90,11 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
                 written += due
             if time.monotonic() >= next_sample:
                 samples.append((round(time.monotonic() - start), ps.memory_info().rss >> 20))
-                next_sample += max(seconds / 6, 1)
+                next_sample += sample_every
             time.sleep(tick)
     expected = (written + fail_every - 1) // fail_every
     deadline = time.monotonic() + 30
-    while (len(latencies) < expected or len(det_latencies) < expected // 2) \
+    while (len(latencies) < expected or detections and len(det_latencies) < expected // 2) \
             and time.monotonic() < deadline:
         time.sleep(0.1)
     elapsed = time.monotonic() - start
@@ -105,20 +109,26 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool) -> dict:
     windows = {}
     for x, t in latencies:
         windows.setdefault(int((t - t0) // span), []).append(x)
-    return {"rate": rate, "seconds": seconds, "written": written, "alerts_expected": expected,
-            "alerts": len(lat), **_quantiles("", lat), "detection_alerts": len(det),
-            **_quantiles("detection_", det),
-            "p50_s_over_time": [round(statistics.median(v), 2) for _, v in sorted(windows.items())],
-            "cpu_pct": round(100 * cpu / elapsed), "rss_mb_over_time": samples,
-            "detections": detections}
+    after = [m for t, m in samples if t >= warmup]
+    return {"rate": rate, "seconds": seconds, "written": written,
+            "verdict": {"expected": expected, "alerts": len(lat), **_quantiles(lat)},
+            "detection": {"expected": expected // 2 if detections else 0, "alerts": len(det),
+                          **_quantiles(det)},
+            "verdict_p50_s_per_sixth": [round(statistics.median(v), 2)
+                                        for _, v in sorted(windows.items())],
+            "cpu_pct": round(100 * cpu / elapsed), "rss_mib": samples,
+            f"rss_mib_after_{warmup:g}s": [min(after), max(after)] if after else None,
+            "load_average": round(os.getloadavg()[0], 1), "detections": detections,
+            "cache_limit": cache_limit,
+            "watch_stderr": str(folder / "watch.stderr")}
 
 
-def _quantiles(prefix: str, lat: list[float]) -> dict:
+def _quantiles(lat: list[float]) -> dict:
     if not lat:
         return {}
-    return {f"{prefix}p50_s": round(statistics.median(lat), 3),
-            f"{prefix}p99_s": round(lat[max(int(len(lat) * 0.99) - 1, 0)], 3),
-            f"{prefix}max_s": round(lat[-1], 3)}
+    return {"p50_s": round(statistics.median(lat), 3),
+            "p99_s": round(lat[max(int(len(lat) * 0.99) - 1, 0)], 3),
+            "max_s": round(lat[-1], 3)}
 
 
 def main() -> None:
@@ -127,11 +137,15 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--fail-share", type=float, default=0.01)
     ap.add_argument("--no-detections", action="store_true")
+    ap.add_argument("--sample-every", type=float, default=5.0, help="RSS sample interval, s")
+    ap.add_argument("--warmup", type=float, default=15.0,
+                    help="RSS samples from this second on count as after warm-up")
+    ap.add_argument("--cache-limit", default=None, help="watch --cache-limit (default: its own)")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     for rate in args.rate or [1000, 10000]:
-        print(json.dumps(run(rate, args.seconds, args.fail_share, not args.no_detections)),
-              flush=True)
+        print(json.dumps(run(rate, args.seconds, args.fail_share, not args.no_detections,
+                             args.sample_every, args.warmup, args.cache_limit)), flush=True)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,15 @@ def _address(value: str | None):
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def _cache(value: str) -> str:
+    from correlate.store import _size
+    try:
+        return _size(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a size such as 40MB or 1GB",
+                                 param_hint="--cache-limit") from None
+
+
 def _rate(value: str) -> tuple[int, int]:
     count, sep, seconds = value.partition("/")
     if not sep or not count.isdigit() or not seconds.isdigit() or not int(count):
@@ -71,9 +80,6 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--rules", "rule_dirs", multiple=True, metavar="DIR",
               help="More detection rule folders.")
 @click.option("--no-detections", is_flag=True, default=False, help="Verdicts only.")
-@click.option("--detect-every", type=click.FloatRange(0), default=5.0, show_default=True,
-              help="The detection rules run when a look finds nothing new, and at least this "
-                   "often (seconds) under a steady flow; verdict alerts never wait for them.")
 @click.option("--rejudge-hours", type=click.FloatRange(0), default=24.0, show_default=True,
               help="FAIL verdicts judged this recently are judged again when approvals or "
                    "tickets arrive.")
@@ -91,13 +97,16 @@ def _rate(value: str) -> tuple[int, int]:
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="Follow the [[sources]] of this pamcorr TOML file (files line by line, folders "
                    "and globs by whole new files) with its db, [policy] and [detections].")
+@click.option("--cache-limit", default="40MB", show_default=True, metavar="SIZE",
+              help="DuckDB's memory while a batch is stored and judged (its cache of the store "
+                   "evicted past it); a batch that needs more is done again without it.")
 @click.option("--once", is_flag=True, default=False,
               help="Read what is there now, alert, deliver, and stop.")
 @db_option
 def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, tz, year, extra,
-              grace, lookaround, rule_dirs, no_detections, detect_every, rejudge_hours, spool, dead_letter,
+              grace, lookaround, rule_dirs, no_detections, rejudge_hours, spool, dead_letter,
               poll_s, debounce_ms, webhook_attempts, webhook_backoff, queue_size, config_path,
-              once, db):
+              cache_limit, once, db):
     """Follow files, stdin or a syslog port; judge each new action at once; alert on FAIL
     verdicts and detections, and again when a late approval resolves one."""
     from connectors.registry import REGISTRY, check_options
@@ -153,7 +162,7 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         rejudge_s=int(rejudge_hours * 3600), poll_s=poll_s, debounce_ms=debounce_ms,
         listen=_address(listen), listen_source=listen_source,
         listen_options=Options(tz, year, options_extra), once=once,
-        detect_every_s=detect_every)
+        cache_limit=_cache(cache_limit))
     with Store(db_path) as store:
         try:
             watcher = Watcher(store, follows, settings,

@@ -107,6 +107,8 @@ def test_watch_usage_errors_are_messages_not_tracebacks(tmp_path):
     assert gz.exit_code == 1 and "cannot be followed line by line" in gz.output
     sink = run(main, ["watch", "--db", db, "--alert", "ftp://x", "generic:activity", "a.jsonl"])
     assert sink.exit_code == 2 and "unknown alert sink" in sink.output
+    mem = run(main, ["watch", "--db", db, "--cache-limit", "lots", "generic:activity", "a.jsonl"])
+    assert mem.exit_code == 2 and "'lots' is not a size" in mem.output
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -131,3 +133,55 @@ def test_a_muted_detection_does_not_alert(tmp_path):
     alerts = [json.loads(x) for x in out.getvalue().splitlines()]
     assert sorted((a["event_id"], a["rule"]) for a in alerts) == [
         ("e1", "verdict"), ("e2", "recursive_delete_of_data"), ("e2", "verdict")]
+
+
+def test_batch_that_needs_more_than_the_cache_limit_is_done_again_with_the_limit_lifted(tmp_path):
+    """A batch is stored held to --cache-limit (DuckDB's cache of the store evicted); a file
+    read whole and a followed file's 8 MiB chunk need far more: each runs out of memory, is
+    rolled back and done again with the limit lifted. Nothing lost or doubled; the limit is
+    lifted for the rest of the cycle (acknowledgements of many alerts)."""
+    (tmp_path / "drop").mkdir()
+    log = tmp_path / "act.jsonl"
+    log.write_text("")
+    store = Store(tmp_path / "w.duckdb")
+    limit = "SELECT current_setting('memory_limit')"
+    lifted = store.con.execute(limit).fetchall()
+    w = Watcher(store, [Follow("generic", str(tmp_path / "drop"), "activity"),
+                        Follow("generic", str(log), "activity")],
+                WatchSettings(spool=tmp_path / "spool", sinks=[StdoutSink(io.StringIO())],
+                              once=True, cache_limit="8MB",
+                              detections=DetectionSettings(enabled=False)),
+                say=lambda m: None)
+    try:
+        (tmp_path / "drop" / "big.jsonl").write_text("".join(
+            event(n, account="u", detail=f"cmd --value {n}") for n in range(60000)))
+        log.write_text("".join(event(60000 + n, account="u", detail=f"cmd --value {n}")
+                               for n in range(60000)))
+        assert w.step() == 2
+        assert store.scalar("SELECT count(*) FROM activity") == 120000
+        assert store.scalar("SELECT count(DISTINCT event_id) FROM activity") == 120000
+        assert store.con.execute(limit).fetchall() == lifted
+    finally:
+        store.close()
+
+
+def test_chunk_that_runs_out_of_memory_is_not_skipped_and_is_stored_after_a_restart(tmp_path):
+    """Ingest reports DuckDB out of memory as a file it cannot read; watch used to say so and
+    mark the chunk read (its lines lost). It stops instead; the next start stores the chunk."""
+    import pytest
+    from correlate.watch.loop import OutOfMemory
+    log = tmp_path / "act.jsonl"
+    log.write_text("".join(event(n, account="u", detail=f"cmd --value {n}") for n in range(60000)))
+    store = Store(tmp_path / "w.duckdb")
+    w = _watcher(store, log, tmp_path / "spool", io.StringIO())
+    store.con.execute("SET memory_limit = '8MB'")          # as PAMCORR_MEMORY_LIMIT=8MB would
+    with pytest.raises(OutOfMemory):
+        w.step()
+    store.close()
+    store = Store(tmp_path / "w.duckdb")
+    w = _watcher(store, log, tmp_path / "spool", io.StringIO())
+    try:
+        w.step()
+        assert store.scalar("SELECT count(*) FROM activity") == 60000
+    finally:
+        store.close()

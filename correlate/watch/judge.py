@@ -63,9 +63,10 @@ def open_actions(con, since: datetime) -> int:
 
 
 def judge(con, policy: Policy, now: datetime,
-          detections: DetectionSettings | None = DetectionSettings()) -> None:
+          detections: DetectionSettings | None = DetectionSettings(), history=None) -> None:
     """Inside the caller's transaction: verdicts (watch_judged) and detections not muted
-    (watch_detected) of the actions in watch_new, judged against what the store holds now."""
+    (watch_detected) of the actions in watch_new, judged against what the store holds now;
+    `history` (sequences.SequenceHistory) gives the sequence rules earlier batches' matches."""
     params = {"start": None, "end": None, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
               "actual_window": policy.change_window == "actual", "run_id": SCRATCH_RUN}
@@ -74,7 +75,9 @@ def judge(con, policy: Policy, now: datetime,
         for statement in [*VERDICT_STATEMENTS, *STORE_STATEMENTS]:
             _run(con, statement, params)
         if detections is not None and detections.enabled:
-            run_detections(con, SCRATCH_RUN, None, None, now, detections, record_rules=False)
+            hook = (lambda c: history.hook(c, now)) if history is not None else None
+            run_detections(con, SCRATCH_RUN, None, None, now, detections, record_rules=False,
+                           events_hook=hook)
             con.execute(DETECTED_SQL, {"run_id": SCRATCH_RUN})
         else:
             con.execute(EMPTY_DETECTED_SQL)

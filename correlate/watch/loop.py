@@ -1,8 +1,8 @@
 """The watch loop: read what is new, store it through ingest, judge it, alert, repeat.
 
 One cycle (docs/watch.md): every follower hands out its new complete lines (a chunk); each
-chunk is spooled, ingested, and committed with its verdicts and alerts; if approvals or tickets
-changed, the open FAIL verdicts are judged again; folded alerts whose window closed are
+chunk is spooled, ingested, and committed with its verdicts, detections and alerts; if
+approvals or tickets changed, the open FAIL verdicts are judged again; folded alerts whose window closed are
 summarised; pending alerts are offered to every sink and what the sinks acknowledge is
 recorded. The loop sleeps until watchfiles reports a change, a receiver writes, or `poll_s`.
 """
@@ -10,6 +10,7 @@ recorded. The loop sleeps until watchfiles reports a change, a receiver writes, 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -17,16 +18,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
+
 from connectors.base import Options
 from connectors.registry import get_connector
 from correlate.clock import now_utc
 from correlate.detect.run import DetectionSettings
 from correlate.engine import Policy
-from correlate.errors import InputError, PamcorrError, printable
+from correlate.errors import InputError, PamcorrError, StoreError, printable
 from correlate.ingest import ingest
 from correlate.store import Store
 from correlate.watch import alerts as A
 from correlate.watch.judge import changes_verdicts, judge, load_rules, new_actions, open_actions
+from correlate.watch.sequences import SequenceHistory
 from correlate.watch.sinks import Sink
 from correlate.watch.sources import (REFUSED_SUFFIXES, Chunk, FileFollower, Journal,
                                      SyslogReceiver, read_stdin)
@@ -34,14 +38,31 @@ from correlate.watch.state import Spool, file_chunk, line_tables, position
 
 JOURNAL_LIMIT = 64 << 20     # a journal fully read and this big starts again empty
 
-TODO_ADD_SQL = "INSERT OR IGNORE INTO watch_detect_todo SELECT unnest(?::INTEGER[])"
+# Ingests an earlier version of watch left without their detections (it ran them apart)
 TODO_SQL = "SELECT ingest_id FROM watch_detect_todo"
-TODO_DONE_SQL = ("DELETE FROM watch_detect_todo WHERE ingest_id IN "
-                 "(SELECT unnest(?::INTEGER[]))")
+TODO_DONE_SQL = "DELETE FROM watch_detect_todo"
 FILE_IDS_SQL = ("SELECT ingest_id FROM ingest_log WHERE file = ? AND sha256 IN "
                 "(SELECT unnest(?::VARCHAR[]))")
 WHOLE_FILE_SQL = "INSERT OR REPLACE INTO watch_offsets VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
 PENDING_COUNT_SQL = "SELECT count(*) FROM watch_alerts WHERE pending"
+
+
+def _limit_sql(cache_limit: str | None) -> list[str]:
+    """[hold to the cache limit, lift it]. DuckDB keeps every block of the store it has read
+    (ingest's de-duplication reads the stored event ids, more each batch) until its memory
+    limit, 80 % of RAM by default: RSS grew with the store. A batch is stored and judged held to
+    `cache_limit` (blocks beyond it evicted: they are on disk); one that needs more is done
+    again with the limit lifted; everything else runs lifted."""
+    if not cache_limit:
+        return []
+    from correlate.store import _size
+    limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
+    return [f"SET memory_limit = '{_size(cache_limit)}'",
+            f"SET memory_limit = '{_size(limit)}'" if limit else "RESET memory_limit"]
+
+
+class OutOfMemory(StoreError):
+    """DuckDB ran out of memory storing a batch (never a reason to skip it)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,8 @@ class WatchSettings:
     listen_source: str = "syslog"
     listen_options: Options = field(default_factory=Options)
     once: bool = False           # read what is there, alert, deliver, stop
-    detect_every_s: float = 5.0  # under a steady flow, the detection rules run this often
     threads: int = 1             # DuckDB threads: small batches run faster on one
+    cache_limit: str | None = None    # DuckDB's cache of the store trimmed to this each batch
 
 
 class Watcher:
@@ -100,11 +121,17 @@ class Watcher:
         self.stdin_done: threading.Event | None = None
         self.receiver = None
         self.rejudge_due = False
-        self.summarized = self.detected = 0.0
+        self.summarized = 0.0
         # batches are small: one DuckDB thread wastes less time handing work between threads
         # (a loaded machine made that most of a batch's time; docs/performance.md)
         self.con.execute(f"SET threads = {int(settings.threads)}")
+        self.limits = _limit_sql(settings.cache_limit)
         load_rules(self.con, settings.detections)      # parsed now, not on the first alert
+        self.history = None
+        if settings.detections.enabled:
+            from correlate.detect.run import cached_rules
+            self.history = SequenceHistory(cached_rules(tuple(settings.detections.rule_dirs)))
+            self._detect_leftovers()
         self.stats = {"chunks": 0, "read": 0, "accepted": 0, "alerts": 0, "resolved": 0}
         for f in follows:
             self._add(f)
@@ -182,13 +209,28 @@ class Watcher:
             with self.store.transaction():
                 A.store_summaries(self.con, self.s.alerts, now_utc())
         self.deliver()
-        # the rules run as soon as a look finds nothing new; under a steady flow at most every
-        # detect_every_s, so verdict alerts do not queue behind them
-        if (self.s.once or not done or time.monotonic() - self.detected >= self.s.detect_every_s) \
-                and self._detect():
-            self.detected = time.monotonic()
-            self.deliver()
         return done
+
+    def _held(self, work, *args) -> None:
+        """work(*args) with DuckDB held to the cache limit; when it ran out of memory (its
+        transaction rolled back) it is done again with the limit lifted: a big file read whole,
+        an 8 MiB chunk. The limit is lifted afterwards either way."""
+        if not self.limits:
+            return work(*args)
+        try:
+            self.con.execute(self.limits[0])
+        except duckdb.Error:     # more than that in use now: this batch runs lifted
+            return work(*args)
+        try:
+            return work(*args)
+        except (duckdb.OutOfMemoryException, StoreError) as exc:
+            if not (isinstance(exc, (duckdb.OutOfMemoryException, OutOfMemory))
+                    or isinstance(exc.__cause__, duckdb.OutOfMemoryException)):
+                raise
+            self.con.execute(self.limits[1])
+            return work(*args)
+        finally:
+            self.con.execute(self.limits[1])
 
     def _leftovers(self) -> int:
         n = 0
@@ -208,11 +250,23 @@ class Watcher:
             return ingest(self.store, connector, kind, [str(path)], options,
                           warn=lambda m: self.say(f"watch: {m}"))
         except InputError as exc:
+            if "Out of Memory" in str(exc):
+                # ingest reports DuckDB running out of memory as a file it cannot read
+                # (ingest/read.py); skipping it would lose the chunk: stop, it stays spooled
+                raise OutOfMemory(f"watch: {exc}; raise PAMCORR_MEMORY_LIMIT") from None
             self.say(f"watch: {exc}")
             return []
 
     def _chunk(self, chunk: Chunk, connector, options: Options, spooled: Path | None = None):
         spooled = spooled or self.spool.write(chunk)
+        self._held(self._store_chunk, chunk, connector, options, spooled)
+        Spool.remove(spooled)
+        self.stats["chunks"] += 1
+        self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
+
+    def _store_chunk(self, chunk: Chunk, connector, options: Options, spooled: Path) -> None:
+        """Ingest the spooled chunk, then file, judge and alert it in one transaction (done
+        again from the start after running out of memory: ingest skips what it committed)."""
         for r in self._ingest(connector, chunk.kind, spooled, options):
             self.stats["read"] += r.read
             self.stats["accepted"] += r.accepted
@@ -221,33 +275,24 @@ class Watcher:
             ids = file_chunk(self.con, chunk, spooled, self.tables)
             if ids:
                 self._judge_new(ids, now)
-        Spool.remove(spooled)
-        self.stats["chunks"] += 1
-        self.rejudge_due |= changes_verdicts(chunk.source, chunk.kind)
 
     def _judge_new(self, ids: list[int], now) -> None:
-        """Verdicts and verdict alerts now; the detection rules run after the verdict alerts
-        went out (_detect), so a verdict alert does not wait for them."""
+        """Inside the batch's transaction: the verdicts and detections of its new actions
+        (sequence rules with earlier batches' matches) and their alerts, pending."""
         new_actions(self.con, ids)
-        judge(self.con, self.s.policy, now, None)
+        judge(self.con, self.s.policy, now, self.s.detections, self.history)
         A.store_new(self.con, self.s.alerts, now)
-        if self.s.detections.enabled:
-            self.con.execute(TODO_ADD_SQL, [ids])
 
-    def _detect(self) -> bool:
-        """The detections of every action judged but not yet run through the rules."""
-        if not self.s.detections.enabled:
-            return False
+    def _detect_leftovers(self) -> None:
+        """Detections an earlier version deferred and did not run before it stopped."""
         ids = [i for (i,) in self.con.execute(TODO_SQL).fetchall()]
-        if not ids:
-            return False
-        now = now_utc()
-        with self.store.transaction():
-            new_actions(self.con, ids)
-            judge(self.con, self.s.policy, now, self.s.detections)
-            A.store_new(self.con, self.s.alerts, now, verdicts=False)
-            self.con.execute(TODO_DONE_SQL, [ids])
-        return True
+        if ids:
+            now = now_utc()
+            with self.store.transaction():
+                new_actions(self.con, ids)
+                judge(self.con, self.s.policy, now, self.s.detections, self.history)
+                A.store_new(self.con, self.s.alerts, now, verdicts=False)
+                self.con.execute(TODO_DONE_SQL)
 
     def _folder(self, folder: Path, pattern: str, connector, kind, options, sizes: dict) -> int:
         """New files in a watched folder (matching the glob), read whole once their size held
@@ -266,21 +311,23 @@ class Watcher:
                 self.wake.set()
                 continue
             if not stored:
-                results = self._ingest(connector, kind, path, options)
-                now = now_utc()
-                with self.store.transaction():
-                    shas = [r.sha256 for r in results]
-                    ids = [i for (i,) in self.con.execute(FILE_IDS_SQL, [key, shas]).fetchall()]
-                    if ids:
-                        self._judge_new(ids, now)
-                    self.rejudge_due |= changes_verdicts(connector.name, kind)
-                    st = path.stat()
-                    self.con.execute(
-                        WHOLE_FILE_SQL,
-                        [connector.name, kind, key, st.st_dev, st.st_ino, size, now])
+                self._held(self._store_file, connector, kind, path, options, size)
                 n += 1
             sizes[key] = ("done", size)
         return n
+
+    def _store_file(self, connector, kind, path: Path, options: Options, size: int) -> None:
+        results = self._ingest(connector, kind, path, options)
+        now = now_utc()
+        with self.store.transaction():
+            shas = [r.sha256 for r in results]
+            ids = [i for (i,) in self.con.execute(FILE_IDS_SQL, [str(path), shas]).fetchall()]
+            if ids:
+                self._judge_new(ids, now)
+            self.rejudge_due |= changes_verdicts(connector.name, kind)
+            st = path.stat()
+            self.con.execute(WHOLE_FILE_SQL,
+                             [connector.name, kind, str(path), st.st_dev, st.st_ino, size, now])
 
     def _rejudge(self) -> None:
         now = now_utc()
@@ -365,9 +412,7 @@ class Watcher:
             self.close()
 
     def _drain(self, timeout_s: float = 30) -> None:
-        """Before stopping: the detections still due, then wait for the sinks to acknowledge
-        what they hold."""
-        self._detect()
+        """Before stopping: wait for the sinks to acknowledge what they hold."""
         end = time.monotonic() + timeout_s
         while self.pending() and time.monotonic() < end:
             self.deliver()
