@@ -132,6 +132,9 @@ class PamcorrGroup(click.Group):
             if exc.errno == errno.EPIPE:     # `pamcorr findings | head`: click's own handling
                 raise
             raise CliError(os_error_message(exc)) from None
+        except duckdb.OutOfMemoryException as exc:     # the store's limit, anywhere in a command
+            raise CliError("out of memory: " + printable(str(exc).splitlines()[0])
+                           + " (raise PAMCORR_MEMORY_LIMIT or free memory)") from None
         except duckdb.Error as exc:
             message = duckdb_write_failure(exc)
             if message is None:

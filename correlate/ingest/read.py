@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from connectors.base import Staged
-from correlate.errors import InputError
+from correlate.errors import InputError, StoreError
 from correlate.ingest.base import bound
 
 _BLANK_LINE = re.compile(rb"\n[ \t\r]*(?=\n)")
@@ -75,6 +75,9 @@ def stage_batch(con, batch: Staged, name: str, path: str) -> Staged:
                 f"SELECT count(*) FROM {name} WHERE reason IS NOT NULL").fetchall()[0][0]:
             used = batch.exact
             stage(con, used, name)
+    except duckdb.OutOfMemoryException as exc:     # the store's limit, not the file's fault
+        raise StoreError(f"out of memory while reading {path}: {str(exc).splitlines()[0]} "
+                         "(raise PAMCORR_MEMORY_LIMIT)") from exc
     except duckdb.Error as exc:
         used = batch
         while True:     # down the fallbacks: exact, then its own (bytes that are not UTF-8)
