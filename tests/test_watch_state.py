@@ -166,7 +166,7 @@ def test_batch_that_needs_more_than_the_cache_limit_is_done_again_with_the_limit
 
 
 def test_chunk_that_runs_out_of_memory_is_not_skipped_and_is_stored_after_a_restart(tmp_path):
-    """Ingest reports DuckDB out of memory as a file it cannot read; watch used to say so and
+    """Ingest once reported DuckDB out of memory as a file it cannot read; watch then said so and
     mark the chunk read (its lines lost). It stops instead; the next start stores the chunk."""
     import pytest
     from correlate.watch.loop import OutOfMemory

@@ -249,11 +249,13 @@ class Watcher:
         try:
             return ingest(self.store, connector, kind, [str(path)], options,
                           warn=lambda m: self.say(f"watch: {m}"))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, duckdb.OutOfMemoryException):
+                # out of memory (ingest/read.py): skipping would lose the chunk; stop, it
+                # stays spooled and is stored on the next start
+                raise OutOfMemory(f"watch: {exc}") from exc
+            raise
         except InputError as exc:
-            if "Out of Memory" in str(exc):
-                # ingest reports DuckDB running out of memory as a file it cannot read
-                # (ingest/read.py); skipping it would lose the chunk: stop, it stays spooled
-                raise OutOfMemory(f"watch: {exc}; raise PAMCORR_MEMORY_LIMIT") from None
             self.say(f"watch: {exc}")
             return []
 
