@@ -146,10 +146,12 @@ def _activity(spark, input_uri: str):
 
 def _shared_ids(keyed):
     """The event_ids that occur under more than one (account, target) key, as a DataFrame of
-    `s_eid` (one aggregation over the ids), and how many there are."""
+    their 64-bit hashes `s_eid` (one aggregation over the ids' hashes: 8 bytes an id through
+    the shuffle), and how many there are. Two ids with one hash are routed together, which
+    changes no answer (any split gives the embedded one while each id's copies meet)."""
     from pyspark.sql import functions as F
     key = F.struct("k_acc", "k_tgt")
-    shared = (keyed.where(F.col("k_eid").isNotNull()).groupBy(F.col("k_eid").alias("s_eid"))
+    shared = (keyed.where(F.col("k_eid").isNotNull()).groupBy(F.col("k_hash").alias("s_eid"))
               .agg(F.min(key).alias("lo"), F.max(key).alias("hi"))
               .where(~F.col("lo").eqNullSafe(F.col("hi"))).select("s_eid").cache())
     return shared, shared.count()
@@ -167,7 +169,8 @@ def _split(df, rows_per_task: int, hot_rows: int):
     keyed = (df.withColumn("k_acc", acc).withColumn("k_tgt", tgt)
              # the event_id as the generic ingest reads it (nonblank_sql); a record without
              # one has a content id, which includes its key
-             .withColumn("k_eid", F.nullif(F.trim(F.col("event_id")), F.lit(""))))
+             .withColumn("k_eid", F.nullif(F.trim(F.col("event_id")), F.lit("")))
+             .withColumn("k_hash", F.when(F.col("k_eid").isNotNull(), F.xxhash64("k_eid"))))
     shared, n_shared = _shared_ids(keyed)
     counts = keyed.groupBy("k_acc", "k_tgt").count().cache()
     total = counts.agg(F.sum("count")).collect()[0][0] or 0
@@ -187,10 +190,12 @@ def _split(df, rows_per_task: int, hot_rows: int):
         keyed = keyed.withColumn("salt", F.lit(0).cast("long"))
     if n_shared:
         ids = F.broadcast(shared) if n_shared <= BROADCAST_SHARED_IDS else shared
-        keyed = keyed.join(ids, keyed["k_eid"] == ids["s_eid"], "left")
+        keyed = keyed.join(ids, keyed["k_hash"] == ids["s_eid"], "left")
         moved = F.col("s_eid").isNotNull()
-        keyed = (keyed.withColumn("k_acc", F.when(moved, F.lit(SHARED_KEY)).otherwise(F.col("k_acc")))
-                 .withColumn("k_tgt", F.when(moved, F.col("s_eid")).otherwise(F.col("k_tgt")))
+        keyed = (keyed.withColumn("k_acc", F.when(moved, F.lit(SHARED_KEY))
+                                  .otherwise(F.col("k_acc")))
+                 .withColumn("k_tgt", F.when(moved, F.col("s_eid").cast("string"))
+                             .otherwise(F.col("k_tgt")))
                  .withColumn("salt", F.when(moved, F.lit(0)).otherwise(F.col("salt"))))
     tasks = max(1, math.ceil(total / rows_per_task),
                 df.sparkSession.sparkContext.defaultParallelism)
