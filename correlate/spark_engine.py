@@ -46,6 +46,8 @@ from correlate.store import Store
 REFERENCE_KINDS = ("identities", "targets", "approvals", "tickets", "ticket_history")
 ROWS_PER_TASK = 2_000_000     # a task's actions: ~0.5 GiB of DuckDB memory at most (measured)
 HOT_KEY_ROWS = 500_000        # a key with more actions than this is salted over several tasks
+BROADCAST_SHARED_IDS = 1_000_000   # event_ids under several keys: broadcast up to this many
+SHARED_KEY = "\x00shared"     # the pseudo-account routing such an id's rows (no real key has it)
 
 
 def is_local(uri: str) -> bool:
@@ -142,13 +144,34 @@ def _activity(spark, input_uri: str):
                      F.col("row_index").alias("source_row"))
 
 
+def _shared_ids(keyed):
+    """The event_ids that occur under more than one (account, target) key, as a DataFrame of
+    their 64-bit hashes `s_eid` (one aggregation over the ids' hashes: 8 bytes an id through
+    the shuffle), and how many there are. Two ids with one hash are routed together, which
+    changes no answer (any split gives the embedded one while each id's copies meet)."""
+    from pyspark.sql import functions as F
+    key = F.struct("k_acc", "k_tgt")
+    shared = (keyed.where(F.col("k_eid").isNotNull()).groupBy(F.col("k_hash").alias("s_eid"))
+              .agg(F.min(key).alias("lo"), F.max(key).alias("hi"))
+              .where(~F.col("lo").eqNullSafe(F.col("hi"))).select("s_eid").cache())
+    return shared, shared.count()
+
+
 def _split(df, rows_per_task: int, hot_rows: int):
     """Repartition by (account, target) key; a key with more than `hot_rows` actions is split
     over several tasks by a salt from the record's id, so that both copies of a repeated
-    event_id meet in one task. Returns (DataFrame, tasks, hot keys, actions read)."""
+    event_id meet in one task. An event_id found under more than one key (`_shared_ids`) has
+    all its rows sent to one task by a pseudo-key of that id, where the generic ingest keeps
+    the copy the embedded engine keeps. Returns (DataFrame, tasks, hot keys, actions read,
+    (the shared ids, cached until the split is written, and how many))."""
     from pyspark.sql import functions as F
     acc, tgt = F.lower(F.trim("account")), F.lower(F.trim("target"))
-    keyed = df.withColumn("k_acc", acc).withColumn("k_tgt", tgt)
+    keyed = (df.withColumn("k_acc", acc).withColumn("k_tgt", tgt)
+             # the event_id as the generic ingest reads it (nonblank_sql); a record without
+             # one has a content id, which includes its key
+             .withColumn("k_eid", F.nullif(F.trim(F.col("event_id")), F.lit("")))
+             .withColumn("k_hash", F.when(F.col("k_eid").isNotNull(), F.xxhash64("k_eid"))))
+    shared, n_shared = _shared_ids(keyed)
     counts = keyed.groupBy("k_acc", "k_tgt").count().cache()
     total = counts.agg(F.sum("count")).collect()[0][0] or 0
     hot = counts.where(F.col("count") > hot_rows).collect()
@@ -165,10 +188,22 @@ def _split(df, rows_per_task: int, hot_rows: int):
                                                 F.coalesce("buckets", F.lit(1))))
     else:
         keyed = keyed.withColumn("salt", F.lit(0).cast("long"))
+    if n_shared:
+        ids = F.broadcast(shared) if n_shared <= BROADCAST_SHARED_IDS else shared
+        keyed = keyed.join(ids, keyed["k_hash"] == ids["s_eid"], "left")
+        moved = F.col("s_eid").isNotNull()
+        keyed = (keyed.withColumn("k_acc", F.when(moved, F.lit(SHARED_KEY))
+                                  .otherwise(F.col("k_acc")))
+                 .withColumn("k_tgt", F.when(moved, F.col("s_eid").cast("string"))
+                             .otherwise(F.col("k_tgt")))
+                 .withColumn("salt", F.when(moved, F.lit(0)).otherwise(F.col("salt"))))
     tasks = max(1, math.ceil(total / rows_per_task),
                 df.sparkSession.sparkContext.defaultParallelism)
     split = keyed.repartition(tasks, "k_acc", "k_tgt", "salt")
-    return split.select(*ACTIVITY_COLUMNS, "source_file", "source_row"), tasks, buckets, total
+    if not n_shared:
+        shared.unpersist()
+    return (split.select(*ACTIVITY_COLUMNS, "source_file", "source_row"), tasks, buckets, total,
+            (shared, n_shared))
 
 
 # The columns a detection pass may split the actions by, in order of preference; each is lowered
@@ -252,8 +287,9 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
 
     def judge(batches):
         import pyarrow as pa
-        table = pa.Table.from_batches(list(batches))
-        if table.num_rows:
+        batches = list(batches)               # a task the split left empty gets none
+        table = pa.Table.from_batches(batches) if batches else None
+        if table is not None and table.num_rows:
             yield from judge_actions(shared.value, table, start, end, policy, tz, exceptions,
                                      started).to_batches()
 
@@ -264,7 +300,8 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
                                                    output_uri.rstrip("/") + "/_ocsf", tz)
     else:
         activity_df = _activity(spark, input_uri)
-    split, tasks, hot, total = _split(activity_df, rows_per_task, hot_rows)
+    split, tasks, hot, total, (shared_df, shared_ids) = _split(activity_df, rows_per_task,
+                                                               hot_rows)
     from pyspark.sql.pandas.types import from_arrow_schema
     # The tasks judge once, into a staging folder partitioned by record and day, whose
     # record=finding/ folder becomes findings/ by a rename; quarantine and the tallies are read
@@ -297,6 +334,7 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
                                 detections, output_uri)
     finally:
         shared.unpersist()
+        shared_df.unpersist()
         _delete(spark, staging)
         if ocsf_uri:
             _delete(spark, output_uri.rstrip("/") + "/_ocsf")
@@ -329,6 +367,7 @@ def run_spark(spark, input_uri: str, output_uri: str, start: datetime | None = N
         "broadcast_bytes": sum(len(v) for v in reference.values()),
         "activity": activity, "activity_rows_seen": total, "tasks": tasks,
         "salted_keys": [{"account": a, "target": t, "tasks": b} for a, t, b in hot],
+        "event_ids_under_several_keys": shared_ids,
         "verdicts": verdicts, "detections": found, "exceptions": accepted,
         "criticality": [{"pattern": c.pattern, "level": c.level,
                          "specificity": c.specificity} for c in criticality],

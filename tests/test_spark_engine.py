@@ -379,3 +379,70 @@ def test_spark_applies_the_configs_exceptions_and_criticality_as_embedded(spark,
         stored = spark_store.con.execute(EXCEPTED_FINDINGS, [1]).df()
     assert differences(expected, stored, ("event_id", "ts", "account", "target", "verdict",
                                           "status", "exception")) == (0, 0)
+
+
+# --- an event_id reused under another (account, target) key: the embedded engine's copy ---
+
+def _reused_ids_lake(lake, folder):
+    """The generated lake's reference kinds, and activity in two files where event_ids recur
+    under other keys: first copy good; first copy quarantined (the second is kept); three
+    copies over three keys (one padded with spaces, one in a salted hot key); a repeat under
+    one key in other letter case (the same key)."""
+    import shutil
+
+    import pandas as pd
+    for kind in ("approvals", "tickets", "ticket_history", "identities", "targets"):
+        shutil.copytree(lake / kind, folder / kind)
+    ts = "2026-03-0{}T{:02d}:{:02d}:00Z"
+    part0 = [["re-good", ts.format(3, 9, 0), "alice", "web-01", "sudo", "first"],
+             ["re-quar", "not a time", "alice", "web-02", "sudo", "first, bad"],
+             ["re-three", ts.format(4, 10, 0), "dave", "app-7", "ssh", "first"],
+             ["re-case", ts.format(4, 11, 0), "Alice", "web-01", "ssh", "first"]]
+    part0 += [[f"hot-{i}", ts.format(5, 1 + i % 20, i % 60), "svc-batch", "db-01", "psql",
+               f"batch {i}"] for i in range(30)]
+    part1 = [["re-good", ts.format(3, 9, 5), "bob", "db-01", "sudo", "second"],
+             ["re-quar", ts.format(3, 12, 0), "carol", "db-02", "sudo", "second"],
+             [" re-three ", ts.format(4, 10, 5), "svc-batch", "db-01", "psql", "second"],
+             ["re-three", ts.format(4, 10, 9), "alice", "db-01", "psql", "third"],
+             ["re-case", ts.format(4, 11, 1), "alice", "WEB-01", "ssh", "second"],
+             ["hot-3", ts.format(6, 2, 0), "carol", "web-02", "sudo", "reused hot id"]]
+    part1 += [[f"n-{i}", ts.format(6, 3 + i % 9, i), ["alice", "bob", "carol"][i % 3],
+               ["db-01", "web-01", "app-7"][i % 3], "sudo", f"plain {i}"] for i in range(12)]
+    con = duckdb.connect()
+    (folder / "activity").mkdir(parents=True)
+    for name, rows in (("part-0", part0), ("part-1", part1)):
+        frame = pd.DataFrame(rows, columns=["event_id", "ts", "account", "target", "action",
+                                            "detail"])
+        con.register("frame", frame)
+        con.execute(f"COPY frame TO '{folder}/activity/{name}.parquet' (FORMAT parquet)")
+        con.unregister("frame")
+    con.close()
+    return folder
+
+
+def test_spark_keeps_the_embedded_copy_of_an_event_id_reused_across_keys(spark, lake,
+                                                                         tmp_path):
+    from connectors.base import Options
+    from connectors.generic import GenericConnector
+    from correlate.ingest import ingest
+    from correlate.spark_engine import run_spark
+    reused = _reused_ids_lake(lake, tmp_path / "reused")
+    with Store(":memory:") as store:      # the embedded engine's counts
+        results = ingest(store, GenericConnector(), "activity",
+                         sorted(str(p) for p in (reused / "activity").glob("*.parquet")),
+                         Options())
+        embedded = {k: sum(getattr(r, k) for r in results)
+                    for k in ("read", "accepted", "quarantined", "duplicates")}
+    summary = run_spark(spark, str(reused), str(tmp_path / "out"), rows_per_task=8,
+                        hot_rows=10)
+    assert summary["salted_keys"] and summary["event_ids_under_several_keys"] == 4
+    got = _spark_findings(tmp_path / "out")
+    expected = embedded_findings(reused)
+    assert differences(expected, got) == (0, 0)
+    kept = {(e, d) for e, d in zip(got.event_id, got.detail) if e.startswith("re-")}
+    assert kept == {("re-good", "first"), ("re-quar", "second"), ("re-three", "first"),
+                    ("re-case", "first")}
+    assert len(got[got.event_id == "hot-3"]) == 1
+    a = summary["activity"]
+    assert {k: a[k] for k in embedded} == embedded
+    assert embedded == {"read": 52, "accepted": 46, "quarantined": 1, "duplicates": 5}
