@@ -199,35 +199,33 @@ def run_detections(con, run_id: int, start, end, now: datetime,
               f"FROM ({sequence_sql(r.id, r.sequence)}) s" for r in rules
               if r.is_sequence and _possible(r.sequence, present)]
     con.execute("CREATE OR REPLACE TEMP TABLE det_all AS " + "\nUNION ALL\n".join(parts))
-    if not settings.mutes:
-        try:
-            stored = con.execute(INSERT_UNMUTED_SQL, {"run_id": run_id}).fetchall()[0][0]
-            _record_rules(con, run_id, rules, record_rules)
-        finally:
-            _drop(con)
-        return stored
-    mutes = pd.DataFrame([(i, m.rule, m.account, m.target, m.ticket, m.reason, m.expires)
-                          for i, m in enumerate(settings.mutes)], columns=list(MUTE_COLUMNS))
-    mutes = mutes.astype({"n": "int64"}).astype(
-        {c: object for c in MUTE_COLUMNS if c not in ("n", "expires")})
-    mutes["expires"] = pd.to_datetime(mutes["expires"], utc=True)
-    con.register("det_mutes", mutes)
+    muted = bool(settings.mutes)
+    if muted:
+        con.register("det_mutes", _mutes_frame(settings.mutes))
     try:
-        stored = con.execute(INSERT_SQL, {"run_id": run_id, "now": now}).fetchall()[0][0]
-        _record_rules(con, run_id, rules, record_rules)
+        stored = con.execute(INSERT_SQL if muted else INSERT_UNMUTED_SQL,
+                             {"run_id": run_id, "now": now} if muted else {"run_id": run_id}
+                             ).fetchall()[0][0]
+        if rules and record_rules:
+            con.executemany(
+                "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
+                  r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path,
+                  r.sha256] for r in rules])
     finally:
-        con.unregister("det_mutes")
+        if muted:
+            con.unregister("det_mutes")
         _drop(con)
     return stored
 
 
-def _record_rules(con, run_id: int, rules: list[Rule], record_rules: bool) -> None:
-    if rules and record_rules:
-        con.executemany(
-            "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
-              r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path,
-              r.sha256] for r in rules])
+def _mutes_frame(mutes: tuple[Mute, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame([(i, m.rule, m.account, m.target, m.ticket, m.reason, m.expires)
+                          for i, m in enumerate(mutes)], columns=list(MUTE_COLUMNS))
+    frame = frame.astype({"n": "int64"}).astype(
+        {c: object for c in MUTE_COLUMNS if c not in ("n", "expires")})
+    frame["expires"] = pd.to_datetime(frame["expires"], utc=True)
+    return frame
 
 
 def _drop(con) -> None:
