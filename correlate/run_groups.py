@@ -18,6 +18,20 @@ SUMMARY_SQL = ("INSERT INTO run_summaries SELECT $run_id, coalesce(sum(n), 0), c
 GROUP_STATEMENTS = ("INSERT INTO run_groups\n" + FROM_REFS, SUMMARY_SQL)
 
 
+# A run whose groups were written with it has a run_summaries row (none before schema 066).
+WRITTEN_SQL = """
+SELECT count(*) FROM duckdb_tables() t
+WHERE t.database_name = current_database() AND t.schema_name = 'main'
+  AND t.table_name = 'run_summaries'
+"""
+
+
+def written(store, run_id: int) -> bool:
+    """True when run_id's groups were written with it (correlate, load-run)."""
+    return bool(store.scalar(WRITTEN_SQL)) and bool(
+        store.scalar("SELECT count(*) FROM run_summaries WHERE run_id = ?", [run_id]))
+
+
 def record_groups(con, run_id: int, engine: bool = True) -> None:
     """Write run_id's groups and summary (inside the run's transaction). `engine`: the run's
     findings are finding_refs (correlate), else findings_v1 (load-run)."""
