@@ -196,3 +196,46 @@ def issue_groups(store: Store, run_id: int, previous: int | None, limit: int) ->
 
 def issue_changes(store: Store, run_id: int, previous: int) -> dict:
     return store.query_dicts(ISSUE_CHANGES_SQL, {"run_id": run_id, "previous": previous})[0]
+
+
+# A busy account's timeline as `correlate` binned it (schema 068): the marks TIMELINE_BINS_SQL
+# (reports/gaps.py) makes from the actions, every flagged and every FAIL bin and the first
+# $limit others, read from a few thousand bins instead of the account's actions.
+TIMELINE_RUN_SQL = """
+SELECT t0, span, width, above FROM run_timelines WHERE run_id = ?
+"""
+HAS_BINS_SQL = """
+SELECT count(*) = 2 FROM duckdb_tables()
+WHERE database_name = current_database() AND schema_name = 'main'
+  AND table_name IN ('run_timelines', 'run_timeline_bins')
+"""
+STORED_BINS_SQL = """
+SELECT ts, verdicts AS verdict, status,
+       CASE WHEN n = 1 THEN target
+            ELSE target || ' and ' || (n - 1) || ' more action(s) here' END AS target,
+       rules, severity, review, sequences, n
+FROM run_timeline_bins WHERE run_id = $run_id AND account = $account
+QUALIFY flagged OR status = 'FAIL' OR row_number() OVER (
+    ORDER BY NOT flagged, CASE status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
+                                      WHEN 'INFO' THEN 3 ELSE 4 END, ts) <= $limit
+ORDER BY ts, status, NOT flagged
+"""
+
+
+def stored_timeline(store: Store, run_id: int, t0: float, span: float, width: int,
+                    above: int) -> bool:
+    """Whether run_id's busy accounts were binned when it was written, over this period and
+    width, for every account with more than `above` actions (else the report bins itself)."""
+    if not store.scalar(HAS_BINS_SQL):
+        return False
+    row = store.query(TIMELINE_RUN_SQL, [run_id])
+    if not row:
+        return False
+    s_t0, s_span, s_width, s_above = row[0]
+    return (s_width == width and s_above <= above and abs(s_t0 - t0) < 1e-6
+            and abs(s_span - span) < 1e-6)
+
+
+def stored_bins(store: Store, run_id: int, account: str, limit: int) -> list[tuple]:
+    """(ts, verdict, status, target, rules, severity, review, sequences, n) per mark."""
+    return store.query(STORED_BINS_SQL, {"run_id": run_id, "account": account, "limit": limit})
