@@ -16,7 +16,7 @@ from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
 from correlate.exceptions import TargetCriticality, VerdictException, record_exceptions
 from correlate.hygiene import HygieneSettings
-from correlate.run_groups import GROUP_STATEMENTS
+from correlate.run_groups import GROUP_STATEMENTS, SCRATCH, group_params
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -65,7 +65,7 @@ _CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "
             "hy_appr", "hy_wi", "hy_used", "hy_names", "hy_impl", "hy_approvers",
             "hy_auth", "hy_pat", "hy_expand", "hy_unused", "hy_uhost", "hy_beat", "hy_reported",
             "hy_unused_judged", "hy_chain", "hy_bg", "hy_patn", "hy_scope", "hy_touched",
-            "hy_bypass_act")
+            "hy_bypass_act", *SCRATCH)
 
 
 def correlate(store: Store, start: datetime | None = None, end: datetime | None = None,
@@ -108,14 +108,16 @@ def correlate(store: Store, start: datetime | None = None, end: datetime | None 
                 _run(con, statement, params)
             record_exceptions(con, run_id, started, exceptions, criticality)
             lap("checks")
-            for statement in GROUP_STATEMENTS:      # the gap report's groups (schema 066)
-                _run(con, statement, params)
-            lap("groups")
             for statement in HYGIENE_STATEMENTS:
                 _run(con, statement, {**params, **hygiene.params(), "now": started})
             lap("hygiene")
             run_detections(con, run_id, start, end, started, detections)
             lap("detections")
+            # the gap report's groups and timeline bins (schemas 066, 068): after the detections,
+            # which the bins mark
+            for statement in GROUP_STATEMENTS:
+                _run(con, statement, {**params, **group_params(start, end)})
+            lap("groups")
             con.execute("UPDATE runs SET finished = ? WHERE run_id = ?", [now_utc(), run_id])
         lap("commit")
     except duckdb.Error as exc:

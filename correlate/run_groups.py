@@ -1,21 +1,35 @@
 """A run's findings counted once per group when the run is written (schema 066), so the gap
-report reads groups, not 1e7 findings (issue 11). The SQL is correlate/sql/run_groups.sql."""
+report reads groups, not 1e7 findings (issue 11), and its busy accounts' timelines binned in
+the same pass (schema 068). The SQL is correlate/sql/run_groups.sql and run_timeline.sql."""
 
 from __future__ import annotations
 
 from correlate.store import read_sql
 
-# BY_DEFINITION: over the findings view (any run); FROM_REFS: the same rows, faster, for a run
-# the engine wrote (finding_refs).
-BY_DEFINITION, FROM_REFS = [
-    "\n".join(line for line in part.splitlines() if not line.strip().startswith("--"))
-    for part in read_sql("run_groups.sql").split("\n;\n")]
+TIMELINE_WIDTH = 900        # the gap report's SVG width: pixel columns of a timeline
+TIMELINE_BIN_ABOVE = 2000   # an account with more actions is binned (reports/gaps.py reads it)
+
+
+def _parts(name: str) -> list[str]:
+    """The statements of correlate/sql/NAME (a line holding only ';' between), no comments."""
+    return ["\n".join(line for line in part.splitlines() if not line.strip().startswith("--"))
+            for part in read_sql(name).split("\n;\n")]
+
+
+# BY_DEFINITION: over the findings view (any run); FROM_PARTS: the same rows, faster, for a run
+# the engine wrote (finding_refs), from run_timeline.sql's rg_parts.
+BY_DEFINITION, FROM_PARTS = _parts("run_groups.sql")
+TIMELINE_PASS = _parts("run_timeline.sql")      # period, flags, rg_parts; then the bins
+PASS_SQL, BINS_SQL = TIMELINE_PASS[:-2], TIMELINE_PASS[-2:]
 
 SUMMARY_SQL = ("INSERT INTO run_summaries SELECT $run_id, coalesce(sum(n), 0), count(*) "
                "FROM run_groups WHERE run_id = $run_id")
 
-# What correlate/engine.py appends once a run's findings and exceptions are written.
-GROUP_STATEMENTS = ("INSERT INTO run_groups\n" + FROM_REFS, SUMMARY_SQL)
+SCRATCH = ("rg_period", "rg_marks", "rg_signs", "rg_flags", "rg_sequences", "rg_parts")
+
+# What correlate/engine.py runs once a run's findings, exceptions and detections are written.
+GROUP_STATEMENTS = (*PASS_SQL, "INSERT INTO run_groups\n" + FROM_PARTS, SUMMARY_SQL, *BINS_SQL,
+                    *(f"DROP TABLE IF EXISTS {name}" for name in SCRATCH))
 
 
 # A run whose groups were written with it has a run_summaries row (none before schema 066).
@@ -32,10 +46,19 @@ def written(store, run_id: int) -> bool:
         store.scalar("SELECT count(*) FROM run_summaries WHERE run_id = ?", [run_id]))
 
 
-def record_groups(con, run_id: int, engine: bool = True) -> None:
-    """Write run_id's groups and summary (inside the run's transaction). `engine`: the run's
-    findings are finding_refs (correlate), else findings_v1 (load-run)."""
+def group_params(start, end) -> dict:
+    """The parameters GROUP_STATEMENTS bind besides $run_id (the run's period, the bins')."""
+    from correlate.detect.rules import SEVERITIES     # not at import: the report reads BY_DEFINITION
+    return {"start": start, "end": end, "width": TIMELINE_WIDTH,
+            "above": TIMELINE_BIN_ABOVE, "severities": list(SEVERITIES)}
+
+
+def record_groups(con, run_id: int, engine: bool = True, start=None, end=None) -> None:
+    """Write run_id's groups and summary (inside the run's transaction), and with `engine` its
+    timeline bins. `engine`: the run's findings are finding_refs (correlate), else findings_v1
+    (load-run: no bins; the report bins those runs' actions itself)."""
+    params = {"run_id": run_id, **group_params(start, end)}
     statements = GROUP_STATEMENTS if engine else ("INSERT INTO run_groups\n" + BY_DEFINITION,
                                                   SUMMARY_SQL)
     for statement in statements:
-        con.execute(statement, {"run_id": run_id})
+        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})

@@ -15,6 +15,7 @@ from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import group_detections, worst_detections
 from reports.hygiene import hygiene_rows
+from correlate.run_groups import TIMELINE_BIN_ABOVE as BIN_ABOVE, TIMELINE_WIDTH
 from reports import run_groups as rg
 from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
@@ -27,7 +28,7 @@ RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
 TIMELINE_SEQUENCES = 50     # sequence lines drawn per timeline, the longest; the rest counted
-TIMELINE_BIN_ABOVE = 2000   # an account with more actions: one mark per pixel, status, flagged
+TIMELINE_BIN_ABOVE = BIN_ABOVE   # more actions: one mark per pixel, status, flagged (2,000)
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
 QUARANTINE_SQL = """
@@ -98,7 +99,7 @@ GROUP BY floor(greatest(0, least(1, (epoch(a.ts) - $t0) / $span)) * $width), a.s
 QUALIFY NOT (dd.rules IS NULL) OR a.status = 'FAIL' OR row_number() OVER (
     ORDER BY dd.rules IS NULL, CASE a.status WHEN 'FAIL' THEN 1 WHEN 'WARN' THEN 2
                                             WHEN 'INFO' THEN 3 ELSE 4 END, min(a.ts)) <= $limit
-ORDER BY ts
+ORDER BY ts, a.status, dd.rules IS NULL
 """
 
 # Accounts whose actions are members of a sequence that no allow entry muted, most first.
@@ -244,8 +245,9 @@ def _axis(start: datetime, end: datetime, width: int) -> list[dict]:
 
 
 def _timeline(store: Store, run_id: int, account: str, counts: dict, start: datetime,
-              end: datetime, width: int) -> Timeline:
-    """`counts`: the account's actions in the run per status (from the accounts table)."""
+              end: datetime, width: int, stored: bool = False) -> Timeline:
+    """`counts`: the account's actions in the run per status (from the accounts table);
+    `stored`: a busy account's bins were written with the run (schema 068): read them."""
     tl = Timeline(account)
     span = max((end - start).total_seconds(), 1.0)
 
@@ -259,7 +261,9 @@ def _timeline(store: Store, run_id: int, account: str, counts: dict, start: date
                         "target": target, "start": ws, "end": we, "kind": kind, "status": status})
     params = {"account": account, "limit": TIMELINE_MARKS,
               "severities": list(SEVERITIES)}
-    if sum(counts.values()) > TIMELINE_BIN_ABOVE:
+    if sum(counts.values()) > TIMELINE_BIN_ABOVE and stored:
+        actions = rg.stored_bins(store, run_id, account, TIMELINE_MARKS)
+    elif sum(counts.values()) > TIMELINE_BIN_ABOVE:
         actions = store.query(TIMELINE_BINS_SQL, {**params, "t0": start.timestamp(),
                                                   "span": span, "width": width})
     else:
@@ -387,7 +391,7 @@ def gap_report_context(store: Store, run_id: int | None = None,
     issue_verdicts, top_fail, top_actions, excepted = _issues(groups, ordered, failing_total)
     accepted = run_exceptions(store, run_id)
     attempts = rg.failed_attempts(store, run_id)
-    width = 900
+    width = TIMELINE_WIDTH
     timelines = []
     if start and end:
         # accounts with sequences first (their sequences are drawn), then the most failing
@@ -395,12 +399,20 @@ def gap_report_context(store: Store, run_id: int | None = None,
         chosen += [a["account"] for a in accounts if a["fail"] and a["account"] not in chosen]
         listed = {a["account"]: a for a in accounts}
         chosen = chosen[:TIMELINE_ACCOUNTS]
-        scratch = {"run_id": run_id, "accounts": chosen, "severities": list(SEVERITIES)}
+        counts = {acc: _account_counts(listed.get(acc)) or rg.account_status(store, run_id, acc)
+                  for acc in chosen}
+        span = max((end - start).total_seconds(), 1.0)
+        stored = rg.stored_timeline(store, run_id, start.timestamp(), span, width,
+                                    TIMELINE_BIN_ABOVE)
+        binned = {acc for acc in chosen if stored and sum(counts[acc].values())
+                  > TIMELINE_BIN_ABOVE}      # read from the run's bins, not its actions
+        scratch = {"run_id": run_id, "accounts": [a for a in chosen if a not in binned],
+                   "severities": list(SEVERITIES)}
         for statement in TIMELINE_SCRATCH_SQL:
             store.query(statement, {k: v for k, v in scratch.items() if f"${k}" in statement})
         for acc in chosen:
-            counts = _account_counts(listed.get(acc)) or rg.account_status(store, run_id, acc)
-            timelines.append(_timeline(store, run_id, acc, counts, start, end, width))
+            timelines.append(_timeline(store, run_id, acc, counts[acc], start, end, width,
+                                       acc in binned))
         store.query("DROP TABLE IF EXISTS timeline_actions; DROP TABLE IF EXISTS timeline_flags")
     rows = worst_detections(store, run_id, RISKY_LIMIT)
     risky, risky_muted = risky_groups(rows)

