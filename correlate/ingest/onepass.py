@@ -26,7 +26,8 @@ def load(store: Store, plan: Plan) -> FileResult | None:
     con.execute("BEGIN TRANSACTION")
     try:
         ingest_id = log.next_id(con)
-        read, accepted = load_direct(con, batch.sql, bound(batch), plan.source, ingest_id)
+        read, accepted = load_direct(con, batch.sql, bound(batch), plan.source, ingest_id,
+                                     store.known_ids)
         if log.seen(con, plan.digest, plan.source, plan.kind):     # under another name
             con.execute("ROLLBACK")
             return plan.skipped(con)
