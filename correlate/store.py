@@ -53,10 +53,6 @@ def read_sql(name: str) -> str:
 class Store:
     """One DuckDB file. Every connection is UTC; errors become pamcorr errors."""
 
-    # set by `pamcorr watch` (correlate/watch/seen.py): ingest then looks up only the activity
-    # rows this filter says may be stored (correlate/ingest/activity.py stored_ids)
-    known_ids = None
-
     def __init__(self, path: str | os.PathLike | None = None, read_only: bool = False):
         self.path = str(path or default_db_path())
         if read_only and self.path != ":memory:" and not Path(self.path).exists():

@@ -123,7 +123,7 @@ def _ingest_all(store, files) -> list[tuple]:
         (r,) = ingest(store, GenericConnector(), "activity", [str(f)], Options())
         assert r.balanced
         out.append((r.read, r.accepted, r.quarantined, r.duplicates))
-        if store.known_ids is not None:
+        if getattr(store, "known_ids", None) is not None:
             store.known_ids.add_since(store.con)
     return out
 

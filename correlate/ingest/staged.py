@@ -49,7 +49,7 @@ def load(store: Store, plan: Plan, pool: ThreadPoolExecutor) -> FileResult:
         for i, batch in enumerate(plan.staged):
             result.add(load_batch(con, batch.table, f"stage_{i}", plan.source, ingest_id,
                                   str(plan.path), numbered[i], plan.tail.lines,
-                                  store.known_ids))
+                                  getattr(store, "known_ids", None)))
         result.reasons = dict(con.execute(REASONS, [ingest_id]).fetchall())
         log.record(con, [plan.entry(ingest_id, result)])
         if before is not None:

@@ -145,7 +145,7 @@ class Watcher:
         # the store's action keys, so a batch's de-duplication reads only what may match
         # (correlate/watch/seen.py); read held to the cache limit, as a batch is
         self.seen = self._held(SeenIds.of_store, self.con)
-        store.known_ids = self.seen
+        store.known_ids = self.seen       # ingest (onepass.py, staged.py) looks for it
         # what an earlier process spooled and did not finish comes first, then each file
         # resumes where the store says it was left
         self.leftovers = self._leftovers()
