@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 K = 8                      # bits per key
-BITS_PER_KEY = 32          # with K = 8: about 6e-8 false "maybe" per key when full
+BITS_PER_KEY = 32          # with K = 8: about 6e-6 false "maybe" per key when full
 ROOM = 4_000_000           # actions the filter takes beyond the store's size at start
 MIN_BITS = 1 << 24
 
