@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,9 +42,12 @@ def _setup(folder: Path) -> tuple[Path, list[str]]:
 
 
 def run(rate: int, seconds: float, fail_share: float, detections: bool,
-        sample_every: float = 5.0, warmup: float = 15.0, cache_limit: str | None = None) -> dict:
+        sample_every: float = 5.0, warmup: float = 15.0, cache_limit: str | None = None,
+        store: str | None = None, startup: float = 4.0) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     log, pairs = _setup(folder)
+    if store:                       # start from a copy of a store that already holds actions
+        shutil.copy(store, folder / "w.duckdb")
     cmd = [sys.executable, "-c", "from correlate.cli import main; main()", "watch",
            "--db", str(folder / "w.duckdb"), "--poll", "0.2", "--debounce-ms", "20", *pairs]
     if not detections:
@@ -65,7 +69,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
 
     threading.Thread(target=read, daemon=True).start()
     ps = psutil.Process(proc.pid)
-    time.sleep(4)                                   # start-up (rules parsed) is not measured
+    time.sleep(startup)                             # start-up (rules parsed) is not measured
     samples, written, fail_every = [], 0, max(1, round(1 / fail_share))
     tick, start = 0.01, time.monotonic()
     cpu0 = sum(ps.cpu_times()[:2])
@@ -119,7 +123,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
             "cpu_pct": round(100 * cpu / elapsed), "rss_mib": samples,
             f"rss_mib_after_{warmup:g}s": [min(after), max(after)] if after else None,
             "load_average": round(os.getloadavg()[0], 1), "detections": detections,
-            "cache_limit": cache_limit,
+            "cache_limit": cache_limit, "store": store,
             "watch_stderr": str(folder / "watch.stderr")}
 
 
@@ -141,11 +145,16 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=15.0,
                     help="RSS samples from this second on count as after warm-up")
     ap.add_argument("--cache-limit", default=None, help="watch --cache-limit (default: its own)")
+    ap.add_argument("--store", default=None,
+                    help="start watch on a copy of this store (e.g. one holding 5e6 actions)")
+    ap.add_argument("--startup", type=float, default=4.0,
+                    help="seconds watch gets to start before the writer begins")
     args = ap.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", file=sys.stderr)
     for rate in args.rate or [1000, 10000]:
         print(json.dumps(run(rate, args.seconds, args.fail_share, not args.no_detections,
-                             args.sample_every, args.warmup, args.cache_limit)), flush=True)
+                             args.sample_every, args.warmup, args.cache_limit, args.store,
+                             args.startup)), flush=True)
 
 
 if __name__ == "__main__":

@@ -59,17 +59,75 @@ FROM fresh f
 """
 
 
+# With `known` (watch: correlate/watch/seen.py, a filter of the stored (source, event_id) keys)
+# only the rows it says may be stored are looked up, first among stored rows of their own time
+# span (a line delivered again carries its timestamp; zone maps on ts skip the rest of the
+# store), then, for any not found there (an event_id reused with another timestamp, or a false
+# "maybe"), in the whole store as without it: the same rows are duplicates either way, and a
+# batch costs the same however big the store is, unless an id is reused.
+KNOWN_KEY = "(hash($source, c.event_id) >> 2)"
+MAYBE_IDS = """
+CREATE OR REPLACE TEMP TABLE maybe_ids AS
+SELECT c.event_id, min(c.ts) AS ts FROM ({rows}) c
+WHERE {key} IN (SELECT unnest($keys::UBIGINT[])) GROUP BY 1
+"""
+STORED_NEAR = """
+CREATE OR REPLACE TEMP TABLE stored_ids AS
+SELECT DISTINCT a.event_id FROM main.activity a
+WHERE a.source = $source AND a.ts BETWEEN $lo AND $hi AND coalesce(a.ingest_id, -1) <> $ingest_id
+  AND a.event_id IN (SELECT event_id FROM maybe_ids)
+"""
+STORED_FAR = """
+INSERT INTO stored_ids SELECT DISTINCT a.event_id FROM main.activity a
+WHERE a.source = $source AND coalesce(a.ingest_id, -1) <> $ingest_id
+  AND a.event_id IN (SELECT event_id FROM maybe_ids ANTI JOIN stored_ids USING (event_id))
+"""
+NONE_STORED = ("CREATE OR REPLACE TEMP TABLE stored_ids AS SELECT NULL::VARCHAR AS event_id "
+               "WHERE false")
+ACTIVITY_KNOWN = "SELECT s.* FROM ({good}) s ANTI JOIN stored_ids USING (event_id)"
+
+
+def stored_ids(con, known, source: str, ingest_id: int, rows: str) -> int:
+    """Temp table `stored_ids`: the event_ids among `rows` (SQL with event_id, ts) that are
+    stored for `source` by another ingest, found exactly but read only where `known` says they
+    may be. Returns how many ids `known` flagged that are not stored (a false "maybe", then
+    also a possible act_id clash for the one-pass load)."""
+    import numpy as np
+    params = {"source": source}
+    keys = con.execute(f"SELECT {KNOWN_KEY} AS k FROM ({rows}) c", params).fetchnumpy()["k"]
+    flagged = keys[known.maybe(np.asarray(keys, dtype=np.uint64))] if len(keys) else keys
+    if not len(flagged):            # the usual batch: nothing of it can be stored
+        con.execute(NONE_STORED)
+        return 0
+    con.execute(MAYBE_IDS.format(rows=rows, key=KNOWN_KEY),
+                {**params, "keys": [int(k) for k in flagged]})
+    lo, hi = con.execute("SELECT min(ts), max(ts) FROM maybe_ids").fetchall()[0]
+    ids = {**params, "ingest_id": ingest_id}
+    con.execute(STORED_NEAR, {**ids, "lo": lo, "hi": hi})
+    unresolved = scalar(con, "SELECT count(*) FROM maybe_ids ANTI JOIN stored_ids "
+                             "USING (event_id)", [])
+    if unresolved:
+        con.execute(STORED_FAR, ids)
+        unresolved = scalar(con, "SELECT count(*) FROM maybe_ids ANTI JOIN stored_ids "
+                                 "USING (event_id)", [])
+    return unresolved
+
+
 def _has_rows(con, source: str, ingest_id: int) -> bool:
     return bool(scalar(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE source = ? "
                             "AND ingest_id <> ? LIMIT 1)", [source, ingest_id]))
 
 
-def load_staged(con, source: str, ingest_id: int) -> int:
-    """Insert the good rows of the temp view `stage`; returns how many were new."""
+def load_staged(con, source: str, ingest_id: int, known=None) -> int:
+    """Insert the good rows of the temp view `stage`; returns how many were new. `known`: see
+    `stored_ids`."""
     repeats = scalar(con, "SELECT count(*) - count(DISTINCT event_id) FROM stage "
                      "WHERE reason IS NULL", [])
     good = ACTIVITY_FIRST if repeats else ACTIVITY_GOOD
-    if _has_rows(con, source, ingest_id):
+    if known is not None:
+        stored_ids(con, known, source, ingest_id, ACTIVITY_GOOD)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {ACTIVITY_KNOWN.format(good=good)}")
+    elif _has_rows(con, source, ingest_id):
         con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {ACTIVITY_NEW.format(good=good)}",
                     {"source": source})
     else:
@@ -121,7 +179,15 @@ class NotDirect(Exception):
     """The one-pass load cannot be used for this file; take the staged path."""
 
 
-def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tuple[int, int]:
+# With `known`: only the rows `stored_ids` found are stored duplicates, and only a flagged row
+# it did not find can clash (a stored one-pass row with its act_id has its key, so is flagged).
+DIRECT_KNOWN = ("DELETE FROM activity WHERE ingest_id = $ingest_id "
+                "AND event_id IN (SELECT event_id FROM stored_ids)")
+DIRECT_NEW = "SELECT event_id, ts FROM main.activity WHERE ingest_id = {ingest_id:d}"
+
+
+def load_direct(con, sql: str, params: dict, source: str, ingest_id: int,
+                known=None) -> tuple[int, int]:
     """Parse and insert in one statement, inside the caller's transaction.
 
     Returns (read, accepted). Raises NotDirect when a row needs quarantine, an event_id
@@ -140,8 +206,14 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int) -> tup
         raise NotDirect(str(exc)) from None
     if scalar(con, DIRECT_REPEATS, ids):
         raise NotDirect("an event_id repeats within the file")
-    if read and scalar(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE ingest_id <> ? "
-                            "LIMIT 1)", [ingest_id]):
+    if read and known is not None:
+        if stored_ids(con, known, source, ingest_id, DIRECT_NEW.format(ingest_id=ingest_id)) \
+                and scalar(con, DIRECT_CLASHES + " AND n.event_id IN (SELECT event_id FROM "
+                                "maybe_ids)", ids):
+            raise NotDirect("activity ids clash")
+        con.execute(DIRECT_KNOWN, ids)
+    elif read and scalar(con, "SELECT count(*) FROM (SELECT 1 FROM activity WHERE ingest_id <> ? "
+                              "LIMIT 1)", [ingest_id]):
         if scalar(con, DIRECT_CLASHES, ids):
             raise NotDirect("activity ids clash")
         con.execute(DIRECT_STORED, {**ids, "source": source})

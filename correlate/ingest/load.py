@@ -22,8 +22,9 @@ FRESH_KIND = ("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END
 
 
 def load_batch(con, table: str, name: str, source: str, ingest_id: int, path: str,
-               numbered: int | None = None, shift: int = 0) -> dict:
-    """Counts (read, accepted, quarantined, duplicates, ignored) of the batch in `name`."""
+               numbered: int | None = None, shift: int = 0, known=None) -> dict:
+    """Counts (read, accepted, quarantined, duplicates, ignored) of the batch in `name`;
+    `known`: the stored activity keys watch holds (activity.stored_ids), or None."""
     # rid: the row's position in the staged table, which keeps the file's order
     # (preserve_insertion_order); with `numbered` it is also the line (Staged.number_lines).
     # `shift`: lines of the file before the part read (a grown file's tail).
@@ -39,7 +40,8 @@ def load_batch(con, table: str, name: str, source: str, ingest_id: int, path: st
                     "FROM stage WHERE reason IS NULL GROUP BY ALL", [ingest_id])
         return {"read": read, "quarantined": quarantined, "accepted": 0, "duplicates": 0,
                 "ignored": read - quarantined}
-    accepted = LOADERS[table](con, source, ingest_id)
+    accepted = (load_staged(con, source, ingest_id, known) if table == "activity"
+                else LOADERS[table](con, source, ingest_id))
     return {"read": read, "quarantined": quarantined, "accepted": accepted,
             "duplicates": read - quarantined - accepted, "ignored": 0}
 

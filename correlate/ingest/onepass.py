@@ -21,12 +21,14 @@ def usable(plan: Plan) -> bool:
 
 
 def load(store: Store, plan: Plan) -> FileResult | None:
-    """The file's result, or None: nothing kept, take the staged strategy."""
+    """The file's result, or None: nothing kept, take the staged strategy. `known_ids`, when
+    `pamcorr watch` set it on the store: its filter of stored keys (activity.stored_ids)."""
     con, batch = store.con, plan.staged[0]
     con.execute("BEGIN TRANSACTION")
     try:
         ingest_id = log.next_id(con)
-        read, accepted = load_direct(con, batch.sql, bound(batch), plan.source, ingest_id)
+        read, accepted = load_direct(con, batch.sql, bound(batch), plan.source, ingest_id,
+                                     getattr(store, "known_ids", None))
         if log.seen(con, plan.digest, plan.source, plan.kind):     # under another name
             con.execute("ROLLBACK")
             return plan.skipped(con)

@@ -48,7 +48,8 @@ def load(store: Store, plan: Plan, pool: ThreadPoolExecutor) -> FileResult:
         ingest_id = log.next_id(con)
         for i, batch in enumerate(plan.staged):
             result.add(load_batch(con, batch.table, f"stage_{i}", plan.source, ingest_id,
-                                  str(plan.path), numbered[i], plan.tail.lines))
+                                  str(plan.path), numbered[i], plan.tail.lines,
+                                  getattr(store, "known_ids", None)))
         result.reasons = dict(con.execute(REASONS, [ingest_id]).fetchall())
         log.record(con, [plan.entry(ingest_id, result)])
         if before is not None:

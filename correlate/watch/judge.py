@@ -18,6 +18,14 @@ SCRATCH_RUN = -1
 
 SHADOW_SQL = ("CREATE OR REPLACE TEMP TABLE activity AS SELECT * FROM main.activity "
               "WHERE act_id IN (SELECT act_id FROM watch_new)")
+# New actions: their ingest ids bound the read, so zone maps skip the rest of the store (matching
+# act_ids alone read the whole act_id column each batch: 150 ms at 5e6 stored actions)
+SPAN_SQL = "CREATE OR REPLACE TEMP TABLE watch_span AS SELECT ?::INTEGER AS lo, ?::INTEGER AS hi"
+NEW_SQL = ("CREATE OR REPLACE TEMP TABLE watch_new AS SELECT act_id FROM main.activity "
+           "WHERE ingest_id BETWEEN $lo AND $hi AND ingest_id IN (SELECT unnest($ids::INTEGER[]))")
+SHADOW_SPAN_SQL = ("CREATE OR REPLACE TEMP TABLE activity AS SELECT * FROM main.activity "
+                   "WHERE ingest_id BETWEEN $lo AND $hi "
+                   "AND act_id IN (SELECT act_id FROM watch_new)")
 JUDGED_SQL = """
 CREATE OR REPLACE TEMP TABLE watch_judged AS
 SELECT f.act_id, f.verdict, f.status, f.approval_id, f.approval_source, f.ticket_id, f.reason,
@@ -53,11 +61,13 @@ OPEN_SQL = ("CREATE OR REPLACE TEMP TABLE watch_new AS SELECT act_id FROM watch_
 
 def new_actions(con, ingest_ids: list[int]) -> None:
     """watch_new := the actions the given ingests stored."""
-    con.execute("CREATE OR REPLACE TEMP TABLE watch_new AS SELECT act_id FROM main.activity "
-                "WHERE ingest_id IN (SELECT unnest(?::INTEGER[]))", [ingest_ids])
+    lo, hi = min(ingest_ids), max(ingest_ids)
+    con.execute(SPAN_SQL, [lo, hi])
+    con.execute(NEW_SQL, {"lo": lo, "hi": hi, "ids": ingest_ids})
 
 
 def open_actions(con, since: datetime) -> int:
+    con.execute(SPAN_SQL, [None, None])
     con.execute(OPEN_SQL, {"since": since})
     return con.execute("SELECT count(*) FROM watch_new").fetchall()[0][0]
 
@@ -70,7 +80,11 @@ def judge(con, policy: Policy, now: datetime,
     params = {"start": None, "end": None, "grace": policy.grace_s,
               "lookaround": policy.lookaround_s,
               "actual_window": policy.change_window == "actual", "run_id": SCRATCH_RUN}
-    con.execute(SHADOW_SQL)
+    lo, hi = con.execute("SELECT lo, hi FROM watch_span").fetchall()[0]
+    if lo is None:
+        con.execute(SHADOW_SQL)
+    else:
+        con.execute(SHADOW_SPAN_SQL, {"lo": lo, "hi": hi})
     try:
         for statement in [*VERDICT_STATEMENTS, *STORE_STATEMENTS]:
             _run(con, statement, params)

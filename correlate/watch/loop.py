@@ -30,6 +30,7 @@ from correlate.ingest import ingest
 from correlate.store import Store
 from correlate.watch import alerts as A
 from correlate.watch.judge import changes_verdicts, judge, load_rules, new_actions, open_actions
+from correlate.watch.seen import SeenIds
 from correlate.watch.sequences import SequenceHistory
 from correlate.watch.sinks import Sink
 from correlate.watch.sources import (REFUSED_SUFFIXES, Chunk, FileFollower, Journal,
@@ -141,6 +142,10 @@ class Watcher:
             self.receiver = SyslogReceiver(journal, *settings.listen)
             self._follow(settings.listen_source, kind, connector, str(journal.path),
                          settings.listen_options)
+        # the store's action keys, so a batch's de-duplication reads only what may match
+        # (correlate/watch/seen.py); read held to the cache limit, as a batch is
+        self.seen = self._held(SeenIds.of_store, self.con)
+        store.known_ids = self.seen       # ingest (onepass.py, staged.py) looks for it
         # what an earlier process spooled and did not finish comes first, then each file
         # resumes where the store says it was left
         self.leftovers = self._leftovers()
@@ -258,6 +263,8 @@ class Watcher:
         except InputError as exc:
             self.say(f"watch: {exc}")
             return []
+        finally:        # whatever ingest committed, by any of its paths, is known from now on
+            self.seen.add_since(self.con)
 
     def _chunk(self, chunk: Chunk, connector, options: Options, spooled: Path | None = None):
         spooled = spooled or self.spool.write(chunk)
