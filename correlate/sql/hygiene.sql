@@ -206,10 +206,14 @@ SELECT DISTINCT u.source, u.approval_id, u.ws, u.we, e.host
 FROM (SELECT source, approval_id, ws, we, lower(unnest(tlist)) AS pat FROM hy_unused) u
 JOIN hy_expand e USING (pat)
 ;
--- Each source's events per host and hour (first and last), for the hosts above only.
+-- Each source's events per host and hour (first and last), for the hosts above only. The hour
+-- is the UTC hour (the store's session is UTC) floored in integer microseconds: date_trunc on a
+-- TIMESTAMPTZ goes through the time zone library, 0.3 CPU-s over 3e6 actions at 1e7.
 CREATE OR REPLACE TEMP TABLE hy_beat AS
-SELECT a.source, k.target_norm AS host, date_trunc('hour', a.ts) AS hour, min(a.ts) AS lo,
-       max(a.ts) AS hi
+SELECT a.source, k.target_norm AS host,
+       make_timestamptz(epoch_us(a.ts) - (epoch_us(a.ts) % 3600000000 + 3600000000) % 3600000000)
+           AS hour,
+       min(a.ts) AS lo, max(a.ts) AS hi
 FROM activity a
 JOIN (SELECT key_id, target_norm FROM activity_keys
       WHERE target_norm IN (SELECT host FROM hy_uhost)) k ON k.key_id = a.key_id
