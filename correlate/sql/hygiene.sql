@@ -311,7 +311,9 @@ SELECT $run_id, 'window_oversized', count(*), 0 FROM hy_used
 ;
 -- renewal_chain (WARN): approvals of one (account identity, target) back to back (each starting
 -- at most $hy_chain_gap minutes after the chain so far ends) spanning more than $hy_max_chain
--- hours; or more than $hy_max_per_week of them starting within 7 days.
+-- hours; or more than $hy_max_per_week of them starting within 7 days. The two window passes
+-- carry only the columns the chains are read by (with all of hy_appr's: 0.25 against 0.14
+-- CPU-s at 1e7).
 CREATE OR REPLACE TEMP TABLE hy_chain AS
 SELECT *, sum(CASE WHEN prev_end IS NULL OR ws > prev_end + to_seconds($hy_chain_gap * 60)
                    THEN 1 ELSE 0 END)
@@ -319,7 +321,7 @@ SELECT *, sum(CASE WHEN prev_end IS NULL OR ws > prev_end + to_seconds($hy_chain
                     ROWS UNBOUNDED PRECEDING) AS chain
 FROM (SELECT *, max(we) OVER (PARTITION BY acct_ident, tnorm ORDER BY ws, approval_id, source
                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-      FROM hy_appr)
+      FROM (SELECT source, approval_id, account, target, acct_ident, tnorm, ws, we FROM hy_appr))
 ;
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
                              target, check_id, severity, detail, evidence)
