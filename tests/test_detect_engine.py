@@ -82,6 +82,37 @@ def test_a_mute_scoped_to_a_ticket_or_target(risky):
     assert got[("db", "recursive_delete_of_data")]["muted_by"] == "db rebuild"
 
 
+def _shell_then_tamper(world, start: str, prefix: str) -> None:
+    """seq_root_shell_then_audit_off: sudo to a root shell, then audit rules deleted."""
+    world.action(f"{prefix}shell", f"{DAY}T{start}:00Z", account="root", actor="alice",
+                 action="sudo.command", detail="/bin/bash")
+    world.action(f"{prefix}tamper", f"{DAY}T{start}:30Z", account="root", actor="alice",
+                 action="exec", detail="auditctl -D")
+
+
+def test_sequence_members_carry_their_own_action_review_and_ticket_mute(world):
+    """Each member row of a sequence is reviewed by its own action's finding (needs_review
+    inside an approval, FAIL outside), and a ticket mute reaches it through that finding."""
+    world.approval("A", f"{DAY}T10:00:00Z", f"{DAY}T12:00:00Z", account="root")
+    _shell_then_tamper(world, "11:00", "in_")
+    _shell_then_tamper(world, "15:00", "out_")
+    store = world.store()
+    got = detections(store, correlate(store))
+    seq = "seq_root_shell_then_audit_off"
+    assert {e: got[(e, seq)]["review"] for e in ("in_shell", "in_tamper", "out_shell",
+                                                  "out_tamper")} == {
+        "in_shell": "needs_review", "in_tamper": "needs_review",
+        "out_shell": "FAIL", "out_tamper": "FAIL"}
+    assert got[("in_tamper", "auditctl_rules_deleted")]["review"] == "needs_review"
+    settings = DetectionSettings(mutes=(
+        Mute(rule="seq_*", ticket="CHG-1", reason="planned rebuild", expires=FUTURE),))
+    got = detections(store, correlate(store, detections=settings))
+    assert {e: got[(e, seq)]["review"] for e in ("in_shell", "in_tamper", "out_shell",
+                                                  "out_tamper")} == {
+        "in_shell": "MUTED", "in_tamper": "MUTED", "out_shell": "FAIL", "out_tamper": "FAIL"}
+    assert got[("in_tamper", "auditctl_rules_deleted")]["review"] == "needs_review"
+
+
 def test_secrets_in_a_detected_command_stay_redacted(world):
     world.action("up", f"{DAY}T11:00:00Z", action="exec",
                  detail="curl -T /tmp/dump.sql -H 'Authorization: Bearer s3cr3tT0kenValue' "

@@ -171,6 +171,19 @@ def test_unused_approval_on_a_host_whose_source_went_quiet_is_unknown(world):
     assert a1["severity"] == "INFO" and a1["evidence"]["quiet"] == ["web-03 (generic)"]
 
 
+def test_an_hour_whose_first_and_last_events_fall_outside_the_window_is_quiet(world):
+    """A source's reporting is read per UTC hour from its first and last event: an hour of
+    events at 10:05, 10:30 and 10:55 does not show the 10:20-10:40 window reported (unknown);
+    one whose last event, 11:10, lies in the 11:00-11:30 window does (unused)."""
+    world.approval("A1", t("10:20"), t("10:40"))
+    world.approval("A2", t("11:00"), t("11:30"), target="web-02")
+    heartbeat(world, "web-01", [t("10:05"), t("10:30"), t("10:55")])
+    heartbeat(world, "web-02", [t("10:50"), t("11:10")])
+    rows, _ = judge(world)
+    assert found(rows, "approval_unused_unknown") == ["A1"]
+    assert found(rows, "approval_unused") == ["A2"]
+
+
 def test_a_failed_attempt_is_no_use(world):
     world.approval("A1", t("10:00"), t("11:00"))
     world.action("e1", t("10:10"), outcome="failure")

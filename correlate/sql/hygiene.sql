@@ -206,10 +206,14 @@ SELECT DISTINCT u.source, u.approval_id, u.ws, u.we, e.host
 FROM (SELECT source, approval_id, ws, we, lower(unnest(tlist)) AS pat FROM hy_unused) u
 JOIN hy_expand e USING (pat)
 ;
--- Each source's events per host and hour (first and last), for the hosts above only.
+-- Each source's events per host and hour (first and last), for the hosts above only. The hour
+-- is the UTC hour (the store's session is UTC) floored in integer microseconds: date_trunc on a
+-- TIMESTAMPTZ goes through the time zone library, 0.3 CPU-s over 3e6 actions at 1e7.
 CREATE OR REPLACE TEMP TABLE hy_beat AS
-SELECT a.source, k.target_norm AS host, date_trunc('hour', a.ts) AS hour, min(a.ts) AS lo,
-       max(a.ts) AS hi
+SELECT a.source, k.target_norm AS host,
+       make_timestamptz(epoch_us(a.ts) - (epoch_us(a.ts) % 3600000000 + 3600000000) % 3600000000)
+           AS hour,
+       min(a.ts) AS lo, max(a.ts) AS hi
 FROM activity a
 JOIN (SELECT key_id, target_norm FROM activity_keys
       WHERE target_norm IN (SELECT host FROM hy_uhost)) k ON k.key_id = a.key_id
@@ -307,7 +311,9 @@ SELECT $run_id, 'window_oversized', count(*), 0 FROM hy_used
 ;
 -- renewal_chain (WARN): approvals of one (account identity, target) back to back (each starting
 -- at most $hy_chain_gap minutes after the chain so far ends) spanning more than $hy_max_chain
--- hours; or more than $hy_max_per_week of them starting within 7 days.
+-- hours; or more than $hy_max_per_week of them starting within 7 days. The two window passes
+-- carry only the columns the chains are read by (with all of hy_appr's: 0.25 against 0.14
+-- CPU-s at 1e7).
 CREATE OR REPLACE TEMP TABLE hy_chain AS
 SELECT *, sum(CASE WHEN prev_end IS NULL OR ws > prev_end + to_seconds($hy_chain_gap * 60)
                    THEN 1 ELSE 0 END)
@@ -315,7 +321,7 @@ SELECT *, sum(CASE WHEN prev_end IS NULL OR ws > prev_end + to_seconds($hy_chain
                     ROWS UNBOUNDED PRECEDING) AS chain
 FROM (SELECT *, max(we) OVER (PARTITION BY acct_ident, tnorm ORDER BY ws, approval_id, source
                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-      FROM hy_appr)
+      FROM (SELECT source, approval_id, account, target, acct_ident, tnorm, ws, we FROM hy_appr))
 ;
 INSERT INTO approval_checks (run_id, family, approval_source, approval_id, ticket_id, account,
                              target, check_id, severity, detail, evidence)
