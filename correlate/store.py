@@ -73,6 +73,7 @@ class Store:
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET preserve_insertion_order = false")
         limit = os.environ.get("PAMCORR_MEMORY_LIMIT")
+        self.memory_limit = limit or None      # the user's; else DuckDB's default
         if limit:
             # Past this DuckDB spills to a temp folder beside the database instead of growing.
             try:

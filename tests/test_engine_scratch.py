@@ -70,3 +70,50 @@ def test_a_failed_run_restores_the_threshold_and_drops_its_scratch(world, monkey
     assert _threshold(store) == before
     assert _temp_tables(store) == tables
     assert store.scalar("SELECT count(*) FROM runs") == 0
+
+
+def _limit(store) -> str:
+    return store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+
+
+def _limits_seen_by_the_groups(monkeypatch) -> list[str]:
+    """memory_limit as each group statement of a run finds it."""
+    seen, run = [], engine._run
+
+    def spy(con, statement, params):
+        if statement in engine.GROUP_STATEMENTS:
+            seen.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return run(con, statement, params)
+    monkeypatch.setattr(engine, "_run", spy)
+    return seen
+
+
+def test_the_groups_run_under_the_cap_in_a_file_store_then_the_limit_is_put_back(
+        world, tmp_path, monkeypatch):
+    store = _world(world).store(db=str(tmp_path / "s.duckdb"))
+    before = _limit(store)
+    seen = _limits_seen_by_the_groups(monkeypatch)
+    correlate(store)
+    capped = duckdb.connect()
+    capped.execute(f"SET memory_limit = '{engine.GROUPS_MEMORY_LIMIT}'")
+    cap = capped.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    assert seen and set(seen) == {cap} != {before}
+    assert _limit(store) == before
+    store.close()
+
+
+def test_a_limit_the_user_set_is_never_changed_and_memory_stores_are_not_capped(
+        world, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAMCORR_MEMORY_LIMIT", "3GB")
+    store = _world(world).store(db=str(tmp_path / "s.duckdb"))
+    mine = _limit(store)
+    seen = _limits_seen_by_the_groups(monkeypatch)
+    correlate(store)
+    assert seen and set(seen) == {mine} and _limit(store) == mine
+    store.close()
+    monkeypatch.delenv("PAMCORR_MEMORY_LIMIT")
+    memory = world.store()
+    before = _limit(memory)
+    seen.clear()
+    correlate(memory)
+    assert seen and set(seen) == {before}
