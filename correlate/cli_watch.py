@@ -184,7 +184,8 @@ def watch_cmd(pairs, listen, listen_source, alert_specs, severity, rate_limit, t
         except KeyboardInterrupt:
             pass
     s = watcher.stats
-    click.echo(f"watch: {s['chunks']} chunks, read {s['read']}, accepted {s['accepted']}, "
+    click.echo(f"watch: {s['chunks']} chunks, {s['files']} whole files, read {s['read']}, "
+               f"accepted {s['accepted']}, "
                f"{s['alerts']} alerts delivered, {s['resolved']} verdicts re-judged",
                err=True)
     sys.exit(0)

@@ -179,6 +179,8 @@ def test_new_file_in_a_watched_folder_is_read_whole_once(tmp_path):
     restart.stop()
     assert [a["event_id"] for a in restart.alerts] == ["e4"]    # the others not read again
     assert len(w.alerts) == 3
+    # the last line counts the whole files read, not 0 (its folder was not counted)
+    assert "0 chunks, 1 whole files, read 1, accepted 1," in restart.stderr[-1]
 
 
 def test_config_sources_are_followed_and_a_dropped_approval_file_resolves(tmp_path):

@@ -133,7 +133,8 @@ class Watcher:
             from correlate.detect.run import cached_rules
             self.history = SequenceHistory(cached_rules(tuple(settings.detections.rule_dirs)))
             self._detect_leftovers()
-        self.stats = {"chunks": 0, "read": 0, "accepted": 0, "alerts": 0, "resolved": 0}
+        self.stats = {"chunks": 0, "files": 0, "read": 0, "accepted": 0, "alerts": 0,
+                      "resolved": 0}
         for f in follows:
             self._add(f)
         if settings.listen:
@@ -327,6 +328,10 @@ class Watcher:
 
     def _store_file(self, connector, kind, path: Path, options: Options, size: int) -> None:
         results = self._ingest(connector, kind, path, options)
+        self.stats["files"] += 1
+        for r in results:
+            self.stats["read"] += r.read
+            self.stats["accepted"] += r.accepted
         now = now_utc()
         with self.store.transaction():
             shas = [r.sha256 for r in results]
