@@ -33,41 +33,12 @@ def peak_mib():
             return int(line.split()[1]) / 1024
 """
 
-# Times every statement the store's connection runs, by the first words of its SQL.
-PROFILE = """
-import collections, re, time
-TIMES = collections.Counter()
-class Fetched:
-    # a result whose fetches count toward its statement (results stream in DuckDB 2)
-    def __init__(self, res, key):
-        self._res, self._key = res, key
-    def __getattr__(self, name):
-        attr = getattr(self._res, name)
-        if not name.startswith("fetch"):
-            return attr
-        def timed(*a, **k):
-            t = time.perf_counter()
-            try:
-                return attr(*a, **k)
-            finally:
-                TIMES[self._key] += time.perf_counter() - t
-        return timed
-class Timed:
-    def __init__(self, con):
-        self._con = con
-    def execute(self, sql, *args):
-        t = time.perf_counter()
-        out = self._con.execute(sql, *args)
-        key = re.sub(r"\\s+", " ", sql).strip()[:70]
-        TIMES[key] += time.perf_counter() - t
-        return Timed(out) if out is self._con else Fetched(out, key)
-    def __getattr__(self, name):
-        return getattr(self._con, name)
-def profiled(store):
-    store.con = Timed(store.con)
-    return store
-def top():
-    return [(k, round(v, 2)) for k, v in TIMES.most_common(12) if v >= 0.05]
+# Times every statement the store's connection runs (bench/statement_times.py; the child
+# processes run `python -c`, so the bench folder is put on their path).
+PROFILE = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from statement_times import profiled, top
 """
 
 INGEST = PEAK + PROFILE + """

@@ -11,59 +11,19 @@ CPU seconds of runs made back to back on copies of the same store, not wall time
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import re
 import sys
 import time
 
 from correlate.engine import correlate
 from correlate.store import Store
-
-CPU, WALL = collections.Counter(), collections.Counter()
-
-
-class _Fetched:
-    """A result whose fetches count toward its statement (results stream in DuckDB 2)."""
-
-    def __init__(self, res, key):
-        self._res, self._key = res, key
-
-    def __getattr__(self, name):
-        attr = getattr(self._res, name)
-        if not name.startswith("fetch"):
-            return attr
-
-        def timed(*a, **k):
-            c, w = time.process_time(), time.perf_counter()
-            try:
-                return attr(*a, **k)
-            finally:
-                CPU[self._key] += time.process_time() - c
-                WALL[self._key] += time.perf_counter() - w
-        return timed
-
-
-class _Timed:
-    def __init__(self, con):
-        self._con = con
-
-    def execute(self, sql, *args):
-        c, w = time.process_time(), time.perf_counter()
-        out = self._con.execute(sql, *args)
-        key = re.sub(r"\s+", " ", sql).strip()[:70]
-        CPU[key] += time.process_time() - c
-        WALL[key] += time.perf_counter() - w
-        return _Timed(out) if out is self._con else _Fetched(out, key)
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
+from statement_times import CPU, WALL, Timed
 
 
 def main(db: str, top: int = 25) -> None:
     with Store(db) as store:
-        store.con = _Timed(store.con)
+        store.con = Timed(store.con)
         stages: dict[str, float] = {}
         load = os.getloadavg()[0]
         c, w = time.process_time(), time.perf_counter()
