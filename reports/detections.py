@@ -23,16 +23,24 @@ COLUMNS = ("event_id", "ts", "account", "target", "source", "action", "detail", 
 TABLE_COLUMNS = ("ts", "review", "severity", "rule_id", "account", "target", "verdict",
                  "ticket_id", "sequence_id", "detail")
 
+
+def _columns(d: str) -> str:
+    """The SELECT list of a detection row, `d` the detections' alias; `a`, `r`, `f`, `t`: its
+    action, rule, finding and ticket (DETECTIONS_SQL and WORST_SQL give the same columns)."""
+    return f"""
+SELECT a.event_id, a.ts, a.account, a.target, a.source, a.action, a.detail, {d}.rule_id, r.title,
+       r.class, r.severity, r.attack, f.verdict, f.status, f.approval_id, f.ticket_id,
+       t.title AS ticket_title, {d}.sequence_id, {d}.position, {d}.review,
+       {d}.review = 'MUTED' AS muted, {d}.muted_by, a.session_id, a.actor, {d}.run_id,
+       r.description, r.kind,
+       {queries.issue_key_sql("a.account", "a.target", "f.verdict", d + ".rule_id")} AS issue_key
+"""
+
+
 # One row per (action, rule). Worst first: FAIL, then needs_review, then MUTED; within each,
 # critical down to info; then time. A sequence's member rows share sequence_id and keep their
 # position. $severities is SEVERITIES (info .. critical): a rule's rank is its place in it.
-DETECTIONS_SQL = """
-SELECT a.event_id, a.ts, a.account, a.target, a.source, a.action, a.detail, d.rule_id, r.title,
-       r.class, r.severity, r.attack, f.verdict, f.status, f.approval_id, f.ticket_id,
-       t.title AS ticket_title, d.sequence_id, d.position, d.review, d.review = 'MUTED' AS muted,
-       d.muted_by, a.session_id, a.actor, d.run_id, r.description, r.kind,
-       """ + queries.issue_key_sql("a.account", "a.target", "f.verdict", "d.rule_id") + """ AS issue_key
-FROM detections d
+DETECTIONS_SQL = _columns("d") + """FROM detections d
 JOIN detection_rules r ON r.run_id = d.run_id AND r.rule_id = d.rule_id
 JOIN activity a ON a.act_id = d.act_id
 LEFT JOIN findings f ON f.run_id = d.run_id AND f.act_id = d.act_id
@@ -73,13 +81,7 @@ ORDER BY d.rv, d.sv DESC, a.ts, a.source, a.event_id, d.rule_id, d.sequence_id, 
 LIMIT $limit
 """
 
-WORST_SQL = """
-SELECT a.event_id, a.ts, a.account, a.target, a.source, a.action, a.detail, w.rule_id, r.title,
-       r.class, r.severity, r.attack, f.verdict, f.status, f.approval_id, f.ticket_id,
-       t.title AS ticket_title, w.sequence_id, w.position, w.review, w.review = 'MUTED' AS muted,
-       w.muted_by, a.session_id, a.actor, w.run_id, r.description, r.kind,
-       """ + queries.issue_key_sql("a.account", "a.target", "f.verdict", "w.rule_id") + """ AS issue_key
-FROM worst_detections w
+WORST_SQL = _columns("w") + """FROM worst_detections w
 JOIN detection_rules r ON r.run_id = w.run_id AND r.rule_id = w.rule_id
 JOIN (SELECT rowid AS arow, * FROM activity
       WHERE rowid IN (SELECT arow FROM worst_detections)) a USING (arow)
