@@ -17,7 +17,7 @@ from correlate.detect.run import DetectionSettings, run_detections
 from correlate.errors import StoreError
 from correlate.exceptions import TargetCriticality, VerdictException, record_exceptions
 from correlate.hygiene import HygieneSettings
-from correlate.run_groups import GROUP_STATEMENTS, SCRATCH, group_params
+from correlate.run_groups import GROUP_STATEMENTS, MACROS, SCRATCH, group_params
 from correlate.store import Store, read_sql
 
 DEFAULT_GRACE_S = 300
@@ -164,6 +164,8 @@ def _drop_scratch(con, threshold: str) -> None:
     """Drop the run's scratch tables and put checkpoint_threshold back."""
     for name in _CLEANUP:
         con.execute(f"DROP TABLE IF EXISTS {name}")
+    for name in MACROS:
+        con.execute(f"DROP MACRO IF EXISTS {name}")
     con.execute("SET checkpoint_threshold = ?", [threshold])
 
 

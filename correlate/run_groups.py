@@ -27,9 +27,12 @@ SUMMARY_SQL = ("INSERT INTO run_summaries SELECT $run_id, coalesce(sum(n), 0), c
 
 SCRATCH = ("rg_period", "rg_marks", "rg_signs", "rg_flags", "rg_sequences", "rg_parts")
 
+MACROS = ("rg_raw_verdict", "rg_verdict", "rg_status")       # run_timeline.sql's
+
 # What correlate/engine.py runs once a run's findings, exceptions and detections are written.
 GROUP_STATEMENTS = (*PASS_SQL, "INSERT INTO run_groups\n" + FROM_PARTS, SUMMARY_SQL, *BINS_SQL,
-                    *(f"DROP TABLE IF EXISTS {name}" for name in SCRATCH))
+                    *(f"DROP TABLE IF EXISTS {name}" for name in SCRATCH),
+                    *(f"DROP MACRO IF EXISTS {name}" for name in MACROS))
 
 
 # A run whose groups were written with it has a run_summaries row (none before schema 066).

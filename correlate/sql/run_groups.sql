@@ -23,8 +23,8 @@ GROUP BY f.run_id, a.account, a.target, a.source, a.actor_kind, f.verdict, f.sta
 -- 2. For a run the engine wrote (finding_refs), in half the time at 1e7 (docs/performance.md):
 --    the actions are grouped first by what decides their finding (segment, side and reach of
 --    the gap, failed or not), within which only the gap differs, and without the view's
---    per-action expressions; each such group is then judged once, by the view's rules (schema
---    045: keep the two in step), and the groups summed per verdict. The first grouping is
+--    per-action expressions; each such group is then judged once, by the view's rules (the
+--    rg_* macros of run_timeline.sql), and the groups summed per verdict. The first grouping is
 --    run_timeline.sql's rg_parts (finer: by timeline bin too), so the timeline bins and these
 --    groups share one pass over the run's actions.
 WITH refs AS (
@@ -35,9 +35,7 @@ WITH refs AS (
     GROUP BY run_id, account, target, source, actor_kind, entry, sid, side, far, failed
 ), judged AS (
     SELECT g.*,
-           CASE WHEN s.verdict IS NOT NULL THEN s.verdict
-                WHEN g.side IS NOT NULL THEN 'out_of_window'
-                ELSE 'unapproved' END AS raw_verdict,
+           rg_raw_verdict(s.verdict, g.side) AS raw_verdict,
            CASE WHEN s.verdict IS NOT NULL THEN s.approval_id
                 WHEN g.side > 0 THEN s.prev_id
                 WHEN g.side < 0 THEN s.next_id END AS approval_id,
@@ -54,11 +52,8 @@ WITH refs AS (
     FROM refs g LEFT JOIN run_segments s ON s.run_id = g.run_id AND s.sid = g.sid
 ), findings AS (
     SELECT *,
-           CASE WHEN failed THEN 'attempt_failed' ELSE raw_verdict END AS verdict,
-           CASE WHEN failed THEN 'INFO'
-                WHEN raw_verdict = 'approved' THEN 'PASS'
-                WHEN raw_verdict IN ('approved_in_grace', 'break_glass') THEN 'WARN'
-                ELSE 'FAIL' END AS status,
+           rg_verdict(failed, raw_verdict) AS verdict,
+           rg_status(failed, raw_verdict) AS status,
            CASE WHEN failed
                 THEN 'failed attempt, not judged as work done; as work done it would be '
                      || raw_verdict || coalesce(': ' || raw_reason, '')

@@ -11,6 +11,23 @@ SELECT epoch_us(p0) / 1e6 AS t0, greatest((epoch_us(p1) - epoch_us(p0)) / 1e6, 1
 FROM (SELECT coalesce($start, min(ts)) AS p0, coalesce($end, max(ts)) AS p1
       FROM activity WHERE ($start IS NULL OR ts >= $start) AND ($end IS NULL OR ts < $end))
 ;
+-- The findings view's rules (schema 045: keep them in step) as macros, for both statements
+-- that judge the run's parts here (the groups, correlate/sql/run_groups.sql, and the bins):
+-- the verdict from the part's segment and gap side, and the status of a verdict.
+CREATE OR REPLACE TEMP MACRO rg_raw_verdict(segment_verdict, side) AS
+    CASE WHEN segment_verdict IS NOT NULL THEN segment_verdict
+         WHEN side IS NOT NULL THEN 'out_of_window'
+         ELSE 'unapproved' END
+;
+CREATE OR REPLACE TEMP MACRO rg_verdict(failed, raw_verdict) AS
+    CASE WHEN failed THEN 'attempt_failed' ELSE raw_verdict END
+;
+CREATE OR REPLACE TEMP MACRO rg_status(failed, raw_verdict) AS
+    CASE WHEN failed THEN 'INFO'
+         WHEN raw_verdict = 'approved' THEN 'PASS'
+         WHEN raw_verdict IN ('approved_in_grace', 'break_glass') THEN 'WARN'
+         ELSE 'FAIL' END
+;
 -- Each flagged action's rules (as bits: bit i is the run's i-th rule by id), worst severity
 -- and review, and whether it is in a sequence.
 CREATE OR REPLACE TEMP TABLE rg_marks AS
@@ -75,15 +92,13 @@ INSERT INTO run_timelines SELECT $run_id, t0, span, $width, $above FROM rg_perio
 WHERE t0 IS NOT NULL
 ;
 -- The bins of each account with more than $above actions: as reports/gaps.py TIMELINE_BINS_SQL
--- bins the actions (verdict and status by the findings view's rules, schema 045).
+-- bins the actions (verdict and status by the rg_* macros above).
 INSERT INTO run_timeline_bins
 WITH judged AS (
     SELECT p.account, p.col, p.sign IS NOT NULL AS flagged, p.n, p.first, p.target, g.rules,
            g.sev, g.rev, q.sequences,
-           CASE WHEN p.failed THEN 'attempt_failed'
-                WHEN s.verdict IS NOT NULL THEN s.verdict
-                WHEN p.side IS NOT NULL THEN 'out_of_window'
-                ELSE 'unapproved' END AS verdict
+           rg_verdict(p.failed, rg_raw_verdict(s.verdict, p.side)) AS verdict,
+           rg_status(p.failed, rg_raw_verdict(s.verdict, p.side)) AS status
     FROM rg_parts p LEFT JOIN run_segments s ON s.run_id = $run_id AND s.sid = p.sid
     LEFT JOIN rg_signs g ON g.sign = p.sign
     LEFT JOIN rg_sequences q ON q.act_id = p.seq_act
@@ -91,12 +106,7 @@ WITH judged AS (
         SELECT account FROM run_groups WHERE run_id = $run_id
         GROUP BY account HAVING sum(n) > $above)
 ), bins AS (
-    SELECT account, col,
-           CASE WHEN verdict = 'attempt_failed' THEN 'INFO'
-                WHEN verdict = 'approved' THEN 'PASS'
-                WHEN verdict IN ('approved_in_grace', 'break_glass') THEN 'WARN'
-                ELSE 'FAIL' END AS status,
-           flagged, sum(n)::BIGINT AS n, min(first) AS ts,
+    SELECT account, col, status, flagged, sum(n)::BIGINT AS n, min(first) AS ts,
            string_agg(DISTINCT verdict, ', ' ORDER BY verdict) AS verdicts, min(target) AS target,
            bit_or(rules) AS rules, nullif(max(sev), 0) AS sev, min(rev) AS rev,
            list_sort(list_distinct(flatten(list(sequences) FILTER (WHERE sequences IS NOT NULL))))
