@@ -58,7 +58,7 @@ STORE_STATEMENTS = _statements(read_sql("verdicts_store.sql"))
 CHECK_STATEMENTS = _statements(read_sql("approval_checks.sql"))
 HYGIENE_STATEMENTS = _statements(read_sql("hygiene.sql"))
 
-_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "matched", "win",
+_CLEANUP = ("ref_keys", "run_keys", "key_ident", "key_names", "ap", "glob_keys", "matched", "win",
             "ticket_points", "seg", "hits", "seg_used", "cand", "ticket_appr", "ticket_case",
             "cand_status",
             "judged", "best", "nearest", "win_end", "win_start",

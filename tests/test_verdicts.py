@@ -138,6 +138,28 @@ def test_glob_question_mark_and_class(world):
     assert got["hit"]["verdict"] == "approved" and got["miss"]["verdict"] == "unapproved"
 
 
+def test_glob_patterns_shared_by_approvals_and_identities_match_only_their_own(world):
+    """Each distinct (identity, pattern) is matched once and handed to every approval that has
+    it (verdicts.sql glob_keys): two approvals with one pattern both apply, a pattern never
+    lends its matches to another identity's or another pattern's approval."""
+    later_s, later_e = "2026-11-16T14:00:00Z", "2026-11-16T16:00:00Z"
+    world.approval("A1", S, E, account="alice", target="web-*")
+    world.approval("A2", later_s, later_e, account="alice", target="web-*")
+    world.approval("A3", S, E, account="alice", target="db-0?")
+    world.approval("B1", later_s, later_e, account="bob", target="web-*")
+    world.action("a_web_1", "2026-11-16T11:00:00Z", account="alice", target="web-01")
+    world.action("a_web_2", "2026-11-16T15:00:00Z", account="alice", target="web-01")
+    world.action("a_db_1", "2026-11-16T11:00:00Z", account="alice", target="db-01")
+    world.action("a_db_2", "2026-11-16T15:00:00Z", account="alice", target="db-01")
+    world.action("b_web_1", "2026-11-16T11:00:00Z", account="bob", target="web-01")
+    world.action("b_web_2", "2026-11-16T15:00:00Z", account="bob", target="web-01")
+    got = world.judge()
+    assert {k: (r["verdict"], r["approval_id"]) for k, r in got.items()} == {
+        "a_web_1": ("approved", "A1"), "a_web_2": ("approved", "A2"),
+        "a_db_1": ("approved", "A3"), "a_db_2": ("out_of_window", "A3"),
+        "b_web_1": ("out_of_window", "B1"), "b_web_2": ("approved", "B1")}
+
+
 def test_account_matches_case_insensitively(world):
     world.approval("A", S, E, account="Alice")
     world.action("e", "2026-11-16T11:00:00Z", account="ALICE")

@@ -56,16 +56,24 @@ FROM (
     FROM approval_windows a LEFT JOIN identities ai ON ai.alias_norm = lower(a.account)
     WHERE a.status <> 'denied')
 ;
--- Exact targets join on equality; only glob targets are tried pattern by pattern.
+-- Glob targets: each distinct pattern of an identity's approvals is tried once against that
+-- identity's keys, then every approval with that pattern takes its matches (at 1e7 in the
+-- benchmark, 1,697 distinct patterns for 8,672 glob rows: 8 M GLOBs instead of 41 M).
+CREATE OR REPLACE TEMP TABLE glob_keys AS
+SELECT p.ident, p.target_norm, k.key_id, k.account_norm, n.via
+FROM (SELECT DISTINCT ident, target_norm FROM ap WHERE is_glob) p
+JOIN key_ident k ON k.ident = p.ident
+JOIN key_names n ON n.key_id = k.key_id AND n.name GLOB p.target_norm
+;
+-- Exact targets join on equality; glob targets take glob_keys' matches.
 CREATE OR REPLACE TEMP TABLE matched AS
 SELECT k.key_id, k.account_norm AS key_account, n.via AS target_via, ap.*
 FROM ap JOIN key_ident k ON k.ident = ap.ident
 JOIN key_names n ON n.key_id = k.key_id AND n.name = ap.target_norm
 WHERE NOT ap.is_glob
 UNION ALL
-SELECT k.key_id, k.account_norm, n.via, ap.*
-FROM ap JOIN key_ident k ON k.ident = ap.ident
-JOIN key_names n ON n.key_id = k.key_id AND n.name GLOB ap.target_norm
+SELECT g.key_id, g.account_norm, g.via, ap.*
+FROM ap JOIN glob_keys g ON g.ident = ap.ident AND g.target_norm = ap.target_norm
 WHERE ap.is_glob
 ;
 CREATE OR REPLACE TEMP TABLE win AS
