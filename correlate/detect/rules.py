@@ -117,13 +117,28 @@ def rule_files(user_dirs: tuple[str, ...] = ()) -> list[Path]:
     return files
 
 
+def parse_yaml(text: str) -> list:
+    """The YAML documents of a rule file. libyaml's loader (CSafeLoader) when PyYAML has it:
+    the pure-Python one took 0.12 s of the 0.15 s that loading the 68 shipped rules cost, on
+    every start of pamcorr; both build the documents with the same safe constructor. A file
+    libyaml refuses is parsed again by the pure loader, whose error (with the offending line
+    quoted) is the one reported, as before."""
+    fast = getattr(yaml, "CSafeLoader", None) if yaml.__with_libyaml__ else None
+    if fast is not None:
+        try:
+            return list(yaml.load_all(text, Loader=fast))
+        except yaml.YAMLError:
+            pass
+    return list(yaml.load_all(text, Loader=yaml.SafeLoader))
+
+
 def load_rules(user_dirs: tuple[str, ...] = ()) -> list[Rule]:
     """Every rule, checked and compiled; InputError naming the file for any problem."""
     parsed: list[tuple[Path, str, object]] = []
     for path in rule_files(user_dirs):
         try:
             text = path.read_text(encoding="utf-8")
-            docs = list(yaml.safe_load_all(text))
+            docs = parse_yaml(text)
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read rule: {exc}", str(path)) from None
         except yaml.YAMLError as exc:
