@@ -313,3 +313,32 @@ def test_det_events_reads_only_what_the_sequences_read_except_for_watch(world):
     with store.transaction():
         run_detections(store.con, run, None, None, FUTURE, events_hook=hook)
     assert kept == [("s9", "/bin/bash", "generic", "A")]
+
+
+class _Recording:
+    """A connection that keeps the text of every statement run through it."""
+
+    def __init__(self, con):
+        self.con, self.statements = con, []
+
+    def execute(self, sql, *args):
+        self.statements.append(sql)
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_rules_of_a_source_absent_from_the_period_are_not_planned(risky):
+    """A group of rules whose view holds no row of the period (CloudTrail rules on a store of
+    commands) has no values to match, and its CASE statement is not run (planning them cost a
+    fixed 0.02 s a run); the command rules still are."""
+    from correlate.detect.run import run_detections
+    store = risky.store()
+    run = correlate(store, detections=DetectionSettings(enabled=False))
+    rec = _Recording(store.con)
+    with store.transaction():
+        assert run_detections(rec, run, None, None, FUTURE) > 0
+    ran = "\n".join(rec.statements)
+    assert "'auditctl_rules_deleted'" in ran
+    assert "'cloudtrail_logging_stopped'" not in ran and "'vault_secret_read'" not in ran

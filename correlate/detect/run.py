@@ -149,9 +149,11 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(sorted(set(_COLUMN.findall(_LITERAL.sub("''", f"{rule.view.where} {rule.sql}")))))
 
 
-def hits_sql(rules: list[Rule]) -> list[str]:
+def hit_groups(rules: list[Rule]) -> tuple[list[str], list[tuple[str, str, str]]]:
     """The statements that fill det_hits (act_id, rule_id) for the event rules of run $run_id
-    (with $start and $end; det_judged first, for the pamcorr/verdict rules).
+    (with $start and $end): the ones run first (det_judged, for the pamcorr/verdict rules, and
+    an empty det_hits), then per group of rules the distinct values it reads (VALUES_SQL), the
+    values its rules match (VALUE_HITS_SQL), and the actions holding those (HITS_SQL).
 
     Rules are grouped by the columns they read, and each group runs on the distinct values of
     its own columns: most rules read the command or API call only (few distinct values), and a
@@ -160,18 +162,40 @@ def hits_sql(rules: list[Rule]) -> list[str]:
     groups: dict[tuple[str, ...], list[Rule]] = {}
     for r in events:
         groups.setdefault(_columns(r), []).append(r)
-    out = [JUDGED_SQL, "CREATE OR REPLACE TEMP TABLE det_hits AS "
-                       "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    first = [JUDGED_SQL, "CREATE OR REPLACE TEMP TABLE det_hits AS "
+                         "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    out = []
     for i, (cols, members) in enumerate(sorted(groups.items())):
         cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
                                 for r in members) + "]::VARCHAR[]"
         views = " OR ".join(sorted({f"({r.view.where})" for r in members}))
         select = ", ".join(f"a.{c}" for c in cols) or "true AS one"
         join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
-        out += [VALUES_SQL.format(cols=select, views=views, n=i),
-                VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
-                HITS_SQL.format(join=join, n=i)]
-    return out
+        out.append((VALUES_SQL.format(cols=select, views=views, n=i),
+                    VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
+                    HITS_SQL.format(join=join, n=i)))
+    return first, out
+
+
+def hits_sql(rules: list[Rule]) -> list[str]:
+    """hit_groups' statements in order, every one (fill_hits skips what cannot match)."""
+    first, groups = hit_groups(rules)
+    return first + [statement for group in groups for statement in group]
+
+
+def fill_hits(con, rules: list[Rule], params: dict) -> None:
+    """Fill det_hits. A group none of whose rows are in the period (no CloudTrail in a store of
+    commands) has no values, and its rules' statements are not run: planning the CASE of 18
+    CloudTrail rules alone cost 0.02 s a run."""
+    def run(statement: str):
+        return con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    first, groups = hit_groups(rules)
+    for statement in first:
+        run(statement)
+    for values, value_hits, hits in groups:
+        if run(values).fetchall()[0][0]:
+            run(value_hits)
+            run(hits)
 
 
 def events_sql(rules: list[Rule], every_column: bool = False) -> str:
@@ -199,8 +223,7 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
     params = {"start": start, "end": end, "run_id": run_id}
-    for statement in hits_sql(rules):
-        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    fill_hits(con, rules, params)
     con.execute(FINDINGS_SQL, {"run_id": run_id})
     members = sorted({m for r in rules if r.is_sequence for m in r.sequence.get("rules", ())})
     con.execute(events_sql(rules, every_column=events_hook is not None), {"members": members})
