@@ -169,3 +169,15 @@ def test_bad_yaml_is_reported_as_the_pure_loader_words_it(tmp_path, text):
     path = folder / "bad_yaml.yml"
     assert str(err.value) == f"{path}: not YAML: {' '.join(str(pure.value).split())}"
     assert err.value.file == str(path)
+
+
+def test_pysigma_is_imported_only_to_load_rules():
+    """Every pamcorr command imports correlate.detect.rules (CLASSES, SEVERITIES); pySigma,
+    0.12 s to import, is imported by load_rules only."""
+    import subprocess
+    import sys
+    code = ("import sys, correlate.cli, correlate.engine, reports.gaps\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'sigma'], 'sigma imported'\n"
+            "from correlate.detect.rules import load_rules\n"
+            "assert load_rules() and 'sigma.rule' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

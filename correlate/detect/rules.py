@@ -15,14 +15,19 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError
-from sigma.rule import SigmaRule
+from typing import TYPE_CHECKING
 
-from correlate.detect.backend import DuckDBBackend, condition_sql, map_fields
+import yaml
+
 from correlate.detect.views import View, view_for
 from correlate.errors import InputError
+
+# pySigma takes 0.12 s to import, and every pamcorr command imports this module (CLASSES,
+# SEVERITIES): it is imported when rules are loaded, not here.
+if TYPE_CHECKING:
+    from sigma.correlations import SigmaCorrelationRule
+
+    from correlate.detect.backend import DuckDBBackend
 
 CLASSES = ("destructive", "log_tamper", "priv_escalation", "identity_change", "policy_change",
            "secret_access", "persistence", "exfiltration", "credential_attack", "sequence")
@@ -134,6 +139,11 @@ def parse_yaml(text: str) -> list:
 
 def load_rules(user_dirs: tuple[str, ...] = ()) -> list[Rule]:
     """Every rule, checked and compiled; InputError naming the file for any problem."""
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaRule
+
+    from correlate.detect.backend import DuckDBBackend
     parsed: list[tuple[Path, str, object]] = []
     for path in rule_files(user_dirs):
         try:
@@ -197,6 +207,11 @@ def _meta(path: Path, rule) -> dict:
 
 
 def _compile(path: Path, text: str, rule, backend: DuckDBBackend) -> Rule:
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaRule
+
+    from correlate.detect.backend import condition_sql, map_fields
     rid = _rule_id(path, rule)
     meta = _meta(path, rule)
     attack = tuple(f"{t.name.upper()}" for t in rule.tags or ()
