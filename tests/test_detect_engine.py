@@ -292,16 +292,24 @@ def test_value_count_reads_the_field_it_counts(world, tmp_path):
 
 
 def test_det_events_reads_only_what_the_sequences_read_except_for_watch(world):
-    """A correlate's det_events (the matches of sequence members, 2e6 rows in the 1e7 bench)
-    fills the columns the loaded sequences read and joins det_f only for approval_id; pamcorr
-    watch (events_hook) keeps every column for later batches."""
-    from correlate.detect.run import EVENT_COLUMNS, events_sql, run_detections
+    """A correlate's det_events (the matches of sequence members, 2e6 rows in the 1e7 bench) is
+    a view over det_hits, which carries the columns the loaded sequences read from the join that
+    found the matches: no second read of activity, no join with det_f unless a sequence reads
+    approval_id. pamcorr watch (events_hook) gets a table with every column, for later batches."""
+    from correlate.detect.run import (EVENT_COLUMNS, carried, events_sql, hit_groups,
+                                      read_columns, run_detections)
     rules = list(cached_rules(()))
-    narrow = events_sql(rules)
-    assert "det_f" not in narrow and "a.detail" not in narrow and "a.session_id" not in narrow
-    assert "lower(a.account)" in narrow and "lower(a.actor)" in narrow
-    full = events_sql(rules, every_column=True)
-    assert "det_f" in full and all(expr in full for expr in EVENT_COLUMNS.values())
+    read = read_columns(rules)
+    assert read == {"account", "target", "actor"}          # the shipped sequences' group-by
+    assert carried(read) == ("ts", "account", "target", "actor")
+    narrow = events_sql(rules, read)
+    assert "CREATE TEMP VIEW det_events" in narrow
+    assert "activity" not in narrow and "det_f" not in narrow
+    hits = [h for _, _, h in hit_groups(rules, carried(read))[1]]
+    assert all("a.ts, lower(a.account), lower(a.target), lower(a.actor) FROM" in h for h in hits)
+    full = events_sql(rules, read_columns(rules, every_column=True), table=True)
+    assert "CREATE TEMP TABLE det_events" in full and "det_f" in full
+    assert set(read_columns(rules, every_column=True)) == set(EVENT_COLUMNS)
     world.approval("A", f"{DAY}T10:00:00Z", f"{DAY}T12:00:00Z", account="root")
     world.action("shell", f"{DAY}T11:00:00Z", account="root", actor="alice",
                  action="sudo.command", detail="/bin/bash", session_id="s9")

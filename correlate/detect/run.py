@@ -30,9 +30,18 @@ WHERE rule_id IS NOT NULL
 """
 HITS_SQL = """
 INSERT INTO det_hits
-SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits_{n} v ON {join}
+SELECT a.act_id, v.rule_id{carry} FROM activity a JOIN det_val_hits_{n} v ON {join}
 WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
+# det_hits carries the action's columns the sequences read (det_events below), taken in the
+# same join: reading them back by a join of det_hits with activity cost more (1e7 bench: det_hits
+# 0.2 -> 0.5 CPU-s, det_events 0.9 -> 0).
+CARRIED = {"ts": ("a.ts", "TIMESTAMPTZ"), "account": ("lower(a.account)", "VARCHAR"),
+           "target": ("lower(a.target)", "VARCHAR"), "session_id": ("a.session_id", "VARCHAR"),
+           "actor": ("lower(a.actor)", "VARCHAR"), "detail": ("a.detail", "VARCHAR"),
+           "source": ("a.source", "VARCHAR")}
+EMPTY_HITS_SQL = ("CREATE OR REPLACE TEMP TABLE det_hits AS "
+                  "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id{carry} WHERE false")
 
 # The run's actions taken after the approval they fall nearest to was revoked (findings of the
 # run: out_of_window after that window's end, the window cut short by revoked_at). The
@@ -54,17 +63,16 @@ SELECT act_id, status, approval_id, ticket_id FROM findings
 WHERE run_id = $run_id AND act_id IN (SELECT act_id FROM det_hits)
 """
 
-# Only the matches of rules some sequence lists are read back with their columns: the sequences
-# need them; event rules do not. The columns after rule_id, act_id, ts (fixed: watch/sequences.py
-# stores and adds rows by position), from the action (a) and its finding (f):
-EVENT_COLUMNS = {"account": "lower(a.account)", "target": "lower(a.target)",
-                 "session_id": "a.session_id", "actor": "lower(a.actor)", "detail": "a.detail",
-                 "source": "a.source", "approval_id": "f.approval_id"}
+# The matches of the rules some sequence lists, with the columns the sequences read (det_hits
+# carries them; approval_id from the finding). The columns after rule_id, act_id, ts are fixed
+# (watch/sequences.py stores and adds rows by position); those no sequence reads are NULL.
+# A view when nothing writes to it or joins for it (1e7 bench: 2e6 rows not copied).
+EVENT_COLUMNS = ("account", "target", "session_id", "actor", "detail", "source", "approval_id")
 EVENTS_SQL = """
-CREATE OR REPLACE TEMP TABLE det_events AS
-SELECT h.rule_id, a.act_id, a.ts, {columns}
-FROM (SELECT * FROM det_hits WHERE rule_id IN (SELECT unnest($members::VARCHAR[]))) h
-JOIN activity a USING (act_id){findings}
+CREATE TEMP {kind} det_events AS
+SELECT h.rule_id, h.act_id, h.ts, {columns}
+FROM det_hits h{findings}
+WHERE h.rule_id IN ({members})
 """
 EVENTS_FINDINGS = "\nLEFT JOIN det_f f ON f.act_id = h.act_id"
 
@@ -149,7 +157,8 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(sorted(set(_COLUMN.findall(_LITERAL.sub("''", f"{rule.view.where} {rule.sql}")))))
 
 
-def hit_groups(rules: list[Rule]) -> tuple[list[str], list[tuple[str, str, str]]]:
+def hit_groups(rules: list[Rule], carry: tuple[str, ...] = ()
+               ) -> tuple[list[str], list[tuple[str, str, str]]]:
     """The statements that fill det_hits (act_id, rule_id) for the event rules of run $run_id
     (with $start and $end): the ones run first (det_judged, for the pamcorr/verdict rules, and
     an empty det_hits), then per group of rules the distinct values it reads (VALUES_SQL), the
@@ -157,13 +166,15 @@ def hit_groups(rules: list[Rule]) -> tuple[list[str], list[tuple[str, str, str]]
 
     Rules are grouped by the columns they read, and each group runs on the distinct values of
     its own columns: most rules read the command or API call only (few distinct values), and a
-    rule that also reads the account must not multiply the values every other rule runs on."""
+    rule that also reads the account must not multiply the values every other rule runs on.
+    `carry`: the CARRIED columns det_hits holds besides act_id and rule_id."""
     events = [r for r in rules if not r.is_sequence]
     groups: dict[tuple[str, ...], list[Rule]] = {}
     for r in events:
         groups.setdefault(_columns(r), []).append(r)
-    first = [JUDGED_SQL, "CREATE OR REPLACE TEMP TABLE det_hits AS "
-                         "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    first = [JUDGED_SQL, EMPTY_HITS_SQL.format(
+        carry="".join(f", NULL::{CARRIED[c][1]} AS {c}" for c in carry))]
+    taken = "".join(f", {CARRIED[c][0]}" for c in carry)
     out = []
     for i, (cols, members) in enumerate(sorted(groups.items())):
         cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
@@ -173,7 +184,7 @@ def hit_groups(rules: list[Rule]) -> tuple[list[str], list[tuple[str, str, str]]
         join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
         out.append((VALUES_SQL.format(cols=select, views=views, n=i),
                     VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
-                    HITS_SQL.format(join=join, n=i)))
+                    HITS_SQL.format(join=join, n=i, carry=taken)))
     return first, out
 
 
@@ -183,13 +194,13 @@ def hits_sql(rules: list[Rule]) -> list[str]:
     return first + [statement for group in groups for statement in group]
 
 
-def fill_hits(con, rules: list[Rule], params: dict) -> None:
+def fill_hits(con, rules: list[Rule], params: dict, carry: tuple[str, ...] = ()) -> None:
     """Fill det_hits. A group none of whose rows are in the period (no CloudTrail in a store of
     commands) has no values, and its rules' statements are not run: planning the CASE of 18
     CloudTrail rules alone cost 0.02 s a run."""
     def run(statement: str):
         return con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
-    first, groups = hit_groups(rules)
+    first, groups = hit_groups(rules, carry)
     for statement in first:
         run(statement)
     for values, value_hits, hits in groups:
@@ -198,18 +209,31 @@ def fill_hits(con, rules: list[Rule], params: dict) -> None:
             run(hits)
 
 
-def events_sql(rules: list[Rule], every_column: bool = False) -> str:
-    """The statement filling det_events. The sequences read only their group-by columns and
-    value_count's field: the other columns are left NULL, and det_f is joined only when some
-    sequence reads approval_id (1e7 bench: 1.3 -> 0.7 CPU-s, most of it the join with det_f).
-    `every_column`: all of them (pamcorr watch keeps the matches for later batches)."""
-    read = set(EVENT_COLUMNS) if every_column else {
-        c for r in rules if r.is_sequence
-        for c in (*r.sequence.get("group_by", ()), r.sequence.get("field")) if c}
-    columns = ", ".join(f"{EVENT_COLUMNS[c] if c in read else 'NULL::VARCHAR'} AS {c}"
-                        for c in EVENT_COLUMNS)
-    return EVENTS_SQL.format(columns=columns,
-                             findings=EVENTS_FINDINGS if "approval_id" in read else "")
+def read_columns(rules: list[Rule], every_column: bool = False) -> set[str]:
+    """The det_events columns the sequences read: their group-by columns and value_count's
+    field (all of them for pamcorr watch, which keeps the matches for later batches)."""
+    if every_column:
+        return set(EVENT_COLUMNS)
+    return {c for r in rules if r.is_sequence
+            for c in (*r.sequence.get("group_by", ()), r.sequence.get("field")) if c}
+
+
+def carried(read: set[str]) -> tuple[str, ...]:
+    """The columns det_hits carries for det_events: ts and the read ones of the action."""
+    return ("ts", *(c for c in EVENT_COLUMNS if c in read and c in CARRIED))
+
+
+def events_sql(rules: list[Rule], read: set[str], table: bool = False) -> str:
+    """The statement making det_events over det_hits (carrying `carried(read)`): joined to det_f
+    only when a sequence reads approval_id, and then a table, as when `table` (watch's hook
+    adds rows)."""
+    members = sorted({m for r in rules if r.is_sequence for m in r.sequence.get("rules", ())})
+    columns = ", ".join((f"f.{c}" if c == "approval_id" else f"h.{c}") if c in read
+                        else f"NULL::VARCHAR AS {c}" for c in EVENT_COLUMNS)
+    joined = "approval_id" in read
+    return EVENTS_SQL.format(kind="TABLE" if table or joined else "VIEW", columns=columns,
+                             findings=EVENTS_FINDINGS if joined else "",
+                             members=", ".join(_lit(m) for m in members) or "NULL")
 
 
 def run_detections(con, run_id: int, start, end, now: datetime,
@@ -223,10 +247,11 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
     params = {"start": start, "end": end, "run_id": run_id}
-    fill_hits(con, rules, params)
+    read = read_columns(rules, every_column=events_hook is not None)
+    fill_hits(con, rules, params, carried(read))
     con.execute(FINDINGS_SQL, {"run_id": run_id})
-    members = sorted({m for r in rules if r.is_sequence for m in r.sequence.get("rules", ())})
-    con.execute(events_sql(rules, every_column=events_hook is not None), {"members": members})
+    _drop_events(con)
+    con.execute(events_sql(rules, read, table=events_hook is not None))
     if events_hook is not None:
         events_hook(con)
     blocks = [_lit(r.id) for r in rules if r.building_block]
@@ -267,8 +292,18 @@ def _mutes_frame(mutes: tuple[Mute, ...]) -> "pd.DataFrame":
     return frame
 
 
+def _drop_events(con) -> None:
+    """Drop det_events, a view or a table."""
+    for (kind,) in con.execute(
+            "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = 'det_events' "
+            "UNION ALL SELECT 'TABLE' FROM duckdb_tables() "
+            "WHERE temporary AND table_name = 'det_events'").fetchall():
+        con.execute(f"DROP {kind} det_events")
+
+
 def _drop(con) -> None:
-    for name in ("det_judged", "det_hits", "det_events", "det_all", "det_f"):
+    _drop_events(con)          # first: the view reads det_hits
+    for name in ("det_judged", "det_hits", "det_all", "det_f"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
                                "AND regexp_matches(table_name, '^det_vals?(_hits)?_[0-9]+$')"
