@@ -6,6 +6,11 @@ once; then `correlate` without detections and with all shipped rules, each in it
 Usage: python bench/bench_detect.py [--unique] [N ...]   (default 1000000)
 --unique makes every command line distinct (a number appended), the worst case for the
 distinct-values evaluation.
+
+python bench/bench_detect.py --store DB [RUN] [REPEAT]: the detections stage alone on a store
+with a finished run (default the last), in a child process: rule loading, then `run_detections`
+REPEAT times (default 3) in a transaction that is rolled back (the store is not changed), each
+with its CPU and wall seconds and the statements that took longest.
 """
 
 from __future__ import annotations
@@ -48,6 +53,43 @@ print(json.dumps({"seconds": time.perf_counter() - t, "rules": n}))
 """
 
 
+STAGE = """
+import json, sys, time
+sys.path.insert(0, sys.argv[4])
+c0, w0 = time.process_time(), time.perf_counter()
+from correlate.detect.run import cached_rules, run_detections
+cached_rules(())
+out = {"load_cpu": time.process_time() - c0, "load_wall": time.perf_counter() - w0, "runs": []}
+from statement_times import CPU, WALL, profiled
+from correlate.clock import now_utc
+from correlate.store import Store
+with Store(sys.argv[1]) as s:
+    run = int(sys.argv[2]) or s.scalar("SELECT max(run_id) FROM runs")
+    raw = profiled(s).con._con
+    for _ in range(int(sys.argv[3])):
+        raw.execute("BEGIN TRANSACTION")
+        for table in ("detections", "detection_rules"):
+            raw.execute(f"DELETE FROM {table} WHERE run_id = ?", [run])
+        CPU.clear(), WALL.clear()
+        c, w = time.process_time(), time.perf_counter()
+        n = run_detections(s.con, run, None, None, now_utc())
+        out["runs"].append({"cpu": time.process_time() - c, "wall": time.perf_counter() - w,
+                            "rows": n, "top": [(k, WALL[k], CPU[k]) for k, _ in WALL.most_common(6)]})
+        raw.execute("ROLLBACK")
+print(json.dumps(out))
+"""
+
+
+def stage(db: str, run: int = 0, repeat: int = 3) -> None:
+    here = str(Path(__file__).resolve().parent)
+    out = bench_core.child(STAGE, db, str(run), str(repeat), here)
+    print(f"rules loaded in {out['load_cpu']:.3f} CPU-s ({out['load_wall']:.3f} s wall)")
+    for r in out["runs"]:
+        print(f"run_detections: {r['cpu']:.2f} CPU-s, {r['wall']:.2f} s wall, {r['rows']} rows")
+        for key, wall, cpu in r["top"]:
+            print(f"    {wall:6.3f} s {cpu:6.3f} CPU-s  {key[:60]}")
+
+
 def generate(n: int, unique: bool = False) -> Path:
     folder = bench_core.DATA / f"detect-n{n}{'-unique' if unique else ''}"
     if (folder / "activity.jsonl").exists():
@@ -87,4 +129,7 @@ def main(sizes: list[int], unique: bool = False) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args[:1] == ["--store"]:
+        stage(args[1], *(int(a) for a in args[2:4]))
+        raise SystemExit
     main([int(a) for a in args if a != "--unique"] or [1_000_000], "--unique" in args)

@@ -30,9 +30,18 @@ WHERE rule_id IS NOT NULL
 """
 HITS_SQL = """
 INSERT INTO det_hits
-SELECT a.act_id, v.rule_id FROM activity a JOIN det_val_hits_{n} v ON {join}
+SELECT a.act_id, v.rule_id{carry} FROM activity a JOIN det_val_hits_{n} v ON {join}
 WHERE ($start IS NULL OR a.ts >= $start) AND ($end IS NULL OR a.ts < $end)
 """
+# det_hits carries the action's columns the sequences read (det_events below), taken in the
+# same join: reading them back by a join of det_hits with activity cost more (1e7 bench: det_hits
+# 0.2 -> 0.5 CPU-s, det_events 0.9 -> 0).
+CARRIED = {"ts": ("a.ts", "TIMESTAMPTZ"), "account": ("lower(a.account)", "VARCHAR"),
+           "target": ("lower(a.target)", "VARCHAR"), "session_id": ("a.session_id", "VARCHAR"),
+           "actor": ("lower(a.actor)", "VARCHAR"), "detail": ("a.detail", "VARCHAR"),
+           "source": ("a.source", "VARCHAR")}
+EMPTY_HITS_SQL = ("CREATE OR REPLACE TEMP TABLE det_hits AS "
+                  "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id{carry} WHERE false")
 
 # The run's actions taken after the approval they fall nearest to was revoked (findings of the
 # run: out_of_window after that window's end, the window cut short by revoked_at). The
@@ -54,16 +63,18 @@ SELECT act_id, status, approval_id, ticket_id FROM findings
 WHERE run_id = $run_id AND act_id IN (SELECT act_id FROM det_hits)
 """
 
-# Only the matches of rules some sequence lists are read back with their columns: the sequences
-# need them; event rules do not.
+# The matches of the rules some sequence lists, with the columns the sequences read (det_hits
+# carries them; approval_id from the finding). The columns after rule_id, act_id, ts are fixed
+# (watch/sequences.py stores and adds rows by position); those no sequence reads are NULL.
+# A view when nothing writes to it or joins for it (1e7 bench: 2e6 rows not copied).
+EVENT_COLUMNS = ("account", "target", "session_id", "actor", "detail", "source", "approval_id")
 EVENTS_SQL = """
-CREATE OR REPLACE TEMP TABLE det_events AS
-SELECT h.rule_id, a.act_id, a.ts, lower(a.account) AS account, lower(a.target) AS target,
-       a.session_id, lower(a.actor) AS actor, a.detail, a.source, f.approval_id
-FROM (SELECT * FROM det_hits WHERE rule_id IN (SELECT unnest($members::VARCHAR[]))) h
-JOIN activity a USING (act_id)
-LEFT JOIN det_f f ON f.act_id = h.act_id
+CREATE TEMP {kind} det_events AS
+SELECT h.rule_id, h.act_id, h.ts, {columns}
+FROM det_hits h{findings}
+WHERE h.rule_id IN ({members})
 """
+EVENTS_FINDINGS = "\nLEFT JOIN det_f f ON f.act_id = h.act_id"
 
 # A mute covers a detection when every pattern it sets matches (globs, case-insensitive) and it
 # has not expired at the run's time; the first matching entry names the reason.
@@ -91,6 +102,16 @@ INSERT INTO detections
 SELECT $run_id, d.act_id, d.rule_id, d.sequence_id, d.position, {status}, NULL
 FROM det_all d LEFT JOIN det_f f ON f.act_id = d.act_id
 """.format(status=STATUS_SQL)
+
+# The rules the run ran, in one statement (executemany ran one INSERT per rule: 0.03-0.05 s a
+# run, as much as the largest statements of the stage at 1e5).
+RULES_SQL = """
+INSERT INTO detection_rules
+SELECT $run_id, unnest($rule_id::VARCHAR[]), unnest($title::VARCHAR[]),
+       unnest($class::VARCHAR[]), unnest($severity::VARCHAR[]), unnest($attack::VARCHAR[][]),
+       unnest($description::VARCHAR[]), unnest($kind::VARCHAR[]),
+       unnest($members::VARCHAR[][]), unnest($path::VARCHAR[]), unnest($sha256::VARCHAR[])
+"""
 
 # The rules that matched something: a sequence none (temporal: not all) of whose rules did
 # cannot match, and its SQL is not run (planning 12 sequences cost ~70 ms a watch batch).
@@ -146,29 +167,83 @@ def _columns(rule: Rule) -> tuple[str, ...]:
     return tuple(sorted(set(_COLUMN.findall(_LITERAL.sub("''", f"{rule.view.where} {rule.sql}")))))
 
 
-def hits_sql(rules: list[Rule]) -> list[str]:
+def hit_groups(rules: list[Rule], carry: tuple[str, ...] = ()
+               ) -> tuple[list[str], list[tuple[str, str, str]]]:
     """The statements that fill det_hits (act_id, rule_id) for the event rules of run $run_id
-    (with $start and $end; det_judged first, for the pamcorr/verdict rules).
+    (with $start and $end): the ones run first (det_judged, for the pamcorr/verdict rules, and
+    an empty det_hits), then per group of rules the distinct values it reads (VALUES_SQL), the
+    values its rules match (VALUE_HITS_SQL), and the actions holding those (HITS_SQL).
 
     Rules are grouped by the columns they read, and each group runs on the distinct values of
     its own columns: most rules read the command or API call only (few distinct values), and a
-    rule that also reads the account must not multiply the values every other rule runs on."""
+    rule that also reads the account must not multiply the values every other rule runs on.
+    `carry`: the CARRIED columns det_hits holds besides act_id and rule_id."""
     events = [r for r in rules if not r.is_sequence]
     groups: dict[tuple[str, ...], list[Rule]] = {}
     for r in events:
         groups.setdefault(_columns(r), []).append(r)
-    out = [JUDGED_SQL, "CREATE OR REPLACE TEMP TABLE det_hits AS "
-                       "SELECT NULL::BIGINT AS act_id, NULL::VARCHAR AS rule_id WHERE false"]
+    first = [JUDGED_SQL, EMPTY_HITS_SQL.format(
+        carry="".join(f", NULL::{CARRIED[c][1]} AS {c}" for c in carry))]
+    taken = "".join(f", {CARRIED[c][0]}" for c in carry)
+    out = []
     for i, (cols, members) in enumerate(sorted(groups.items())):
         cases = "[" + ", ".join(f"CASE WHEN ({r.view.where}) AND ({r.sql}) THEN {_lit(r.id)} END"
                                 for r in members) + "]::VARCHAR[]"
         views = " OR ".join(sorted({f"({r.view.where})" for r in members}))
         select = ", ".join(f"a.{c}" for c in cols) or "true AS one"
         join = " AND ".join(f"a.{c} IS NOT DISTINCT FROM v.{c}" for c in cols) or "true"
-        out += [VALUES_SQL.format(cols=select, views=views, n=i),
-                VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
-                HITS_SQL.format(join=join, n=i)]
-    return out
+        out.append((VALUES_SQL.format(cols=select, views=views, n=i),
+                    VALUE_HITS_SQL.format(cols=select, cases=cases, n=i),
+                    HITS_SQL.format(join=join, n=i, carry=taken)))
+    return first, out
+
+
+def hits_sql(rules: list[Rule]) -> list[str]:
+    """hit_groups' statements in order, every one (fill_hits skips what cannot match)."""
+    first, groups = hit_groups(rules)
+    return first + [statement for group in groups for statement in group]
+
+
+def fill_hits(con, rules: list[Rule], params: dict, carry: tuple[str, ...] = ()) -> None:
+    """Fill det_hits. A group none of whose rows are in the period (no CloudTrail in a store of
+    commands) has no values, and its rules' statements are not run: planning the CASE of 18
+    CloudTrail rules alone cost 0.02 s a run."""
+    def run(statement: str):
+        return con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    first, groups = hit_groups(rules, carry)
+    for statement in first:
+        run(statement)
+    for values, value_hits, hits in groups:
+        if run(values).fetchall()[0][0]:
+            run(value_hits)
+            run(hits)
+
+
+def read_columns(rules: list[Rule], every_column: bool = False) -> set[str]:
+    """The det_events columns the sequences read: their group-by columns and value_count's
+    field (all of them for pamcorr watch, which keeps the matches for later batches)."""
+    if every_column:
+        return set(EVENT_COLUMNS)
+    return {c for r in rules if r.is_sequence
+            for c in (*r.sequence.get("group_by", ()), r.sequence.get("field")) if c}
+
+
+def carried(read: set[str]) -> tuple[str, ...]:
+    """The columns det_hits carries for det_events: ts and the read ones of the action."""
+    return ("ts", *(c for c in EVENT_COLUMNS if c in read and c in CARRIED))
+
+
+def events_sql(rules: list[Rule], read: set[str], table: bool = False) -> str:
+    """The statement making det_events over det_hits (carrying `carried(read)`): joined to det_f
+    only when a sequence reads approval_id, and then a table, as when `table` (watch's hook
+    adds rows)."""
+    members = sorted({m for r in rules if r.is_sequence for m in r.sequence.get("rules", ())})
+    columns = ", ".join((f"f.{c}" if c == "approval_id" else f"h.{c}") if c in read
+                        else f"NULL::VARCHAR AS {c}" for c in EVENT_COLUMNS)
+    joined = "approval_id" in read
+    return EVENTS_SQL.format(kind="TABLE" if table or joined else "VIEW", columns=columns,
+                             findings=EVENTS_FINDINGS if joined else "",
+                             members=", ".join(_lit(m) for m in members) or "NULL")
 
 
 def run_detections(con, run_id: int, start, end, now: datetime,
@@ -182,11 +257,11 @@ def run_detections(con, run_id: int, start, end, now: datetime,
         return 0
     rules = list(cached_rules(tuple(settings.rule_dirs)))
     params = {"start": start, "end": end, "run_id": run_id}
-    for statement in hits_sql(rules):
-        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+    read = read_columns(rules, every_column=events_hook is not None)
+    fill_hits(con, rules, params, carried(read))
     con.execute(FINDINGS_SQL, {"run_id": run_id})
-    members = sorted({m for r in rules if r.is_sequence for m in r.sequence.get("rules", ())})
-    con.execute(EVENTS_SQL, {"members": members})
+    _drop_events(con)
+    con.execute(events_sql(rules, read, table=events_hook is not None))
     if events_hook is not None:
         events_hook(con)
     blocks = [_lit(r.id) for r in rules if r.building_block]
@@ -205,11 +280,15 @@ def run_detections(con, run_id: int, start, end, now: datetime,
                              {"run_id": run_id, "now": now} if muted else {"run_id": run_id}
                              ).fetchall()[0][0]
         if rules and record_rules:
-            con.executemany(
-                "INSERT INTO detection_rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [[run_id, r.id, r.title, r.cls, r.severity, list(r.attack), r.description,
-                  r.sequence.get("type", "event"), list(r.sequence.get("rules", [])), r.path,
-                  r.sha256] for r in rules])
+            con.execute(RULES_SQL, {
+                "run_id": run_id, "rule_id": [r.id for r in rules],
+                "title": [r.title for r in rules], "class": [r.cls for r in rules],
+                "severity": [r.severity for r in rules],
+                "attack": [list(r.attack) for r in rules],
+                "description": [r.description for r in rules],
+                "kind": [r.sequence.get("type", "event") for r in rules],
+                "members": [list(r.sequence.get("rules", [])) for r in rules],
+                "path": [r.path for r in rules], "sha256": [r.sha256 for r in rules]})
     finally:
         if muted:
             con.unregister("det_mutes")
@@ -227,8 +306,18 @@ def _mutes_frame(mutes: tuple[Mute, ...]) -> "pd.DataFrame":
     return frame
 
 
+def _drop_events(con) -> None:
+    """Drop det_events, a view or a table."""
+    for (kind,) in con.execute(
+            "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = 'det_events' "
+            "UNION ALL SELECT 'TABLE' FROM duckdb_tables() "
+            "WHERE temporary AND table_name = 'det_events'").fetchall():
+        con.execute(f"DROP {kind} det_events")
+
+
 def _drop(con) -> None:
-    for name in ("det_judged", "det_hits", "det_events", "det_all", "det_f"):
+    _drop_events(con)          # first: the view reads det_hits
+    for name in ("det_judged", "det_hits", "det_all", "det_f"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
                                "AND regexp_matches(table_name, '^det_vals?(_hits)?_[0-9]+$')"
