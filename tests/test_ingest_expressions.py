@@ -1,8 +1,9 @@
-"""The cheap ingest expressions store exactly what their plain forms store.
+"""Cheaper ingest steps store exactly what their plain forms store (issue 11).
 
-connectors.base.nonblank_sql (trim and empty -> NULL, per text field) and the fresh-store fast
-path of the CSV upsert (correlate/ingest/load.py) were made cheaper for issue 11; these tests
-pin them to the behaviour they replaced.
+Pinned here: the trim rule of every text field (connectors.base.nonblank_sql, against its plain
+form for every short string, so a cheaper rewrite of it must give the same values); the CSV
+upsert's fast path into an empty table (correlate/ingest/load.py); the (account, target) keys
+interned from the distinct spellings (correlate/ingest/activity.py NEW_KEYS).
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import itertools
 import json
 
 import duckdb
+import pytest
 
 from connectors.base import Options, nonblank_sql
 from connectors.generic import GenericConnector
+from correlate.errors import StoreError
 from correlate.ingest import ingest, onepass
+from correlate.ingest.activity import intern_keys
 from correlate.store import Store
 
 # the form nonblank_sql replaced (issue 11): the reference for every string
@@ -102,3 +106,28 @@ def test_approvals_into_a_fresh_store_equal_the_upsert_into_a_used_one(tmp_path)
     assert fresh.query(sql) == used.query(sql)
     assert [r[:3] + r[-1:] for r in fresh.query(sql)] == [("A1", "alice", "web-02", 4),
                                                           ("A2", "bob", "db-01", 3)]
+
+
+def _rows_with_key(store, key: int, pairs):
+    store.con.executemany(
+        "INSERT INTO activity (act_id, source, event_id, ts, account, target, key_id, ingest_id) "
+        "VALUES (?, 'generic', ?, TIMESTAMPTZ '2026-11-16 10:00:00+00', ?, ?, ?, 7)",
+        [(i, f"e{i}", a, t, key) for i, (a, t) in enumerate(pairs)])
+
+
+def test_new_keys_take_one_lower_case_pair_per_key_and_refuse_two():
+    """intern_keys reads the distinct spellings, then lower case: a key whose rows spell one
+    pair in several cases is that pair; two pairs under one key (a hash collision) are refused,
+    however many rows spell each."""
+    store = Store(":memory:")
+    _rows_with_key(store, 42, [("ÅSA", "DB-Ü"), ("åsa", "db-ü"), ("Åsa", "Db-Ü"), ("ÅSA", "DB-Ü")])
+    intern_keys(store.con, 7)
+    assert store.query("SELECT * FROM activity_keys") == [(42, "åsa", "db-ü")]
+    store = Store(":memory:")
+    _rows_with_key(store, 42, [("alice", "db-01")] * 3 + [("bob", "db-01")] + [("ALICE", "DB-01")])
+    with pytest.raises(StoreError, match="key collision"):
+        intern_keys(store.con, 7)
+    store = Store(":memory:")
+    _rows_with_key(store, 42, [("alice", "db-01"), ("alice", "db-02")])
+    with pytest.raises(StoreError, match="key collision"):
+        intern_keys(store.con, 7)
