@@ -68,10 +68,10 @@ def _upsert(con, table: str, key: str, pairs: list[tuple[str, str]], source: str
     if not scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"):
         # Nothing stored yet (a fresh store): no row can be a duplicate or replace one, so the
         # latest line per key goes straight in, without the copy, the comparison and the
-        # conflict check (0.3 s at 1e7 for tickets and approvals together).
+        # conflict check (0.17-0.2 s less at 1e7 for tickets and approvals together).
         return con.execute(f"INSERT INTO {table} ({names}, source, ingest_id, line) "
                            f"SELECT {names}, ?, ?, line FROM ({latest})",
-                           [source, ingest_id]).fetchone()[0]
+                           [source, ingest_id]).fetchall()[0][0]
     con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {latest}")
     con.execute(f"DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM {table} t WHERE {src_match}{same})",
                 [source] if source_in_key else [])
