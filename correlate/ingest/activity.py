@@ -223,12 +223,15 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int,
     return read, accepted
 
 
+# The distinct spellings first, then lower() on those only: the same min and max per key as
+# over every row, for less work (the new rows are still the transaction's own, read by one
+# thread: 0.40-0.44 s instead of 0.56-0.61 s at 1e7).
 NEW_KEYS = """
 CREATE OR REPLACE TEMP TABLE new_keys AS
-SELECT key_id, min(lower(account)) AS a, min(lower(target)) AS t,
-       max(lower(account)) <> min(lower(account)) OR max(lower(target)) <> min(lower(target))
-         AS collides
-FROM activity WHERE ingest_id BETWEEN ? AND ? GROUP BY key_id
+SELECT key_id, min(a) AS a, min(t) AS t, max(a) <> min(a) OR max(t) <> min(t) AS collides
+FROM (SELECT key_id, lower(account) AS a, lower(target) AS t
+      FROM (SELECT key_id, account, target FROM activity WHERE ingest_id BETWEEN ? AND ?
+            GROUP BY ALL)) GROUP BY key_id
 """
 # Pairs interned before 64-bit keys (or by another hash function) keep their stored id.
 KEY_REMAP = """

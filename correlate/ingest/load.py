@@ -62,12 +62,19 @@ def _upsert(con, table: str, key: str, pairs: list[tuple[str, str]], source: str
     same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM f.{c}" for c in cols)
     src_match = "t.source = ? AND " if source_in_key else ""
     select = ", ".join(f"{expr} AS {col}" for col, expr in pairs)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS SELECT line, {select} FROM stage "
-                f"WHERE reason IS NULL "
-                f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line DESC) = 1")
+    latest = (f"SELECT line, {select} FROM stage WHERE reason IS NULL "
+              f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY line DESC) = 1")
+    names = ", ".join(cols)
+    if not scalar(con, f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1)"):
+        # Nothing stored yet (a fresh store): no row can be a duplicate or replace one, so the
+        # latest line per key goes straight in, without the copy, the comparison and the
+        # conflict check (0.17-0.2 s less at 1e7 for tickets and approvals together).
+        return con.execute(f"INSERT INTO {table} ({names}, source, ingest_id, line) "
+                           f"SELECT {names}, ?, ?, line FROM ({latest})",
+                           [source, ingest_id]).fetchall()[0][0]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE fresh AS {latest}")
     con.execute(f"DELETE FROM fresh f WHERE EXISTS (SELECT 1 FROM {table} t WHERE {src_match}{same})",
                 [source] if source_in_key else [])
-    names = ", ".join(cols)
     con.execute(f"INSERT OR REPLACE INTO {table} ({names}, source, ingest_id, line) "
                 f"SELECT {names}, ?, ?, line FROM fresh", [source, ingest_id])
     return scalar(con, "SELECT count(*) FROM fresh")
