@@ -17,9 +17,10 @@ import pytest
 from connectors.base import Options, nonblank_sql
 from connectors.generic import GenericConnector
 from correlate.errors import StoreError
-from correlate.ingest import ingest, onepass
+from correlate.ingest import ingest
 from correlate.ingest.activity import intern_keys
 from correlate.store import Store
+from tests.test_ingest_direct import _spy
 
 # the form nonblank_sql replaced (issue 11): the reference for every string
 PLAIN = ("(CASE WHEN x LIKE ' %' OR x LIKE '% ' THEN nullif(trim(x), '') "
@@ -40,25 +41,13 @@ def test_nonblank_sql_equals_the_plain_trim_rule_for_every_short_string():
     assert len(texts) > 16000
 
 
-def _taken(monkeypatch):
-    taken, real = [], onepass.load
-
-    def spy(*args):
-        result = real(*args)
-        taken.append(result is not None)
-        return result
-
-    monkeypatch.setattr(onepass, "load", spy)
-    return taken
-
-
 def test_fields_are_trimmed_of_spaces_only_and_blank_fields_stored_as_null(tmp_path, monkeypatch):
     rows = [{"event_id": " e1 ", "ts": "2026-11-16T10:00:00Z", "account": "   ", "target": "t"},
             {"event_id": "e2", "ts": "2026-11-16T10:00:00Z", "account": "\talice\n",
              "target": " db-01\u00a0", "action": "\u00a0x", "detail": "  ", "session_id": "s1 "}]
     path = tmp_path / "a.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows[1:]))
-    taken, store = _taken(monkeypatch), Store(":memory:")
+    taken, store = _spy(monkeypatch), Store(":memory:")
     (r,) = ingest(store, GenericConnector(), "activity", [str(path)], Options())
     assert taken == [True] and r.accepted == 1
     assert store.query("SELECT event_id, account, target, action, detail, session_id "

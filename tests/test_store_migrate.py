@@ -17,14 +17,21 @@ def test_a_new_store_has_every_schema_file_applied_once(tmp_path):
         assert s.migrate() == []
 
 
-def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
+def _with_new_files(tmp_path, monkeypatch, *sqls: str) -> tuple:
+    """A store at today's version, then schema_files() offering `sqls` as the next versions.
+    Returns (the store's path, today's last version)."""
     db = tmp_path / "s.duckdb"
     Store(db).close()
     files = store_mod.schema_files()
     last = files[-1][0]
-    extra = [(last + 1, f"{last + 1}_ok.sql", "CREATE TABLE migrated_ok (x INTEGER);"),
-             (last + 2, f"{last + 2}_bad.sql", "CREATE TABLE broken (x NOT_A_TYPE);")]
+    extra = [(last + i, f"{last + i}_new.sql", sql) for i, sql in enumerate(sqls, 1)]
     monkeypatch.setattr(store_mod, "schema_files", lambda: files + extra)
+    return db, last
+
+
+def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
+    db, last = _with_new_files(tmp_path, monkeypatch, "CREATE TABLE migrated_ok (x INTEGER);",
+                               "CREATE TABLE broken (x NOT_A_TYPE);")
     with pytest.raises(StoreError):
         Store(db)
     monkeypatch.undo()
@@ -35,14 +42,9 @@ def test_a_failing_migration_leaves_the_store_at_its_old_version(tmp_path, monke
 
 
 def test_pending_migrations_are_applied_in_order_and_reported(tmp_path, monkeypatch):
-    db = tmp_path / "s.duckdb"
-    Store(db).close()
-    files = store_mod.schema_files()
-    last = files[-1][0]
-    extra = [(last + 1, f"{last + 1}_a.sql", "CREATE TABLE mig_a (x INTEGER);"),
-             (last + 2, f"{last + 2}_b.sql", "INSERT INTO mig_a VALUES (1);")]
-    monkeypatch.setattr(store_mod, "schema_files", lambda: files + extra)
-    with Store(db, read_only=False) as s:
+    db, last = _with_new_files(tmp_path, monkeypatch, "CREATE TABLE mig_a (x INTEGER);",
+                               "INSERT INTO mig_a VALUES (1);")
+    with Store(db) as s:
         assert s.scalar("SELECT count(*) FROM mig_a") == 1
         assert s.migrate() == []
         assert [v for (v,) in s.query("SELECT version FROM schema_version "
