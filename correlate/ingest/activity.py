@@ -28,6 +28,13 @@ def key_sql(account: str, target: str) -> str:
     return f"(hash(lower({account}), lower({target})) >> 1)::BIGINT"
 
 
+def event_key_sql(source: str, event_id: str) -> str:
+    """The 62-bit key of a stored action, its (source, event_id): the one-pass load's act_id
+    (DIRECT_INSERT, with bit 62 set) and watch's filter of stored actions (correlate/watch/
+    seen.py, `stored_ids` below) must compute it alike, or the filter would miss stored rows."""
+    return f"(hash({source}, {event_id}) >> 2)"
+
+
 def optional_columns(present, prefix: str) -> tuple[str, str]:
     """(column list, select list) of the optional activity columns among `present`; attrs are
     redacted like detail, as JSON text (it stays valid JSON)."""
@@ -65,7 +72,7 @@ FROM fresh f
 # store), then, for any not found there (an event_id reused with another timestamp, or a false
 # "maybe"), in the whole store as without it: the same rows are duplicates either way, and a
 # batch costs the same however big the store is, unless an id is reused.
-KNOWN_KEY = "(hash($source, c.event_id) >> 2)"
+KNOWN_KEY = event_key_sql("$source", "c.event_id")
 MAYBE_IDS = """
 CREATE OR REPLACE TEMP TABLE maybe_ids AS
 SELECT c.event_id, min(c.ts) AS ts FROM ({rows}) c
@@ -150,7 +157,7 @@ HASHED_IDS = 1 << 62
 DIRECT_INSERT = """
 INSERT INTO activity (act_id, source, event_id, ts, account, target, action, detail, session_id,
                       actor, key_id, ingest_id, line{names})
-SELECT ((hash($source, s.event_id) >> 2) | {hashed})::BIGINT, $source, s.event_id, s.ts,
+SELECT ({ident} | {hashed})::BIGINT, $source, s.event_id, s.ts,
        s.account, s.target, s.action, {detail}, s.session_id, s.actor, {key}, $ingest_id,
        NULL{values}
 FROM ({sql}) s
@@ -200,7 +207,8 @@ def load_direct(con, sql: str, params: dict, source: str, ingest_id: int,
     try:
         read = con.execute(DIRECT_INSERT.format(
             sql=sql, names=names, values=values, detail=redact_sql("s.detail"),
-            key=key_sql("s.account", "s.target"), hashed=HASHED_IDS),
+            key=key_sql("s.account", "s.target"), hashed=HASHED_IDS,
+            ident=event_key_sql("$source", "s.event_id")),
             {**params, "source": source, **ids}).fetchone()[0]
     except Exception as exc:        # a row to quarantine, or input the fast reader rejects
         raise NotDirect(str(exc)) from None

@@ -1,7 +1,7 @@
 """The action identities the store holds, as a fixed-size Bloom filter, so that watch's
 de-duplication need not read every stored event id for each batch.
 
-A stored action is (source, event_id); its key is `hash(source, event_id) >> 2`, the same
+A stored action is (source, event_id); its key is activity.event_key_sql's, the same
 62 bits the one-pass load puts in its act_id. The filter answers "certainly not stored" or
 "maybe stored": ingest (correlate/ingest/activity.py `stored_ids`) checks only the "maybe"
 rows against the store, exactly, so an answer can cost time but never a duplicate.
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from correlate.ingest.activity import event_key_sql
+
 K = 8                      # bits per key
 BITS_PER_KEY = 32          # with K = 8: about 6e-6 false "maybe" per key when full
 ROOM = 4_000_000           # actions the filter takes beyond the store's size at start
 MIN_BITS = 1 << 24
 
-KEYS_SQL = "SELECT (hash(source, event_id) >> 2) AS k FROM main.activity"
+KEYS_SQL = f"SELECT {event_key_sql('source', 'event_id')} AS k FROM main.activity"
 KEYS_SINCE_SQL = KEYS_SQL + " WHERE ingest_id > ?"
 COUNT_SQL = "SELECT count(*), coalesce(max(ingest_id), 0) FROM main.activity"
 MULT = np.uint64(0x9E3779B97F4A7C15)
