@@ -50,6 +50,18 @@ def read_sql(name: str) -> str:
     return (resources.files("correlate") / "sql" / name).read_text(encoding="utf-8")
 
 
+TEMP_KIND_SQL = ("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
+                 "FROM information_schema.tables WHERE table_name = ? "
+                 "AND table_schema = 'main' AND table_catalog = 'temp'")
+
+
+def drop_temp(con, name: str) -> None:
+    """Drop the connection's temp view or table `name`, whichever it is (none: nothing).
+    `name` is one of the code's own scratch names, never input."""
+    for (kind,) in con.execute(TEMP_KIND_SQL, [name]).fetchall():
+        con.execute(f"DROP {kind} {name}")
+
+
 class Store:
     """One DuckDB file. Every connection is UTC; errors become pamcorr errors."""
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from correlate.queries import LEVELS, VERDICT_SEVERITY, issue_key_sql
 from correlate.run_groups import BY_DEFINITION
-from correlate.store import Store
+from correlate.store import Store, drop_temp
 
 TABLE = "report_groups"       # a temp view or table: the groups of the runs the report reads
 
@@ -36,10 +36,7 @@ def load_groups(store: Store, runs: list[int]) -> None:
     table of the stored ones and the others grouped now."""
     runs = sorted({r for r in runs if r is not None})
     stored = stored_runs(store)
-    for kind, listing in (("VIEW", "duckdb_views()"), ("TABLE", "duckdb_tables()")):
-        if store.scalar(f"SELECT count(*) FROM {listing} WHERE temporary AND "
-                        f"{kind.lower()}_name = '{TABLE}'"):
-            store.query(f"DROP {kind} {TABLE}")      # a report before on this connection
+    drop_temp(store.con, TABLE)      # a report before on this connection
     if set(runs) <= stored:     # read in place: copying 477k groups at 1e7 cost 0.2 s
         store.query(f"CREATE OR REPLACE TEMP VIEW {TABLE} AS SELECT * FROM run_groups "
                     f"WHERE run_id IN ({', '.join(str(int(r)) for r in runs) or 'NULL'})")

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from correlate.detect.rules import Rule, load_rules
 from correlate.detect.sequences import sequence_sql
+from correlate.store import drop_temp
 
 # Rules run on the DISTINCT values of the columns they read, not on every action: commands,
 # API calls and paths repeat, and a regex costs far more than a hash (1e6 bench actions:
@@ -260,7 +261,7 @@ def run_detections(con, run_id: int, start, end, now: datetime,
     read = read_columns(rules, every_column=events_hook is not None)
     fill_hits(con, rules, params, carried(read))
     con.execute(FINDINGS_SQL, {"run_id": run_id})
-    _drop_events(con)
+    drop_temp(con, "det_events")
     con.execute(events_sql(rules, read, table=events_hook is not None))
     if events_hook is not None:
         events_hook(con)
@@ -306,17 +307,8 @@ def _mutes_frame(mutes: tuple[Mute, ...]) -> "pd.DataFrame":
     return frame
 
 
-def _drop_events(con) -> None:
-    """Drop det_events, a view or a table."""
-    for (kind,) in con.execute(
-            "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = 'det_events' "
-            "UNION ALL SELECT 'TABLE' FROM duckdb_tables() "
-            "WHERE temporary AND table_name = 'det_events'").fetchall():
-        con.execute(f"DROP {kind} det_events")
-
-
 def _drop(con) -> None:
-    _drop_events(con)          # first: the view reads det_hits
+    drop_temp(con, "det_events")          # first: the view reads det_hits
     for name in ("det_judged", "det_hits", "det_all", "det_f"):
         con.execute(f"DROP TABLE IF EXISTS {name}")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "

@@ -13,12 +13,10 @@ from correlate.ingest.base import scalar
 from correlate.approvers import load_approvers
 from correlate.ingest.events import load_approval_events
 from correlate.redact import redact_sql
+from correlate.store import drop_temp
 
 QUARANTINE = ("INSERT INTO quarantine SELECT ?, ?, ?, ?, line, reason, "
               f"left({redact_sql('raw')}, 4000) FROM stage WHERE reason IS NOT NULL")
-FRESH_KIND = ("SELECT CASE WHEN table_type = 'VIEW' THEN 'VIEW' ELSE 'TABLE' END "
-              "FROM information_schema.tables WHERE table_name = 'fresh' "
-              "AND table_schema = 'main' AND table_catalog = 'temp'")
 
 
 def load_batch(con, table: str, name: str, source: str, ingest_id: int, path: str,
@@ -31,8 +29,7 @@ def load_batch(con, table: str, name: str, source: str, ingest_id: int, path: st
     line = (f"* REPLACE (rowid + {int(numbered) + int(shift)} AS line)" if numbered is not None
             else f"* REPLACE (line + {int(shift)} AS line)" if shift else "*")
     con.execute(f"CREATE OR REPLACE TEMP VIEW stage AS SELECT {line}, rowid AS rid FROM {name}")
-    for (kind,) in con.execute(FRESH_KIND).fetchall():
-        con.execute(f"DROP {kind} fresh")
+    drop_temp(con, "fresh")
     read = scalar(con, "SELECT count(*) FROM stage")
     quarantined = scalar(con, QUARANTINE, [ingest_id, source, table, path])
     if table == "ignored":
