@@ -17,7 +17,7 @@ from connectors.base import Options
 from connectors.generic import GenericConnector
 from correlate.errors import InputError
 from correlate.ingest import ingest
-from correlate.run_groups import record_groups
+from correlate.run_groups import record_loaded_groups
 from correlate.store import Store
 
 LOADED_SQL = ("SELECT run_id FROM runs WHERE json_extract_string(parameters, '$.loaded_from') = ? "
@@ -119,7 +119,7 @@ def load_run(store: Store, output: str, progress=None) -> int:
                                                 "source": connector.name})
         if summary.get("detections"):
             _record_rules(con, run_id, summary["detections"].get("rule_dirs") or [])
-        record_groups(con, run_id, engine=False)     # the gap report's groups (schema 066)
+        record_loaded_groups(con, run_id)     # the gap report's groups (schema 066)
     return run_id
 
 

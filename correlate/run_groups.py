@@ -29,10 +29,9 @@ SCRATCH = ("rg_period", "rg_marks", "rg_signs", "rg_flags", "rg_sequences", "rg_
 
 MACROS = ("rg_raw_verdict", "rg_verdict", "rg_status")       # run_timeline.sql's
 
-# What correlate/engine.py runs once a run's findings, exceptions and detections are written.
-GROUP_STATEMENTS = (*PASS_SQL, "INSERT INTO run_groups\n" + FROM_PARTS, SUMMARY_SQL, *BINS_SQL,
-                    *(f"DROP TABLE IF EXISTS {name}" for name in SCRATCH),
-                    *(f"DROP MACRO IF EXISTS {name}" for name in MACROS))
+# What correlate/engine.py runs once a run's findings, exceptions and detections are written
+# (it drops SCRATCH and MACROS with the rest of the run's scratch, on success or failure).
+GROUP_STATEMENTS = (*PASS_SQL, "INSERT INTO run_groups\n" + FROM_PARTS, SUMMARY_SQL, *BINS_SQL)
 
 
 # A run whose groups were written with it has a run_summaries row (none before schema 066).
@@ -56,12 +55,9 @@ def group_params(start, end) -> dict:
             "above": TIMELINE_BIN_ABOVE, "severities": list(SEVERITIES)}
 
 
-def record_groups(con, run_id: int, engine: bool = True, start=None, end=None) -> None:
-    """Write run_id's groups and summary (inside the run's transaction), and with `engine` its
-    timeline bins. `engine`: the run's findings are finding_refs (correlate), else findings_v1
-    (load-run: no bins; the report bins those runs' actions itself)."""
-    params = {"run_id": run_id, **group_params(start, end)}
-    statements = GROUP_STATEMENTS if engine else ("INSERT INTO run_groups\n" + BY_DEFINITION,
-                                                  SUMMARY_SQL)
-    for statement in statements:
-        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
+def record_loaded_groups(con, run_id: int) -> None:
+    """Write the groups and summary of a run load-run stored (findings_v1), inside its
+    transaction, by definition over the findings view; no timeline bins (the report bins those
+    runs' actions itself). correlate's runs take GROUP_STATEMENTS (correlate/engine.py)."""
+    for statement in ("INSERT INTO run_groups\n" + BY_DEFINITION, SUMMARY_SQL):
+        con.execute(statement, {"run_id": run_id})
