@@ -119,7 +119,9 @@ def _load_targets(con, source, ingest_id):
     return scalar(con, "SELECT count(*) FROM fresh")
 
 
+# The loader of each staged table but activity, which load_batch gives watch's `known` too
+# (activity.load_staged).
 LOADERS = {"identities": _load_identities, "targets": _load_targets,
            "approvals": _load_approvals, "tickets": _load_tickets,
-           "ticket_history": _load_history, "activity": load_staged,
+           "ticket_history": _load_history,
            "approval_events": load_approval_events, "approvers": load_approvers}
