@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psutil
 
+from correlate.clock import now_utc
+
 
 def _setup(folder: Path) -> tuple[Path, list[str]]:
     (folder / "tickets.jsonl").write_text(json.dumps(
@@ -60,7 +62,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
 
     def read():
         for line in proc.stdout:
-            now = time.time()
+            now = now_utc().timestamp()
             alert = json.loads(line)
             probe = re.search(r"probe (\d+\.\d+)", alert.get("detail") or "")
             if probe:
@@ -78,7 +80,7 @@ def run(rate: int, seconds: float, fail_share: float, detections: bool,
         while time.monotonic() - start < seconds:
             due = int((time.monotonic() - start) * rate) - written
             if due > 0:
-                now = time.time()
+                now = now_utc().timestamp()
                 ts = datetime.fromtimestamp(now, timezone.utc).isoformat().replace("+00:00", "Z")
                 lines = []
                 for i in range(written, written + due):

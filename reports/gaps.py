@@ -15,7 +15,8 @@ from correlate.findings import DESCRIPTIONS, STATUSES, VERDICTS
 from correlate.store import Store
 from reports.detections import group_detections, worst_detections
 from reports.hygiene import hygiene_rows
-from correlate.run_groups import TIMELINE_BIN_ABOVE as BIN_ABOVE, TIMELINE_WIDTH
+# more actions than TIMELINE_BIN_ABOVE (2,000): one mark per pixel, status, flagged
+from correlate.run_groups import TIMELINE_BIN_ABOVE, TIMELINE_WIDTH
 from reports import run_groups as rg
 from reports.render import render, write_atomic
 from reports.source_coverage import source_coverage
@@ -28,7 +29,6 @@ RISKY_LIMIT = 500
 TIMELINE_ACCOUNTS = 5
 TIMELINE_MARKS = 400
 TIMELINE_SEQUENCES = 50     # sequence lines drawn per timeline, the longest; the rest counted
-TIMELINE_BIN_ABOVE = BIN_ABOVE   # more actions: one mark per pixel, status, flagged (2,000)
 HYGIENE_LIMIT = 500     # approval hygiene findings listed
 
 QUARANTINE_SQL = """
